@@ -1,0 +1,272 @@
+"""The host adapter: the only module of the pack that imports ComfyUI.
+
+Everything ComfyUI-specific lives here: reading a MODEL's ``model_sampling`` into a :class:`ModelKind`,
+appending our names to the stock KSampler dropdowns, the ``models/schedules`` folder, progress and
+interruption.  Each touch point is listed in :data:`COMPAT`; a missing symbol (ComfyUI version drift)
+logs one warning and disables only what needs it, so the pack's own nodes keep working.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import os
+from typing import Any
+
+import torch
+
+from ..schedules.errors import ScheduleError
+from ..schedules.model_kind import ModelKind
+from .registry import SAMPLERS, SCHEDULERS, Entry
+
+log = logging.getLogger("schedule_lab")
+
+#: Every ComfyUI symbol the pack uses, and what breaks without it.
+COMPAT: dict[str, str] = {
+    "comfy.samplers.SCHEDULER_HANDLERS": "pack schedulers in the KSampler dropdown",
+    "comfy.samplers.SCHEDULER_NAMES": "pack schedulers in the KSampler dropdown",
+    "comfy.samplers.SchedulerHandler": "pack schedulers in the KSampler dropdown (ComfyUI >= 2025-01)",
+    "comfy.samplers.KSAMPLER_NAMES": "pack samplers in the KSampler dropdown",
+    "comfy.samplers.SAMPLER_NAMES": "pack samplers in the KSampler dropdown",
+    "comfy.samplers.KSAMPLER": "pack SAMPLER nodes",
+    "comfy.k_diffusion.sampling": "pack samplers in the KSampler dropdown",
+    "comfy.model_sampling": "reading the model kind (eps / v / EDM / flow)",
+    "folder_paths": "the models/schedules folder",
+}
+
+_registered: dict[str, list[str]] = {"samplers": [], "schedulers": []}
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        log.warning("[Schedule Lab] %s", message)
+
+
+def _import(name: str):
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:  # noqa: BLE001 - any import failure is version drift for us
+        _warn_once(name, f"cannot import {name} ({exc}); {COMPAT.get(name, 'some features')} disabled")
+        return None
+
+
+def comfy_version() -> str:
+    mod = _import("comfyui_version")
+    return getattr(mod, "__version__", "unknown") if mod else "unknown"
+
+
+# --------------------------------------------------------------------------------------------------
+# model_sampling -> ModelKind
+# --------------------------------------------------------------------------------------------------
+def model_kind_from_sampling(ms: Any) -> ModelKind:
+    """Describe ComfyUI's ``model_sampling`` object as a :class:`ModelKind`.
+
+    Raises :class:`ScheduleError` naming the object's class when the parametrisation is one the pack
+    cannot serve (e.g. Stable Cascade, Cosmos), rather than guessing.
+    """
+    msmod = _import("comfy.model_sampling")
+    name = type(ms).__name__
+    sigma_min, sigma_max = float(ms.sigma_min), float(ms.sigma_max)
+    if msmod is None:
+        raise ScheduleError("model: ComfyUI's comfy.model_sampling is unavailable; update ComfyUI")
+    is_ = lambda cls_name: hasattr(msmod, cls_name) and isinstance(ms, getattr(msmod, cls_name))  # noqa: E731
+
+    unsupported = ("StableCascadeSampling", "ModelSamplingCosmosRFlow", "COSMOS_RFLOW", "X0", "IMG_TO_IMG")
+    for bad in unsupported:
+        if is_(bad):
+            raise ScheduleError(
+                f"model: its sampling type {name} ({bad}) is not supported by Schedule Lab; "
+                "use a stock scheduler/sampler for this model"
+            )
+    if is_("CONST"):
+        shift = float(getattr(ms, "shift", 1.0))
+        multiplier = float(getattr(ms, "multiplier", 1000.0))
+        if is_("ModelSamplingFlux"):
+            # Flux's exponential time shift with mu equals the SD3 shift with shift = exp(mu).
+            shift, multiplier = math.exp(shift), 1.0
+        return ModelKind(kind="flow", sigma_min=sigma_min, sigma_max=sigma_max, shift=shift, multiplier=multiplier)
+    table = getattr(ms, "sigmas", None)
+    table = table.detach().to("cpu", torch.float64) if isinstance(table, torch.Tensor) else None
+    sigma_data = float(getattr(ms, "sigma_data", 1.0))
+    if is_("EDM"):
+        return ModelKind(kind="edm", sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data,
+                         sigmas_table=table)
+    if is_("V_PREDICTION"):
+        return ModelKind(kind="v", sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data,
+                         sigmas_table=table)
+    if is_("EPS"):
+        return ModelKind(kind="eps", sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data,
+                         sigmas_table=table)
+    raise ScheduleError(f"model: unknown sampling type {name}; Schedule Lab supports eps, v, EDM and flow models")
+
+
+def model_kind_of(model: Any) -> ModelKind:
+    """The :class:`ModelKind` of a ComfyUI MODEL (ModelPatcher), honouring ModelSampling* patches."""
+    return model_kind_from_sampling(model.get_model_object("model_sampling"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Registration into the stock dropdowns
+# --------------------------------------------------------------------------------------------------
+def _scheduler_handler(entry: Entry):
+    def handler(model_sampling, steps):
+        return entry.fn(model_kind_from_sampling(model_sampling), int(steps)).to(torch.float32)
+
+    handler.__name__ = f"schedule_lab_{entry.fn.__name__}"
+    handler.__doc__ = entry.description
+    return handler
+
+
+def register_schedulers(entries: dict[str, Entry] | None = None) -> list[str]:
+    """Append pack schedulers to ComfyUI's scheduler list: in place, append-only, idempotent."""
+    entries = SCHEDULERS if entries is None else entries
+    samplers = _import("comfy.samplers")
+    needed = ("SCHEDULER_HANDLERS", "SCHEDULER_NAMES", "SchedulerHandler")
+    if samplers is None or not all(hasattr(samplers, n) for n in needed):
+        _warn_once("schedulers", "this ComfyUI has no SchedulerHandler table; pack schedulers are available "
+                   "only through the Schedule Lab nodes (SIGMAS output), not in the KSampler dropdown")
+        return []
+    added = []
+    for name, entry in entries.items():
+        if name in samplers.SCHEDULER_HANDLERS and name in samplers.SCHEDULER_NAMES:
+            continue
+        samplers.SCHEDULER_HANDLERS[name] = samplers.SchedulerHandler(_scheduler_handler(entry), use_ms=True)
+        if name not in samplers.SCHEDULER_NAMES:
+            samplers.SCHEDULER_NAMES.append(name)
+        added.append(name)
+    _registered["schedulers"].extend(added)
+    return added
+
+
+def register_samplers(entries: dict[str, Entry] | None = None) -> list[str]:
+    """Append pack samplers to ComfyUI's sampler lists: in place, append-only, idempotent."""
+    entries = SAMPLERS if entries is None else entries
+    if not entries:
+        return []
+    samplers = _import("comfy.samplers")
+    ksampling = _import("comfy.k_diffusion.sampling")
+    if samplers is None or ksampling is None or not hasattr(samplers, "SAMPLER_NAMES"):
+        _warn_once("samplers", "this ComfyUI has no SAMPLER_NAMES list; pack samplers are available only "
+                   "through the Schedule Lab SAMPLER nodes")
+        return []
+    added = []
+    for name, entry in entries.items():
+        attr = f"sample_{name}"
+        if getattr(ksampling, attr, None) is not entry.fn:
+            setattr(ksampling, attr, entry.fn)
+        lists = [samplers.SAMPLER_NAMES] + ([samplers.KSAMPLER_NAMES] if hasattr(samplers, "KSAMPLER_NAMES") else [])
+        fresh = False
+        for names in lists:
+            if name not in names:
+                names.append(name)
+                fresh = True
+        if fresh:
+            added.append(name)
+    _registered["samplers"].extend(added)
+    return added
+
+
+def register_all() -> dict[str, list[str]]:
+    """Register every pack name; never raises (a failure is logged once and the nodes keep working)."""
+    result = {"schedulers": [], "samplers": []}
+    try:
+        result["schedulers"] = register_schedulers()
+        result["samplers"] = register_samplers()
+    except Exception as exc:  # noqa: BLE001 - registration must never break the pack's import
+        _warn_once("register", f"registration into the KSampler lists failed: {exc!r}")
+    if result["schedulers"] or result["samplers"]:
+        log.info("[Schedule Lab] ComfyUI %s: added schedulers %s, samplers %s", comfy_version(),
+                 result["schedulers"], result["samplers"])
+    return result
+
+
+def sampler_object(fn, options: dict[str, Any]):
+    """A ComfyUI SAMPLER running ``fn`` with ``options`` (for SamplerCustom / SamplerCustomAdvanced)."""
+    samplers = _import("comfy.samplers")
+    if samplers is None or not hasattr(samplers, "KSAMPLER"):
+        raise RuntimeError("Schedule Lab: this ComfyUI has no comfy.samplers.KSAMPLER; update ComfyUI")
+    return samplers.KSAMPLER(fn, extra_options=dict(options))
+
+
+# --------------------------------------------------------------------------------------------------
+# models/schedules folder
+# --------------------------------------------------------------------------------------------------
+SCHEDULE_FOLDER = "schedules"
+
+
+def ensure_schedule_folder() -> None:
+    """Register ``models/schedules`` (extensions: .json) with ComfyUI's folder_paths, idempotently."""
+    fp = _import("folder_paths")
+    if fp is None:
+        return
+    default = os.path.join(fp.models_dir, SCHEDULE_FOLDER)
+    if SCHEDULE_FOLDER in fp.folder_names_and_paths:
+        paths, _ = fp.folder_names_and_paths[SCHEDULE_FOLDER]
+        if default not in paths:
+            paths.append(default)
+        fp.folder_names_and_paths[SCHEDULE_FOLDER] = (paths, {".json"})
+    else:
+        fp.folder_names_and_paths[SCHEDULE_FOLDER] = ([default], {".json"})
+
+
+def schedule_files() -> list[str]:
+    fp = _import("folder_paths")
+    if fp is None:
+        return []
+    ensure_schedule_folder()
+    return fp.get_filename_list(SCHEDULE_FOLDER)
+
+
+def schedule_read_path(name: str) -> str:
+    """Full path of an existing schedule file, found only inside ComfyUI's schedule folders."""
+    fp = _import("folder_paths")
+    ensure_schedule_folder()
+    path = fp.get_full_path(SCHEDULE_FOLDER, name) if fp else None
+    if path is None:
+        raise ScheduleError(f"schedule: no file named {name!r} in models/{SCHEDULE_FOLDER}; "
+                            "save one with the Save Schedule node or copy it there, then refresh")
+    return path
+
+
+def schedule_write_dir() -> str:
+    """The first (default) schedule folder, created if missing."""
+    fp = _import("folder_paths")
+    if fp is None:
+        raise ScheduleError("schedule: ComfyUI's folder_paths is unavailable; cannot save schedules")
+    ensure_schedule_folder()
+    directory = fp.get_folder_paths(SCHEDULE_FOLDER)[0]
+    os.makedirs(directory, exist_ok=True)
+    return directory
+
+
+# --------------------------------------------------------------------------------------------------
+# progress and interruption for long work outside the sampler loop
+# --------------------------------------------------------------------------------------------------
+class Progress:
+    """A ComfyUI progress bar that also honours Cancel; a no-op outside ComfyUI."""
+
+    def __init__(self, total: int):
+        utils = _import("comfy.utils")
+        self._bar = utils.ProgressBar(total) if utils and hasattr(utils, "ProgressBar") else None
+        self._mm = _import("comfy.model_management")
+
+    def step(self, n: int = 1) -> None:
+        if self._mm is not None and hasattr(self._mm, "throw_exception_if_processing_interrupted"):
+            self._mm.throw_exception_if_processing_interrupted()
+        if self._bar is not None:
+            self._bar.update(n)
+
+
+# --------------------------------------------------------------------------------------------------
+# V3 node API (comfy_api.latest, ComfyUI >= 0.3.48)
+# --------------------------------------------------------------------------------------------------
+def v3_api():
+    """ComfyUI's V3 node API module (``io``, ``ui``, ``ComfyExtension``) or None on older hosts."""
+    api = _import("comfy_api.latest")
+    if api is None or not all(hasattr(api, n) for n in ("io", "ui", "ComfyExtension")):
+        _warn_once("v3", "this ComfyUI has no V3 node API (comfy_api.latest, ComfyUI >= 0.3.48); the "
+                   "Schedule Lab nodes are unavailable, the KSampler dropdown entries still work")
+        return None
+    return api

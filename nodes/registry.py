@@ -1,0 +1,49 @@
+"""The one table of names the pack adds to ComfyUI (pure Python; no ComfyUI import).
+
+Every public sampler and scheduler name maps to an :class:`Entry`: the core function, a one-line
+description for tooltips and docs, and its default options.  The host adapter appends these names to
+the stock KSampler dropdowns; the standalone ``schedule-lab compare`` job reads the same table, so a
+method added here shows up everywhere at once.
+
+Names are permanent workflow identity (saved workflows store them as strings): never rename one.
+All carry the ``sl_`` prefix because other packs append to the same lists.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..schedules.for_model import ays_for_model
+
+
+@dataclass(frozen=True)
+class Entry:
+    fn: Callable[..., Any]
+    description: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+def _ays_sd1(kind, steps):
+    return ays_for_model(kind, steps, table="sd1")
+
+
+def _ays_sdxl(kind, steps):
+    return ays_for_model(kind, steps, table="sdxl")
+
+
+#: Scheduler entries: ``fn(kind: ModelKind, steps: int) -> sigmas`` (descending, ending in 0).
+SCHEDULERS: dict[str, Entry] = {
+    "sl_ays_sd1": Entry(
+        _ays_sd1,
+        "Align Your Steps (SD1.5 table, Sabour et al. 2024) resampled log-linearly to any step count; "
+        "on non-SD models the noise levels are carried over at equal signal-to-noise ratio.",
+    ),
+    "sl_ays_sdxl": Entry(
+        _ays_sdxl,
+        "Align Your Steps (SDXL table, Sabour et al. 2024) resampled log-linearly to any step count; "
+        "on non-SDXL models the noise levels are carried over at equal signal-to-noise ratio.",
+    ),
+}
+
+#: Sampler entries: k-diffusion contract ``fn(model, x, sigmas, extra_args, callback, disable, **options)``.
+SAMPLERS: dict[str, Entry] = {}
