@@ -91,8 +91,7 @@ def model_kind_from_sampling(ms: Any) -> ModelKind:
     table = table.detach().to("cpu", torch.float64) if isinstance(table, torch.Tensor) else None
     sigma_data = float(getattr(ms, "sigma_data", 1.0))
     if is_("EDM"):
-        return ModelKind(kind="edm", sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data,
-                         sigmas_table=table)
+        return ModelKind(kind="edm", sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data)
     if is_("V_PREDICTION"):
         return ModelKind(kind="v", sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data,
                          sigmas_table=table)

@@ -10,8 +10,9 @@ All carry the ``sl_`` prefix because other packs append to the same lists.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..schedules.for_model import ays_for_model
 

@@ -1,0 +1,19 @@
+"""Wire the pack into ComfyUI: register dropdown names, the schedules folder, and the V3 node list."""
+from __future__ import annotations
+
+from . import host
+
+host.ensure_schedule_folder()
+host.register_all()
+
+comfy_entrypoint = None
+_api = host.v3_api()
+if _api is not None:
+    from .schedule_nodes import NODES
+
+    class ScheduleLabExtension(_api.ComfyExtension):
+        async def get_node_list(self):
+            return list(NODES)
+
+    async def comfy_entrypoint():  # noqa: F811 - replaces the None above on V3 hosts
+        return ScheduleLabExtension()

@@ -1,0 +1,135 @@
+"""Schedule nodes (V3 schema): pack schedulers as SIGMAS, Save / Load Schedule, Schedule Info.
+
+Each class only maps sockets to a function of :mod:`.schedule_ops`. ``node_id`` values are permanent
+workflow identity; display names may change.
+"""
+from __future__ import annotations
+
+from . import host, schedule_ops
+from .registry import SCHEDULERS
+
+api = host.v3_api()
+io, ui = api.io, api.ui
+
+CATEGORY = "sampling/custom_sampling/schedulers"
+SIGMAS_CATEGORY = "sampling/custom_sampling/sigmas"
+
+_STEPS_TIP = "Number of sampling steps (model calls for first-order samplers)."
+_DENOISE_TIP = ("1.0 for text-to-image. Below 1 keeps only the last part of a longer schedule, as KSampler "
+                "does for img2img; 0 returns an empty schedule.")
+
+
+class PackScheduler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SL_Scheduler",
+            display_name="Schedule Lab Scheduler",
+            category=CATEGORY,
+            description="Noise levels (SIGMAS) from a Schedule Lab scheduler, computed for the connected "
+                        "model's kind (eps, v, EDM or flow). The same names are also in KSampler's "
+                        "scheduler list.",
+            inputs=[
+                io.Model.Input("model", tooltip="The model the schedule is made for; its kind and noise range "
+                               "set the sigma values."),
+                io.Combo.Input("scheduler", options=list(SCHEDULERS), tooltip="\n".join(
+                    f"{name}: {entry.description}" for name, entry in SCHEDULERS.items())),
+                io.Int.Input("steps", default=10, min=1, max=10000, tooltip=_STEPS_TIP),
+                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip=_DENOISE_TIP),
+            ],
+            outputs=[io.Sigmas.Output(tooltip="Descending noise levels ending in 0.")],
+        )
+
+    @classmethod
+    def execute(cls, model, scheduler, steps, denoise) -> io.NodeOutput:
+        kind = host.model_kind_of(model)
+        return io.NodeOutput(schedule_ops.pack_schedule(kind, scheduler, steps, denoise))
+
+
+class SaveSchedule(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SL_SaveSchedule",
+            display_name="Save Schedule",
+            category=SIGMAS_CATEGORY,
+            description="Save SIGMAS as a shareable schedule file (JSON with the model kind, provenance and a "
+                        "checksum) in models/schedules. Load it anywhere with Load Schedule.",
+            is_output_node=True,
+            inputs=[
+                io.Sigmas.Input("sigmas", tooltip="The schedule to save (descending noise levels)."),
+                io.Model.Input("model", tooltip="The model the schedule was made for; its kind (eps, v, EDM, "
+                               "flow) is stored so the file can be carried to other model kinds."),
+                io.String.Input("filename", default="my_schedule", tooltip="File name inside models/schedules "
+                                "('.json' is added). Letters, digits, '-', '_' and '.'; no folders."),
+                io.String.Input("note", default="", multiline=False, tooltip="Free text stored in the file's "
+                                "provenance (e.g. where the schedule came from)."),
+                io.Boolean.Input("overwrite", default=False, tooltip="Replace an existing file of the same "
+                                 "name. Off: an existing name is an error, nothing is written."),
+            ],
+            outputs=[io.String.Output("path", tooltip="Where the file was written.")],
+        )
+
+    @classmethod
+    def execute(cls, sigmas, model, filename, note, overwrite) -> io.NodeOutput:
+        kind = host.model_kind_of(model)
+        path = schedule_ops.save_schedule_file(sigmas, kind, filename, host.schedule_write_dir(),
+                                               method="saved", params={"note": note}, overwrite=overwrite)
+        return io.NodeOutput(path, ui=ui.PreviewText(f"saved {path}"))
+
+
+class LoadSchedule(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SL_LoadSchedule",
+            display_name="Load Schedule",
+            category=CATEGORY,
+            description="Load a schedule file from models/schedules as SIGMAS for the connected model, "
+                        "converting it at equal signal-to-noise ratio if it was made for another model kind.",
+            inputs=[
+                io.Model.Input("model", tooltip="The model to sample with; the schedule is carried to its kind "
+                               "and checked against its noise range."),
+                io.Combo.Input("schedule", options=host.schedule_files(), tooltip="A .json file in "
+                               "models/schedules (refresh the page after adding files)."),
+                io.Int.Input("steps", default=0, min=0, max=10000, tooltip="0 keeps the saved step count; "
+                             "any other value resamples the schedule log-linearly to that many steps."),
+                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip=_DENOISE_TIP),
+            ],
+            outputs=[io.Sigmas.Output(tooltip="Descending noise levels ending in 0.")],
+        )
+
+    @classmethod
+    def execute(cls, model, schedule, steps, denoise) -> io.NodeOutput:
+        kind = host.model_kind_of(model)
+        return io.NodeOutput(schedule_ops.load_schedule_file(host.schedule_read_path(schedule), kind,
+                                                             steps, denoise))
+
+
+class ScheduleInfo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SL_ScheduleInfo",
+            display_name="Schedule Info",
+            category=SIGMAS_CATEGORY,
+            description="Describe SIGMAS: step count, noise range and the log-SNR step sizes (a good schedule "
+                        "has no huge jumps). Shown on the node and plotted by the Schedule Lab web extension.",
+            is_output_node=True,
+            inputs=[
+                io.Sigmas.Input("sigmas", tooltip="The schedule to describe."),
+                io.Model.Input("model", optional=True, tooltip="Optional: the model, so log-SNR is computed in "
+                               "its own parametrisation (needed for flow models)."),
+            ],
+            outputs=[io.String.Output("info", tooltip="The same report as text.")],
+        )
+
+    @classmethod
+    def execute(cls, sigmas, model=None) -> io.NodeOutput:
+        kind = host.model_kind_of(model) if model is not None else None
+        text = schedule_ops.schedule_info(sigmas, kind)
+        plot = {"sigmas": [float(s) for s in sigmas]}
+        return io.NodeOutput(text, ui={"text": (text,), "schedule_lab_sigmas": [plot]})
+
+
+NODES = [PackScheduler, LoadSchedule, SaveSchedule, ScheduleInfo]

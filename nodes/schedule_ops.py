@@ -1,0 +1,87 @@
+"""What the schedule nodes do, as plain functions (no ComfyUI import; unit-tested directly).
+
+The node classes in :mod:`.schedule_nodes` only translate sockets to these calls.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..schedules.errors import ScheduleError
+from ..schedules.files import adapt_to_kind, load_schedule, make_schedule_doc, safe_schedule_name, save_schedule
+from ..schedules.model_kind import ModelKind
+from ..schedules.resample import loglinear_resample, truncate_for_denoise
+from ..schedules.validate import validate_denoise, validate_sigmas, validate_steps
+from .registry import SCHEDULERS
+
+PACK_VERSION = "0.1.0"
+
+
+def pack_schedule(kind: ModelKind, scheduler: str, steps: int, denoise: float) -> torch.Tensor:
+    """Sigmas of a registered pack scheduler, with KSampler's denoise semantics."""
+    if scheduler not in SCHEDULERS:
+        raise ScheduleError(f"scheduler: unknown name {scheduler!r}; choose one of {sorted(SCHEDULERS)}")
+    validate_steps(steps)
+    validate_denoise(denoise)
+    entry = SCHEDULERS[scheduler]
+    return truncate_for_denoise(lambda n: entry.fn(kind, n), steps, denoise).to(torch.float32)
+
+
+def save_schedule_file(sigmas: torch.Tensor, kind: ModelKind, filename: str, directory: str,
+                       method: str = "manual", params: dict | None = None, overwrite: bool = False) -> str:
+    """Validate, then write atomically ``directory/filename`` (name checked for path tricks). Returns the path."""
+    try:
+        name = safe_schedule_name(filename)
+    except ScheduleError as e:
+        raise ScheduleError(f"filename: {e}") from None
+    split = bool(len(sigmas)) and float(sigmas[-1]) != 0.0
+    sigmas = validate_sigmas(sigmas, name="sigmas", split=split)
+    path = os.path.join(directory, name)
+    if os.path.exists(path) and not overwrite:
+        raise ScheduleError(f"filename: {name!r} already exists in the schedules folder; choose another "
+                            "name or enable overwrite")
+    doc = make_schedule_doc(sigmas, kind, method=method, params=params or {}, pack_version=PACK_VERSION,
+                            split=split)
+    save_schedule(path, doc)
+    return path
+
+
+def load_schedule_file(path: str, kind: ModelKind, steps: int = 0, denoise: float = 1.0) -> torch.Tensor:
+    """Read a schedule file, carry it to ``kind``, optionally resample to ``steps`` and apply ``denoise``.
+
+    ``steps == 0`` keeps the saved step count.
+    """
+    validate_denoise(denoise)
+    if steps != 0:
+        validate_steps(steps)
+    doc = load_schedule(path)
+    sigmas = adapt_to_kind(doc, kind)
+    if steps == 0:
+        steps = len(sigmas) - 1
+        if denoise >= 0.9999:
+            return sigmas.to(torch.float32)
+        full = sigmas
+        return truncate_for_denoise(lambda n: full if n == steps else loglinear_resample(full, n), steps,
+                                    denoise).to(torch.float32)
+    return truncate_for_denoise(lambda n: loglinear_resample(sigmas, n), steps, denoise).to(torch.float32)
+
+
+def schedule_info(sigmas: torch.Tensor, kind: ModelKind | None = None) -> str:
+    """A short human-readable report: steps, sigma range and the log-SNR step sizes."""
+    split = bool(len(sigmas)) and float(sigmas[-1]) != 0.0
+    s = validate_sigmas(sigmas, name="sigmas", split=split).to(torch.float64)
+    positive = s[s > 0]
+    lines = [f"steps: {len(s) - 1}" + (" (split: does not end at 0)" if split else ""),
+             f"sigma: {float(s[0]):.4g} -> {float(positive[-1]):.4g}" + ("" if split else " -> 0")]
+    if kind is not None:
+        lam = kind.to_lambda(positive)
+        lines.append(f"model: {kind.describe()}")
+    else:
+        lam = -torch.log(positive)
+    if len(lam) > 1:
+        d = (lam[1:] - lam[:-1]).tolist()
+        lines.append("log-SNR steps: " + ", ".join(f"{x:.3f}" for x in d))
+        lines.append(f"largest/smallest log-SNR step: {max(d) / max(min(d), 1e-12):.2f}")
+    lines.append("sigmas: " + ", ".join(f"{float(x):.4g}" for x in s))
+    return "\n".join(lines)

@@ -1,0 +1,183 @@
+"""Host adapter against a minimal stand-in of the few ``comfy`` symbols it uses.
+
+Behaviour on the real host is checked in tests/integration; here: idempotence, in-place appends,
+drift handling and the model_sampling → ModelKind mapping, fast and without ComfyUI.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import types
+from typing import NamedTuple
+
+import pytest
+import torch
+from schedule_lab.nodes import host
+from schedule_lab.nodes.registry import SCHEDULERS, Entry
+from schedule_lab.schedules import ModelKind, ScheduleError, scaled_linear_sigmas
+
+
+def _fake_comfy():
+    samplers = types.ModuleType("comfy.samplers")
+
+    class SchedulerHandler(NamedTuple):
+        handler: object
+        use_ms: bool = True
+
+    samplers.SchedulerHandler = SchedulerHandler
+    samplers.SCHEDULER_HANDLERS = {"simple": SchedulerHandler(lambda ms, n: None), "karras": SchedulerHandler(None)}
+    samplers.SCHEDULER_NAMES = list(samplers.SCHEDULER_HANDLERS)
+    samplers.KSAMPLER_NAMES = ["euler", "heun"]
+    samplers.SAMPLER_NAMES = samplers.KSAMPLER_NAMES + ["ddim"]
+
+    ms = types.ModuleType("comfy.model_sampling")
+    for name in ("EPS", "CONST", "X0", "IMG_TO_IMG", "COSMOS_RFLOW"):
+        setattr(ms, name, type(name, (), {}))
+    ms.V_PREDICTION = type("V_PREDICTION", (ms.EPS,), {})
+    ms.EDM = type("EDM", (ms.V_PREDICTION,), {})
+
+    class ModelSamplingDiscrete:
+        def __init__(self):
+            self.sigmas = scaled_linear_sigmas().float()
+            self.sigma_data = 1.0
+
+        sigma_min = property(lambda self: self.sigmas[0])
+        sigma_max = property(lambda self: self.sigmas[-1])
+
+    class ModelSamplingDiscreteFlow:
+        def __init__(self, shift=3.0):
+            self.shift, self.multiplier = shift, 1000.0
+            self.sigma_min, self.sigma_max = 0.001 * shift / (1 + (shift - 1) * 0.001), 1.0
+
+    class ModelSamplingFlux:
+        def __init__(self, mu=1.15):
+            self.shift, self.multiplier = mu, 1.0
+            self.sigma_min, self.sigma_max = 0.0001, 1.0
+
+    class ModelSamplingContinuousEDM:
+        sigma_min, sigma_max, sigma_data = 0.002, 120.0, 0.5
+
+    class StableCascadeSampling(ModelSamplingDiscrete):
+        pass
+
+    for cls in (ModelSamplingDiscrete, ModelSamplingDiscreteFlow, ModelSamplingFlux, ModelSamplingContinuousEDM,
+                StableCascadeSampling):
+        setattr(ms, cls.__name__, cls)
+
+    ksampling = types.ModuleType("comfy.k_diffusion.sampling")
+    comfy = types.ModuleType("comfy")
+    kd = types.ModuleType("comfy.k_diffusion")
+    comfy.samplers, comfy.model_sampling, comfy.k_diffusion, kd.sampling = samplers, ms, kd, ksampling
+    return {"comfy": comfy, "comfy.samplers": samplers, "comfy.model_sampling": ms, "comfy.k_diffusion": kd,
+            "comfy.k_diffusion.sampling": ksampling}
+
+
+@pytest.fixture
+def comfy(monkeypatch):
+    mods = _fake_comfy()
+    for name, mod in mods.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    host._warned.clear()
+    return mods
+
+
+def _mix(ms_mod, base, pred):
+    return type(f"{base.__name__}_{pred.__name__}", (base, pred), {})()
+
+
+def test_schedulers_are_appended_in_place_after_the_stock_names(comfy):
+    S = comfy["comfy.samplers"]
+    names = S.SCHEDULER_NAMES
+    added = host.register_schedulers()
+    assert S.SCHEDULER_NAMES is names
+    assert names == ["simple", "karras"] + list(SCHEDULERS)
+    assert added == list(SCHEDULERS)
+
+
+def test_registering_twice_changes_nothing(comfy):
+    probe = {"sl_probe": Entry(lambda *a, **k: None, "probe")}
+    host.register_schedulers()
+    host.register_samplers(probe)
+    S = comfy["comfy.samplers"]
+    before = (list(S.SCHEDULER_NAMES), list(S.SAMPLER_NAMES), list(S.KSAMPLER_NAMES), dict(S.SCHEDULER_HANDLERS))
+    assert host.register_schedulers() == []
+    assert host.register_samplers(probe) == []
+    assert (S.SCHEDULER_NAMES, S.SAMPLER_NAMES, S.KSAMPLER_NAMES, S.SCHEDULER_HANDLERS) == before
+
+
+def test_samplers_resolve_by_comfy_naming_rule(comfy):
+    def fn(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        return x
+
+    host.register_samplers({"sl_probe": Entry(fn, "probe")})
+    S, K = comfy["comfy.samplers"], comfy["comfy.k_diffusion.sampling"]
+    assert K.sample_sl_probe is fn
+    assert S.SAMPLER_NAMES[-1] == "sl_probe" and S.KSAMPLER_NAMES[-1] == "sl_probe"
+
+
+def test_registered_handler_returns_float32_sigmas_for_the_model(comfy):
+    host.register_schedulers()
+    S, M = comfy["comfy.samplers"], comfy["comfy.model_sampling"]
+    handler = S.SCHEDULER_HANDLERS["sl_ays_sd1"]
+    assert handler.use_ms
+    sig = handler.handler(_mix(M, M.ModelSamplingDiscrete, M.EPS), 10)
+    assert sig.dtype == torch.float32 and len(sig) == 11 and sig[-1] == 0
+    assert float(sig[0]) == pytest.approx(14.6146, rel=1e-4)
+
+
+def test_missing_scheduler_handler_warns_once_and_raises_nothing(comfy, caplog):
+    del comfy["comfy.samplers"].SchedulerHandler
+    with caplog.at_level("WARNING", logger="schedule_lab"):
+        assert host.register_schedulers() == []
+        assert host.register_schedulers() == []
+    assert len([r for r in caplog.records if "SchedulerHandler" in r.getMessage()]) == 1
+
+
+def test_register_all_never_raises(comfy, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("host changed")
+
+    monkeypatch.setattr(host, "register_schedulers", boom)
+    assert host.register_all() == {"schedulers": [], "samplers": []}
+
+
+def test_without_comfy_registration_is_a_logged_no_op(monkeypatch):
+    monkeypatch.setitem(sys.modules, "comfy.samplers", None)  # import raises ImportError
+    host._warned.clear()
+    assert host.register_schedulers() == []
+
+
+@pytest.mark.parametrize("pred,kind", [("EPS", "eps"), ("V_PREDICTION", "v")])
+def test_discrete_models_map_to_vp_kinds_with_their_table(comfy, pred, kind):
+    M = comfy["comfy.model_sampling"]
+    k = host.model_kind_from_sampling(_mix(M, M.ModelSamplingDiscrete, getattr(M, pred)))
+    assert k.kind == kind
+    assert k.sigma_max == pytest.approx(ModelKind.vp(kind).sigma_max, rel=1e-6)
+    assert k.to_timestep(torch.tensor(k.sigma_max)).item() == pytest.approx(999, abs=1e-3)
+
+
+def test_sd3_flow_maps_to_flow_kind_with_shift(comfy):
+    M = comfy["comfy.model_sampling"]
+    k = host.model_kind_from_sampling(_mix(M, M.ModelSamplingDiscreteFlow, M.CONST))
+    assert (k.kind, k.shift, k.multiplier) == ("flow", 3.0, 1000.0)
+
+
+def test_flux_exponential_shift_becomes_the_equivalent_sd3_shift(comfy):
+    M = comfy["comfy.model_sampling"]
+    k = host.model_kind_from_sampling(_mix(M, M.ModelSamplingFlux, M.CONST))
+    assert k.shift == pytest.approx(math.exp(1.15))
+    # Flux's time shift e^mu / (e^mu + 1/t - 1) equals the SD3 shift with shift = e^mu:
+    t = 0.3
+    assert k.from_flow_time(torch.tensor(t)).item() == pytest.approx(math.exp(1.15) / (math.exp(1.15) + 1 / t - 1))
+
+
+def test_continuous_edm_maps_to_edm_kind(comfy):
+    M = comfy["comfy.model_sampling"]
+    k = host.model_kind_from_sampling(_mix(M, M.ModelSamplingContinuousEDM, M.EDM))
+    assert (k.kind, k.sigma_max, k.sigma_data) == ("edm", 120.0, 0.5)
+
+
+def test_unsupported_sampling_is_refused_by_name(comfy):
+    M = comfy["comfy.model_sampling"]
+    with pytest.raises(ScheduleError, match="StableCascadeSampling"):
+        host.model_kind_from_sampling(_mix(M, M.StableCascadeSampling, M.EPS))

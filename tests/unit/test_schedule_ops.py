@@ -1,0 +1,113 @@
+"""The schedule nodes' behaviour (nodes/schedule_ops.py) and the registry, without ComfyUI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from schedule_lab.nodes import schedule_ops
+from schedule_lab.nodes.registry import SAMPLERS, SCHEDULERS
+from schedule_lab.schedules import ModelKind, ScheduleError, ays
+
+EPS, FLOW = ModelKind.vp("eps"), ModelKind.flow(shift=3.0)
+
+
+def test_every_registered_name_is_prefixed_and_described():
+    for name, entry in {**SCHEDULERS, **SAMPLERS}.items():
+        assert name.startswith("sl_") and entry.description.strip() and callable(entry.fn)
+
+
+@pytest.mark.parametrize("name", list(SCHEDULERS))
+@pytest.mark.parametrize("kind", [ModelKind.vp("eps"), ModelKind.vp("v"), ModelKind.edm(), FLOW],
+                         ids=["eps", "v", "edm", "flow"])
+@pytest.mark.parametrize("steps", [1, 4, 10, 37])
+def test_every_scheduler_gives_a_valid_schedule_for_every_kind(name, kind, steps):
+    sig = SCHEDULERS[name].fn(kind, steps)
+    assert sig.dtype == torch.float32 and sig.shape == (steps + 1,) and sig[-1] == 0
+    assert bool((sig[:-1] > sig[1:]).all())
+    assert kind.sigma_min * 0.999 <= float(sig[-2]) and float(sig[0]) <= kind.sigma_max * 1.001
+
+
+def test_ays_on_an_sd_model_is_the_published_table():
+    assert torch.equal(SCHEDULERS["sl_ays_sd1"].fn(EPS, 10), ays(10, "sd1"))
+
+
+def test_ays_on_a_flow_model_keeps_the_signal_to_noise_ratio():
+    vp, fl = SCHEDULERS["sl_ays_sd1"].fn(EPS, 10).double(), SCHEDULERS["sl_ays_sd1"].fn(FLOW, 10).double()
+    # SNR of VP sigma s is 1/s^2; of flow sigma f it is ((1-f)/f)^2.
+    assert torch.allclose(1 / vp[:-1], (1 - fl[:-1]) / fl[:-1], rtol=1e-5)
+
+
+def test_pack_schedule_applies_ksampler_denoise_semantics():
+    full = schedule_ops.pack_schedule(EPS, "sl_ays_sd1", 20, 1.0)
+    half = schedule_ops.pack_schedule(EPS, "sl_ays_sd1", 10, 0.5)
+    assert torch.equal(half, full[-11:])
+    assert schedule_ops.pack_schedule(EPS, "sl_ays_sd1", 10, 0.0).numel() == 0
+
+
+@pytest.mark.parametrize("kwargs,match", [({"scheduler": "karras"}, "scheduler"), ({"steps": 0}, "steps"),
+                                          ({"denoise": 1.5}, "denoise")])
+def test_pack_schedule_bad_input_names_the_input(kwargs, match):
+    args = {"scheduler": "sl_ays_sd1", "steps": 10, "denoise": 1.0, **kwargs}
+    with pytest.raises(ScheduleError, match=match):
+        schedule_ops.pack_schedule(EPS, **args)
+
+
+def test_save_then_load_is_exact_for_the_same_model(tmp_path):
+    sig = schedule_ops.pack_schedule(EPS, "sl_ays_sdxl", 12, 1.0)
+    path = schedule_ops.save_schedule_file(sig, EPS, "mine", str(tmp_path), method="test", params={"a": 1})
+    assert path.endswith("mine.json")
+    assert json.loads(open(path).read())["provenance"]["params"] == {"a": 1}
+    assert torch.equal(schedule_ops.load_schedule_file(path, EPS), sig)
+
+
+def test_load_resamples_and_truncates(tmp_path):
+    sig = schedule_ops.pack_schedule(EPS, "sl_ays_sd1", 10, 1.0)
+    path = schedule_ops.save_schedule_file(sig, EPS, "ten", str(tmp_path))
+    twenty = schedule_ops.load_schedule_file(path, EPS, steps=20)
+    assert len(twenty) == 21 and float(twenty[0]) == pytest.approx(float(sig[0]))
+    assert float(twenty[-2]) == pytest.approx(float(sig[-2]), rel=1e-5)
+    assert torch.equal(schedule_ops.load_schedule_file(path, EPS, steps=10, denoise=0.5),
+                       schedule_ops.load_schedule_file(path, EPS, steps=20)[-11:])
+    kept = schedule_ops.load_schedule_file(path, EPS, steps=0, denoise=0.5)
+    assert len(kept) == 11
+
+
+def test_load_carries_a_schedule_to_a_flow_model(tmp_path):
+    sig = schedule_ops.pack_schedule(EPS, "sl_ays_sd1", 8, 1.0)
+    path = schedule_ops.save_schedule_file(sig, EPS, "vp", str(tmp_path))
+    assert torch.allclose(schedule_ops.load_schedule_file(path, FLOW), schedule_ops.pack_schedule(
+        FLOW, "sl_ays_sd1", 8, 1.0), rtol=1e-5)
+
+
+def test_save_refuses_to_overwrite_unless_asked(tmp_path):
+    sig = schedule_ops.pack_schedule(EPS, "sl_ays_sd1", 4, 1.0)
+    schedule_ops.save_schedule_file(sig, EPS, "x", str(tmp_path))
+    with pytest.raises(ScheduleError, match="filename"):
+        schedule_ops.save_schedule_file(sig, EPS, "x", str(tmp_path))
+    schedule_ops.save_schedule_file(sig, EPS, "x", str(tmp_path), overwrite=True)
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "a\\b", "..", "", "/abs"])
+def test_save_refuses_unsafe_names_and_writes_nothing(tmp_path, bad):
+    sig = schedule_ops.pack_schedule(EPS, "sl_ays_sd1", 4, 1.0)
+    with pytest.raises(ScheduleError, match="^filename: "):
+        schedule_ops.save_schedule_file(sig, EPS, bad, str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_refuses_nan_sigmas_and_writes_nothing(tmp_path):
+    with pytest.raises(ScheduleError, match="sigmas"):
+        schedule_ops.save_schedule_file(torch.tensor([2.0, float("nan"), 0.0]), EPS, "n", str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_info_reports_steps_range_and_log_snr_steps():
+    text = schedule_ops.schedule_info(torch.tensor([4.0, 2.0, 1.0, 0.0]), EPS)
+    assert text.startswith("steps: 3")
+    assert "log-SNR steps: 0.693, 0.693" in text
+    assert "largest/smallest log-SNR step: 1.00" in text
+
+
+def test_info_on_a_split_schedule_says_so():
+    assert "split" in schedule_ops.schedule_info(torch.tensor([4.0, 2.0, 1.0]))

@@ -1,0 +1,147 @@
+"""Write the UI-format example workflows in example_workflows/ (run: python tools/make_example_workflows.py).
+
+ComfyUI's template browser serves these files as they are; they must be in the format the frontend's
+"Save" exports (nodes + links), not the API format. Building them here keeps ids and links consistent.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parents[1] / "example_workflows"
+
+# Socket types of the outputs/inputs used below.
+OUTPUTS = {
+    "CheckpointLoaderSimple": [("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")],
+    "CLIPTextEncode": [("CONDITIONING", "CONDITIONING")],
+    "EmptyLatentImage": [("LATENT", "LATENT")],
+    "KSampler": [("LATENT", "LATENT")],
+    "VAEDecode": [("IMAGE", "IMAGE")],
+    "SaveImage": [],
+    "SL_Scheduler": [("SIGMAS", "SIGMAS")],
+    "SL_ScheduleInfo": [("info", "STRING")],
+    "SL_SaveSchedule": [("path", "STRING")],
+    "SL_LoadSchedule": [("SIGMAS", "SIGMAS")],
+    "KSamplerSelect": [("SAMPLER", "SAMPLER")],
+    "RandomNoise": [("NOISE", "NOISE")],
+    "CFGGuider": [("GUIDER", "GUIDER")],
+    "SamplerCustomAdvanced": [("output", "LATENT"), ("denoised_output", "LATENT")],
+}
+INPUTS = {
+    "CLIPTextEncode": [("clip", "CLIP")],
+    "KSampler": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                 ("latent_image", "LATENT")],
+    "VAEDecode": [("samples", "LATENT"), ("vae", "VAE")],
+    "SaveImage": [("images", "IMAGE")],
+    "SL_Scheduler": [("model", "MODEL")],
+    "SL_ScheduleInfo": [("sigmas", "SIGMAS"), ("model", "MODEL")],
+    "SL_SaveSchedule": [("sigmas", "SIGMAS"), ("model", "MODEL")],
+    "SL_LoadSchedule": [("model", "MODEL")],
+    "CFGGuider": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING")],
+    "SamplerCustomAdvanced": [("noise", "NOISE"), ("guider", "GUIDER"), ("sampler", "SAMPLER"),
+                              ("sigmas", "SIGMAS"), ("latent_image", "LATENT")],
+}
+
+
+class Workflow:
+    def __init__(self):
+        self.nodes, self.links = [], []
+
+    def node(self, type_: str, pos, widgets=(), size=(315, 130), title=None) -> int:
+        nid = len(self.nodes) + 1
+        node = {
+            "id": nid, "type": type_, "pos": list(pos), "size": list(size), "flags": {}, "order": nid - 1,
+            "mode": 0,
+            "inputs": [{"name": n, "type": t, "link": None} for n, t in INPUTS.get(type_, [])],
+            "outputs": [{"name": n, "type": t, "links": [], "slot_index": i}
+                        for i, (n, t) in enumerate(OUTPUTS[type_])],
+            "properties": {"Node name for S&R": type_},
+            "widgets_values": list(widgets),
+        }
+        if title:
+            node["title"] = title
+        self.nodes.append(node)
+        return nid
+
+    def link(self, src: int, slot: int, dst: int, input_name: str) -> None:
+        lid = len(self.links) + 1
+        s, d = self.nodes[src - 1], self.nodes[dst - 1]
+        inp = next(i for i, x in enumerate(d["inputs"]) if x["name"] == input_name)
+        type_ = s["outputs"][slot]["type"]
+        assert d["inputs"][inp]["type"] == type_, (s["type"], d["type"], input_name)
+        s["outputs"][slot]["links"].append(lid)
+        d["inputs"][inp]["link"] = lid
+        self.links.append([lid, src, slot, dst, inp, type_])
+
+    def dump(self, name: str, note: str) -> None:
+        doc = {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
+               "links": self.links, "groups": [], "config": {},
+               "extra": {"schedule_lab_note": note, "ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
+        (OUT / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def common(w: Workflow):
+    ckpt = w.node("CheckpointLoaderSimple", (0, 200), ["v1-5-pruned-emaonly.safetensors"], size=(315, 100))
+    pos = w.node("CLIPTextEncode", (350, 100), ["a watercolour fox in a snowy forest, detailed fur"],
+                 size=(400, 160), title="Positive prompt")
+    neg = w.node("CLIPTextEncode", (350, 300), ["blurry, low quality"], size=(400, 160), title="Negative prompt")
+    lat = w.node("EmptyLatentImage", (350, 500), [512, 512, 1], size=(315, 106))
+    w.link(ckpt, 1, pos, "clip")
+    w.link(ckpt, 1, neg, "clip")
+    return ckpt, pos, neg, lat
+
+
+def ays_in_ksampler():
+    w = Workflow()
+    ckpt, pos, neg, lat = common(w)
+    ks = w.node("KSampler", (800, 200), [42, "fixed", 10, 7.0, "euler", "sl_ays_sd1", 1.0], size=(315, 262))
+    dec = w.node("VAEDecode", (1150, 200), size=(210, 46))
+    save = w.node("SaveImage", (1400, 200), ["schedule_lab_ays"], size=(400, 400))
+    w.link(ckpt, 0, ks, "model")
+    w.link(pos, 0, ks, "positive")
+    w.link(neg, 0, ks, "negative")
+    w.link(lat, 0, ks, "latent_image")
+    w.link(ks, 0, dec, "samples")
+    w.link(ckpt, 2, dec, "vae")
+    w.link(dec, 0, save, "images")
+    w.dump("ays_in_ksampler", "The stock KSampler with a Schedule Lab scheduler picked from its dropdown.")
+
+
+def save_and_inspect_schedule():
+    w = Workflow()
+    ckpt, pos, neg, lat = common(w)
+    sched = w.node("SL_Scheduler", (800, 0), ["sl_ays_sd1", 10, 1.0], size=(315, 130))
+    info = w.node("SL_ScheduleInfo", (1150, -250), [], size=(400, 240))
+    savesched = w.node("SL_SaveSchedule", (1150, 0), ["ays_sd1_10", "AYS SD1, 10 steps", False], size=(315, 130))
+    sel = w.node("KSamplerSelect", (800, 200), ["dpmpp_2m"], size=(315, 58))
+    noise = w.node("RandomNoise", (800, 300), [42, "fixed"], size=(315, 82))
+    guider = w.node("CFGGuider", (800, 420), [7.0], size=(315, 98))
+    sca = w.node("SamplerCustomAdvanced", (1150, 250), size=(272, 106))
+    dec = w.node("VAEDecode", (1450, 250), size=(210, 46))
+    save = w.node("SaveImage", (1700, 250), ["schedule_lab_custom"], size=(400, 400))
+    w.link(ckpt, 0, sched, "model")
+    w.link(sched, 0, info, "sigmas")
+    w.link(ckpt, 0, info, "model")
+    w.link(sched, 0, savesched, "sigmas")
+    w.link(ckpt, 0, savesched, "model")
+    w.link(ckpt, 0, guider, "model")
+    w.link(pos, 0, guider, "positive")
+    w.link(neg, 0, guider, "negative")
+    w.link(noise, 0, sca, "noise")
+    w.link(guider, 0, sca, "guider")
+    w.link(sel, 0, sca, "sampler")
+    w.link(sched, 0, sca, "sigmas")
+    w.link(lat, 0, sca, "latent_image")
+    w.link(sca, 0, dec, "samples")
+    w.link(ckpt, 2, dec, "vae")
+    w.link(dec, 0, save, "images")
+    w.dump("save_and_inspect_schedule",
+           "SamplerCustomAdvanced driven by a Schedule Lab scheduler; the schedule is plotted by Schedule Info "
+           "and saved to models/schedules by Save Schedule.")
+
+
+if __name__ == "__main__":
+    OUT.mkdir(exist_ok=True)
+    ays_in_ksampler()
+    save_and_inspect_schedule()
+    print(f"wrote {sorted(p.name for p in OUT.glob('*.json'))}")
