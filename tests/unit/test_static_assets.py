@@ -1,0 +1,84 @@
+"""Shipped assets: example workflows are well-formed UI-format graphs; the web extension parses."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from schedule_lab.nodes.registry import SAMPLERS, SCHEDULERS
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
+PACK_NODES = set(re.findall(r'node_id="(SL_[A-Za-z0-9_]+)"',
+                            "".join(p.read_text() for p in (ROOT / "nodes").glob("*.py"))))
+# Core ComfyUI nodes the examples may use (checked against the real host in tests/integration).
+CORE_NODES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "KSamplerAdvanced",
+              "VAEDecode", "SaveImage", "KSamplerSelect", "RandomNoise", "CFGGuider", "SamplerCustomAdvanced",
+              "SamplerCustom", "BasicScheduler", "ModelSamplingSD3"}
+
+
+def test_there_are_example_workflows():
+    assert WORKFLOWS
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_links_are_consistent(path):
+    doc = json.loads(path.read_text())
+    nodes = {n["id"]: n for n in doc["nodes"]}
+    assert doc["last_node_id"] == max(nodes) and doc["last_link_id"] == len(doc["links"])
+    for lid, src, slot, dst, dst_slot, type_ in doc["links"]:
+        assert nodes[src]["outputs"][slot]["type"] == type_ and lid in nodes[src]["outputs"][slot]["links"]
+        assert nodes[dst]["inputs"][dst_slot]["type"] == type_ and nodes[dst]["inputs"][dst_slot]["link"] == lid
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_uses_only_pack_and_core_nodes_and_real_names(path):
+    doc = json.loads(path.read_text())
+    used = {n["type"] for n in doc["nodes"]}
+    assert used <= PACK_NODES | CORE_NODES, used - PACK_NODES - CORE_NODES
+    assert used & PACK_NODES or any(
+        set(n.get("widgets_values", [])) & (set(SCHEDULERS) | set(SAMPLERS)) for n in doc["nodes"]
+    ), "an example must show something of the pack"
+    for n in doc["nodes"]:
+        for v in n.get("widgets_values", []):
+            if isinstance(v, str) and v.startswith("sl_"):
+                assert v in SCHEDULERS or v in SAMPLERS, f"{path.name}: unknown pack name {v}"
+
+
+def test_workflows_are_up_to_date_with_their_builder(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mkwf", ROOT / "tools" / "make_example_workflows.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "OUT", tmp_path)
+    mod.ays_in_ksampler()
+    mod.save_and_inspect_schedule()
+    for built in tmp_path.glob("*.json"):
+        assert built.read_text() == (ROOT / "example_workflows" / built.name).read_text(), built.name
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+@pytest.mark.parametrize("path", sorted((ROOT / "web").rglob("*.js")), ids=lambda p: p.name)
+def test_web_extension_parses(path):
+    out = subprocess.run(["node", "--check", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_plot_points_map_log_sigma_to_the_canvas(tmp_path):
+    src = (ROOT / "web" / "js" / "schedule_plot.js").read_text()
+    src = src.replace('import { app } from "../../scripts/app.js";', "const app = { registerExtension() {} };")
+    (tmp_path / "plot.mjs").write_text(src)
+    (tmp_path / "run.mjs").write_text(
+        'import { plotPoints } from "./plot.mjs";\n'
+        "console.log(JSON.stringify(plotPoints([100, 10, 1, 0], 116, 116, 8)));\n")
+    out = subprocess.run(["node", str(tmp_path / "run.mjs")], capture_output=True, text=True, check=True)
+    pts = json.loads(out.stdout)
+    # x evenly spaced over 3 steps; log sigma 100 -> top (y=8), 1 -> bottom (108), 10 -> middle, 0 -> bottom edge.
+    flat = [v for p in pts for v in p]
+    assert flat == pytest.approx([8, 8, 41.333333, 58, 74.666667, 108, 108, 108], abs=1e-4)
