@@ -95,15 +95,18 @@ class LoadSchedule(io.ComfyNode):
                 io.Int.Input("steps", default=0, min=0, max=10000, tooltip="0 keeps the saved step count; "
                              "any other value resamples the schedule log-linearly to that many steps."),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip=_DENOISE_TIP),
+                io.Boolean.Input("clamp_to_model", default=False, tooltip="Off: a schedule with noise levels "
+                                 "outside this model's range is refused with an error. On: such levels are moved "
+                                 "onto the range (e.g. a flow schedule starting at pure noise used on SD1.5)."),
             ],
             outputs=[io.Sigmas.Output(tooltip="Descending noise levels ending in 0.")],
         )
 
     @classmethod
-    def execute(cls, model, schedule, steps, denoise) -> io.NodeOutput:
+    def execute(cls, model, schedule, steps, denoise, clamp_to_model=False) -> io.NodeOutput:
         kind = host.model_kind_of(model)
         return io.NodeOutput(schedule_ops.load_schedule_file(host.schedule_read_path(schedule), kind,
-                                                             steps, denoise))
+                                                             steps, denoise, clamp_to_model))
 
 
 class ScheduleInfo(io.ComfyNode):

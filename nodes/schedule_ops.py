@@ -47,16 +47,24 @@ def save_schedule_file(sigmas: torch.Tensor, kind: ModelKind, filename: str, dir
     return path
 
 
-def load_schedule_file(path: str, kind: ModelKind, steps: int = 0, denoise: float = 1.0) -> torch.Tensor:
+def load_schedule_file(path: str, kind: ModelKind, steps: int = 0, denoise: float = 1.0,
+                       clamp_to_model: bool = False) -> torch.Tensor:
     """Read a schedule file, carry it to ``kind``, optionally resample to ``steps`` and apply ``denoise``.
 
-    ``steps == 0`` keeps the saved step count.
+    ``steps == 0`` keeps the saved step count. Levels outside the model's range are refused unless
+    ``clamp_to_model`` moves them onto it (e.g. a flow schedule starting at pure noise, s = 1, on an SD model).
     """
     validate_denoise(denoise)
     if steps != 0:
         validate_steps(steps)
     doc = load_schedule(path)
-    sigmas = adapt_to_kind(doc, kind)
+    try:
+        sigmas = adapt_to_kind(doc, kind, clamp=clamp_to_model)
+    except ScheduleError as e:
+        if clamp_to_model:
+            raise ScheduleError(f"schedule: {e}") from None
+        raise ScheduleError(f"schedule: {str(e).split('; pass clamp=True')[0]}; enable clamp_to_model to move "
+                            "such levels onto the model's range, or use a schedule made for this model") from None
     if steps == 0:
         steps = len(sigmas) - 1
         if denoise >= 0.9999:

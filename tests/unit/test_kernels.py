@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+
 from schedule_lab.kernels.exact_denoiser import exact_denoise
 from schedule_lab.kernels.frechet import frechet_distance, gaussian_stats
 from schedule_lab.kernels.sliced_wasserstein import random_directions, sliced_wasserstein

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import pytest
 import torch
+
 from schedule_lab.nodes import host
 from schedule_lab.nodes.registry import SCHEDULERS, Entry
 from schedule_lab.schedules import ModelKind, ScheduleError, scaled_linear_sigmas

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+
 from schedule_lab.nodes import schedule_ops
 from schedule_lab.nodes.registry import SAMPLERS, SCHEDULERS
 from schedule_lab.schedules import ModelKind, ScheduleError, ays
@@ -111,3 +112,13 @@ def test_info_reports_steps_range_and_log_snr_steps():
 
 def test_info_on_a_split_schedule_says_so():
     assert "split" in schedule_ops.schedule_info(torch.tensor([4.0, 2.0, 1.0]))
+
+
+def test_a_flow_schedule_from_pure_noise_on_an_sd_model_is_refused_unless_clamped(tmp_path):
+    flow = torch.tensor([1.0, 0.8, 0.5, 0.2, 0.0])
+    path = schedule_ops.save_schedule_file(flow, FLOW, "flow", str(tmp_path))
+    with pytest.raises(ScheduleError, match="clamp_to_model"):
+        schedule_ops.load_schedule_file(path, EPS)
+    sig = schedule_ops.load_schedule_file(path, EPS, clamp_to_model=True)
+    assert float(sig[0]) == pytest.approx(EPS.sigma_max, rel=1e-6)
+    assert torch.allclose(sig[1:-1].double(), torch.tensor([4.0, 1.0, 0.25], dtype=torch.float64), rtol=1e-5)

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+
 from schedule_lab.solvers.classic import sample_dpmpp_2m, sample_euler, sample_heun
 from schedule_lab.testbeds.gaussian import GaussianTestbed
 from schedule_lab.testbeds.reference import karras_sigmas
