@@ -1,0 +1,159 @@
+"""TADA, Training-free Augmented DynAmics (Chen, Zheng, Berthelot, Gu, Susskind, Zhai 2025, arXiv 2506.21757).
+
+The sampler integrates an augmented "momentum" state X = (x⁽⁰⁾, …, x⁽ᴺ⁻¹⁾) driven by the ordinary denoiser:
+the network sees the sufficient statistic ŷ = gᵀX at the noise level σ_eff(t) = σ_i (Prop. 3.1), the chain
+dx⁽ʲ⁾/dt = x⁽ʲ⁺¹⁾, dx⁽ᴺ⁻¹⁾/dt = F is stepped with Adams–Bashforth on F in t, and the result is the last data
+prediction. One model call per step. Maths in solvers/tada_coefficients.py, tensor work in kernels/augmented.py,
+decisions and measurements in docs/tada.md.
+"""
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+
+from ..kernels.augmented import ab_update_, combine, force_into_, lift_, lower_triangular_apply_
+from ..schedules.errors import ScheduleError
+from ..schedules.model_kind import ModelKind
+from ..schedules.validate import validate_sigmas
+from . import tada_coefficients as tc
+from .classic import _steps
+
+__all__ = [
+    "DEFAULT_DETAIL", "DEFAULT_N_AUG", "DETAIL_MAX", "DETAIL_MIN", "DETAIL_STEP", "N_AUG_CHOICES",
+    "ORDER_CHOICES", "SEED_OFFSET", "default_order", "initial_state", "sample_tada", "tada_noise", "time_grid",
+]
+
+#: Added to ComfyUI's seed for the extra noise: ComfyUI draws the initial noise with torch.manual_seed(seed) on the
+#: CPU, so the raw seed would give extra channels *equal* to the initial noise (spec §4 pitfall (b)).
+SEED_OFFSET = 0x7ADA
+
+N_AUG_CHOICES = (1, 2, 3)
+ORDER_CHOICES = (1, 2, 3)
+DEFAULT_N_AUG = 2
+
+# Defaults and slider range measured by benchmarks/tada_defaults.py (results in benchmarks/results/tada_defaults.md,
+# reasoning in docs/tada.md "Defaults").
+DEFAULT_DETAIL = 1.0
+DETAIL_MIN, DETAIL_MAX, DETAIL_STEP = 0.05, 16.0, 0.05
+_DEFAULT_ORDER = {"ve": 3, "flow": 2}
+
+
+def default_order(kind: ModelKind | None = None) -> int:
+    """The Adams–Bashforth order used when ``order=None``: per model family (docs/tada.md "Defaults")."""
+    return _DEFAULT_ORDER["flow" if kind is not None and kind.kind == "flow" else "ve"]
+
+
+def _check_options(detail, n_aug, order, kind) -> tuple[float, int, int]:
+    if isinstance(detail, bool) or not isinstance(detail, Real) or not math.isfinite(detail) or detail <= 0:
+        raise ScheduleError(f"detail={detail!r} must be a finite number > 0 (the variance of the last prior "
+                            f"variable); use {DEFAULT_DETAIL} for the paper's i.i.d. prior, larger for more detail.")
+    if isinstance(n_aug, bool) or not isinstance(n_aug, Integral) or n_aug not in N_AUG_CHOICES:
+        raise ScheduleError(f"n_aug={n_aug!r} must be 1, 2 or 3 (the number of augmented variables); "
+                            f"use {DEFAULT_N_AUG}, the paper's setting.")
+    if kind is not None and not isinstance(kind, ModelKind):
+        raise ScheduleError(f"kind={kind!r} must be a schedules.ModelKind or None (None: VE/EDM-like sigmas); "
+                            "build one with ModelKind.edm(), .vp() or .flow().")
+    if order is None:
+        order = default_order(kind)
+    if isinstance(order, bool) or not isinstance(order, Integral) or order not in ORDER_CHOICES:
+        raise ScheduleError(f"order={order!r} must be 1, 2 or 3 (Adams-Bashforth order) or None for the "
+                            f"default of the model kind ({default_order(kind)}).")
+    return float(detail), int(n_aug), int(order)
+
+
+def time_grid(sigmas, n_aug: int = DEFAULT_N_AUG, detail: float = DEFAULT_DETAIL,
+              kind: ModelKind | None = None) -> np.ndarray:
+    """TADA times t_i (float64) solving ½ log γ(t_i) = λ(σ_i); σ = 0 gives t = 1, a flow σ = 1 gives t = 0."""
+    s = torch.as_tensor(sigmas).detach().to("cpu", torch.float64)
+    lam = kind.to_lambda(s) if kind is not None else -torch.log(s)
+    return tc.t_of_lambda(lam.numpy(), n_aug, detail)
+
+
+def tada_noise(shape, n_aug: int, seed: int | None, seed_offset: int = SEED_OFFSET) -> torch.Tensor:
+    """The extra noise, (n_aug,) + shape float32 normals from a CPU generator seeded with seed + seed_offset.
+
+    Drawn on the CPU so a seed gives the same image on every device; seed None means seed_offset alone.
+    """
+    gen = torch.Generator("cpu").manual_seed(((0 if seed is None else int(seed)) + int(seed_offset)) % 2**64)
+    return torch.randn((n_aug, *shape), generator=gen, dtype=torch.float32)
+
+
+def initial_state(x: torch.Tensor, sigma0: float, t0: float, n_aug: int, detail: float, noise: torch.Tensor | None,
+                  out: torch.Tensor) -> torch.Tensor:
+    """Write X_{t0} ~ N(0, Σ_{t0}) conditioned exactly on gᵀX = ŷ0 = x/σ0 into ``out`` (n_aug, numel).
+
+    X = w + c (ŷ0 − gᵀw) with w = L z, L Lᵀ = Σ_{t0}: the residual X − c ŷ0 = (I − c gᵀ) w is independent of
+    ŷ0, so any incoming latent (pure noise, img2img, denoise < 1) gets the right joint law (spec §4 (a)).
+    N = 1 has no extra variables and uses no noise.
+    """
+    yhat = x.reshape(-1).to(out.dtype) / sigma0
+    g, c = tc.projections(t0, n_aug, detail)
+    as_row = {"device": out.device, "dtype": out.dtype}
+    if n_aug == 1:
+        return torch.mul(yhat, float(c[0]), out=out[0])
+    chol = np.linalg.cholesky(tc.covariance(t0, n_aug, detail))
+    out.copy_(noise.reshape(n_aug, -1))
+    lower_triangular_apply_(out, torch.as_tensor(chol, **as_row))
+    residual = yhat.sub_(combine(out, torch.as_tensor(g, **as_row)))
+    return lift_(out, torch.as_tensor(c, **as_row), residual)
+
+
+def _step_tables(ts: np.ndarray, sigmas64: np.ndarray, n: int, k: float, order: int):
+    """All per-step coefficients at once (float64): model-input weights σ_i g_i, force (a_i, p_i), update W_i."""
+    steps = len(ts) - 1
+    xin = np.zeros((steps, n))
+    force_a = np.zeros(steps)
+    force_p = np.zeros((steps, n))
+    update = np.zeros((steps, n, n + order))
+    for i in range(steps):
+        g, _ = tc.projections(ts[i], n, k)
+        xin[i] = sigmas64[i] * g
+        force_a[i], force_p[i] = tc.force_coefficients(ts[i], n)
+        if i == steps - 1 and sigmas64[-1] == 0:
+            continue  # the last call is the read-out: no update
+        q = min(order, i + 1)
+        h = ts[i + 1] - ts[i]
+        update[i, :, :n] = tc.phi_a(h, n)
+        coeffs = tc.ab_coefficients(ts[i - q + 1:i + 1][::-1], ts[i + 1], n)  # (q, n), newest force first
+        for j in range(q):
+            update[i, :, n + (i - j) % order] = coeffs[j]
+    return xin, force_a, force_p, update
+
+
+@torch.no_grad()
+def sample_tada(model, x, sigmas, extra_args=None, callback=None, disable=None, detail=DEFAULT_DETAIL,
+                n_aug=DEFAULT_N_AUG, order=None, kind=None, seed_offset=SEED_OFFSET):
+    """TADA (arXiv 2506.21757, Alg. 1): Adams–Bashforth on the force of an N-variable momentum state, read
+    through the pretrained denoiser. ``detail`` = k, the variance of the last prior variable; ``kind`` a
+    ModelKind (None: VE sigma); ``order`` None → ``default_order(kind)``. NFE = len(sigmas) − 1.
+    """
+    k, n, order = _check_options(detail, n_aug, order, kind)
+    validate_sigmas(sigmas, split=True)
+    extra_args = {} if extra_args is None else extra_args
+    sig64 = sigmas.detach().to("cpu", torch.float64).numpy()
+    ts = time_grid(sig64, n, k, kind)
+    xin_w, force_a, force_p, update = _step_tables(ts, sig64, n, k, order)
+
+    state_dtype = torch.promote_types(x.dtype, torch.float32)
+    as_state = {"device": x.device, "dtype": state_dtype}
+    xin_w, force_p, update = (torch.as_tensor(a, **as_state) for a in (xin_w, force_p, update))
+    z = torch.zeros((n + order, x.numel()), **as_state)  # rows 0..n-1: X; rows n..: ring of forces
+    noise = None if n == 1 else tada_noise(x.shape, n, extra_args.get("seed"), seed_offset)
+    initial_state(x, float(sig64[0]), float(ts[0]), n, k, noise, z[:n])
+
+    s_in = x.new_ones([x.shape[0]])
+    for i in _steps(len(sigmas) - 1, disable):
+        x_in = combine(z[:n], xin_w[i]).reshape(x.shape).to(x.dtype)  # = σ_i ŷ: the model-native latent
+        denoised = model(x_in, sigmas[i] * s_in, **extra_args)
+        if callback is not None:
+            callback({"x": x_in, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised})
+        if sig64[i + 1] == 0:
+            return denoised.to(x.dtype)  # Algorithm 1 read-out: the data prediction
+        force_into_(z[n + i % order], denoised.reshape(-1).to(state_dtype), z[:n], float(force_a[i]), force_p[i])
+        ab_update_(z, n, update[i])
+    # split schedule (sigmas end above 0): hand over a conventional latent σ_last·ŷ; the extra state is lost
+    g_last, _ = tc.projections(ts[-1], n, k)
+    return combine(z[:n], torch.as_tensor(float(sig64[-1]) * g_last, **as_state)).reshape(x.shape).to(x.dtype)
