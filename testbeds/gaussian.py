@@ -32,7 +32,7 @@ class GaussianTestbed:
 
     @staticmethod
     def _per_row(sigma, x: torch.Tensor) -> torch.Tensor:
-        sigma = torch.as_tensor(sigma).to(x)
+        sigma = sigma.to(x) if isinstance(sigma, torch.Tensor) else torch.as_tensor(sigma, dtype=x.dtype)
         return sigma.reshape(-1, *([1] * (x.ndim - 1)))
 
     def denoiser(self, x: torch.Tensor, sigma, **_: object) -> torch.Tensor:

@@ -1,0 +1,162 @@
+"""Testbed 3: the bundled small models, read from ``testbeds/weights/*.safetensors`` plus a JSON sidecar.
+
+* ``EDMDenoiserMLP`` — a residual MLP denoiser for the 8×8 digits with EDM preconditioning (Karras et al.
+  2022, Table 1): D(x, σ) = c_skip(σ) x + c_out(σ) F(c_in(σ) x, c_noise(σ)), c_noise = ln(σ)/4, with a Fourier
+  embedding of c_noise. It is trained over the whole σ range [0.002, 80] (testbeds.md §4, sigma-range pitfall)
+  and follows the k-diffusion model contract ``model(x, sigma_vec) -> denoised``.
+* ``DigitsClassifier`` — a small MLP digit classifier; its penultimate features define FD_cls.
+
+Weights are never unpickled: the loaders read safetensors and build the module from the sidecar's ``config``.
+Training lives in ``testbeds/train.py``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+__all__ = [
+    "CLASSIFIER_FILE", "EDM_MLP_FILE", "WEIGHTS_DIR", "DigitsClassifier", "EDMDenoiserMLP",
+    "load_classifier", "load_edm_mlp", "read_sidecar",
+]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+EDM_MLP_FILE = "edm_mlp_digits"
+CLASSIFIER_FILE = "digits_classifier"
+
+
+class FourierEmbedding(nn.Module):
+    """[cos 2πf·c, sin 2πf·c] with fixed random frequencies f ~ N(0, scale²) (saved with the weights)."""
+
+    def __init__(self, channels: int, scale: float = 4.0, seed: int = 0):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.register_buffer("freqs", torch.randn(channels // 2, generator=gen) * scale)
+
+    def forward(self, c: torch.Tensor) -> torch.Tensor:
+        phase = 2 * math.pi * c[:, None] * self.freqs[None, :]
+        return torch.cat([phase.cos(), phase.sin()], dim=1)
+
+
+class ResidualBlock(nn.Module):
+    """h + W2 · SiLU(W1 · LayerNorm(h) + E · emb): a pre-norm MLP block conditioned on the noise embedding."""
+
+    def __init__(self, width: int, emb_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.fc1 = nn.Linear(width, width)
+        self.emb = nn.Linear(emb_dim, width)
+        self.fc2 = nn.Linear(width, width)
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        return h + self.fc2(torch.nn.functional.silu(self.fc1(self.norm(h)) + self.emb(emb)))
+
+
+class EDMDenoiserMLP(nn.Module):
+    """EDM-preconditioned residual MLP; ``forward(x, sigma)`` returns D(x, σ) in x's shape and dtype."""
+
+    def __init__(self, dim: int = 64, width: int = 256, blocks: int = 4, emb_dim: int = 64,
+                 sigma_data: float = 0.75, fourier_scale: float = 4.0, fourier_seed: int = 0):
+        super().__init__()
+        self.config = dict(dim=dim, width=width, blocks=blocks, emb_dim=emb_dim, sigma_data=sigma_data,
+                           fourier_scale=fourier_scale, fourier_seed=fourier_seed)
+        self.sigma_data = float(sigma_data)
+        self.fourier = FourierEmbedding(emb_dim, fourier_scale, fourier_seed)
+        self.emb_mlp = nn.Sequential(
+            nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim), nn.SiLU()
+        )
+        self.inp = nn.Linear(dim, width)
+        self.blocks = nn.ModuleList(ResidualBlock(width, emb_dim) for _ in range(blocks))
+        self.out_norm = nn.LayerNorm(width)
+        self.out = nn.Linear(width, dim)
+        self._cache_key = None
+
+    def raw(self, x_in: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        """The network F(c_in x, c_noise) on flat (B, dim) inputs."""
+        emb = self.emb_mlp(self.fourier(c_noise))
+        h = self.inp(x_in)
+        for block in self.blocks:
+            h = block(h, emb)
+        return self.out(torch.nn.functional.silu(self.out_norm(h)))
+
+    def preconditioning(self, sigma: torch.Tensor):
+        """(c_skip, c_out, c_in, c_noise) for a (B,) σ, EDM Table 1."""
+        sd2 = self.sigma_data ** 2
+        s2 = sigma.square()
+        c_skip = sd2 / (s2 + sd2)
+        c_out = sigma * self.sigma_data / (s2 + sd2).sqrt()
+        c_in = 1 / (s2 + sd2).sqrt()
+        return c_skip, c_out, c_in, sigma.log() / 4
+
+    def forward(self, x: torch.Tensor, sigma, **_: object) -> torch.Tensor:
+        dtype = self.inp.weight.dtype
+        flat = x.reshape(x.shape[0], -1).to(dtype)
+        sigma = torch.as_tensor(sigma, device=x.device).to(dtype).reshape(-1).expand(x.shape[0])
+        c_skip, c_out, c_in, c_noise = self.preconditioning(sigma)
+        f = self.raw(c_in[:, None] * flat, c_noise)
+        return (c_skip[:, None] * flat + c_out[:, None] * f).reshape(x.shape).to(x.dtype)
+
+    @property
+    def cache_key(self) -> str:
+        """A content hash of config and weights, for testbeds.reference's endpoint cache."""
+        if self._cache_key is None:
+            h = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
+            for name, t in sorted(self.state_dict().items()):
+                h.update(name.encode() + t.detach().cpu().contiguous().numpy().tobytes())
+            self._cache_key = f"edm-mlp:{h.hexdigest()[:24]}"
+        return self._cache_key
+
+
+class DigitsClassifier(nn.Module):
+    """MLP 64 → hidden → features → 10 classes; ``features(x)`` is the penultimate layer used by FD_cls."""
+
+    def __init__(self, dim: int = 64, hidden: int = 256, features: int = 128, classes: int = 10,
+                 dropout: float = 0.1):
+        super().__init__()
+        self.config = dict(dim=dim, hidden=hidden, features=features, classes=classes, dropout=dropout)
+        self.body = nn.Sequential(
+            nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, features), nn.ReLU(),
+        )
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, classes))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x.reshape(x.shape[0], -1).to(self.head[1].weight.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def read_sidecar(name: str, weights_dir=None) -> dict:
+    """The JSON sidecar ``<name>.json`` next to the weights (config, training command, losses, evaluation)."""
+    return json.loads((Path(weights_dir or WEIGHTS_DIR) / f"{name}.json").read_text())
+
+
+def _load(cls, name: str, weights_dir) -> nn.Module:
+    folder = Path(weights_dir or WEIGHTS_DIR)
+    path = folder / f"{name}.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; train it with `python -m schedule_lab.testbeds.train "
+                                f"--out {folder}`")
+    model = cls(**read_sidecar(name, folder)["config"])
+    state = {k: v.to(torch.float32) for k, v in load_file(str(path)).items()}
+    model.load_state_dict(state)
+    return model.eval().requires_grad_(False)
+
+
+@lru_cache(maxsize=4)
+def load_edm_mlp(weights_dir=None) -> EDMDenoiserMLP:
+    """The bundled EDM MLP digits denoiser (eval mode, float32, no grad). Cached: never modify it in place."""
+    return _load(EDMDenoiserMLP, EDM_MLP_FILE, weights_dir)
+
+
+@lru_cache(maxsize=4)
+def load_classifier(weights_dir=None) -> DigitsClassifier:
+    """The bundled digits classifier (eval mode, float32, no grad). Cached: do not modify it in place."""
+    return _load(DigitsClassifier, CLASSIFIER_FILE, weights_dir)
