@@ -1,0 +1,124 @@
+"""What a benchmark row runs: a sampler on a schedule, from any of four sources, behind one call shape.
+
+``Method.run(model, x_T, steps) -> x0``: ``x_T`` is unit noise scaled by the caller to the first sigma
+(``Method.sigmas(steps)[0]``). Sources:
+
+* ``ours`` — solvers.classic (euler, heun, dpmpp_2m) on baseline schedules (karras, ays, exponential);
+* ``registry`` — every entry of nodes.registry.SAMPLERS / SCHEDULERS, so a new method shows up by itself;
+* ``diffusers`` — the peers of benchmarks.peers, on the same sigma lists (DDIM on its own timesteps);
+* ``comfyui`` — ComfyUI's k-diffusion samplers, run in a worker subprocess (benchmarks.comfy_worker).
+
+Equal cost means equal NFE, not equal steps: ``steps_for_nfe`` counts the model calls of a method on a cheap
+Gaussian denoiser and returns the largest step count whose NFE fits the budget (heun: 3 steps for 5 NFE).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ..nodes.registry import SAMPLERS, SCHEDULERS
+from ..schedules import baseline
+from ..schedules.model_kind import ModelKind
+from ..solvers import classic
+from ..testbeds.gaussian import GaussianTestbed
+from ..testbeds.metrics import NFECounter
+
+__all__ = [
+    "BASELINE_SAMPLERS", "BASELINE_SCHEDULES", "Method", "count_nfe", "diffusers_methods", "sampler_methods",
+    "sampler_table", "schedule_table", "steps_for_nfe",
+]
+
+BASELINE_SAMPLERS = ("euler", "heun", "dpmpp_2m")
+BASELINE_SCHEDULES = ("karras", "ays", "exponential")
+
+
+@dataclass(frozen=True)
+class Method:
+    sampler: str
+    schedule: str
+    source: str  # "ours" | "registry" | "diffusers" | "comfyui"
+    run: Callable[[object, torch.Tensor, int], torch.Tensor]
+    sigmas: Callable[[int], torch.Tensor]
+
+    @property
+    def label(self) -> str:
+        return f"{self.sampler} / {self.schedule}"
+
+
+def schedule_table(kind: ModelKind) -> dict[str, Callable[[int], torch.Tensor]]:
+    """Schedule name → ``fn(steps) -> sigmas`` for ``kind``: the baselines, then every registry scheduler."""
+    table = {
+        "karras": lambda n: baseline.karras(n, kind.sigma_min, kind.sigma_max),
+        "ays": lambda n: baseline.ays(n, "sd1"),
+        "exponential": lambda n: baseline.exponential(n, kind.sigma_min, kind.sigma_max),
+    }
+    for name, entry in SCHEDULERS.items():
+        table[name] = (lambda fn: lambda n: fn(kind, n))(entry.fn)
+    return table
+
+
+def sampler_table() -> dict[str, tuple[str, Callable]]:
+    """Sampler name → (source, k-diffusion sampler fn): ours, then every registry sampler with its defaults."""
+    table = {name: ("ours", getattr(classic, f"sample_{name}")) for name in BASELINE_SAMPLERS}
+    for name, entry in SAMPLERS.items():
+        fn = entry.fn if not entry.defaults else (
+            lambda f, opts: lambda *a, **k: f(*a, **{**opts, **k}))(entry.fn, dict(entry.defaults))
+        table[name] = ("registry", fn)
+    return table
+
+
+def _k_run(sampler_fn, sigmas_fn):
+    def run(model, x_T, steps):
+        return sampler_fn(model, x_T, sigmas_fn(steps).to(x_T.dtype), disable=True)
+    return run
+
+
+def sampler_methods(kind: ModelKind, samplers, schedules) -> list[Method]:
+    """Every (sampler, schedule) pair of k-diffusion-contract samplers (ours and the registry's)."""
+    samplers_all, schedules_all = sampler_table(), schedule_table(kind)
+    out = []
+    for s in samplers:
+        source, fn = samplers_all[s]
+        for sc in schedules:
+            out.append(Method(s, sc, source, _k_run(fn, schedules_all[sc]), schedules_all[sc]))
+    return out
+
+
+def diffusers_methods(kind: ModelKind, peers, schedules) -> list[Method]:
+    """diffusers peers on our schedules; peers with a native schedule (DDIM) get that one only."""
+    from .peers import PEERS, ddim_sigmas, sample_diffusers
+
+    schedules_all = schedule_table(kind)
+    out = []
+    for p in peers:
+        if PEERS[p].route == "native":
+            def run(model, x_T, steps, p=p):
+                return sample_diffusers(p, model, x_T, steps=steps)
+            out.append(Method(p, PEERS[p].native_schedule, "diffusers", run, ddim_sigmas))
+            continue
+        for sc in schedules:
+            def run(model, x_T, steps, p=p, fn=schedules_all[sc]):
+                return sample_diffusers(p, model, x_T, sigmas=fn(steps).to(x_T.dtype))
+            out.append(Method(p, sc, "diffusers", run, schedules_all[sc]))
+    return out
+
+
+def count_nfe(method: Method, steps: int, dim: int = 64) -> int:
+    """Model calls of ``method`` at ``steps`` steps, counted on a 1-sample Gaussian denoiser (cheap)."""
+    g = GaussianTestbed(dim)
+    counter = NFECounter(g.denoiser)
+    sigmas = method.sigmas(steps)
+    method.run(counter, g.sample_prior(1, float(sigmas[0]), seed=0, dtype=torch.float32), steps)
+    return counter.nfe
+
+
+def steps_for_nfe(method: Method, nfe: int, dim: int = 64) -> int:
+    """The largest step count whose counted NFE is at most ``nfe`` (at least 1 step)."""
+    best = 1
+    for steps in range(1, nfe + 1):
+        if count_nfe(method, steps, dim) > nfe:
+            break
+        best = steps
+    return best

@@ -1,0 +1,293 @@
+"""Benchmark harness: sampler × schedule × NFE × seeds on the CPU testbeds, written as JSON plus markdown.
+
+    python -m schedule_lab.benchmarks.run [--testbed exact-digits|edm-digits|all] [--nfe 5 10 20]
+        [--seeds 0 1 2] [--n-samples N] [--out benchmarks/results] [--preset readme]
+
+Rows: our reference samplers (solvers.classic) and every registry sampler, each on the baseline schedules and every
+registry scheduler; the diffusers peers (benchmarks.peers) on the same sigma lists; ComfyUI's samplers when
+COMFYUI_PATH is set (benchmarks.comfy_worker). Metrics per row, mean ± std over seeds: NFE counted by a wrapper,
+wall time, RMSE to the converged ODE (testbeds.reference, Heun-500 on Karras from the same x_T), mode agreement
+(exact testbed), FD_cls and SWD against the data. Every table carries its floors. ``--preset readme`` makes the
+README's first table: exact digits, NFE 5/10/20, diffusers DPMSolverMultistep and UniPC on karras and AYS.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ..kernels.frechet import gaussian_stats
+from ..schedules.model_kind import ModelKind
+from ..testbeds.metrics import NFECounter, classifier_features, fd_cls, mode_agreement, rmse, swd
+from ..testbeds.reference import converged_endpoint
+from . import methods as M
+from .peers import PEERS, sample_diffusers
+from .peers import available as diffusers_available
+from .report import mean_std, testbed_markdown
+from .setups import SIGMA_RANGES, TESTBEDS, Testbed, load_testbed, noise
+
+__all__ = ["PRESETS", "main", "run_testbed"]
+
+SCHEMA = "schedule-lab/benchmark/v1"
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+#: Presets fix every choice that shapes a committed table.
+PRESETS = {
+    "readme": dict(testbed=["exact-digits"], nfe=[5, 10, 20], seeds=[0, 1, 2], n_samples=1000, samplers=[],
+                   schedules=["karras", "ays"], peers=["diffusers.DPMSolverMultistep", "diffusers.UniPCMultistep"],
+                   comfy_samplers=[], name="readme_table"),
+}
+
+
+def _default_samplers():
+    return list(M.sampler_table())
+
+
+def _default_schedules():
+    return list(M.schedule_table(ModelKind.vp()))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m schedule_lab.benchmarks.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a fixed configuration (readme: the README's table)")
+    p.add_argument("--testbed", nargs="+", default=["all"], help=f"{' | '.join(TESTBEDS)} | all")
+    p.add_argument("--nfe", nargs="+", type=int, default=[5, 10, 20], help="NFE budgets (model calls)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--n-samples", type=int, default=2000, help="samples per seed (FD is biased in N: keep it fixed)")
+    p.add_argument("--samplers", nargs="*", help="k-diffusion-contract samplers (ours + registry); default all")
+    p.add_argument("--schedules", nargs="*", help="schedules (baselines + registry); default all")
+    p.add_argument("--peers", nargs="*", help=f"diffusers peers; default all of {', '.join(PEERS)}")
+    p.add_argument("--comfy-samplers", nargs="*", help="ComfyUI samplers (needs COMFYUI_PATH); default "
+                   "euler heun dpm_2 lms dpmpp_2m ipndm deis")
+    p.add_argument("--sigma-range", choices=sorted(SIGMA_RANGES), default="sd1",
+                   help="the ModelKind (sigma range) every scheduler gets; default sd1 = 0.0292-14.61")
+    p.add_argument("--ref-steps", type=int, default=500, help="Heun steps of the converged reference")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (pinned; default 1)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--name", default="benchmark", help="output file stem (<out>/<name>.json and .md)")
+    args = p.parse_args(argv)
+    if args.preset:
+        for key, value in PRESETS[args.preset].items():
+            setattr(args, key, value)
+    if args.testbed == ["all"]:
+        args.testbed = list(TESTBEDS)
+    from .comfy_worker import COMFY_SAMPLERS
+
+    defaults = {"samplers": _default_samplers(), "schedules": _default_schedules(), "peers": list(PEERS),
+                "comfy_samplers": list(COMFY_SAMPLERS)}
+    valid = {**defaults, "testbed": list(TESTBEDS)}
+    for key, default in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, default)
+    for key, names in valid.items():
+        if key == "comfy_samplers":
+            continue  # checked by the worker against the ComfyUI checkout
+        bad = [n for n in getattr(args, key) if n not in names]
+        if bad:
+            p.error(f"unknown {key.replace('_', '-')} {', '.join(bad)}; valid: {', '.join(names)}")
+    if any(n < 1 for n in args.nfe) or args.n_samples < 2 or args.threads < 1:
+        p.error("--nfe values, --threads must be >= 1 and --n-samples >= 2")
+    return args
+
+
+def _snap(sigma0: float, sigma_max: float) -> float:
+    """σ_max itself when a schedule starts within float32 rounding of it (diffusers' tables are float32)."""
+    return sigma_max if abs(sigma0 / sigma_max - 1) < 1e-4 else sigma0
+
+
+def _score(bed: Testbed, x0, ref, target_stats, classifier) -> dict:
+    out = {"rmse": rmse(x0, ref)}
+    if bed.mode_agreement:
+        out["mode_agreement"] = mode_agreement(x0, ref, bed.train)
+    out["fd_cls"] = fd_cls(x0, target_stats, classifier)
+    out["swd"] = swd(x0, bed.target)
+    return out
+
+
+def _row(method_or_names, nfe_target, steps, runs: list[dict]) -> dict:
+    sampler, schedule, source = method_or_names
+    row = {"sampler": sampler, "schedule": schedule, "source": source, "nfe_target": nfe_target, "steps": steps}
+    for key in runs[0]:
+        row[key] = [r[key] for r in runs]
+    row["mean"] = {k: mean_std(v)[0] for k, v in row.items() if isinstance(v, list)}
+    row["std"] = {k: mean_std(v)[1] for k, v in row.items() if isinstance(v, list)}
+    return row
+
+
+def cross_check(bed: Testbed, z: torch.Tensor, nfes, schedules=("karras", "ays")) -> list[dict]:
+    """diffusers DPMSolverMultistep (VP route, our sigmas) against our dpmpp_2m on the same sigma lists."""
+    from ..solvers.classic import sample_dpmpp_2m
+
+    table = M.schedule_table(bed.kind)
+    out = []
+    for sc in schedules:
+        for n in nfes:
+            sigmas = table[sc](n)
+            x_T = z * float(sigmas[0])
+            ours = sample_dpmpp_2m(bed.model, x_T, sigmas)
+            peer = sample_diffusers("diffusers.DPMSolverMultistep", bed.model, x_T, sigmas=sigmas)
+            diff = (ours - peer).abs()
+            out.append({"schedule": sc, "steps": n, "max_abs_diff": float(diff.max()),
+                        "rmse_diff": rmse(ours, peer), "ours_rmse_scale": float(ours.square().mean().sqrt())})
+    return out
+
+
+def run_testbed(bed: Testbed, methods: list, args, log=print) -> dict:
+    from ..testbeds.models import load_classifier
+
+    classifier = load_classifier()
+    target_stats = gaussian_stats(classifier_features(bed.target, classifier))
+    noises = {s: noise(args.n_samples, s) for s in args.seeds}
+    refs: dict = {}
+
+    def reference(seed, sigma_max):
+        key = (seed, round(sigma_max, 6))
+        if key not in refs:
+            t0 = time.perf_counter()
+            refs[key] = converged_endpoint(bed.model, noises[seed] * sigma_max, sigma_min=bed.kind.sigma_min,
+                                           sigma_max=sigma_max, steps=args.ref_steps)
+            log(f"  reference seed {seed} from σ {sigma_max:.4g}: Heun-{args.ref_steps} "
+                f"({time.perf_counter() - t0:.1f} s; cached on disk)")
+        return refs[key]
+
+    def label(schedule, sigma0):
+        return schedule if sigma0 == bed.kind.sigma_max else f"{schedule} (σmax {sigma0:.4g})"
+
+    rows = []
+    for nfe in args.nfe:
+        for m in methods:
+            steps = M.steps_for_nfe(m, nfe)
+            sigma0 = _snap(float(m.sigmas(steps)[0]), bed.kind.sigma_max)
+            runs = []
+            for seed in args.seeds:
+                counter = NFECounter(bed.model)
+                torch.manual_seed(seed)  # for samplers that draw noise of their own
+                t0 = time.perf_counter()
+                x0 = m.run(counter, noises[seed] * sigma0, steps)
+                wall = time.perf_counter() - t0
+                runs.append({"nfe": counter.nfe, "wall_s": wall,
+                             **_score(bed, x0, reference(seed, sigma0), target_stats, classifier)})
+            row = _row((m.sampler, label(m.schedule, sigma0), m.source), nfe, steps, runs)
+            rows.append(row)
+            log(f"  NFE {nfe:>3} {m.label:<42} {steps:>3} steps, NFE {row['nfe'][0]:>3}, "
+                f"RMSE {row['mean']['rmse']:.3f}, FD_cls {row['mean']['fd_cls']:.2f}, {row['mean']['wall_s']:.2f} s")
+
+    notes = []
+    if args.comfy_samplers:
+        from .comfy_worker import run_comfy
+
+        results, note = run_comfy(bed.name, args.sigma_range, args.comfy_samplers, args.schedules, args.nfe,
+                                  noises, log=log)
+        if note:
+            log(f"  note: {note}")
+            notes.append(f"Note: {note}.")
+        for r in results or []:
+            sigmas0 = _snap(float(M.schedule_table(bed.kind)[r["schedule"]](r["steps"])[0]), bed.kind.sigma_max)
+            runs = [{"nfe": r["runs"][s]["nfe"], "wall_s": r["runs"][s]["wall_s"],
+                     **_score(bed, r["runs"][s]["x0"], reference(s, sigmas0), target_stats, classifier)}
+                    for s in args.seeds]
+            rows.append(_row((r["sampler"], label(r["schedule"], sigmas0), "comfyui"), r["nfe_target"],
+                             r["steps"], runs))
+        rows.sort(key=lambda row: row["nfe_target"])  # stable: the ComfyUI rows join their NFE group
+
+    floors = []
+    conv = [{"fd_cls": fd_cls(reference(s, bed.kind.sigma_max), target_stats, classifier),
+             "swd": swd(reference(s, bed.kind.sigma_max), bed.target)} for s in args.seeds]
+    floor = {"name": f"converged ODE (Heun-{args.ref_steps}, karras)", "nfe": 2 * args.ref_steps - 1,
+             "rmse": 0.0, **({"mode_agreement": 1.0} if bed.mode_agreement else {})}
+    floor.update({k: [c[k] for c in conv] for k in ("fd_cls", "swd")})
+    floors.append(floor)
+    other = bed.test if bed.against == "train" else bed.train
+    other_name = "test" if bed.against == "train" else "train"
+    floors.append({"name": f"{other_name} split vs {bed.against} split ({other.shape[0]} images)", "nfe": 0,
+                   "fd_cls": fd_cls(other, target_stats, classifier), "swd": swd(other, bed.target)})
+    notes.insert(0, f"FD_cls is biased in N: the rows and the converged-ODE floor use N = {args.n_samples}; the "
+                    f"{other_name}-split floor uses its {other.shape[0]} images.")
+
+    if args.peers:
+        notes.append("diffusers peers run our denoiser on our sigma lists (benchmarks/peers.py): "
+                     "DPMSolverMultistep on the VP route (set_timesteps(n), then its sigma table replaced by ours; "
+                     "x0 = D(x/√ᾱ, σ)), UniPC through its public custom-sigma input as flow sigmas s = σ/(1+σ) "
+                     "(same λ), EulerDiscrete through set_timesteps(sigmas=...), DDIM on its own trailing "
+                     "timesteps; prediction_type=\"sample\", final sigma 0.")
+    check = []
+    if "diffusers.DPMSolverMultistep" in args.peers:
+        check = cross_check(bed, noises[args.seeds[0]], args.nfe)
+        worst = max(c["max_abs_diff"] for c in check)
+        worst_rms = max(c["rmse_diff"] for c in check)
+        notes.append(f"Cross-check: diffusers DPMSolverMultistep (VP route, our sigma list) vs our dpmpp_2m on the "
+                     f"same karras/AYS sigmas, seed {args.seeds[0]}, NFE {'/'.join(map(str, args.nfe))}: max "
+                     f"|Δx0| = {worst:.1e}, RMS Δx0 ≤ {worst_rms:.1e} over {args.n_samples}×64 pixels in [-1, 1] "
+                     "(float32 rounding: diffusers steps in float32; ≤ 1e-6 on the smooth Gaussian testbed, "
+                     "tests/unit/test_benchmarks.py).")
+        log(f"  cross-check diffusers DPMSolverMultistep vs our dpmpp_2m: max |Δ| = {worst:.1e}")
+
+    return {"name": bed.name, "description": bed.description, "sigma_min": bed.kind.sigma_min,
+            "sigma_max": bed.kind.sigma_max, "range_note": bed.range_note, "against": bed.against,
+            "mode_agreement": bed.mode_agreement, "n_samples": args.n_samples, "seeds": list(args.seeds),
+            "threads": torch.get_num_threads(),
+            "reference": f"Heun-{args.ref_steps} on karras {bed.kind.sigma_min:.4g}–σmax",
+            "rows": rows, "floors": floors, "cross_check": check, "notes": notes}
+
+
+def build_methods(bed: Testbed, args, log=print) -> list:
+    methods = M.sampler_methods(bed.kind, args.samplers, args.schedules)
+    if args.peers:
+        reason = diffusers_available()
+        if reason:
+            log(f"  note: diffusers peers skipped ({reason})")
+        else:
+            methods += M.diffusers_methods(bed.kind, args.peers, args.schedules)
+    return methods
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(args.threads)
+    print(f"schedule-lab benchmark: torch {torch.__version__}, threads pinned to {torch.get_num_threads()}, "
+          f"testbeds {' '.join(args.testbed)}, NFE {args.nfe}, seeds {args.seeds}, N = {args.n_samples}")
+    started = time.perf_counter()
+    results = []
+    for name in args.testbed:
+        t0 = time.perf_counter()
+        print(f"[{name}] loading")
+        bed = load_testbed(name, args.sigma_range)
+        tb = run_testbed(bed, build_methods(bed, args), args)
+        tb["seconds"] = round(time.perf_counter() - t0, 1)
+        print(f"[{name}] done in {tb['seconds']} s")
+        results.append(tb)
+    total = round(time.perf_counter() - started, 1)
+    command = "python -m schedule_lab.benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv)
+    doc = {"schema": SCHEMA, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+           "command": command.strip(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "python": platform.python_version(), "machine": platform.machine(), "seconds": total,
+           "testbeds": results}
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = args.out / f"{args.name}.json", args.out / f"{args.name}.md"
+    json_path.write_text(json.dumps(doc, indent=1) + "\n")
+    md = [f"<!-- generated by `{doc['command']}` in {total} s on {doc['machine']}, torch {doc['torch']}, "
+          f"{doc['threads']} thread(s); do not edit -->", ""]
+    for tb in results:
+        md.append(testbed_markdown(tb, _title(tb, args)))
+    md_path.write_text("\n".join(md))
+    print(f"wrote {md_path} and {json_path} ({total} s)")
+    return 0
+
+
+def _title(tb: dict, args) -> str:
+    if args.name == "readme_table":
+        return (f"Exact digits denoiser: diffusers DPM-Solver++(2M) and UniPC on karras vs AYS "
+                f"(σ {tb['sigma_min']:.3g}–{tb['sigma_max']:.3g}, N = {tb['n_samples']} × {len(tb['seeds'])} seeds)")
+    return f"{tb['name']} (σ {tb['sigma_min']:.3g}–{tb['sigma_max']:.3g}, N = {tb['n_samples']})"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""The benchmark testbeds (testbeds.md §6): a model, the sigma range it is sampled over and what it is scored against.
+
+* ``exact-digits`` — the exact (memorising) denoiser of the digits train split. Scored against the *train* split
+  (its converged ODE reproduces training images); mode agreement with the converged ODE is meaningful here.
+* ``edm-digits`` — the bundled EDM-preconditioned MLP (testbeds.models.load_edm_mlp). Scored against the *test*
+  split (the model learnt from train); no mode agreement.
+
+Both are sampled over the same sigma range so schedules are compared on equal terms (testbeds.md §3(d)): by default
+the SD1 range 0.0292–14.61 of ``ModelKind.vp()`` — the range the published AYS SD1 table covers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..schedules.model_kind import ModelKind
+from ..testbeds.digits import load_digits_split
+
+__all__ = ["SIGMA_RANGES", "TESTBEDS", "Testbed", "load_model", "load_testbed", "noise"]
+
+TESTBEDS = ("exact-digits", "edm-digits")
+
+#: Sigma-range presets → the ModelKind handed to every scheduler (its sigma_min/sigma_max bound karras & co.).
+SIGMA_RANGES = {
+    "sd1": ("SD1 VP range (ModelKind.vp(), scaled_linear betas 0.00085-0.012)", lambda: ModelKind.vp("eps")),
+    "edm": ("EDM range (ModelKind.edm(0.002, 80))", lambda: ModelKind.edm(0.002, 80.0)),
+}
+
+
+@dataclass
+class Testbed:
+    name: str
+    description: str
+    model: object              # k-diffusion denoiser model(x, sigma_vec) -> D
+    kind: ModelKind            # what the schedulers see
+    range_note: str
+    train: torch.Tensor        # (M, 64)
+    test: torch.Tensor         # (360, 64)
+    against: str               # "train" | "test": the split distribution metrics are computed against
+    mode_agreement: bool       # report the fraction of samples landing on the converged ODE's training image
+
+    @property
+    def target(self) -> torch.Tensor:
+        return self.train if self.against == "train" else self.test
+
+
+def load_model(name: str, train: torch.Tensor | None = None):
+    """The denoiser of testbed ``name`` (also used by the ComfyUI worker subprocess)."""
+    if name == "exact-digits":
+        from ..testbeds.exact import ExactDenoiser
+
+        return ExactDenoiser(load_digits_split().train if train is None else train)
+    if name == "edm-digits":
+        from ..testbeds.models import load_edm_mlp
+
+        return load_edm_mlp()
+    raise ValueError(f"unknown testbed {name!r}; choose one of {', '.join(TESTBEDS)}")
+
+
+def load_testbed(name: str, sigma_range: str = "sd1") -> Testbed:
+    if sigma_range not in SIGMA_RANGES:
+        raise ValueError(f"unknown sigma range {sigma_range!r}; choose one of {', '.join(SIGMA_RANGES)}")
+    note, make_kind = SIGMA_RANGES[sigma_range]
+    split = load_digits_split()
+    model = load_model(name, split.train)
+    if name == "exact-digits":
+        desc = (f"exact denoiser of the sklearn digits train split ({split.train.shape[0]}x64, memorises: the "
+                "converged ODE lands on training images)")
+        return Testbed(name, desc, model, make_kind(), note, split.train, split.test, "train", True)
+    desc = "bundled EDM MLP denoiser (testbeds/weights/edm_mlp_digits), trained on the digits train split"
+    return Testbed(name, desc, model, make_kind(), note, split.train, split.test, "test", False)
+
+
+def noise(n: int, seed: int, dim: int = 64) -> torch.Tensor:
+    """Unit Gaussian noise (n, dim) from a seeded CPU generator; x_T = σ_max · noise."""
+    return torch.randn(n, dim, generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float32)
