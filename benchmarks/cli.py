@@ -1,0 +1,83 @@
+"""``schedule-lab``: the pack's standalone jobs (no ComfyUI needed).
+
+    schedule-lab compare [--steps 10] [--samplers ...] [--schedulers ...] [--seed 0] [--columns 8] [--out DIR]
+    schedule-lab bench [run options]          (same as python -m schedule_lab.benchmarks.run)
+
+Also runnable as ``python -m schedule_lab.benchmarks.cli compare``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _compare_parser(sub) -> None:
+    p = sub.add_parser("compare", help="A/B grid, schedule plot and table on the bundled tiny digits model",
+                       description="Every sampler × schedule on the bundled EDM MLP digits model: a labelled image "
+                                   "grid, a log-sigma plot and a table of NFE, time, FD_cls and SWD.")
+    p.add_argument("--steps", type=int, default=10, help="sampler steps for every combination (default 10)")
+    p.add_argument("--samplers", nargs="+", metavar="NAME",
+                   help="samplers to compare (default: euler, dpmpp_2m and every registered sampler)")
+    p.add_argument("--schedulers", nargs="+", metavar="NAME",
+                   help="schedules to compare (default: karras, ays and every registered scheduler)")
+    p.add_argument("--seed", type=int, default=0, help="first noise seed; grid column j uses seed + j")
+    p.add_argument("--columns", type=int, default=8, help="grid columns (seeds), 1-64 (default 8)")
+    p.add_argument("--n-samples", type=int, default=1000, help="samples for FD_cls/SWD (default 1000)")
+    p.add_argument("--sigma-range", choices=("model", "sd1"), default="model",
+                   help="model: the model's EDM range 0.002-80 (default); sd1: 0.0292-14.61")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--out", type=Path, default=Path("out/compare"), help="output folder (default ./out/compare)")
+
+
+def _run_compare(args, parser) -> int:
+    import torch
+
+    from . import compare as C
+    from . import methods as M
+
+    if args.steps < 1 or args.steps > 1000:
+        parser.error(f"--steps {args.steps} is out of range; use 1 to 1000")
+    if not 1 <= args.columns <= 64:
+        parser.error(f"--columns {args.columns} is out of range; use 1 to 64")
+    if args.n_samples < 2 or args.threads < 1:
+        parser.error("--n-samples must be >= 2 and --threads >= 1")
+    kind = C.model_kind(args.sigma_range, 0.5)  # sigma_data does not change any schedule
+    valid_samplers, valid_schedules = list(M.sampler_table()), list(M.schedule_table(kind))
+    samplers = args.samplers or C.default_samplers()
+    schedules = args.schedulers or C.default_schedules(kind)
+    for what, names, valid in (("sampler", samplers, valid_samplers), ("scheduler", schedules, valid_schedules)):
+        bad = [n for n in names if n not in valid]
+        if bad:
+            parser.error(f"unknown {what} {', '.join(map(repr, bad))}; valid {what}s: {', '.join(valid)}")
+    torch.set_num_threads(args.threads)
+    print(f"torch threads pinned to {torch.get_num_threads()}")
+    C.compare(args.steps, samplers, schedules, args.seed, args.columns, args.n_samples, args.out,
+              args.sigma_range)
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parser = argparse.ArgumentParser(prog="schedule-lab", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", metavar="{compare,bench}")
+    _compare_parser(sub)
+    sub.add_parser("bench", help="the benchmark harness (python -m schedule_lab.benchmarks.run --help)",
+                   add_help=False)
+    if argv[:1] == ["bench"]:
+        from .run import main as bench
+
+        return bench(argv[1:])
+    args = parser.parse_args(argv)
+    if args.command == "compare":
+        return _run_compare(args, sub.choices["compare"])
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
