@@ -63,7 +63,8 @@ def _run_compare(args, parser) -> int:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    parser = argparse.ArgumentParser(prog="schedule-lab", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="schedule-lab", description="Schedule Lab's standalone jobs (no ComfyUI "
+                                     "needed): compare (A/B grid on the bundled digits model) and bench (the harness).")
     sub = parser.add_subparsers(dest="command", metavar="{compare,bench}")
     _compare_parser(sub)
     sub.add_parser("bench", help="the benchmark harness (python -m schedule_lab.benchmarks.run --help)",

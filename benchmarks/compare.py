@@ -56,13 +56,19 @@ def compare(steps: int, samplers, schedules, seed: int, columns: int, n_samples:
     rows, cells = [], []
     log(f"compare: {len(samplers)} samplers × {len(schedules)} schedules at {steps} steps on the bundled EDM MLP "
         f"({kind.describe()}), N = {n_samples} for the metrics, {columns} grid columns from seed {seed}")
+    skipped = []
     for method in M.sampler_methods(kind, samplers, schedules):
-        sigmas = sched_fns[method.schedule](steps)
-        counter = NFECounter(model)
-        torch.manual_seed(seed)  # for samplers that draw noise of their own
-        t0 = time.perf_counter()
-        x0 = method.run(counter, batch * float(sigmas[0]), steps)
-        wall = time.perf_counter() - t0
+        try:
+            sigmas = sched_fns[method.schedule](steps)
+            counter = NFECounter(model)
+            torch.manual_seed(seed)  # for samplers that draw noise of their own
+            t0 = time.perf_counter()
+            x0 = method.run(counter, batch * float(sigmas[0]), steps)
+            wall = time.perf_counter() - t0
+        except Exception as e:  # noqa: BLE001  (show the other combinations; say why this one is missing)
+            skipped.append(f"{method.label}: {type(e).__name__}: {e}")
+            log(f"  {method.label:<32} SKIPPED: {type(e).__name__}: {e}")
+            continue
         samples = x0[columns:]
         row = {"sampler": method.sampler, "schedule": method.schedule, "source": method.source, "steps": steps,
                "nfe": counter.nfe, "wall_s": wall, "fd_cls": fd_cls(samples, test_stats, classifier),
@@ -71,6 +77,8 @@ def compare(steps: int, samplers, schedules, seed: int, columns: int, n_samples:
         cells.append(x0[:columns])
         log(f"  {method.label:<32} NFE {row['nfe']:>3}  FD_cls {row['fd_cls']:6.2f}  SWD {row['swd']:.3f}  "
             f"{wall:.2f} s")
+    if not rows:
+        raise RuntimeError("compare: every combination failed:\n" + "\n".join(skipped))
     floor = {"fd_cls": fd_cls(split.train, test_stats, classifier), "swd": swd(split.train, split.test)}
     out.mkdir(parents=True, exist_ok=True)
     labels = [(f"{r['sampler']} / {r['schedule']}", f"NFE {r['nfe']}  FD_cls {r['fd_cls']:.2f}") for r in rows]
@@ -78,7 +86,8 @@ def compare(steps: int, samplers, schedules, seed: int, columns: int, n_samples:
     plot_schedules({s: sched_fns[s](steps) for s in schedules}, steps, kind, out / "schedules.png")
     doc = {"schema": "schedule-lab/compare/v1", "model": "testbeds/weights/edm_mlp_digits", "kind": kind.describe(),
            "steps": steps, "seed": seed, "columns": columns, "n_samples": n_samples,
-           "threads": torch.get_num_threads(), "against": "test split", "floor_train_vs_test": floor, "rows": rows}
+           "threads": torch.get_num_threads(), "against": "test split", "floor_train_vs_test": floor, "rows": rows,
+           "skipped": skipped}
     (out / "table.json").write_text(json.dumps(doc, indent=1) + "\n")
     (out / "table.md").write_text(table_markdown(doc))
     log(f"wrote {out / 'grid.png'}, {out / 'schedules.png'}, {out / 'table.md'}, {out / 'table.json'}")
@@ -98,6 +107,7 @@ def table_markdown(doc: dict) -> str:
     for r in doc["rows"]:
         lines.append(f"| {r['sampler']} | {r['schedule']} | {r['source']} | {r['steps']} | {r['nfe']} | "
                      f"{r['wall_s']:.2f} | {r['fd_cls']:.2f} | {r['swd']:.3f} |")
+    lines += [f"\nSkipped {s}" for s in doc.get("skipped", [])]
     return "\n".join(lines) + "\n"
 
 

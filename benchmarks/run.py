@@ -160,26 +160,30 @@ def run_testbed(bed: Testbed, methods: list, args, log=print) -> dict:
     def label(schedule, sigma0):
         return schedule if sigma0 == bed.kind.sigma_max else f"{schedule} (σmax {sigma0:.4g})"
 
-    rows = []
+    rows, notes = [], []
     for nfe in args.nfe:
         for m in methods:
-            steps = M.steps_for_nfe(m, nfe)
-            sigma0 = _snap(float(m.sigmas(steps)[0]), bed.kind.sigma_max)
-            runs = []
-            for seed in args.seeds:
-                counter = NFECounter(bed.model)
-                torch.manual_seed(seed)  # for samplers that draw noise of their own
-                t0 = time.perf_counter()
-                x0 = m.run(counter, noises[seed] * sigma0, steps)
-                wall = time.perf_counter() - t0
-                runs.append({"nfe": counter.nfe, "wall_s": wall,
-                             **_score(bed, x0, reference(seed, sigma0), target_stats, classifier)})
+            try:
+                steps = M.steps_for_nfe(m, nfe)
+                sigma0 = _snap(float(m.sigmas(steps)[0]), bed.kind.sigma_max)
+                runs = []
+                for seed in args.seeds:
+                    counter = NFECounter(bed.model)
+                    torch.manual_seed(seed)  # for samplers that draw noise of their own
+                    t0 = time.perf_counter()
+                    x0 = m.run(counter, noises[seed] * sigma0, steps)
+                    wall = time.perf_counter() - t0
+                    runs.append({"nfe": counter.nfe, "wall_s": wall,
+                                 **_score(bed, x0, reference(seed, sigma0), target_stats, classifier)})
+            except Exception as e:  # noqa: BLE001  (one broken method must not sink the whole table)
+                log(f"  NFE {nfe:>3} {m.label:<42} FAILED: {type(e).__name__}: {e}")
+                notes.append(f"Skipped {m.label} at NFE {nfe}: {type(e).__name__}: {e}")
+                continue
             row = _row((m.sampler, label(m.schedule, sigma0), m.source), nfe, steps, runs)
             rows.append(row)
             log(f"  NFE {nfe:>3} {m.label:<42} {steps:>3} steps, NFE {row['nfe'][0]:>3}, "
                 f"RMSE {row['mean']['rmse']:.3f}, FD_cls {row['mean']['fd_cls']:.2f}, {row['mean']['wall_s']:.2f} s")
 
-    notes = []
     if args.comfy_samplers:
         from .comfy_worker import run_comfy
 
