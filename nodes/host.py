@@ -139,6 +139,41 @@ def register_schedulers(entries: dict[str, Entry] | None = None) -> list[str]:
     return added
 
 
+SETTINGS_KEY = "schedule_lab"  # our dict inside model_options["transformer_options"]
+_wrapped: dict[str, Any] = {}
+
+
+def model_kind_in_sampler(model: Any) -> ModelKind | None:
+    """The ModelKind inside a sampler call: ``model`` is ComfyUI's KSamplerX0Inpaint → CFGGuider → BaseModel."""
+    ms = getattr(getattr(getattr(model, "inner_model", None), "inner_model", None), "model_sampling", None)
+    return None if ms is None else model_kind_from_sampling(ms)
+
+
+def pack_settings(extra_args: dict | None) -> dict[str, Any]:
+    """Settings stored on the MODEL by our patch nodes (e.g. Detail Level), as seen inside a sampler call."""
+    options = (extra_args or {}).get("model_options", {})
+    return dict(options.get("transformer_options", {}).get(SETTINGS_KEY, {}))
+
+
+def comfy_sampler(name: str, entry: Entry):
+    """The function ComfyUI calls for pack sampler ``name``: fills in the model kind and any model-level settings
+    (explicit options, e.g. from the TADA Sampler node, win over the model's)."""
+    if name in _wrapped and _wrapped[name].schedule_lab_entry is entry:
+        return _wrapped[name]
+
+    def sample(model, x, sigmas, extra_args=None, callback=None, disable=None, **options):
+        settings = {k: v for k, v in pack_settings(extra_args).items() if k in entry.model_settings}
+        merged = {**entry.defaults, **settings, **options}
+        return entry.fn(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable,
+                        kind=model_kind_in_sampler(model), **merged)
+
+    sample.__name__ = f"sample_{name}"
+    sample.__doc__ = entry.description
+    sample.schedule_lab_name, sample.schedule_lab_entry = name, entry
+    _wrapped[name] = sample
+    return sample
+
+
 def register_samplers(entries: dict[str, Entry] | None = None) -> list[str]:
     """Append pack samplers to ComfyUI's sampler lists: in place, append-only, idempotent."""
     entries = SAMPLERS if entries is None else entries
@@ -152,9 +187,10 @@ def register_samplers(entries: dict[str, Entry] | None = None) -> list[str]:
         return []
     added = []
     for name, entry in entries.items():
+        fn = comfy_sampler(name, entry)
         attr = f"sample_{name}"
-        if getattr(ksampling, attr, None) is not entry.fn:
-            setattr(ksampling, attr, entry.fn)
+        if getattr(ksampling, attr, None) is not fn:
+            setattr(ksampling, attr, fn)
         lists = [samplers.SAMPLER_NAMES] + ([samplers.KSAMPLER_NAMES] if hasattr(samplers, "KSAMPLER_NAMES") else [])
         fresh = False
         for names in lists:
@@ -181,12 +217,43 @@ def register_all() -> dict[str, list[str]]:
     return result
 
 
-def sampler_object(fn, options: dict[str, Any]):
-    """A ComfyUI SAMPLER running ``fn`` with ``options`` (for SamplerCustom / SamplerCustomAdvanced)."""
+def sampler_object(name: str, options: dict[str, Any]):
+    """A ComfyUI SAMPLER running pack sampler ``name`` with explicit ``options`` (SamplerCustom[Advanced])."""
     samplers = _import("comfy.samplers")
     if samplers is None or not hasattr(samplers, "KSAMPLER"):
         raise RuntimeError("Schedule Lab: this ComfyUI has no comfy.samplers.KSAMPLER; update ComfyUI")
-    return samplers.KSAMPLER(fn, extra_options=dict(options))
+    return samplers.KSAMPLER(comfy_sampler(name, SAMPLERS[name]), extra_options=dict(options))
+
+
+def with_settings(model: Any, watch_key: str, watch, **settings):
+    """A clone of MODEL carrying pack ``settings`` for pack samplers, plus ``watch(sampler_name, explicit_options)``
+    called each time the model is sampled (to tell the user when a setting has no effect)."""
+    patcher_ext = _import("comfy.patcher_extension")
+    m = model.clone()
+    m.model_options.setdefault("transformer_options", {}).setdefault(SETTINGS_KEY, {}).update(settings)
+    if patcher_ext is None or not hasattr(patcher_ext, "WrappersMP") or not hasattr(m, "add_wrapper_with_key"):
+        _warn_once("wrappers", "this ComfyUI has no sampler wrappers; settings nodes cannot report when they "
+                   "have no effect")
+        return m
+
+    def sampler_sample(executor, *args, **kwargs):
+        fn = getattr(executor.class_obj, "sampler_function", None)
+        name = getattr(fn, "schedule_lab_name", None) or getattr(fn, "__name__", type(executor.class_obj).__name__)
+        watch(name.removeprefix("sample_"), dict(getattr(executor.class_obj, "extra_options", {}) or {}))
+        return executor(*args, **kwargs)
+
+    m.remove_wrappers_with_key(patcher_ext.WrappersMP.SAMPLER_SAMPLE, watch_key)
+    m.add_wrapper_with_key(patcher_ext.WrappersMP.SAMPLER_SAMPLE, watch_key, sampler_sample)
+    return m
+
+
+def show_text(node_id: str | None, text: str) -> None:
+    """Show ``text`` on a node in the UI (ComfyUI's progress-text event) and log it."""
+    log.info("[Schedule Lab] %s", text)
+    server = _import("server")
+    instance = getattr(getattr(server, "PromptServer", None), "instance", None)
+    if instance is not None and node_id is not None and hasattr(instance, "send_progress_text"):
+        instance.send_progress_text(text, node_id)
 
 
 # --------------------------------------------------------------------------------------------------

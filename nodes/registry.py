@@ -15,13 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..schedules.for_model import ays_for_model
+from ..solvers.tada import sample_tada
 
 
 @dataclass(frozen=True)
 class Entry:
+    """One public name. For samplers, ``fn`` takes ``kind=`` (the model's ModelKind, filled in by the host) and
+    ``model_settings`` lists the options a MODEL-patch node (e.g. Detail Level) may set for the dropdown path."""
+
     fn: Callable[..., Any]
     description: str
     defaults: dict[str, Any] = field(default_factory=dict)
+    model_settings: tuple[str, ...] = ()
 
 
 def _ays_sd1(kind, steps):
@@ -47,4 +52,11 @@ SCHEDULERS: dict[str, Entry] = {
 }
 
 #: Sampler entries: k-diffusion contract ``fn(model, x, sigmas, extra_args, callback, disable, **options)``.
-SAMPLERS: dict[str, Entry] = {}
+SAMPLERS: dict[str, Entry] = {
+    "sl_tada": Entry(
+        sample_tada,
+        "TADA (Chen et al. 2025): an ODE sampler on a momentum-augmented state; more detail and diversity at low "
+        "step counts for the same model calls. Detail level from the Detail Level node (default 1).",
+        model_settings=("detail",),
+    ),
+}

@@ -95,9 +95,9 @@ class LoadSchedule(io.ComfyNode):
                 io.Int.Input("steps", default=0, min=0, max=10000, tooltip="0 keeps the saved step count; "
                              "any other value resamples the schedule log-linearly to that many steps."),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip=_DENOISE_TIP),
-                io.Boolean.Input("clamp_to_model", default=False, tooltip="Off: a schedule with noise levels "
-                                 "outside this model's range is refused with an error. On: such levels are moved "
-                                 "onto the range (e.g. a flow schedule starting at pure noise used on SD1.5)."),
+                io.Boolean.Input("clamp_to_model", default=False, optional=True, tooltip="Off: a schedule with "
+                                 "noise levels outside this model's range is refused with an error. On: such levels "
+                                 "are moved onto the range (e.g. a flow schedule starting at pure noise, on SD1.5)."),
             ],
             outputs=[io.Sigmas.Output(tooltip="Descending noise levels ending in 0.")],
         )

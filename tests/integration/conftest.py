@@ -84,6 +84,57 @@ class ComfyServer:
     def run(self, graph: dict, timeout: float = 180.0) -> dict:
         return self.wait(self.queue(graph), timeout)
 
+    def run_ws(self, graph: dict, interrupt_at_step: int | None = None, timeout: float = 180.0):
+        """Run ``graph`` while listening on the websocket like the frontend does.
+
+        Returns (history entry, events): events are ("json", type, data) for JSON messages, ("preview", bytes)
+        for preview images and ("text", node_id, text) for progress text shown on a node. With
+        ``interrupt_at_step`` the run is cancelled (POST /interrupt) once a progress event reaches that value.
+        """
+        import asyncio
+        import struct
+
+        import aiohttp
+
+        client_id = str(uuid.uuid4())
+        events: list = []
+
+        async def go():
+            async with aiohttp.ClientSession() as session:
+                async with session.ws_connect(f"{self.base}/ws?clientId={client_id}") as ws:
+                    status, body = self.post("/prompt", {"prompt": graph, "client_id": client_id})
+                    assert status == 200, body
+                    prompt_id = body["prompt_id"]
+                    interrupted = False
+                    deadline = time.time() + timeout
+                    while time.time() < deadline:
+                        msg = await ws.receive(timeout=timeout)
+                        if msg.type == aiohttp.WSMsgType.BINARY:
+                            kind = struct.unpack(">I", msg.data[:4])[0]
+                            if kind == 3:  # TEXT: 4-byte node-id length, node id, utf-8 text
+                                n = struct.unpack(">I", msg.data[4:8])[0]
+                                events.append(("text", msg.data[8:8 + n].decode(), msg.data[8 + n:].decode()))
+                            else:
+                                events.append(("preview", msg.data))
+                            continue
+                        if msg.type != aiohttp.WSMsgType.TEXT:
+                            break
+                        data = json.loads(msg.data)
+                        events.append(("json", data["type"], data.get("data", {})))
+                        d = data.get("data", {})
+                        if (data["type"] == "progress" and interrupt_at_step is not None and not interrupted
+                                and d.get("value", 0) >= interrupt_at_step):
+                            self.post("/interrupt", {})
+                            interrupted = True
+                        if d.get("prompt_id") == prompt_id and (
+                                data["type"] in ("execution_success", "execution_error", "execution_interrupted")
+                                or (data["type"] == "executing" and d.get("node") is None)):
+                            break
+                    return prompt_id
+
+        prompt_id = asyncio.run(go())
+        return self.wait(prompt_id, timeout), events
+
     def log_tail(self, n: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 
@@ -132,7 +183,7 @@ def comfy(comfy_workdir) -> ComfyServer:
          "--port", str(port), "--extra-model-paths-config", str(comfy_workdir / "extra_model_paths.yaml"),
          "--output-directory", str(comfy_workdir / "output"), "--input-directory", str(comfy_workdir / "input"),
          "--user-directory", str(comfy_workdir / "user"), "--temp-directory", str(comfy_workdir / "temp"),
-         "--disable-auto-launch", "--preview-method", "none"],
+         "--disable-auto-launch", "--preview-method", "latent2rgb"],
         cwd=COMFYUI_PATH, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = ComfyServer(f"http://127.0.0.1:{port}", comfy_workdir, log_path)
     deadline = time.time() + 180

@@ -36,7 +36,7 @@ ids = {"SCHEDULER_NAMES": id(S.SCHEDULER_NAMES), "SAMPLER_NAMES": id(S.SAMPLER_N
 stock = {"schedulers": list(S.SCHEDULER_NAMES), "samplers": list(S.SAMPLER_NAMES)}
 
 
-def euler_probe(model, x, sigmas, extra_args=None, callback=None, disable=None):
+def euler_probe(model, x, sigmas, extra_args=None, callback=None, disable=None, kind=None):
     extra_args = extra_args or {}
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i] * x.new_ones([x.shape[0]]), **extra_args)
@@ -50,7 +50,7 @@ second = {"schedulers": host.register_schedulers(), "samplers": host.register_sa
 after = {"schedulers": list(S.SCHEDULER_NAMES), "samplers": list(S.SAMPLER_NAMES)}
 same_objects = ids == {"SCHEDULER_NAMES": id(S.SCHEDULER_NAMES), "SAMPLER_NAMES": id(S.SAMPLER_NAMES),
                        "KSAMPLER_NAMES": id(S.KSAMPLER_NAMES), "KSampler.SCHEDULERS": id(S.KSampler.SCHEDULERS)}
-resolved = S.sampler_object("sl_probe_euler").sampler_function is euler_probe
+resolved = S.sampler_object("sl_probe_euler").sampler_function.schedule_lab_entry.fn is euler_probe
 
 import comfy.model_sampling as MS  # noqa: E402
 import torch  # noqa: E402

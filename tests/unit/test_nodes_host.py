@@ -112,7 +112,7 @@ def test_samplers_resolve_by_comfy_naming_rule(comfy):
 
     host.register_samplers({"sl_probe": Entry(fn, "probe")})
     S, K = comfy["comfy.samplers"], comfy["comfy.k_diffusion.sampling"]
-    assert K.sample_sl_probe is fn
+    assert K.sample_sl_probe.schedule_lab_entry.fn is fn and K.sample_sl_probe.schedule_lab_name == "sl_probe"
     assert S.SAMPLER_NAMES[-1] == "sl_probe" and S.KSAMPLER_NAMES[-1] == "sl_probe"
 
 
@@ -182,3 +182,36 @@ def test_unsupported_sampling_is_refused_by_name(comfy):
     M = comfy["comfy.model_sampling"]
     with pytest.raises(ScheduleError, match="StableCascadeSampling"):
         host.model_kind_from_sampling(_mix(M, M.StableCascadeSampling, M.EPS))
+
+
+def _sampler_model(ms):
+    """What ComfyUI passes to a sampler: KSamplerX0Inpaint -> CFGGuider -> BaseModel(model_sampling)."""
+    base = types.SimpleNamespace(model_sampling=ms)
+    return types.SimpleNamespace(inner_model=types.SimpleNamespace(inner_model=base))
+
+
+def test_pack_sampler_gets_the_model_kind_and_model_settings_with_explicit_options_winning(comfy):
+    seen = []
+
+    def fn(model, x, sigmas, extra_args=None, callback=None, disable=None, detail=1.0, other=0, kind=None):
+        seen.append((kind.kind, detail, other))
+        return x
+
+    entry = Entry(fn, "probe", defaults={"other": 7}, model_settings=("detail",))
+    sample = host.comfy_sampler("sl_probe2", entry)
+    M = comfy["comfy.model_sampling"]
+    model = _sampler_model(_mix(M, M.ModelSamplingDiscreteFlow, M.CONST))
+    stored = {"model_options": {"transformer_options": {host.SETTINGS_KEY: {"detail": 3.0, "other": 99}}}}
+    x = torch.zeros(1)
+    sample(model, x, torch.tensor([1.0, 0.0]), extra_args=stored)
+    sample(model, x, torch.tensor([1.0, 0.0]), extra_args=stored, detail=0.5)
+    sample(model, x, torch.tensor([1.0, 0.0]), extra_args=None)
+    # "other" is not a model setting of this entry, so the stored 99 is ignored.
+    assert seen == [("flow", 3.0, 7), ("flow", 0.5, 7), ("flow", 1.0, 7)]
+
+
+def test_tada_is_registered_as_a_pack_sampler():
+    from schedule_lab.nodes.registry import SAMPLERS
+    from schedule_lab.solvers.tada import sample_tada
+
+    assert SAMPLERS["sl_tada"].fn is sample_tada and "detail" in SAMPLERS["sl_tada"].model_settings

@@ -122,3 +122,11 @@ def test_a_flow_schedule_from_pure_noise_on_an_sd_model_is_refused_unless_clampe
     sig = schedule_ops.load_schedule_file(path, EPS, clamp_to_model=True)
     assert float(sig[0]) == pytest.approx(EPS.sigma_max, rel=1e-6)
     assert torch.allclose(sig[1:-1].double(), torch.tensor([4.0, 1.0, 0.25], dtype=torch.float64), rtol=1e-5)
+
+
+def test_detail_level_reports_no_effect_with_another_sampler():
+    from schedule_lab.nodes.tada_ops import detail_report
+
+    assert "had no effect" in detail_report(2.0, "euler", {}) and "'euler'" in detail_report(2.0, "euler", {})
+    assert "wins" in detail_report(2.0, "sl_tada", {"detail": 0.5})
+    assert detail_report(2.0, "sl_tada", {"n_aug": 2}) == "Detail Level 2 used by sl_tada."

@@ -1,0 +1,66 @@
+"""TADA in the real host: KSampler dropdown (eps and flow), TADA Sampler + Detail Level in SamplerCustomAdvanced,
+previews, the Detail Level message, Cancel."""
+from __future__ import annotations
+
+import pytest
+import sl_graphs as G
+
+
+def _ok(comfy, entry):
+    assert entry["status"]["status_str"] == "success", (entry["status"], comfy.log_tail())
+    assert [img for out in entry["outputs"].values() for img in out.get("images", [])], entry["outputs"]
+
+
+@pytest.mark.parametrize("flow_shift", [None, 3.0], ids=["eps", "flow"])
+def test_sl_tada_through_the_stock_ksampler(comfy, flow_shift):
+    _ok(comfy, comfy.run(G.ksampler("sl_tada", "karras", steps=6, flow_shift=flow_shift,
+                                    prefix=f"sl_tada_ks_{flow_shift}")))
+
+
+@pytest.mark.parametrize("flow_shift", [None, 3.0], ids=["eps", "flow"])
+def test_tada_sampler_and_detail_level_through_sampler_custom_advanced(comfy, flow_shift):
+    sigmas = {"class_type": "BasicScheduler", "inputs": {"model": "_model", "scheduler": "simple", "steps": 6,
+                                                         "denoise": 1.0}}
+    sampler = {"class_type": "SL_TADASampler", "inputs": {"detail": 2.0, "n_aug": 2, "order": "auto"}}
+    _ok(comfy, comfy.run(G.custom_advanced(sigmas, sampler, flow_shift=flow_shift, prefix=f"sl_tada_sca_{flow_shift}")))
+
+
+def _with_detail_level(graph: dict, detail: float) -> dict:
+    graph["detail"] = {"class_type": "SL_DetailLevel", "inputs": {"model": ["ckpt", 0], "detail": detail}}
+    graph["ks"]["inputs"]["model"] = ["detail", 0]
+    return graph
+
+
+def test_detail_level_with_sl_tada_says_it_was_used_and_previews_arrive(comfy):
+    entry, events = comfy.run_ws(_with_detail_level(G.ksampler("sl_tada", "karras", steps=5, prefix="sl_dl"), 3.0))
+    _ok(comfy, entry)
+    texts = [e for e in events if e[0] == "text" and e[1] == "detail"]
+    assert texts and texts[-1][2] == "Detail Level 3 used by sl_tada.", texts
+    progress = [e[2]["value"] for e in events if e[0] == "json" and e[1] == "progress" and e[2].get("node") == "ks"]
+    assert progress == [1, 2, 3, 4, 5]
+    assert len([e for e in events if e[0] == "preview"]) >= 4
+
+
+def test_detail_level_with_another_sampler_says_it_had_no_effect(comfy):
+    entry, events = comfy.run_ws(_with_detail_level(G.ksampler("euler", "karras", steps=3, prefix="sl_dl_e"), 2.5))
+    _ok(comfy, entry)
+    texts = [e[2] for e in events if e[0] == "text" and e[1] == "detail"]
+    assert texts and "had no effect" in texts[-1] and "'euler'" in texts[-1], texts
+
+
+def test_cancel_stops_a_tada_run(comfy):
+    entry, events = comfy.run_ws(G.ksampler("sl_tada", "karras", steps=400, seed=5, prefix="sl_cancel"),
+                                 interrupt_at_step=3)
+    assert entry["status"]["status_str"] == "error"
+    assert any(m[0] == "execution_interrupted" for m in entry["status"]["messages"]), entry["status"]
+    progress = [e[2]["value"] for e in events if e[0] == "json" and e[1] == "progress"]
+    assert progress and max(progress) < 100, progress
+
+
+def test_bad_detail_is_refused_by_validation_naming_the_input(comfy):
+    sigmas = {"class_type": "BasicScheduler", "inputs": {"model": "_model", "scheduler": "simple", "steps": 4,
+                                                         "denoise": 1.0}}
+    sampler = {"class_type": "SL_TADASampler", "inputs": {"detail": 0.0, "n_aug": 2, "order": "auto"}}
+    status, body = comfy.post("/prompt", {"prompt": G.custom_advanced(sigmas, sampler, prefix="sl_bad")})
+    assert status == 400
+    assert "detail" in str(body["node_errors"]), body
