@@ -110,7 +110,7 @@ def _worker(request_path: str) -> None:
                         counter = NFECounter(bed.model)
                         torch.manual_seed(seed)
                         t0 = time.perf_counter()
-                        x0 = method.run(counter, z * float(sigmas[0]), steps)
+                        x0 = method.run(counter, z * float(sigmas[0]), steps, seed)
                         wall = time.perf_counter() - t0
                         tensors[f"{len(rows)}/{seed}"] = x0.contiguous()
                         runs[seed] = {"nfe": counter.nfe, "wall_s": wall}

@@ -63,7 +63,7 @@ def compare(steps: int, samplers, schedules, seed: int, columns: int, n_samples:
             counter = NFECounter(model)
             torch.manual_seed(seed)  # for samplers that draw noise of their own
             t0 = time.perf_counter()
-            x0 = method.run(counter, batch * float(sigmas[0]), steps)
+            x0 = method.run(counter, batch * float(sigmas[0]), steps, seed)
             wall = time.perf_counter() - t0
         except Exception as e:  # noqa: BLE001  (show the other combinations; say why this one is missing)
             skipped.append(f"{method.label}: {type(e).__name__}: {e}")

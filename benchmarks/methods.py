@@ -1,7 +1,7 @@
 """What a benchmark row runs: a sampler on a schedule, from any of four sources, behind one call shape.
 
-``Method.run(model, x_T, steps) -> x0``: ``x_T`` is unit noise scaled by the caller to the first sigma
-(``Method.sigmas(steps)[0]``). Sources:
+``Method.run(model, x_T, steps, seed) -> x0``: ``x_T`` is unit noise scaled by the caller to the first sigma
+(``Method.sigmas(steps)[0]``); ``seed`` reaches the sampler as ``extra_args["seed"]``, as in ComfyUI. Sources:
 
 * ``ours`` — solvers.classic (euler, heun, dpmpp_2m) on baseline schedules (karras, ays, exponential);
 * ``registry`` — every entry of nodes.registry.SAMPLERS / SCHEDULERS, so a new method shows up by itself;
@@ -26,7 +26,8 @@ from ..testbeds.gaussian import GaussianTestbed
 from ..testbeds.metrics import NFECounter
 
 __all__ = [
-    "BASELINE_SAMPLERS", "BASELINE_SCHEDULES", "Method", "count_nfe", "diffusers_methods", "sampler_methods",
+    "BASELINE_SAMPLERS", "BASELINE_SCHEDULES", "Method", "count_nfe", "diffusers_methods", "is_stochastic",
+    "sampler_methods",
     "sampler_table", "schedule_table", "steps_for_nfe",
 ]
 
@@ -39,7 +40,7 @@ class Method:
     sampler: str
     schedule: str
     source: str  # "ours" | "registry" | "diffusers" | "comfyui"
-    run: Callable[[object, torch.Tensor, int], torch.Tensor]
+    run: Callable[..., torch.Tensor]  # run(model, x_T, steps, seed=0) -> x0
     sigmas: Callable[[int], torch.Tensor]
 
     @property
@@ -59,25 +60,26 @@ def schedule_table(kind: ModelKind) -> dict[str, Callable[[int], torch.Tensor]]:
     return table
 
 
-def sampler_table() -> dict[str, tuple[str, Callable]]:
-    """Sampler name → (source, k-diffusion sampler fn): ours, then every registry sampler with its defaults."""
+def sampler_table(kind: ModelKind | None = None) -> dict[str, tuple[str, Callable]]:
+    """Sampler name → (source, k-diffusion sampler fn): ours, then every registry sampler with its defaults and
+    ``kind=`` (the model's ModelKind, as the host fills it in)."""
     table = {name: ("ours", getattr(classic, f"sample_{name}")) for name in BASELINE_SAMPLERS}
     for name, entry in SAMPLERS.items():
-        fn = entry.fn if not entry.defaults else (
-            lambda f, opts: lambda *a, **k: f(*a, **{**opts, **k}))(entry.fn, dict(entry.defaults))
-        table[name] = ("registry", fn)
+        options = {**entry.defaults, "kind": kind}
+        table[name] = ("registry", (lambda f, opts: lambda *a, **k: f(*a, **{**opts, **k}))(entry.fn, options))
     return table
 
 
 def _k_run(sampler_fn, sigmas_fn):
-    def run(model, x_T, steps):
-        return sampler_fn(model, x_T, sigmas_fn(steps).to(x_T.dtype), disable=True)
+    def run(model, x_T, steps, seed=0):
+        # ComfyUI's KSampler passes the seed in extra_args too; samplers with noise of their own (TADA) use it.
+        return sampler_fn(model, x_T, sigmas_fn(steps).to(x_T.dtype), extra_args={"seed": seed}, disable=True)
     return run
 
 
 def sampler_methods(kind: ModelKind, samplers, schedules) -> list[Method]:
     """Every (sampler, schedule) pair of k-diffusion-contract samplers (ours and the registry's)."""
-    samplers_all, schedules_all = sampler_table(), schedule_table(kind)
+    samplers_all, schedules_all = sampler_table(kind), schedule_table(kind)
     out = []
     for s in samplers:
         source, fn = samplers_all[s]
@@ -94,12 +96,12 @@ def diffusers_methods(kind: ModelKind, peers, schedules) -> list[Method]:
     out = []
     for p in peers:
         if PEERS[p].route == "native":
-            def run(model, x_T, steps, p=p):
+            def run(model, x_T, steps, seed=0, p=p):
                 return sample_diffusers(p, model, x_T, steps=steps)
             out.append(Method(p, PEERS[p].native_schedule, "diffusers", run, ddim_sigmas))
             continue
         for sc in schedules:
-            def run(model, x_T, steps, p=p, fn=schedules_all[sc]):
+            def run(model, x_T, steps, seed=0, p=p, fn=schedules_all[sc]):
                 return sample_diffusers(p, model, x_T, sigmas=fn(steps).to(x_T.dtype))
             out.append(Method(p, sc, "diffusers", run, schedules_all[sc]))
     return out
@@ -112,6 +114,18 @@ def count_nfe(method: Method, steps: int, dim: int = 64) -> int:
     sigmas = method.sigmas(steps)
     method.run(counter, g.sample_prior(1, float(sigmas[0]), seed=0, dtype=torch.float32), steps)
     return counter.nfe
+
+
+def is_stochastic(method: Method, steps: int = 4, dim: int = 64) -> bool:
+    """True if the endpoint from a fixed x_T changes with the seed (the sampler draws noise of its own): such a
+    sampler does not solve the probability-flow ODE, so its distance to the ODE endpoint is not solver error."""
+    g = GaussianTestbed(dim)
+    x_T = g.sample_prior(2, float(method.sigmas(steps)[0]), seed=0, dtype=torch.float32)
+    outs = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        outs.append(method.run(g.denoiser, x_T, steps, seed))
+    return not torch.equal(outs[0], outs[1])
 
 
 def steps_for_nfe(method: Method, nfe: int, dim: int = 64) -> int:

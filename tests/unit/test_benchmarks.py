@@ -85,6 +85,16 @@ def test_nfe_counted_on_a_real_run_matches_the_probe(gauss):
     assert counter.nfe == M.count_nfe(heun, 4) == 7
 
 
+def test_a_sampler_with_noise_of_its_own_is_flagged_stochastic():
+    def noisy_euler(model, x, sigmas, extra_args=None, **kw):
+        gen = torch.Generator().manual_seed(extra_args["seed"])
+        return sample_euler(model, x, sigmas) + 1e-3 * torch.randn(x.shape, generator=gen)
+
+    euler = M.sampler_methods(SD, ["euler"], ["karras"])[0]
+    noisy = M.Method("noisy", "karras", "test", M._k_run(noisy_euler, euler.sigmas), euler.sigmas)
+    assert M.is_stochastic(noisy) and not M.is_stochastic(euler)
+
+
 def test_harness_writes_valid_json_with_floors(tmp_path, monkeypatch):
     from schedule_lab.benchmarks.run import main
 
