@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..schedules.baseline import karras
 from ..solvers.classic import sample_heun
 
 __all__ = ["cache_directory", "converged_endpoint", "karras_sigmas"]
@@ -22,10 +23,7 @@ _FORMAT = "schedule-lab/converged-endpoint/v1"
 
 def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0, dtype=torch.float32):
     """Karras et al. 2022 (eq. 5) schedule of n sigmas from σ_max to σ_min, plus a final 0 (n + 1 values)."""
-    ramp = torch.linspace(0, 1, n, dtype=torch.float64)
-    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
-    sigmas = (hi + ramp * (lo - hi)) ** rho
-    return torch.cat([sigmas, sigmas.new_zeros(1)]).to(dtype)
+    return karras(n, sigma_min, sigma_max, rho, dtype=dtype)
 
 
 def cache_directory(cache_dir=None) -> Path:
