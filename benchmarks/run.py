@@ -164,6 +164,9 @@ def run_testbed(bed: Testbed, methods: list, args, log=print) -> dict:
     def label(schedule, sigma0):
         return schedule if sigma0 == bed.kind.sigma_max else f"{schedule} (σmax {sigma0:.4g})"
 
+    def score(x0, seed, sigma0, stochastic=False):
+        return _score(bed, x0, reference(seed, sigma0), target_stats, classifier, stochastic)
+
     rows, notes = [], []
     for nfe in args.nfe:
         for m in methods:
@@ -178,8 +181,7 @@ def run_testbed(bed: Testbed, methods: list, args, log=print) -> dict:
                     t0 = time.perf_counter()
                     x0 = m.run(counter, noises[seed] * sigma0, steps, seed)
                     wall = time.perf_counter() - t0
-                    runs.append({"nfe": counter.nfe, "wall_s": wall,
-                                 **_score(bed, x0, reference(seed, sigma0), target_stats, classifier, stochastic)})
+                    runs.append({"nfe": counter.nfe, "wall_s": wall, **score(x0, seed, sigma0, stochastic)})
             except Exception as e:  # noqa: BLE001  (one broken method must not sink the whole table)
                 log(f"  NFE {nfe:>3} {m.label:<42} FAILED: {type(e).__name__}: {e}")
                 notes.append(f"Skipped {m.label} at NFE {nfe}: {type(e).__name__}: {e}")
@@ -192,56 +194,23 @@ def run_testbed(bed: Testbed, methods: list, args, log=print) -> dict:
                 f"FD_cls {row['mean']['fd_cls']:.2f}, {row['mean']['wall_s']:.2f} s")
 
     if args.comfy_samplers:
-        from .comfy_worker import run_comfy
-
-        results, note = run_comfy(bed.name, args.sigma_range, args.comfy_samplers, args.schedules, args.nfe,
-                                  noises, log=log)
-        if note:
-            log(f"  note: {note}")
-            notes.append(f"Note: {note}.")
-        for r in results or []:
-            sigmas0 = _snap(float(M.schedule_table(bed.kind)[r["schedule"]](r["steps"])[0]), bed.kind.sigma_max)
-            runs = [{"nfe": r["runs"][s]["nfe"], "wall_s": r["runs"][s]["wall_s"],
-                     **_score(bed, r["runs"][s]["x0"], reference(s, sigmas0), target_stats, classifier)}
-                    for s in args.seeds]
-            rows.append(_row((r["sampler"], label(r["schedule"], sigmas0), "comfyui"), r["nfe_target"],
-                             r["steps"], runs))
+        rows += _comfy_rows(bed, args, noises, label, score, notes, log)
         rows.sort(key=lambda row: row["nfe_target"])  # stable: the ComfyUI rows join their NFE group
-
-    floors = []
-    conv = [{"fd_cls": fd_cls(reference(s, bed.kind.sigma_max), target_stats, classifier),
-             "swd": swd(reference(s, bed.kind.sigma_max), bed.target)} for s in args.seeds]
-    floor = {"name": f"converged ODE (Heun-{args.ref_steps}, karras)", "nfe": 2 * args.ref_steps - 1,
-             "rmse": 0.0, **({"mode_agreement": 1.0} if bed.mode_agreement else {})}
-    floor.update({k: [c[k] for c in conv] for k in ("fd_cls", "swd")})
-    floors.append(floor)
-    other = bed.test if bed.against == "train" else bed.train
-    other_name = "test" if bed.against == "train" else "train"
-    floors.append({"name": f"{other_name} split vs {bed.against} split ({other.shape[0]} images)", "nfe": 0,
-                   "fd_cls": fd_cls(other, target_stats, classifier), "swd": swd(other, bed.target)})
+    floors = _floors(bed, args, reference, target_stats, classifier)
+    other = floors[-1]["name"].split(" ")[0]
     notes.insert(0, f"FD_cls is biased in N: the rows and the converged-ODE floor use N = {args.n_samples}; the "
-                    f"{other_name}-split floor uses its {other.shape[0]} images.")
-
+                    f"{other}-split floor uses its {floors[-1]['images']} images.")
     if any(row["source"].endswith("stochastic") for row in rows):
         notes.append("Rows marked *stochastic* draw noise of their own (seeded through extra_args[\"seed\"], as "
                      "ComfyUI passes it), so their endpoint is not the ODE's: only distribution metrics are shown.")
-    if args.peers:
-        notes.append("diffusers peers run our denoiser on our sigma lists (benchmarks/peers.py): "
-                     "DPMSolverMultistep on the VP route (set_timesteps(n), then its sigma table replaced by ours; "
-                     "x0 = D(x/√ᾱ, σ)), UniPC through its public custom-sigma input as flow sigmas s = σ/(1+σ) "
-                     "(same λ), EulerDiscrete through set_timesteps(sigmas=...), DDIM on its own trailing "
-                     "timesteps; prediction_type=\"sample\", final sigma 0.")
     check = []
-    if "diffusers.DPMSolverMultistep" in args.peers:
-        check = cross_check(bed, noises[args.seeds[0]], args.nfe)
-        worst = max(c["max_abs_diff"] for c in check)
-        worst_rms = max(c["rmse_diff"] for c in check)
-        notes.append(f"Cross-check: diffusers DPMSolverMultistep (VP route, our sigma list) vs our dpmpp_2m on the "
-                     f"same karras/AYS sigmas, seed {args.seeds[0]}, NFE {'/'.join(map(str, args.nfe))}: max "
-                     f"|Δx0| = {worst:.1e}, RMS Δx0 ≤ {worst_rms:.1e} over {args.n_samples}×64 pixels in [-1, 1] "
-                     "(float32 rounding: diffusers steps in float32; ≤ 1e-6 on the smooth Gaussian testbed, "
-                     "tests/unit/test_benchmarks.py).")
-        log(f"  cross-check diffusers DPMSolverMultistep vs our dpmpp_2m: max |Δ| = {worst:.1e}")
+    if args.peers and diffusers_available() is None:
+        notes.append(PEERS_NOTE)
+        if "diffusers.DPMSolverMultistep" in args.peers:
+            check = cross_check(bed, noises[args.seeds[0]], args.nfe)
+            notes.append(_cross_check_note(check, args))
+            log(f"  cross-check diffusers DPMSolverMultistep vs our dpmpp_2m: max |Δ| = "
+                f"{max(c['max_abs_diff'] for c in check):.1e}")
 
     return {"name": bed.name, "description": bed.description, "sigma_min": bed.kind.sigma_min,
             "sigma_max": bed.kind.sigma_max, "range_note": bed.range_note, "against": bed.against,
@@ -250,6 +219,54 @@ def run_testbed(bed: Testbed, methods: list, args, log=print) -> dict:
             "reference": f"Heun-{args.ref_steps} on karras {bed.kind.sigma_min:.4g}–σmax",
             "rows": rows, "floors": floors, "cross_check": check, "notes": notes,
             "reference_seconds": round(ref_seconds[0], 1)}
+
+
+PEERS_NOTE = ("diffusers peers run our denoiser on our sigma lists (benchmarks/peers.py): DPMSolverMultistep on the "
+              "VP route (set_timesteps(n), then its sigma table replaced by ours; x0 = D(x/√ᾱ, σ)), UniPC through its "
+              "public custom-sigma input as flow sigmas s = σ/(1+σ) (same λ), EulerDiscrete through "
+              "set_timesteps(sigmas=...), DDIM on its own trailing timesteps; prediction_type=\"sample\", final "
+              "sigma 0.")
+
+
+def _cross_check_note(check: list[dict], args) -> str:
+    worst = max(c["max_abs_diff"] for c in check)
+    worst_rms = max(c["rmse_diff"] for c in check)
+    return (f"Cross-check: diffusers DPMSolverMultistep (VP route, our sigma list) vs our dpmpp_2m on the same "
+            f"karras/AYS sigmas, seed {args.seeds[0]}, NFE {'/'.join(map(str, args.nfe))}: max |Δx0| = {worst:.1e}, "
+            f"RMS Δx0 ≤ {worst_rms:.1e} over {args.n_samples}×64 pixels in [-1, 1] (float32 rounding: diffusers "
+            "steps in float32; ≤ 1e-6 on the smooth Gaussian testbed, tests/unit/test_benchmarks.py).")
+
+
+def _comfy_rows(bed: Testbed, args, noises, label, score, notes, log) -> list[dict]:
+    """ComfyUI's samplers from the worker subprocess, scored here like every other row."""
+    from .comfy_worker import run_comfy
+
+    results, note = run_comfy(bed.name, args.sigma_range, args.comfy_samplers, args.schedules, args.nfe, noises,
+                              log=log)
+    if note:
+        log(f"  note: {note}")
+        notes.append(f"Note: {note}.")
+    rows = []
+    for r in results or []:
+        sigma0 = _snap(float(M.schedule_table(bed.kind)[r["schedule"]](r["steps"])[0]), bed.kind.sigma_max)
+        runs = [{"nfe": r["runs"][s]["nfe"], "wall_s": r["runs"][s]["wall_s"], **score(r["runs"][s]["x0"], s, sigma0)}
+                for s in args.seeds]
+        rows.append(_row((r["sampler"], label(r["schedule"], sigma0), "comfyui"), r["nfe_target"], r["steps"], runs))
+    return rows
+
+
+def _floors(bed: Testbed, args, reference, target_stats, classifier) -> list[dict]:
+    """The converged ODE's own scores (per seed) and the other data split's scores against the target split."""
+    ends = [reference(s, bed.kind.sigma_max) for s in args.seeds]
+    converged = {"name": f"converged ODE (Heun-{args.ref_steps}, karras)", "nfe": 2 * args.ref_steps - 1,
+                 "rmse": 0.0, **({"mode_agreement": 1.0} if bed.mode_agreement else {}),
+                 "fd_cls": [fd_cls(e, target_stats, classifier) for e in ends],
+                 "swd": [swd(e, bed.target) for e in ends]}
+    other, other_name = (bed.test, "test") if bed.against == "train" else (bed.train, "train")
+    data = {"name": f"{other_name} split vs {bed.against} split ({other.shape[0]} images)", "nfe": 0,
+            "images": other.shape[0], "fd_cls": fd_cls(other, target_stats, classifier),
+            "swd": swd(other, bed.target)}
+    return [converged, data]
 
 
 def build_methods(bed: Testbed, args, log=print) -> list:
