@@ -22,8 +22,8 @@ from . import tada_coefficients as tc
 from .classic import _steps
 
 __all__ = [
-    "DEFAULT_DETAIL", "DEFAULT_N_AUG", "DETAIL_MAX", "DETAIL_MIN", "DETAIL_STEP", "N_AUG_CHOICES",
-    "ORDER_CHOICES", "SEED_OFFSET", "default_order", "initial_state", "sample_tada", "tada_noise", "time_grid",
+    "DEFAULT_DETAIL", "DEFAULT_N_AUG", "DETAIL_MAX", "DETAIL_MIN", "DETAIL_STEP", "N_AUG_CHOICES", "ORDER_CHOICES",
+    "SEED_OFFSET", "check_options", "default_order", "initial_state", "sample_tada", "tada_noise", "time_grid",
 ]
 
 #: Added to ComfyUI's seed for the extra noise: ComfyUI draws the initial noise with torch.manual_seed(seed) on the
@@ -48,7 +48,8 @@ def default_order(kind: ModelKind | None = None) -> int:
     return _DEFAULT_ORDER["flow" if kind is not None and kind.kind == "flow" else "ve"]
 
 
-def _check_options(detail, n_aug, order, kind) -> tuple[float, int, int]:
+def check_options(detail, n_aug, order=None, kind=None) -> tuple[float, int, int]:
+    """(detail, n_aug, order) validated and normalised (order None → the kind's default); ScheduleError otherwise."""
     if isinstance(detail, bool) or not isinstance(detail, Real) or not math.isfinite(detail) or detail <= 0:
         raise ScheduleError(f"detail={detail!r} must be a finite number > 0 (the variance of the last prior "
                             f"variable); use {DEFAULT_DETAIL} for the paper's i.i.d. prior, larger for more detail.")
@@ -64,6 +65,9 @@ def _check_options(detail, n_aug, order, kind) -> tuple[float, int, int]:
         raise ScheduleError(f"order={order!r} must be 1, 2 or 3 (Adams-Bashforth order) or None for the "
                             f"default of the model kind ({default_order(kind)}).")
     return float(detail), int(n_aug), int(order)
+
+
+_check_options = check_options  # the node layer's earlier name
 
 
 def time_grid(sigmas, n_aug: int = DEFAULT_N_AUG, detail: float = DEFAULT_DETAIL,
@@ -132,7 +136,7 @@ def sample_tada(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     through the pretrained denoiser. ``detail`` = k, the variance of the last prior variable; ``kind`` a
     ModelKind (None: VE sigma); ``order`` None → ``default_order(kind)``. NFE = len(sigmas) − 1.
     """
-    k, n, order = _check_options(detail, n_aug, order, kind)
+    k, n, order = check_options(detail, n_aug, order, kind)
     validate_sigmas(sigmas, split=True)
     extra_args = {} if extra_args is None else extra_args
     sig64 = sigmas.detach().to("cpu", torch.float64).numpy()
