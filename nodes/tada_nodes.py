@@ -43,7 +43,7 @@ class TADASampler(io.ComfyNode):
     @classmethod
     def execute(cls, detail, n_aug, order) -> io.NodeOutput:
         options = {"detail": float(detail), "n_aug": int(n_aug), "order": None if order == "auto" else int(order)}
-        tada._check_options(options["detail"], options["n_aug"], options["order"], None)  # clear errors up front
+        tada.check_options(options["detail"], options["n_aug"], options["order"], None)  # clear errors up front
         return io.NodeOutput(host.sampler_object("sl_tada", options))
 
 
@@ -69,7 +69,7 @@ class DetailLevel(io.ComfyNode):
     @classmethod
     def execute(cls, model, detail) -> io.NodeOutput:
         detail = float(detail)
-        tada._check_options(detail, tada.DEFAULT_N_AUG, None, None)
+        tada.check_options(detail, tada.DEFAULT_N_AUG, None, None)
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
 
         def watch(sampler_name: str, explicit: dict) -> None:
