@@ -34,7 +34,6 @@ COMPAT: dict[str, str] = {
     "folder_paths": "the models/schedules folder",
 }
 
-_registered: dict[str, list[str]] = {"samplers": [], "schedulers": []}
 _warned: set[str] = set()
 
 
@@ -135,7 +134,6 @@ def register_schedulers(entries: dict[str, Entry] | None = None) -> list[str]:
         if name not in samplers.SCHEDULER_NAMES:
             samplers.SCHEDULER_NAMES.append(name)
         added.append(name)
-    _registered["schedulers"].extend(added)
     return added
 
 
@@ -199,7 +197,6 @@ def register_samplers(entries: dict[str, Entry] | None = None) -> list[str]:
                 fresh = True
         if fresh:
             added.append(name)
-    _registered["samplers"].extend(added)
     return added
 
 

@@ -65,14 +65,9 @@ def load_schedule_file(path: str, kind: ModelKind, steps: int = 0, denoise: floa
             raise ScheduleError(f"schedule: {e}") from None
         raise ScheduleError(f"schedule: {str(e).split('; pass clamp=True')[0]}; enable clamp_to_model to move "
                             "such levels onto the model's range, or use a schedule made for this model") from None
-    if steps == 0:
-        steps = len(sigmas) - 1
-        if denoise >= 0.9999:
-            return sigmas.to(torch.float32)
-        full = sigmas
-        return truncate_for_denoise(lambda n: full if n == steps else loglinear_resample(full, n), steps,
-                                    denoise).to(torch.float32)
-    return truncate_for_denoise(lambda n: loglinear_resample(sigmas, n), steps, denoise).to(torch.float32)
+    saved = len(sigmas) - 1
+    return truncate_for_denoise(lambda n: sigmas if n == saved else loglinear_resample(sigmas, n),
+                                steps or saved, denoise).to(torch.float32)
 
 
 def schedule_info(sigmas: torch.Tensor, kind: ModelKind | None = None) -> str:
