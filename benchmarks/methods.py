@@ -8,11 +8,17 @@
 * ``diffusers`` — the peers of benchmarks.peers, on the same sigma lists (DDIM on its own timesteps);
 * ``comfyui`` — ComfyUI's k-diffusion samplers, run in a worker subprocess (benchmarks.comfy_worker).
 
+A sampler name may carry options, ``sl_tada(detail=2,order=3)``: the registry sampler with those options bound
+(``parse_sampler``). Samplers in ``OWN_ODE_SAMPLERS`` draw noise of their own but then solve an ODE, so for a
+fixed (x_T, seed) they have a converged endpoint of their own (``Method.own_endpoint``), the yardstick for their
+solver error (their distance to the standard ODE's endpoint is not solver error).
+
 Equal cost means equal NFE, not equal steps: ``steps_for_nfe`` counts the model calls of a method on a cheap
 Gaussian denoiser and returns the largest step count whose NFE fits the budget (heun: 3 steps for 5 NFE).
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,13 +32,15 @@ from ..testbeds.gaussian import GaussianTestbed
 from ..testbeds.metrics import NFECounter
 
 __all__ = [
-    "BASELINE_SAMPLERS", "BASELINE_SCHEDULES", "Method", "count_nfe", "diffusers_methods", "is_stochastic",
-    "sampler_methods",
-    "sampler_table", "schedule_table", "steps_for_nfe",
+    "BASELINE_SAMPLERS", "BASELINE_SCHEDULES", "OWN_ODE_SAMPLERS", "Method", "count_nfe", "diffusers_methods",
+    "is_stochastic", "parse_sampler", "sampler_methods", "sampler_table", "schedule_table", "steps_for_nfe",
 ]
 
 BASELINE_SAMPLERS = ("euler", "heun", "dpmpp_2m")
 BASELINE_SCHEDULES = ("karras", "ays", "exponential")
+#: Samplers whose endpoint, for a fixed x_T and seed, is that of an ODE of their own (TADA: augmented state drawn
+#: from the seed, then a deterministic flow); the benchmark scores them against it ("RMSE→own ODE").
+OWN_ODE_SAMPLERS = ("sl_tada",)
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,9 @@ class Method:
     source: str  # "ours" | "registry" | "diffusers" | "comfyui"
     run: Callable[..., torch.Tensor]  # run(model, x_T, steps, seed=0) -> x0
     sigmas: Callable[[int], torch.Tensor]
+    #: own_endpoint(model, x_T, seed, sigmas) -> the sampler itself run on the dense schedule ``sigmas`` (its own
+    #: converged endpoint); None for samplers of the standard ODE and for stochastic ones without an ODE of their own.
+    own_endpoint: Callable[..., torch.Tensor] | None = None
 
     @property
     def label(self) -> str:
@@ -70,6 +81,30 @@ def sampler_table(kind: ModelKind | None = None) -> dict[str, tuple[str, Callabl
     return table
 
 
+def parse_sampler(spec: str) -> tuple[str, dict]:
+    """``"sl_tada(detail=2,order=3)"`` → ``("sl_tada", {"detail": 2.0, "order": 3})``; a bare name has no options.
+    Values are ints when written as ints, floats otherwise; anything else is a ValueError naming the option."""
+    spec = spec.strip()
+    if "(" not in spec:
+        return spec, {}
+    if not spec.endswith(")"):
+        raise ValueError(f"sampler {spec!r}: options are written name(key=value,...), e.g. sl_tada(detail=2)")
+    base, body = spec[:-1].split("(", 1)
+    options = {}
+    for item in filter(None, (part.strip() for part in body.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"sampler {spec!r}: option {item!r} is not key=value")
+        try:
+            options[key.strip()] = int(value)
+        except ValueError:
+            try:
+                options[key.strip()] = float(value)
+            except ValueError:
+                raise ValueError(f"sampler {spec!r}: option {key.strip()}={value!r} is not a number") from None
+    return base.strip(), options
+
+
 def _k_run(sampler_fn, sigmas_fn):
     def run(model, x_T, steps, seed=0):
         # ComfyUI's KSampler passes the seed in extra_args too; samplers with noise of their own (TADA) use it.
@@ -82,10 +117,20 @@ def sampler_methods(kind: ModelKind, samplers, schedules) -> list[Method]:
     samplers_all, schedules_all = sampler_table(kind), schedule_table(kind)
     out = []
     for s in samplers:
-        source, fn = samplers_all[s]
+        base, options = parse_sampler(s)
+        source, fn = samplers_all[base]
+        if options:
+            fn = functools.partial(fn, **options)
+        own = _own_endpoint(fn) if base in OWN_ODE_SAMPLERS else None
         for sc in schedules:
-            out.append(Method(s, sc, source, _k_run(fn, schedules_all[sc]), schedules_all[sc]))
+            out.append(Method(s, sc, source, _k_run(fn, schedules_all[sc]), schedules_all[sc], own))
     return out
+
+
+def _own_endpoint(sampler_fn):
+    def endpoint(model, x_T, seed, sigmas):
+        return sampler_fn(model, x_T, sigmas.to(x_T.dtype), extra_args={"seed": seed}, disable=True)
+    return endpoint
 
 
 def diffusers_methods(kind: ModelKind, peers, schedules) -> list[Method]:

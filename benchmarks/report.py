@@ -8,6 +8,7 @@ __all__ = ["mean_std", "metric_columns", "testbed_markdown", "fmt"]
 #: metric key → (column title, decimals). Lower is better except mode agreement.
 METRICS = {
     "rmse": ("RMSE→ODE ↓", 3),
+    "rmse_own": ("RMSE→own ODE ↓", 3),
     "mode_agreement": ("mode agr. ↑", 2),
     "fd_cls": ("FD_cls ↓", 2),
     "swd": ("SWD ↓", 3),
@@ -32,6 +33,8 @@ def fmt(values, decimals: int) -> str:
 
 def metric_columns(testbed: dict) -> list[str]:
     keys = ["rmse", "mode_agreement", "fd_cls", "swd", "wall_s"]
+    if any("rmse_own" in row for row in testbed["rows"]):
+        keys.insert(1, "rmse_own")
     return [k for k in keys if k != "mode_agreement" or testbed["mode_agreement"]]
 
 

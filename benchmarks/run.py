@@ -32,17 +32,28 @@ from .peers import PEERS, sample_diffusers
 from .peers import available as diffusers_available
 from .report import mean_std, testbed_markdown
 from .setups import SIGMA_RANGES, TESTBEDS, Testbed, load_testbed, noise
+from .tada_targets import tada_targets, targets_markdown
 
 __all__ = ["PRESETS", "main", "run_testbed"]
 
 SCHEMA = "schedule-lab/benchmark/v1"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
+#: Detail values of the TADA preset: the default 1 (the paper's i.i.d. prior) and a factor 2 either side, plus 4
+#: (the defaults study's plateau reaches it); chosen before this table was made, on other seeds (tada_defaults.py).
+TADA_DETAILS = (0.5, 1, 2, 4)
+
 #: Presets fix every choice that shapes a committed table.
 PRESETS = {
     "readme": dict(testbed=["exact-digits"], nfe=[5, 10, 20], seeds=[0, 1, 2], n_samples=1000, samplers=[],
                    schedules=["karras", "ays"], peers=["diffusers.DPMSolverMultistep", "diffusers.UniPCMultistep"],
                    comfy_samplers=[], name="readme_table"),
+    # Issue 3 item 5: TADA at several detail values (order and n_aug at their defaults) against the diffusers peers,
+    # both testbeds. NFE 6 and 7 are there for the "≤ 7 NFE" target.
+    "tada": dict(testbed=["exact-digits", "edm-digits"], nfe=[5, 6, 7, 8, 10, 15, 20], seeds=[0, 1, 2],
+                 n_samples=1000, samplers=[f"sl_tada(detail={d})" for d in TADA_DETAILS], schedules=["karras", "ays"],
+                 peers=["diffusers.DPMSolverMultistep", "diffusers.UniPCMultistep", "diffusers.EulerDiscrete"],
+                 comfy_samplers=[], name="tada_table"),
 }
 
 
@@ -89,7 +100,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     for key, names in valid.items():
         if key == "comfy_samplers":
             continue  # checked by the worker against the ComfyUI checkout
-        bad = [n for n in getattr(args, key) if n not in names]
+        given = getattr(args, key)
+        if key == "samplers":
+            try:
+                given = [M.parse_sampler(n)[0] for n in given]
+            except ValueError as e:
+                p.error(str(e))
+        bad = [n for n in given if n not in names]
         if bad:
             p.error(f"unknown {key.replace('_', '-')} {', '.join(bad)}; valid: {', '.join(names)}")
     if any(n < 1 for n in args.nfe) or args.n_samples < 2 or args.threads < 1:
@@ -102,12 +119,14 @@ def _snap(sigma0: float, sigma_max: float) -> float:
     return sigma_max if abs(sigma0 / sigma_max - 1) < 1e-4 else sigma0
 
 
-def _score(bed: Testbed, x0, ref, target_stats, classifier, stochastic: bool = False) -> dict:
+def _score(bed: Testbed, x0, ref, target_stats, classifier, stochastic: bool = False, own_ref=None) -> dict:
     out = {}
     if not stochastic:  # a sampler with noise of its own does not aim at the ODE endpoint
         out["rmse"] = rmse(x0, ref)
         if bed.mode_agreement:
             out["mode_agreement"] = mode_agreement(x0, ref, bed.train)
+    if own_ref is not None:  # ... but one with an ODE of its own (TADA) aims at that one's endpoint
+        out["rmse_own"] = rmse(x0, own_ref)
     out["fd_cls"] = fd_cls(x0, target_stats, classifier)
     out["swd"] = swd(x0, bed.target)
     return out
@@ -161,11 +180,25 @@ def run_testbed(bed: Testbed, methods: list, args, log=print) -> dict:
                 f"({time.perf_counter() - t0:.1f} s; cached on disk)")
         return refs[key]
 
+    def own_reference(m, seed, sigma0):
+        key = (m.sampler, seed, round(sigma0, 6))
+        if key not in refs:
+            t0 = time.perf_counter()
+            refs[key] = converged_endpoint(
+                bed.model, noises[seed] * sigma0, sigma_min=bed.kind.sigma_min, sigma_max=sigma0,
+                steps=args.ref_steps, sampler=lambda model, x, sigmas: m.own_endpoint(model, x, seed, sigmas),
+                sampler_key=f"{m.sampler} kind={bed.kind.kind} seed={seed}")
+            ref_seconds[0] += time.perf_counter() - t0
+            log(f"  own reference of {m.sampler} seed {seed}: {args.ref_steps} karras steps "
+                f"({time.perf_counter() - t0:.1f} s; cached on disk)")
+        return refs[key]
+
     def label(schedule, sigma0):
         return schedule if sigma0 == bed.kind.sigma_max else f"{schedule} (σmax {sigma0:.4g})"
 
-    def score(x0, seed, sigma0, stochastic=False):
-        return _score(bed, x0, reference(seed, sigma0), target_stats, classifier, stochastic)
+    def score(x0, seed, sigma0, stochastic=False, method=None):
+        own = own_reference(method, seed, sigma0) if method is not None and method.own_endpoint else None
+        return _score(bed, x0, reference(seed, sigma0), target_stats, classifier, stochastic, own)
 
     rows, notes = [], []
     for nfe in args.nfe:
@@ -181,7 +214,7 @@ def run_testbed(bed: Testbed, methods: list, args, log=print) -> dict:
                     t0 = time.perf_counter()
                     x0 = m.run(counter, noises[seed] * sigma0, steps, seed)
                     wall = time.perf_counter() - t0
-                    runs.append({"nfe": counter.nfe, "wall_s": wall, **score(x0, seed, sigma0, stochastic)})
+                    runs.append({"nfe": counter.nfe, "wall_s": wall, **score(x0, seed, sigma0, stochastic, m)})
             except Exception as e:  # noqa: BLE001  (one broken method must not sink the whole table)
                 log(f"  NFE {nfe:>3} {m.label:<42} FAILED: {type(e).__name__}: {e}")
                 notes.append(f"Skipped {m.label} at NFE {nfe}: {type(e).__name__}: {e}")
@@ -189,7 +222,8 @@ def run_testbed(bed: Testbed, methods: list, args, log=print) -> dict:
             source = f"{m.source}, stochastic" if stochastic else m.source
             row = _row((m.sampler, label(m.schedule, sigma0), source), nfe, steps, runs)
             rows.append(row)
-            err = f"RMSE {row['mean']['rmse']:.3f}" if "rmse" in row["mean"] else "stochastic"
+            err = (f"RMSE {row['mean']['rmse']:.3f}" if "rmse" in row["mean"] else
+                   f"RMSE→own {row['mean']['rmse_own']:.3f}" if "rmse_own" in row["mean"] else "stochastic")
             log(f"  NFE {nfe:>3} {m.label:<42} {steps:>3} steps, NFE {row['nfe'][0]:>3}, {err}, "
                 f"FD_cls {row['mean']['fd_cls']:.2f}, {row['mean']['wall_s']:.2f} s")
 
@@ -202,7 +236,10 @@ def run_testbed(bed: Testbed, methods: list, args, log=print) -> dict:
                     f"{other}-split floor uses its {floors[-1]['images']} images.")
     if any(row["source"].endswith("stochastic") for row in rows):
         notes.append("Rows marked *stochastic* draw noise of their own (seeded through extra_args[\"seed\"], as "
-                     "ComfyUI passes it), so their endpoint is not the ODE's: only distribution metrics are shown.")
+                     "ComfyUI passes it), so their endpoint is not the ODE's: only distribution metrics are shown"
+                     + (f", plus, for samplers with an ODE of their own ({', '.join(M.OWN_ODE_SAMPLERS)}), the RMSE to "
+                        f"that ODE's converged endpoint from the same x_T and seed (the same sampler with "
+                        f"{args.ref_steps} karras steps)." if any("rmse_own" in row for row in rows) else "."))
     check = []
     if args.peers and diffusers_available() is None:
         notes.append(PEERS_NOTE)
@@ -294,6 +331,9 @@ def main(argv=None) -> int:
         bed = load_testbed(name, args.sigma_range)
         tb = run_testbed(bed, build_methods(bed, args), args)
         tb["seconds"] = round(time.perf_counter() - t0, 1)
+        targets = tada_targets(tb)
+        if targets:
+            tb["tada_targets"] = targets
         print(f"[{name}] done in {tb['seconds']} s")
         results.append(tb)
     total = round(time.perf_counter() - started, 1)
@@ -311,6 +351,8 @@ def main(argv=None) -> int:
           "thread(s); do not edit -->", ""]
     for tb in results:
         md.append(testbed_markdown(tb, _title(tb, args)))
+        if tb.get("tada_targets"):
+            md.append(targets_markdown(tb, tb["tada_targets"]))
     md_path.write_text("\n".join(md))
     print(f"wrote {md_path} and {json_path} ({total} s)")
     return 0
@@ -319,6 +361,9 @@ def main(argv=None) -> int:
 def _title(tb: dict, args) -> str:
     if args.name == "readme_table":
         return (f"Exact digits denoiser: diffusers DPM-Solver++(2M) and UniPC on karras vs AYS "
+                f"(σ {tb['sigma_min']:.3g}–{tb['sigma_max']:.3g}, N = {tb['n_samples']} × {len(tb['seeds'])} seeds)")
+    if args.name == "tada_table":
+        return (f"TADA vs diffusers DPM-Solver++(2M), UniPC, Euler on karras and AYS: {tb['name']} "
                 f"(σ {tb['sigma_min']:.3g}–{tb['sigma_max']:.3g}, N = {tb['n_samples']} × {len(tb['seeds'])} seeds)")
     return f"{tb['name']} (σ {tb['sigma_min']:.3g}–{tb['sigma_max']:.3g}, N = {tb['n_samples']})"
 

@@ -53,8 +53,14 @@ def converged_endpoint(
     cache_dir=None,
     key: str | None = None,
     extra_args: dict | None = None,
+    sampler=None,
+    sampler_key: str | None = None,
 ) -> torch.Tensor:
     """Heun with ``steps`` Karras steps (2·steps − 1 NFE) from x_T at σ_max down to 0, cached on disk.
+
+    ``sampler`` replaces Heun by another converging solver ``sampler(model, x, sigmas) -> x0`` (e.g. TADA bound to
+    a seed: its own ODE, whose endpoint depends on the seed); ``sampler_key`` must then name it and every option
+    that changes its endpoint, since it goes into the cache hash.
 
     Args:
         model: k-diffusion denoiser ``model(x, sigma_vec, **extra_args)``.
@@ -73,14 +79,22 @@ def converged_endpoint(
     sigmas = sigmas.to(device=x_T.device, dtype=x_T.dtype)
     key = key if key is not None else getattr(model, "cache_key", None)
     path = None
+    if sampler is not None and sampler_key is None:
+        raise ValueError("converged_endpoint: a custom `sampler` needs a `sampler_key` naming it and its options "
+                         "(it is part of the cache hash)")
     if key is not None:
+        if sampler is not None:
+            key = f"{key}|sampler={sampler_key}"
         if extra_args:
             raise ValueError("converged_endpoint: extra_args cannot be hashed; fold them into `key` and "
                              "bind them into the model (functools.partial) instead")
         path = cache_directory(cache_dir) / f"endpoint-{_digest(str(key), x_T, sigmas)}.safetensors"
         if path.exists():
             return load_file(str(path))["x0"].to(device=x_T.device, dtype=x_T.dtype)
-    x0 = sample_heun(model, x_T, sigmas, extra_args=extra_args)
+    if sampler is not None:
+        x0 = sampler(model, x_T, sigmas)
+    else:
+        x0 = sample_heun(model, x_T, sigmas, extra_args=extra_args)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

@@ -153,3 +153,75 @@ def test_compare_cli_rejects_an_unknown_name_listing_the_valid_ones(capsys):
         main(["compare", "--samplers", "no_such_sampler"])
     err = capsys.readouterr().err
     assert "no_such_sampler" in err and "dpmpp_2m" in err
+
+
+def test_sampler_options_parse_and_reach_the_sampler():
+    assert M.parse_sampler("sl_tada(detail=2,order=3)") == ("sl_tada", {"detail": 2.0, "order": 3})
+    assert M.parse_sampler("euler") == ("euler", {})
+    for bad in ("sl_tada(detail=2", "sl_tada(detail)", "sl_tada(detail=high)"):
+        with pytest.raises(ValueError, match="sl_tada"):
+            M.parse_sampler(bad)
+    g = GaussianTestbed(16)
+    x_T = g.sample_prior(8, SD.sigma_max, seed=0, dtype=torch.float32)
+    a, b = (M.sampler_methods(SD, [f"sl_tada(detail={d})"], ["karras"])[0] for d in (0.5, 4))
+    assert a.sampler == "sl_tada(detail=0.5)" and a.own_endpoint is not None
+    # detail changes the extra state, so the same x_T and seed give different samples
+    assert not torch.allclose(a.run(g.denoiser, x_T, 4, 0), b.run(g.denoiser, x_T, 4, 0))
+    assert M.sampler_methods(SD, ["euler"], ["karras"])[0].own_endpoint is None
+
+
+def test_tada_own_endpoint_is_what_many_steps_converge_to():
+    """The own-ODE yardstick: few-step TADA error to it shrinks with steps, and it differs from the standard ODE."""
+    g = GaussianTestbed(16, mean=0.3, std=0.5)
+    x_T = g.sample_prior(256, SD.sigma_max, seed=0, dtype=torch.float64)
+    m = M.sampler_methods(SD, ["sl_tada(detail=1)"], ["karras"])[0]
+    own = m.own_endpoint(g.denoiser, x_T, 7, karras(400, SD.sigma_min, SD.sigma_max, dtype=torch.float64))
+    errs = [float((m.run(g.denoiser, x_T, n, 7) - own).square().mean().sqrt()) for n in (5, 10, 20, 40)]
+    assert all(b < a for a, b in zip(errs, errs[1:], strict=False)), errs
+    assert errs[-1] < 0.2 * errs[0]
+    ode = g.ode_endpoint(x_T, SD.sigma_max)
+    assert float((own - ode).square().mean().sqrt()) > 10 * errs[-1]  # a different endpoint: extra noise
+
+
+def _target_tb(tada_5, tada_by_nfe, peer_5=1.0, peer_20=0.9, floor=0.8):
+    def row(sampler, source, nfe, value):
+        return {"sampler": sampler, "schedule": "karras", "source": source, "nfe_target": nfe,
+                "mean": {"fd_cls": value, "swd": value, **({"rmse_own": value} if "tada" in sampler
+                                                             else {"rmse": value})}}
+    rows = [row("diffusers.X", "diffusers", 5, peer_5), row("diffusers.X", "diffusers", 20, peer_20),
+            row("diffusers.Y", "diffusers", 5, peer_5 + 0.5), row("sl_tada(detail=1)", "registry, stochastic", 5,
+                                                                   tada_5)]
+    rows += [row("sl_tada(detail=1)", "registry, stochastic", n, v) for n, v in tada_by_nfe.items()]
+    return {"name": "t", "rows": rows, "floors": [{"fd_cls": [floor, floor], "swd": [floor, floor]}]}
+
+
+def test_tada_targets_read_the_match_nfe_and_the_ratios_off_the_rows():
+    from schedule_lab.benchmarks.tada_targets import tada_targets, targets_markdown
+
+    tb = _target_tb(0.85, {6: 0.95, 7: 0.88, 20: 0.8})
+    t = tada_targets(tb)
+    fd = t["fd_cls"]
+    assert fd["peer_20"]["value"] == 0.9 and fd["peer_5"]["label"] == "diffusers.X / karras"
+    (r,) = fd["tada"]
+    assert r["match_nfe"] == 5 and r["ratio_raw"] == pytest.approx(0.85)
+    assert r["ratio_excess"] == pytest.approx(0.05 / 0.2)
+    assert t["endpoint"]["tada"][0]["ratio_excess"] == pytest.approx(0.85)  # floor 0: raw = excess
+    assert "both met" in targets_markdown(tb, t)
+    missed = tada_targets(_target_tb(1.2, {8: 0.91, 20: 0.95}))["fd_cls"]["tada"][0]
+    assert missed["match_nfe"] is None and missed["ratio_excess"] == pytest.approx(2.0)
+    assert tada_targets({"rows": [r for r in tb["rows"] if "tada" not in r["sampler"]], "floors": []}) is None
+
+
+def test_harness_scores_tada_against_its_own_ode_and_writes_the_targets(tmp_path, monkeypatch):
+    from schedule_lab.benchmarks.run import main
+
+    monkeypatch.setenv("SCHEDULE_LAB_CACHE", str(tmp_path / "cache"))
+    main(["--testbed", "edm-digits", "--nfe", "5", "20", "--seeds", "0", "--n-samples", "24",
+          "--samplers", "sl_tada(detail=2)", "--schedules", "karras", "--peers", "diffusers.EulerDiscrete",
+          "--comfy-samplers", "--ref-steps", "30", "--out", str(tmp_path), "--name", "t"])
+    tb = json.loads((tmp_path / "t.json").read_text())["testbeds"][0]
+    tada = [r for r in tb["rows"] if r["sampler"] == "sl_tada(detail=2)"]
+    assert len(tada) == 2 and all("rmse_own" in r["mean"] and "rmse" not in r["mean"] for r in tada)
+    assert tada[1]["mean"]["rmse_own"] < tada[0]["mean"]["rmse_own"]  # 20 NFE is closer to its own endpoint
+    assert tb["tada_targets"]["endpoint"]["peer_20"]["label"] == "diffusers.EulerDiscrete / karras"
+    assert "#### TADA targets on edm-digits" in (tmp_path / "t.md").read_text()

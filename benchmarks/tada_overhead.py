@@ -1,0 +1,156 @@
+"""TADA's own per-step work against one forward of an SD1.5-architecture UNet (issue 3, item 5 "Overhead").
+
+    python -m schedule_lab.benchmarks.tada_overhead [--threads 1] [--repeats 3] [--out benchmarks/results]
+
+The UNet is diffusers' ``UNet2DConditionModel`` built from the SD1.5 configuration (block widths 320/640/1280/1280,
+2 layers per block, cross-attention 768-d with 8 heads; random weights, no download), run in float32 on a 1×4×64×64
+latent with a 77×768 text context — the cost of one model call at 512 px. TADA's own work is everything
+``sample_tada`` does except the model call: it is measured by running the sampler with a *free* model (returns a
+fixed, preallocated prediction), so the time is the float64 set-up (time grid, statistics, coefficient tables), the
+initial-state draw and projection, and per step the model-input combination, the force and the Adams–Bashforth
+update. Per-step work = (T(steps₂) − T(steps₁)) / (steps₂ − steps₁) (the marginal cost), and the set-up is
+reported separately, amortised over 10 and 20 steps. Euler (solvers.classic) is timed the same way for scale.
+The target is per-step work ≤ 1 % of the UNet forward; both are measured in the same process, same threads.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from ..schedules.baseline import karras
+from ..schedules.model_kind import ModelKind
+from ..solvers.classic import sample_euler
+from ..solvers.tada import sample_tada
+
+__all__ = ["SD15_UNET", "main", "sampler_overhead", "unet_forward_seconds"]
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+TARGET = 0.01
+
+#: The SD1.5 UNet configuration (diffusers' UNet2DConditionModel arguments), written out so nothing is downloaded.
+SD15_UNET = dict(
+    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+    block_out_channels=(320, 640, 1280, 1280),
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32,
+)
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up (allocator, lazy init)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def unet_forward_seconds(repeats: int = 3, latent=(1, 4, 64, 64), seed: int = 0) -> tuple[float, int]:
+    """Median seconds of one no-grad forward of the SD1.5-architecture UNet, and its parameter count."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**SD15_UNET).eval()
+    params = sum(p.numel() for p in unet.parameters())
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(latent, generator=gen)
+    ctx = torch.randn(latent[0], 77, SD15_UNET["cross_attention_dim"], generator=gen)
+    t = torch.tensor([500.0])
+
+    @torch.no_grad()
+    def forward():
+        unet(x, t, encoder_hidden_states=ctx)
+
+    return _median_seconds(forward, repeats), params
+
+
+def sampler_overhead(sampler, steps: int, latent=(1, 4, 64, 64), repeats: int = 20, **options) -> float:
+    """Median seconds of a whole ``sampler`` run of ``steps`` steps with a free model (a fixed prediction)."""
+    gen = torch.Generator().manual_seed(0)
+    sigmas = karras(steps, 0.0292, 14.61)
+    x = torch.randn(latent, generator=gen) * float(sigmas[0])
+    prediction = torch.randn(latent, generator=gen)
+
+    def free_model(x_in, sigma, **_):
+        return prediction
+
+    return _median_seconds(lambda: sampler(free_model, x, sigmas, extra_args={"seed": 0}, disable=True, **options),
+                           repeats)
+
+
+def measure(threads: int = 1, repeats: int = 3, latent=(1, 4, 64, 64), log=print) -> dict:
+    torch.set_num_threads(threads)
+    steps_a, steps_b = 10, 30
+    rows = {}
+    for name, fn, opts in (("sl_tada (n_aug 2, order 2)", sample_tada, {"kind": ModelKind.vp()}),
+                           ("sl_tada (n_aug 3, order 3)", sample_tada, {"kind": ModelKind.vp(), "n_aug": 3,
+                                                                        "order": 3}),
+                           ("euler (solvers.classic)", sample_euler, {})):
+        ta = sampler_overhead(fn, steps_a, latent, **opts)
+        tb = sampler_overhead(fn, steps_b, latent, **opts)
+        per_step = (tb - ta) / (steps_b - steps_a)
+        setup = max(ta - steps_a * per_step, 0.0)
+        rows[name] = {"per_step_s": per_step, "setup_s": setup, "t10_s": ta, "t30_s": tb}
+        log(f"  {name}: {per_step * 1e6:.0f} µs/step, set-up {setup * 1e3:.2f} ms")
+    log("  building the SD1.5-architecture UNet (random weights) ...")
+    unet_s, params = unet_forward_seconds(repeats, latent)
+    log(f"  UNet forward: {unet_s:.2f} s ({params / 1e6:.0f} M parameters)")
+    for r in rows.values():
+        r["ratio_per_step"] = r["per_step_s"] / unet_s
+        r["ratio_with_setup_10"] = (r["per_step_s"] + r["setup_s"] / 10) / unet_s
+        r["ratio_with_setup_20"] = (r["per_step_s"] + r["setup_s"] / 20) / unet_s
+    return {"threads": torch.get_num_threads(), "latent": list(latent), "unet_forward_s": unet_s,
+            "unet_parameters": params, "samplers": rows, "torch": torch.__version__,
+            "machine": platform.machine()}
+
+
+def markdown(result: dict, command: str) -> str:
+    unet = result["unet_forward_s"]
+    lines = [f"<!-- generated by `{command}`; do not edit -->", "",
+             "### TADA overhead per step vs one SD1.5-UNet forward", "",
+             "UNet: diffusers UNet2DConditionModel with the SD1.5 configuration, "
+             f"{result['unet_parameters'] / 1e6:.0f} M parameters, random weights, float32, latent "
+             f"{'×'.join(map(str, result['latent']))} with a 77×768 context: **{unet:.2f} s** per forward "
+             f"(median). torch {result['torch']}, {result['machine']}, "
+             f"{result['threads']} thread(s). Sampler work is measured with a free model (a fixed prediction): "
+             "marginal cost per step from 10- and 30-step runs; set-up = the rest of the 10-step run.", "",
+             "| sampler | work per step | ÷ UNet forward | set-up (once) | ÷ UNet incl. set-up at 10 / 20 steps | "
+             f"target ≤ {TARGET:.0%} |",
+             "|---|---|---|---|---|---|"]
+    for name, r in result["samplers"].items():
+        ok = "met" if r["ratio_per_step"] <= TARGET else "missed"
+        ok = "–" if name.startswith("euler") else ok
+        lines.append(f"| {name} | {r['per_step_s'] * 1e6:.0f} µs | {r['ratio_per_step']:.2e} | "
+                     f"{r['setup_s'] * 1e3:.2f} ms | {r['ratio_with_setup_10']:.2e} / {r['ratio_with_setup_20']:.2e} | "
+                     f"{ok} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    import json
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m schedule_lab.benchmarks.tada_overhead",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3, help="UNet forwards timed (median)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = p.parse_args(argv)
+    command = "python -m schedule_lab.benchmarks.tada_overhead " + " ".join(sys.argv[1:] if argv is None else argv)
+    result = measure(args.threads, args.repeats)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "tada_overhead.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / "tada_overhead.md").write_text(markdown(result, command.strip()))
+    print(markdown(result, command.strip()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
