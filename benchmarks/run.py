@@ -32,7 +32,7 @@ from .peers import PEERS, sample_diffusers
 from .peers import available as diffusers_available
 from .report import mean_std, testbed_markdown
 from .setups import SIGMA_RANGES, TESTBEDS, Testbed, load_testbed, noise
-from .tada_targets import tada_targets, targets_markdown
+from .tada_targets import summary_markdown, tada_targets, targets_markdown
 
 __all__ = ["PRESETS", "main", "run_testbed"]
 
@@ -49,9 +49,11 @@ PRESETS = {
                    schedules=["karras", "ays"], peers=["diffusers.DPMSolverMultistep", "diffusers.UniPCMultistep"],
                    comfy_samplers=[], name="readme_table"),
     # Issue 3 item 5: TADA at several detail values (order and n_aug at their defaults) against the diffusers peers,
-    # both testbeds. NFE 6 and 7 are there for the "≤ 7 NFE" target.
+    # both testbeds, plus the ablation n_aug=1 (no momentum variables: TADA's integrator on the standard ODE).
+    # NFE 6 and 7 are there for the "≤ 7 NFE" target.
     "tada": dict(testbed=["exact-digits", "edm-digits"], nfe=[5, 6, 7, 8, 10, 15, 20], seeds=[0, 1, 2],
-                 n_samples=1000, samplers=[f"sl_tada(detail={d})" for d in TADA_DETAILS], schedules=["karras", "ays"],
+                 n_samples=1000, samplers=[f"sl_tada(detail={d})" for d in TADA_DETAILS] + ["sl_tada(n_aug=1)"],
+                 schedules=["karras", "ays"],
                  peers=["diffusers.DPMSolverMultistep", "diffusers.UniPCMultistep", "diffusers.EulerDiscrete"],
                  comfy_samplers=[], name="tada_table"),
 }
@@ -354,6 +356,8 @@ def main(argv=None) -> int:
         if tb.get("tada_targets"):
             md.append(targets_markdown(tb, tb["tada_targets"]))
     md_path.write_text("\n".join(md))
+    if any(tb.get("tada_targets") for tb in results):
+        (args.out / f"{args.name}_summary.md").write_text(summary_markdown(results, doc["command"]))
     print(f"wrote {md_path} and {json_path} ({total} s)")
     return 0
 

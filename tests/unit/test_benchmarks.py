@@ -225,3 +225,19 @@ def test_harness_scores_tada_against_its_own_ode_and_writes_the_targets(tmp_path
     assert tada[1]["mean"]["rmse_own"] < tada[0]["mean"]["rmse_own"]  # 20 NFE is closer to its own endpoint
     assert tb["tada_targets"]["endpoint"]["peer_20"]["label"] == "diffusers.EulerDiscrete / karras"
     assert "#### TADA targets on edm-digits" in (tmp_path / "t.md").read_text()
+
+
+def test_overhead_report_judges_the_ten_step_ratio_against_one_percent():
+    from schedule_lab.benchmarks.tada_overhead import markdown, sampler_overhead
+    from schedule_lab.solvers.tada import sample_tada
+
+    seconds = sampler_overhead(sample_tada, 3, latent=(1, 4, 8, 8), repeats=2)
+    assert 0 < seconds < 1
+
+    def result(per_step):
+        r = {"per_step_10_s": per_step, "per_step_30_s": per_step, "marginal_s": per_step,
+             "ratio_10": per_step / 2.0, "ratio_30": per_step / 2.0, "ratio_marginal": per_step / 2.0}
+        return {"unet_forward_s": 2.0, "unet_parameters": 860e6, "latent": [1, 4, 64, 64], "torch": "x",
+                "machine": "y", "threads": 1, "samplers": {"sl_tada (n_aug 2, order 2)": r}}
+
+    assert "| met |" in markdown(result(0.019), "cmd") and "| missed |" in markdown(result(0.021), "cmd")
