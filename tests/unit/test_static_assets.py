@@ -82,3 +82,14 @@ def test_plot_points_map_log_sigma_to_the_canvas(tmp_path):
     # x evenly spaced over 3 steps; log sigma 100 -> top (y=8), 1 -> bottom (108), 10 -> middle, 0 -> bottom edge.
     flat = [v for p in pts for v in p]
     assert flat == pytest.approx([8, 8, 41.333333, 58, 74.666667, 108, 108, 108], abs=1e-4)
+
+
+@pytest.mark.parametrize("generated", ["readme_table.md", "tada_table_summary.md"])
+def test_readme_tables_are_the_generated_ones(generated):
+    """Every number in the README's benchmark tables comes from a committed benchmark output, row for row."""
+    readme = (ROOT / "README.md").read_text()
+    rows = [line for line in (ROOT / "benchmarks" / "results" / generated).read_text().splitlines()
+            if line.startswith("| ")]
+    assert rows
+    missing = [row for row in rows if row not in readme]
+    assert not missing, f"README rows differ from benchmarks/results/{generated}: {missing[:2]}"
