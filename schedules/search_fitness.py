@@ -52,11 +52,14 @@ def run_sampler(sampler, model, noise: torch.Tensor, sigmas: torch.Tensor, extra
 
 
 class _Counted:
+    """Counts model calls (``calls``) and per-sample evaluations (``samples``, the sum of the batch sizes)."""
+
     def __init__(self, model):
-        self.model, self.calls = model, 0
+        self.model, self.calls, self.samples = model, 0, 0
 
     def __call__(self, x, sigma, **kw):
         self.calls += 1
+        self.samples += x.shape[0]
         return self.model(x, sigma, **kw)
 
 
@@ -86,12 +89,12 @@ class ReferenceSet:
         if device is not None:
             self.noise = self.noise.to(device)
         self.extra_args = extra_args
-        self.model_calls = 0
+        self.model_calls = self.model_samples = 0
         if endpoints is None:
             counted = _Counted(model)
             sig = karras(self.reference_steps, kind.sigma_min, kind.sigma_max, dtype=torch.float64)
             self.endpoints = run_sampler(sample_heun, counted, self.noise, sig, extra_args)
-            self.model_calls = counted.calls
+            self.model_calls, self.model_samples = counted.calls, counted.samples
         else:
             if tuple(endpoints.shape) != tuple(self.noise.shape):
                 raise ScheduleError(f"endpoints of shape {tuple(endpoints.shape)} do not match the noise "
@@ -120,6 +123,11 @@ class _SamplingFitness:
     @property
     def model_calls(self) -> int:
         return self.model.calls
+
+    @property
+    def model_samples(self) -> int:
+        """Per-sample model evaluations (calls × batch size)."""
+        return self.model.samples
 
     @torch.no_grad()
     def samples(self, sigmas: torch.Tensor, idx) -> torch.Tensor:

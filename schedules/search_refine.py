@@ -72,6 +72,8 @@ class RefineResult:
     holdout_rmse: list[tuple[int, float]] = field(default_factory=list)  # (iteration, held-out RMSE)
     model_calls: int = 0                 # forward model calls, gradient passes included
     gradient_calls: int = 0              # of which under autograd (each backward costs about 2 more)
+    model_samples: int = 0               # per-sample evaluations (calls × batch size)
+    gradient_samples: int = 0            # of which under autograd
     overfit: bool = False                # the held-out error rose by > 5% above its best while training went on
 
 
@@ -91,11 +93,14 @@ def refine(model, sampler, reference: ReferenceSet, init_sigmas, iterations: int
                             "ReferenceSet with n_holdout >= 2 (e.g. 64).")
     kind = reference.kind
     fn = differentiable(sampler)
-    calls = {"all": 0, "grad": 0}
+    calls = {"all": 0, "grad": 0, "all_samples": 0, "grad_samples": 0}
 
     def counted(x, sigma, **kw):
+        grad = torch.is_grad_enabled()
         calls["all"] += 1
-        calls["grad"] += torch.is_grad_enabled()
+        calls["grad"] += grad
+        calls["all_samples"] += x.shape[0]
+        calls["grad_samples"] += x.shape[0] * grad
         return model(x, sigma, **kw)
 
     w = logits_from_sigmas(init_sigmas, kind).to(reference.noise.dtype).requires_grad_(True)
@@ -135,4 +140,5 @@ def refine(model, sampler, reference: ReferenceSet, init_sigmas, iterations: int
                       "holdout_rmse": result.holdout_rmse[-1][1]})
     result.overfit = result.holdout_rmse[-1][1] > 1.05 * best
     result.model_calls, result.gradient_calls = calls["all"], calls["grad"]
+    result.model_samples, result.gradient_samples = calls["all_samples"], calls["grad_samples"]
     return result

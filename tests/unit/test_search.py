@@ -302,6 +302,7 @@ def test_refinement_reports_held_out_error_and_keeps_the_best_list():
     assert [i for i, _ in r.holdout_rmse] == [0, 2, 4, 6]
     assert dict(r.holdout_rmse)[r.best_iteration] == min(e for _, e in r.holdout_rmse)
     assert r.gradient_calls == 6 * 3 and r.model_calls == r.gradient_calls + 4 * 3
+    assert r.gradient_samples == 6 * 3 * 16 and r.model_samples == r.gradient_samples + 4 * 3 * ref.n_holdout
     with pytest.raises(ScheduleError, match="n_holdout"):
         refine(model, sample_euler, ReferenceSet(model, SD, (64,), 4, 0, reference_steps=4, nfe=3),
                space.sigmas(uniform_genes(space, 3)))
