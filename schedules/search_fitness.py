@@ -72,11 +72,12 @@ class ReferenceSet:
         reference_steps: Karras steps of the Heun reference (2·steps − 1 model calls per sample).
         nfe: the search budget; the reference must use at least as many steps.
         endpoints: precomputed endpoints for all samples (e.g. from a disk cache); skips the model calls.
+        reference_sampler: the many-step sampler (default Heun, solvers.classic), same contract as the others.
     """
 
     def __init__(self, model, kind: ModelKind, shape, n_search: int = 64, n_holdout: int = 64, seed: int = 0,
                  reference_steps: int = 100, nfe: int = 2, extra_args=None, dtype=torch.float32,
-                 endpoints: torch.Tensor | None = None, device=None):
+                 endpoints: torch.Tensor | None = None, device=None, reference_sampler=sample_heun):
         for name, v, lo in (("n_search", n_search, 2), ("n_holdout", n_holdout, 0)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
                 raise ScheduleError(f"{name}={v!r} must be a whole number >= {lo}; 32-256 samples are typical.")
@@ -93,7 +94,7 @@ class ReferenceSet:
         if endpoints is None:
             counted = _Counted(model)
             sig = karras(self.reference_steps, kind.sigma_min, kind.sigma_max, dtype=torch.float64)
-            self.endpoints = run_sampler(sample_heun, counted, self.noise, sig, extra_args)
+            self.endpoints = run_sampler(reference_sampler, counted, self.noise, sig, extra_args)
             self.model_calls, self.model_samples = counted.calls, counted.samples
         else:
             if tuple(endpoints.shape) != tuple(self.noise.shape):
