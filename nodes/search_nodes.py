@@ -69,8 +69,7 @@ class TimestepSearch(io.ComfyNode):
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
         kind = host.model_kind_of(guider.model_patcher)
         fn = host.sampler_function(sampler)
-        top_k = max(1, population // 4)
-        bar = host.Progress(population + (generations - 1) * (population + top_k))
+        bar = host.Progress(population * generations)  # one tick per new candidate evaluated
 
         def progress(info):
             bar.step()  # raises on Cancel; the search saves its state first

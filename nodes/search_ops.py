@@ -62,8 +62,10 @@ def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, popu
         raise ScheduleError(f"fitness={fitness!r} is unknown; choose one of {', '.join(FITNESSES)}.")
     space = GeneSpace(kind)
     nfe = space.check_nfe(nfe)
+    # every candidate is scored on all `samples` noise samples (few, expensive model calls), so the fitness does
+    # not depend on the draw: resample_noise=False keeps elites from being re-scored on identical noise
     config = EvolutionConfig(population=population, top_k=max(1, population // 4), mutations=population // 2,
-                             crossovers=population // 4, generations=generations).check()
+                             crossovers=population // 4, generations=generations, resample_noise=False).check()
     ref = ReferenceSet(model, kind, shape, n_search=samples, n_holdout=holdout, seed=seed,
                        reference_steps=reference_steps, nfe=nfe, extra_args=extra_args, device=device,
                        reference_sampler=reference_sampler)

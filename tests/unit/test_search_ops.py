@@ -45,6 +45,7 @@ def test_search_saves_a_schedule_file_with_its_history_and_a_resumable_state(tmp
     assert torch.allclose(torch.tensor(doc["sigmas"], dtype=torch.float64), sigmas.double())
     state = load_state(tmp_path / "digits_euler_3.searchstate")
     assert state["done"] and "best" in report
+    assert {d for _, d, _ in state["cache"]} == {0}  # all samples every time: one draw, elites never re-scored
     assert search_ops.schedule_choices(["digits_euler_3.json"])[-1] == "digits_euler_3.json"  # state not listed
 
 
