@@ -2,6 +2,7 @@
 
     python -m schedule_lab.benchmarks.search_bench [--testbed exact-digits edm-digits] [--nfe 4 6]
         [--sampler euler dpmpp_2m] [--seeds 0 1 2] [--out benchmarks/results/search_bench.md]
+        [--from-json benchmarks/results/search_bench.json]   # re-render the table only
     (or python benchmarks/search_bench.py; that imports an installed ``schedule_lab`` first, if any)
 
 Per testbed (benchmarks.setups, SD1 sigma range), sampler, NFE and seed s:
@@ -174,6 +175,9 @@ def report(rows, seeds) -> str:
         k = (r["testbed"], r["sampler"], r["nfe"], r["method"])
         if k not in keys:
             keys.append(k)
+    order = {m: i for i, m in enumerate(("uniform", "karras", "ays", "evolution", "refine (from uniform)",
+                                          "evolution + refine"))}
+    keys.sort(key=lambda k: (k[0], k[1], k[2], order.get(k[3], len(order)), k[3]))
     for k in keys:
         sel = [r for r in rows if (r["testbed"], r["sampler"], r["nfe"], r["method"]) == k]
         base = {m: [r["rmse"] for r in rows if (r["testbed"], r["sampler"], r["nfe"], r["method"]) == (*k[:3], m)]
@@ -198,8 +202,17 @@ def main(argv=None):
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--from-json", type=Path, help="re-render the table from a saved JSON instead of running")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.from_json is not None:
+        rows = json.loads(args.from_json.read_text())
+        seeds = sorted({r["seed"] for r in rows})
+        old = args.out.read_text().split("\nTotal wall time")[-1] if args.out.exists() else " not recorded.\n"
+        text = report(rows, seeds) + "\nTotal wall time" + old
+        args.out.write_text(text)
+        print(text)
+        return
     t0 = time.perf_counter()
     rows = run(args.testbed, args.nfe, args.sampler, args.seeds)
     wall = time.perf_counter() - t0
