@@ -55,3 +55,20 @@ def test_search_bad_budget_names_the_input(comfy):
     entry = comfy.run(g)
     assert entry["status"]["status_str"] == "error"
     assert any("reference_steps" in m for m in _errors(entry)), entry["status"]
+
+
+def test_search_shows_progress_honours_cancel_and_resumes(comfy):
+    g = _search_graph("sl_it_cancel")
+    g["search"]["inputs"].update(population=8, generations=12)
+    entry, events = comfy.run_ws(g, interrupt_at_step=3, timeout=600)
+    assert entry["status"]["status_str"] == "error"
+    assert any(m[0] == "execution_interrupted" for m in entry["status"]["messages"]), entry["status"]
+    texts = [e[2] for e in events if e[0] == "text" and e[1] == "search"]
+    assert texts and texts[0].startswith("generation 1/12, evaluation 1, best endpoint"), texts[:3]
+    state = json.loads((comfy.workdir / "schedules" / "sl_it_cancel.searchstate").read_text())
+    assert not state["done"] and state["evaluations"] >= 3
+
+    entry, events = comfy.run_ws(g, timeout=600)
+    assert entry["status"]["status_str"] == "success", (entry["status"], comfy.log_tail())
+    texts = [e[2] for e in events if e[0] == "text" and e[1] == "search"]
+    assert texts and texts[-1].startswith("resumed, 12 generations"), texts[-1:]

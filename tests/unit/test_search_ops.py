@@ -140,3 +140,39 @@ def test_searched_steps_loads_presets_and_marks_resampling(tmp_path):
     save_schedule(tmp_path / "edm.json", _doc([9.0, 2.0, 0.0], ModelKind.edm(), 2, 0.1))
     with pytest.raises(ScheduleError, match="run Timestep Search for this model"):
         search_ops.searched_steps("edm.json", SD, lambda n: str(tmp_path / n))
+
+
+def test_host_refuses_a_latent_that_does_not_fit_and_a_sampler_without_a_function():
+    from types import SimpleNamespace
+
+    from schedule_lab.nodes import host
+
+    model = SimpleNamespace(get_model_object=lambda name: SimpleNamespace(latent_channels=4))
+    host.check_latent_fits(model, torch.zeros(1, 4, 8, 8))
+    with pytest.raises(ScheduleError, match="latent: shape \\(1, 16, 8, 8\\).*expects 4 channels"):
+        host.check_latent_fits(model, torch.zeros(1, 16, 8, 8))
+    with pytest.raises(ScheduleError, match="sampler: "):
+        host.sampler_function(object())
+    seen = {}
+
+    def sample_x(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=0.0):
+        seen["eta"] = eta
+        return x
+
+    run = host.sampler_function(SimpleNamespace(sampler_function=sample_x, extra_options={"eta": 0.5}))
+    run(None, torch.zeros(1), torch.tensor([1.0, 0.0]))
+    assert seen == {"eta": 0.5} and run.__name__ == "sample_x"
+
+
+def test_search_bench_report_divides_by_the_same_seeds_baselines():
+    from schedule_lab.benchmarks.search_bench import report
+
+    def row(method, seed, err):
+        return {"testbed": "t", "sampler": "euler", "nfe": 4, "seed": seed, "method": method, "rmse": err,
+                "fd_cls": 1.0, "evaluations": 10, "cost_x3": 30, "reference_evaluations": 5, "seconds": 1.0}
+
+    rows = [row("uniform", 0, 0.2), row("uniform", 1, 0.4), row("karras", 0, 0.4), row("karras", 1, 0.4),
+            row("evolution", 0, 0.1), row("evolution", 1, 0.1)]
+    line = next(x for x in report(rows, [0, 1]).splitlines() if "| evolution |" in x)
+    cells = [c.strip() for c in line.split("|")]
+    assert cells[7] == f"{(0.1 / 0.2 + 0.1 / 0.4) / 2:.2f}" and cells[8] == "0.25"
