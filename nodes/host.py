@@ -349,6 +349,11 @@ def sampler_function(sampler: Any):
     return run
 
 
+def latent_to_model_space(model: Any, samples: torch.Tensor) -> torch.Tensor:
+    """VAE latents (e.g. from VAE Encode) in the space the sampler works in (the model's process_latent_in)."""
+    return model.model.process_latent_in(samples)
+
+
 def run_with_guider(guider: Any, latent: dict, work, seed: int):
     """Run ``work(model, x, extra_args)`` inside ``guider.sample`` so ComfyUI prepares conditioning, CFG and the
     model wrapper; ``model`` is then a k-diffusion denoiser ``model(x, sigma_vec, **extra_args)`` and ``x`` a latent

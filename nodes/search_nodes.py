@@ -57,6 +57,9 @@ class TimestepSearch(io.ComfyNode):
                                 "'.searchstate' for resuming."),
                 io.Boolean.Input("resume", default=True, tooltip="On: continue an interrupted search with the same "
                                  "name and settings (a finished one returns its result at once). Off: start over."),
+                io.Latent.Input("target_latent", optional=True, tooltip="Optional, with fitness frechet_pooled: "
+                                "your reference images through VAE Encode (at least 2). The search then matches "
+                                "their statistics instead of the model's many-step results."),
             ],
             outputs=[io.Sigmas.Output(tooltip="The searched schedule (descending noise levels ending in 0)."),
                      io.String.Output("report", tooltip="Generations, evaluations, fitness and the saved path.")],
@@ -65,7 +68,7 @@ class TimestepSearch(io.ComfyNode):
 
     @classmethod
     def execute(cls, guider, latent, sampler, nfe, population, generations, reference_steps, samples, holdout,
-                fitness, seed, filename, resume) -> io.NodeOutput:
+                fitness, seed, filename, resume, target_latent=None) -> io.NodeOutput:
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
         kind = host.model_kind_of(guider.model_patcher)
         fn = host.sampler_function(sampler)
@@ -76,12 +79,17 @@ class TimestepSearch(io.ComfyNode):
             host.show_text(node_id, f"generation {info['generation'] + 1}/{info['generations']}, evaluation "
                                     f"{info['evaluations']}, best {fitness} {info['best_fitness']:.4g}")
 
+        target = None
+        if target_latent is not None:
+            target = host.latent_to_model_space(guider.model_patcher, target_latent["samples"])
+
         def work(model, x, extra_args):
             return search_ops.run_search(
                 model, kind, tuple(x.shape[1:]), fn, sampler_name=fn.__name__.removeprefix("sample_"), nfe=nfe,
                 population=population, generations=generations, reference_steps=reference_steps, seed=seed,
                 fitness=fitness, samples=samples, holdout=holdout, directory=host.schedule_write_dir(),
-                filename=filename, resume=resume, progress=progress, extra_args=extra_args, device=x.device)
+                filename=filename, resume=resume, progress=progress, extra_args=extra_args, device=x.device,
+                target=target)
 
         sigmas, _, report = host.run_with_guider(guider, latent, work, seed)
         host.show_text(node_id, report)

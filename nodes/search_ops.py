@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -47,12 +48,13 @@ def state_path(directory, filename: str) -> Path:
 def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, population: int = 16,
                generations: int = 8, reference_steps: int = 50, seed: int = 0, fitness: str = "endpoint",
                samples: int = 8, holdout: int = 8, directory, filename: str, resume: bool = True,
-               progress=None, extra_args=None, device=None, reference_sampler=sample_heun):
+               progress=None, extra_args=None, device=None, reference_sampler=sample_heun, target=None):
     """Search ``nfe`` steps for ``sampler`` on ``model``; returns ``(sigmas float32, path, report)``.
 
     ``model`` is a k-diffusion denoiser, ``shape`` one latent's shape, ``sampler`` a k-diffusion sampler function.
     ``progress(info)`` is called per evaluation and may raise (Cancel): the state is saved first, and the next run
-    with ``resume`` continues it. Every bad input is a ScheduleError naming it.
+    with ``resume`` continues it. ``target`` (user latents in the model's space, ≥ 2) replaces the reference
+    endpoints as the Fréchet fitness's target. Every bad input is a ScheduleError naming it.
     """
     try:
         path = Path(directory) / safe_schedule_name(filename)
@@ -60,6 +62,16 @@ def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, popu
         raise ScheduleError(f"filename: {e}") from None
     if fitness not in FITNESSES:
         raise ScheduleError(f"fitness={fitness!r} is unknown; choose one of {', '.join(FITNESSES)}.")
+    target_tag = ""
+    if target is not None:
+        if fitness != "frechet_pooled":
+            raise ScheduleError("target_latent is only used by fitness 'frechet_pooled'; switch the fitness or "
+                                "disconnect target_latent.")
+        if target.ndim != len(shape) + 1 or tuple(target.shape[1:2]) != tuple(shape[:1]) or target.shape[0] < 2:
+            raise ScheduleError(f"target_latent: shape {tuple(target.shape)} does not fit latents of shape "
+                                f"{tuple(shape)}; VAE-encode at least 2 images with this model's VAE.")
+        digest = hashlib.sha256(target.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:12]
+        target_tag = f"/target={target.shape[0]}:{digest}"
     space = GeneSpace(kind)
     nfe = space.check_nfe(nfe)
     # every candidate is scored on all `samples` noise samples (few, expensive model calls), so the fitness does
@@ -72,8 +84,9 @@ def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, popu
     if fitness == "endpoint":
         fit = EndpointFitness(model, sampler, ref)
     else:
-        fit = FrechetFitness(model, sampler, ref, pooled_features)
-    label = f"{fitness}/{sampler_name}/samples={samples}+{holdout}/reference={reference_steps}"
+        fit = FrechetFitness(model, sampler, ref, pooled_features,
+                             target=None if target is None else target.to(ref.noise))
+    label = f"{fitness}/{sampler_name}/samples={samples}+{holdout}/reference={reference_steps}{target_tag}"
     search = EvolutionSearch(space, nfe, fit, config, seed=seed, label=label)
     spath = state_path(directory, filename)
     resumed = False

@@ -72,3 +72,14 @@ def test_search_shows_progress_honours_cancel_and_resumes(comfy):
     assert entry["status"]["status_str"] == "success", (entry["status"], comfy.log_tail())
     texts = [e[2] for e in events if e[0] == "text" and e[1] == "search"]
     assert texts and texts[-1].startswith("resumed, 12 generations"), texts[-1:]
+
+
+def test_frechet_search_against_vae_encoded_user_images(comfy):
+    g = _search_graph("sl_it_target")
+    g["img"] = {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 3, "color": 8421504}}
+    g["enc"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["img", 0], "vae": ["ckpt", 2]}}
+    g["search"]["inputs"].update(fitness="frechet_pooled", target_latent=["enc", 0])
+    entry = comfy.run(g, timeout=600)
+    assert entry["status"]["status_str"] == "success", (entry["status"], comfy.log_tail())
+    doc = json.loads((comfy.workdir / "schedules" / "sl_it_target.json").read_text())
+    assert "/target=3:" in doc["provenance"]["params"]["fitness"]

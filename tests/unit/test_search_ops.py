@@ -176,3 +176,18 @@ def test_search_bench_report_divides_by_the_same_seeds_baselines():
     line = next(x for x in report(rows, [0, 1]).splitlines() if "| evolution |" in x)
     cells = [c.strip() for c in line.split("|")]
     assert cells[7] == f"{(0.1 / 0.2 + 0.1 / 0.4) / 2:.2f}" and cells[8] == "0.25"
+
+
+def test_frechet_search_against_user_latents_and_target_errors(tmp_path):
+    from schedule_lab.testbeds.digits import load_digits_split
+
+    target = load_digits_split().test[:40].reshape(40, 1, 8, 8)
+    sigmas, path, _ = _search(tmp_path, fitness="frechet_pooled", target=target)
+    validate_sigmas(sigmas)
+    assert "/target=40:" in load_schedule(path)["provenance"]["params"]["fitness"]
+    with pytest.raises(ScheduleError, match="target_latent is only used by fitness 'frechet_pooled'"):
+        _search(tmp_path, target=target)
+    with pytest.raises(ScheduleError, match="target_latent: shape"):
+        _search(tmp_path, fitness="frechet_pooled", target=target[:1])
+    with pytest.raises(ScheduleError, match="different search.*fitness"):  # other images: no silent resume
+        _search(tmp_path, fitness="frechet_pooled", target=target[:20], generations=3)
