@@ -77,9 +77,11 @@ class RefineResult:
     overfit: bool = False                # the held-out error rose by > 5% above its best while training went on
 
 
-def refine(model, sampler, reference: ReferenceSet, init_sigmas, iterations: int = 40, lr: float = 0.05,
-           batch: int | None = 16, eval_every: int = 5, seed: int = 0, progress=None) -> RefineResult:
+def refine(model, sampler, reference: ReferenceSet, init_sigmas, iterations: int = 60, lr: float = 0.2,
+           batch: int | None = 64, eval_every: int = 5, seed: int = 0, progress=None) -> RefineResult:
     """Refine ``init_sigmas`` (descending, ending in 0) for ``sampler`` on ``model``.
+
+    Defaults are the benchmark's from-uniform setting (60 Adam steps, lr 0.2, 64 samples per step: docs/search.md).
 
     ``batch`` search samples are drawn per iteration (seeded; None = all); ``progress(info)`` is called after each
     iteration and may raise to cancel. Needs a reference with held-out samples (``n_holdout >= 2``).
@@ -87,7 +89,7 @@ def refine(model, sampler, reference: ReferenceSet, init_sigmas, iterations: int
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
         raise ScheduleError(f"iterations={iterations!r} must be a whole number >= 1 (20-100 is typical).")
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ScheduleError(f"lr={lr!r} must be a positive number (0.05 is a good start).")
+        raise ScheduleError(f"lr={lr!r} must be a positive number (0.2 from uniform, 0.1 after evolution).")
     if reference.n_holdout < 2:
         raise ScheduleError("refinement needs held-out reference noise to detect over-fitting; build the "
                             "ReferenceSet with n_holdout >= 2 (e.g. 64).")

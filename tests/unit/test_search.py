@@ -298,7 +298,8 @@ def test_differentiable_sampler_equals_the_classic_one_and_has_gradients():
 def test_refinement_reports_held_out_error_and_keeps_the_best_list():
     model, ref = _digits()
     space = GeneSpace(SD)
-    r = refine(model, sample_euler, ref, space.sigmas(uniform_genes(space, 3)), iterations=6, eval_every=2)
+    r = refine(model, sample_euler, ref, space.sigmas(uniform_genes(space, 3)), iterations=6, batch=16,
+               eval_every=2)
     assert [i for i, _ in r.holdout_rmse] == [0, 2, 4, 6]
     assert dict(r.holdout_rmse)[r.best_iteration] == min(e for _, e in r.holdout_rmse)
     assert r.gradient_calls == 6 * 3 and r.model_calls == r.gradient_calls + 4 * 3
