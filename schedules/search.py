@@ -221,7 +221,7 @@ class EvolutionSearch:
         finite = [s for s in scores if math.isfinite(s)]
         self.history.append({
             "generation": self.generation, "draw": draw,
-            "best_fitness": _score(self.cache[(self.archive[0], draw)]),
+            "best_fitness": self.cache[(self.archive[0], draw)],  # None when no candidate gave a finite value
             "best_genes": list(self.archive[0]),
             "mean_fitness": float(np.mean(finite)) if finite else None,
             "evaluations": self.evaluations,
@@ -237,7 +237,7 @@ class EvolutionSearch:
             raise ScheduleError("the search has not evaluated a generation yet; call run() first.")
         last = self.history[-1]
         best = self.archive[0]
-        return SearchResult(best, self.space.sigmas(best), last["best_fitness"], list(self.history),
+        return SearchResult(best, self.space.sigmas(best), _score(last["best_fitness"]), list(self.history),
                             self.evaluations)
 
     # -- state --

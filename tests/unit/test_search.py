@@ -165,6 +165,22 @@ def test_bad_inputs_name_the_input_and_the_fix():
         GeneSpace(SD, size=50)
 
 
+def test_a_diverging_fitness_is_ranked_last_and_the_state_stays_json(tmp_path):
+    space = GeneSpace(SD)
+    base = _target_fitness(space, (900, 300))
+
+    def fit(sigmas, draw):  # candidates whose top step is above index 500 "diverge"
+        return float("nan") if sigmas[0] > space.table[500] else base(sigmas, draw)
+
+    search = EvolutionSearch(space, 2, fit, EvolutionConfig(generations=3), seed=0)
+    result = search.run(autosave=tmp_path / "s.json")
+    assert math.isfinite(result.fitness) and result.sigmas[0] <= space.table[500]
+    assert load_state(tmp_path / "s.json")["done"]
+    never = EvolutionSearch(space, 2, lambda s, d: float("inf"), EvolutionConfig(generations=2), seed=0)
+    assert never.run(autosave=tmp_path / "n.json").fitness == math.inf
+    assert [h["best_fitness"] for h in load_state(tmp_path / "n.json")["history"]] == [None, None]
+
+
 # -- saved state and resume ---------------------------------------------------------------------------------------
 
 class _Cancel(Exception):
