@@ -67,6 +67,8 @@ def schedule_table(kind: ModelKind) -> dict[str, Callable[[int], torch.Tensor]]:
         "exponential": lambda n: baseline.exponential(n, kind.sigma_min, kind.sigma_max),
     }
     for name, entry in SCHEDULERS.items():
+        if entry.saved_files:  # depends on the user's saved files (sl_searched), not a fixed method
+            continue
         table[name] = (lambda fn: lambda n: fn(kind, n))(entry.fn)
     return table
 

@@ -323,6 +323,62 @@ class Progress:
 
 
 # --------------------------------------------------------------------------------------------------
+# running pack code with a GUIDER's model (Timestep Search)
+# --------------------------------------------------------------------------------------------------
+def check_latent_fits(model: Any, samples: torch.Tensor) -> None:
+    """A latent whose channel count is not the model's is refused, naming the input."""
+    fmt = model.get_model_object("latent_format") if hasattr(model, "get_model_object") else None
+    channels = getattr(fmt, "latent_channels", None)
+    if samples.ndim < 3 or (channels is not None and samples.shape[1] != channels):
+        raise ScheduleError(f"latent: shape {tuple(samples.shape)} does not fit this model (it expects "
+                            f"{channels} channels); use an Empty Latent node made for this model.")
+
+
+def sampler_function(sampler: Any):
+    """A SAMPLER input as a k-diffusion function ``fn(model, x, sigmas, extra_args, callback, disable)``."""
+    fn = getattr(sampler, "sampler_function", None)
+    if not callable(fn):
+        raise ScheduleError("sampler: this SAMPLER cannot be driven step by step by Timestep Search (it has no "
+                            "sampler_function); connect a KSamplerSelect or a Schedule Lab sampler node.")
+    options = dict(getattr(sampler, "extra_options", {}) or {})
+
+    def run(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        return fn(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable, **options)
+
+    run.__name__ = getattr(fn, "__name__", "sampler")
+    return run
+
+
+def latent_to_model_space(model: Any, samples: torch.Tensor) -> torch.Tensor:
+    """VAE latents (e.g. from VAE Encode) in the space the sampler works in (the model's process_latent_in)."""
+    return model.model.process_latent_in(samples)
+
+
+def run_with_guider(guider: Any, latent: dict, work, seed: int):
+    """Run ``work(model, x, extra_args)`` inside ``guider.sample`` so ComfyUI prepares conditioning, CFG and the
+    model wrapper; ``model`` is then a k-diffusion denoiser ``model(x, sigma_vec, **extra_args)`` and ``x`` a latent
+    of the right shape, dtype and device. Returns what ``work`` returned."""
+    samplers = _import("comfy.samplers")
+    if samplers is None or not hasattr(samplers, "KSAMPLER"):
+        raise RuntimeError("Schedule Lab: this ComfyUI has no comfy.samplers.KSAMPLER; update ComfyUI")
+    samples = latent["samples"]
+    sample_mod = _import("comfy.sample")
+    if sample_mod is not None and hasattr(sample_mod, "fix_empty_latent_channels"):
+        samples = sample_mod.fix_empty_latent_channels(guider.model_patcher, samples)
+    check_latent_fits(guider.model_patcher, samples)
+    box: dict[str, Any] = {}
+
+    def fn(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        box["out"] = work(model, x, dict(extra_args or {}))
+        return x
+
+    ms = guider.model_patcher.get_model_object("model_sampling")
+    sigmas = torch.tensor([float(ms.sigma_max), 0.0])
+    guider.sample(torch.zeros_like(samples), samples, samplers.KSAMPLER(fn), sigmas, disable_pbar=True, seed=seed)
+    return box["out"]
+
+
+# --------------------------------------------------------------------------------------------------
 # V3 node API (comfy_api.latest, ComfyUI >= 0.3.48)
 # --------------------------------------------------------------------------------------------------
 def v3_api():

@@ -21,12 +21,15 @@ from ..solvers.tada import sample_tada
 @dataclass(frozen=True)
 class Entry:
     """One public name. For samplers, ``fn`` takes ``kind=`` (the model's ModelKind, filled in by the host) and
-    ``model_settings`` lists the options a MODEL-patch node (e.g. Detail Level) may set for the dropdown path."""
+    ``model_settings`` lists the options a MODEL-patch node (e.g. Detail Level) may set for the dropdown path.
+    ``saved_files``: the entry reads the user's saved files and raises when none fits, so sweeps over the whole
+    registry (benchmarks, invariant tests) skip it."""
 
     fn: Callable[..., Any]
     description: str
     defaults: dict[str, Any] = field(default_factory=dict)
     model_settings: tuple[str, ...] = ()
+    saved_files: bool = False
 
 
 def _ays_sd1(kind, steps):
@@ -35,6 +38,12 @@ def _ays_sd1(kind, steps):
 
 def _ays_sdxl(kind, steps):
     return ays_for_model(kind, steps, table="sdxl")
+
+
+def _searched(kind, steps):
+    from .search_ops import searched_for_model  # reads models/schedules through the host adapter
+
+    return searched_for_model(kind, steps)
 
 
 #: Scheduler entries: ``fn(kind: ModelKind, steps: int) -> sigmas`` (descending, ending in 0).
@@ -48,6 +57,12 @@ SCHEDULERS: dict[str, Entry] = {
         _ays_sdxl,
         "Align Your Steps (SDXL table, Sabour et al. 2024) resampled log-linearly to any step count; "
         "on non-SDXL models the noise levels are carried over at equal signal-to-noise ratio.",
+    ),
+    "sl_searched": Entry(
+        _searched,
+        "The best saved Timestep Search result (models/schedules) for this model and step count; an error naming "
+        "the Timestep Search node if there is none (no silent fallback).",
+        saved_files=True,
     ),
 }
 

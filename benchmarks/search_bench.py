@@ -1,0 +1,227 @@
+"""Timestep-search benchmark (issue 5): evolution, LD3 refinement and both chained, against uniform, Karras and AYS.
+
+    python -m schedule_lab.benchmarks.search_bench [--testbed exact-digits edm-digits] [--nfe 4 6]
+        [--sampler euler dpmpp_2m] [--seeds 0 1 2] [--out benchmarks/results/search_bench.md]
+        [--from-json benchmarks/results/search_bench.json]   # re-render the table only
+    (or python benchmarks/search_bench.py; that imports an installed ``schedule_lab`` first, if any)
+
+Per testbed (benchmarks.setups, SD1 sigma range), sampler, NFE and seed s:
+* the search sees only *training* noise: a ReferenceSet of 256 search + 128 held-out samples from seed s with a
+  Heun-100 reference (199 model calls per sample, paid once and shared by the three optimisers);
+* every list is scored on *evaluation* noise never seen by any optimiser (512 samples, seed 10000 + s) by RMSE to the
+  converged ODE (Heun-250 on Karras over the same range, testbeds.reference, cached on disk), and by FD_cls against
+  the testbed's target split (testbeds.metrics.fd_cls, 512 samples: compare only within this table);
+* cost = per-sample model evaluations of the optimiser (batch size × calls; ``cost ×3`` also charges each gradient
+  evaluation of refinement its backward pass, taken as twice a forward) plus the shared reference, and wall time.
+Lists searched on one testbed are also scored on the other (transfer rows).
+"""
+if __name__ == "__main__" and not __package__:  # run as a file: import the pack, then re-run as its module
+    import runpy
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _bootstrap
+
+    _bootstrap.pack()
+    runpy.run_module("schedule_lab.benchmarks.search_bench", run_name="__main__", alter_sys=True)
+    raise SystemExit
+
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from ..schedules import baseline  # noqa: E402
+from ..schedules.search import EvolutionConfig, EvolutionSearch  # noqa: E402
+from ..schedules.search_fitness import EndpointFitness, ReferenceSet, run_sampler  # noqa: E402
+from ..schedules.search_genes import GeneSpace, uniform_genes  # noqa: E402
+from ..schedules.search_refine import refine  # noqa: E402
+from ..solvers.classic import sample_dpmpp_2m, sample_euler  # noqa: E402
+from ..testbeds.metrics import classifier_features, fd_cls, rmse  # noqa: E402
+from ..testbeds.reference import converged_endpoint  # noqa: E402
+from .setups import TESTBEDS, load_testbed, noise  # noqa: E402
+
+SAMPLERS = {"euler": sample_euler, "dpmpp_2m": sample_dpmpp_2m}
+EVAL_SAMPLES = 512
+EVAL_SEED_OFFSET = 10_000
+REFERENCE_STEPS = 100
+CONVERGED_STEPS = 250
+EVOLUTION = EvolutionConfig(population=16, top_k=4, mutations=8, crossovers=4, m_prob=0.25, generations=20)
+SEARCH_BATCH = 256
+REFINE = {"iterations": 60, "lr": 0.2, "batch": 64, "eval_every": 5}
+CHAIN_REFINE = {"iterations": 20, "lr": 0.1, "batch": 64, "eval_every": 5}
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "search_bench.md"
+
+
+def _optimise(tb, sampler, nfe, seed):
+    """The three optimisers on training noise of ``seed``; returns {method: (sigmas, model_calls, seconds)}."""
+    space = GeneSpace(tb.kind)
+    t0 = time.perf_counter()
+    ref = ReferenceSet(tb.model, tb.kind, (64,), n_search=256, n_holdout=128, seed=seed,
+                       reference_steps=REFERENCE_STEPS, nfe=nfe)
+    t_ref = time.perf_counter() - t0
+    out = {"reference": (None, (ref.model_samples, ref.model_samples), t_ref)}
+    fit = EndpointFitness(tb.model, sampler, ref, batch=SEARCH_BATCH)
+    t0 = time.perf_counter()
+    evo = EvolutionSearch(GeneSpace(tb.kind), nfe, fit, EVOLUTION, seed=seed, label="endpoint-rmse").run()
+    evo_cost = (fit.model_samples, fit.model_samples)
+    out["evolution"] = (evo.sigmas, evo_cost, time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    r = refine(tb.model, sampler, ref, space.sigmas(uniform_genes(space, nfe)), seed=seed, **REFINE)
+    out["refine (from uniform)"] = (r.sigmas, _refine_cost(r), time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    c = refine(tb.model, sampler, ref, evo.sigmas, seed=seed, **CHAIN_REFINE)
+    chain_cost = tuple(a + b for a, b in zip(evo_cost, _refine_cost(c), strict=True))
+    out["evolution + refine"] = (c.sigmas, chain_cost, out["evolution"][2] + time.perf_counter() - t0)
+    return out
+
+
+def _refine_cost(r):
+    """(forward evaluations, forward + 2 × gradient evaluations) of a refinement."""
+    return r.model_samples, r.model_samples + 2 * r.gradient_samples
+
+
+def _baselines(tb, nfe):
+    space = GeneSpace(tb.kind)
+    return {
+        "uniform": space.sigmas(uniform_genes(space, nfe)),
+        "karras": baseline.karras(nfe, tb.kind.sigma_min, tb.kind.sigma_max, dtype=torch.float64),
+        "ays": baseline.ays(nfe, "sd1", dtype=torch.float64),
+    }
+
+
+class _Evaluator:
+    def __init__(self, tb, seed):
+        self.tb = tb
+        self.z = noise(EVAL_SAMPLES, EVAL_SEED_OFFSET + seed)
+        self.ref = converged_endpoint(tb.model, self.z * tb.kind.sigma_max, tb.kind.sigma_min, tb.kind.sigma_max,
+                                      steps=CONVERGED_STEPS)
+        self.target_stats = None
+
+    @torch.no_grad()
+    def __call__(self, sampler, sigmas):
+        x = run_sampler(sampler, self.tb.model, self.z, sigmas)
+        if self.target_stats is None:
+            from ..kernels.frechet import gaussian_stats
+
+            self.target_stats = gaussian_stats(classifier_features(self.tb.target))
+        return rmse(x, self.ref), fd_cls(x, self.target_stats)
+
+
+def run(testbeds, nfes, samplers, seeds, log=print):
+    beds = {name: load_testbed(name, "sd1") for name in testbeds}
+    rows = []
+    for seed in seeds:
+        evaluators = {name: _Evaluator(tb, seed) for name, tb in beds.items()}
+        for name, tb in beds.items():
+            for sname in samplers:
+                sampler = SAMPLERS[sname]
+                for nfe in nfes:
+                    lists = {k: (v, (0, 0), 0.0) for k, v in _baselines(tb, nfe).items()}
+                    opt = _optimise(tb, sampler, nfe, seed)
+                    ref_calls, ref_time = opt.pop("reference")[1:]
+                    lists.update(opt)
+                    for method, (sigmas, calls, secs) in lists.items():
+                        err, fd = evaluators[name](sampler, sigmas)
+                        rows.append({"testbed": name, "searched_on": name if method in opt else "-",
+                                     "sampler": sname, "nfe": nfe, "seed": seed, "method": method,
+                                     "rmse": err, "fd_cls": fd, "evaluations": calls[0], "cost_x3": calls[1],
+                                     "reference_evaluations": ref_calls[0] if method in opt else 0,
+                                     "seconds": secs + (ref_time if method in opt else 0.0),
+                                     "sigmas": [round(float(v), 5) for v in sigmas]})
+                        log(f"seed {seed} {name} {sname} nfe {nfe} {method:22s} rmse {err:.4f} fd_cls {fd:.3f} "
+                            f"evaluations {calls[0]} ({rows[-1]['seconds']:.1f} s)")
+                    for other in beds:  # transfer: the searched lists on the other testbed
+                        if other == name:
+                            continue
+                        for method in ("evolution", "evolution + refine"):
+                            err, fd = evaluators[other](sampler, lists[method][0])
+                            rows.append({"testbed": other, "searched_on": name, "sampler": sname, "nfe": nfe,
+                                         "seed": seed, "method": f"{method} (from {name})", "rmse": err,
+                                         "fd_cls": fd, "evaluations": 0, "cost_x3": 0, "reference_evaluations": 0,
+                                         "seconds": 0.0,
+                                         "sigmas": [round(float(v), 5) for v in lists[method][0]]})
+    return rows
+
+
+def _ms(values, fmt="{:.4f}"):
+    m = statistics.fmean(values)
+    s = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{fmt.format(m)} ± {fmt.format(s)}"
+
+
+def report(rows, seeds) -> str:
+    lines = [
+        "# Timestep search benchmark",
+        "",
+        f"Generated by `python -m schedule_lab.benchmarks.search_bench` (seeds {', '.join(map(str, seeds))}; "
+        f"evaluation on {EVAL_SAMPLES} held-out noise samples per seed; mean ± std over seeds).",
+        "RMSE: to the converged ODE (Heun-250). FD_cls: against the testbed's target split, "
+        f"{EVAL_SAMPLES} samples. Evaluations: per-sample model evaluations of the optimiser; cost ×3 also charges "
+        f"refinement's backward passes (2 forwards each); reference: the shared Heun-{REFERENCE_STEPS} reference "
+        "(256 search + 128 held-out samples), paid once for all three optimisers.",
+        "",
+        "| testbed | sampler | NFE | list | RMSE | FD_cls | ÷ uniform | ÷ karras | evaluations | cost ×3 | reference "
+        "| s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    keys = []
+    for r in rows:
+        k = (r["testbed"], r["sampler"], r["nfe"], r["method"])
+        if k not in keys:
+            keys.append(k)
+    order = {m: i for i, m in enumerate(("uniform", "karras", "ays", "evolution", "refine (from uniform)",
+                                          "evolution + refine"))}
+    keys.sort(key=lambda k: (k[0], k[1], k[2], order.get(k[3], len(order)), k[3]))
+    for k in keys:
+        sel = [r for r in rows if (r["testbed"], r["sampler"], r["nfe"], r["method"]) == k]
+        base = {m: [r["rmse"] for r in rows if (r["testbed"], r["sampler"], r["nfe"], r["method"]) == (*k[:3], m)]
+                for m in ("uniform", "karras")}
+        err = [r["rmse"] for r in sel]
+        ratio_u = statistics.fmean(e / b for e, b in zip(err, base["uniform"], strict=True))
+        ratio_k = statistics.fmean(e / b for e, b in zip(err, base["karras"], strict=True))
+        calls = statistics.fmean(r["evaluations"] for r in sel)
+        cost3 = statistics.fmean(r["cost_x3"] for r in sel)
+        refc = statistics.fmean(r["reference_evaluations"] for r in sel)
+        secs = statistics.fmean(r["seconds"] for r in sel)
+        lines.append(f"| {k[0]} | {k[1]} | {k[2]} | {k[3]} | {_ms(err)} | {_ms([r['fd_cls'] for r in sel], '{:.2f}')}"
+                     f" | {ratio_u:.2f} | {ratio_k:.2f} | {calls:.0f} | {cost3:.0f} | {refc:.0f} | {secs:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--testbed", nargs="+", default=list(TESTBEDS), choices=list(TESTBEDS))
+    p.add_argument("--nfe", nargs="+", type=int, default=[4, 6])
+    p.add_argument("--sampler", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--from-json", type=Path, help="re-render the table from a saved JSON instead of running")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.from_json is not None:
+        rows = json.loads(args.from_json.read_text())
+        seeds = sorted({r["seed"] for r in rows})
+        old = args.out.read_text().split("\nTotal wall time")[-1] if args.out.exists() else " not recorded.\n"
+        text = report(rows, seeds) + "\nTotal wall time" + old
+        args.out.write_text(text)
+        print(text)
+        return
+    t0 = time.perf_counter()
+    rows = run(args.testbed, args.nfe, args.sampler, args.seeds)
+    wall = time.perf_counter() - t0
+    text = report(rows, args.seeds) + f"\nTotal wall time {wall:.0f} s on {args.threads} thread(s).\n"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Timestep search nodes (V3 schema): Timestep Search (AutoDiffusion-style evolutionary search) and Searched Steps.
+
+The classes only map sockets to :mod:`.search_ops`; ComfyUI is reached through :mod:`.host` only.
+"""
+from __future__ import annotations
+
+from . import host, search_ops
+
+api = host.v3_api()
+io = api.io
+
+CATEGORY = "sampling/custom_sampling/schedulers"
+
+
+class TimestepSearch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SL_TimestepSearch",
+            display_name="Timestep Search",
+            category=CATEGORY,
+            description="Search the best few-step schedule for this model, sampler and step count (AutoDiffusion, "
+                        "Li et al. 2023): an evolutionary search that compares each candidate's images with a "
+                        "many-step reference made by the same model from the same noise. Saves the result (with its "
+                        "fitness history) in models/schedules for Searched Steps and the 'sl_searched' scheduler. "
+                        "Shows progress on the node; Cancel stops it and the next run resumes where it stopped.",
+            is_output_node=True,
+            inputs=[
+                io.Guider.Input("guider", tooltip="The model with its prompt and CFG (e.g. from CFGGuider). The "
+                                "schedule is searched for exactly this guidance: re-search for another CFG scale."),
+                io.Latent.Input("latent", tooltip="An empty latent of the size you will generate at; only its shape "
+                                "is used (smaller is faster, the schedule mostly transfers to other sizes)."),
+                io.Sampler.Input("sampler", tooltip="The sampler the schedule is tuned for (e.g. KSamplerSelect "
+                                 "euler or dpmpp_2m). Deterministic samplers give the cleanest search."),
+                io.Int.Input("nfe", default=4, min=2, max=50, tooltip="Steps of the searched schedule (= model calls "
+                             "for one-call-per-step samplers such as euler and dpmpp_2m). Searching pays off most at "
+                             "4-10 steps."),
+                io.Int.Input("population", default=16, min=4, max=256, tooltip="Candidates per generation. More "
+                             "explores better but each costs samples x nfe model calls."),
+                io.Int.Input("generations", default=8, min=1, max=100, tooltip="How many rounds of selection, "
+                             "mutation and crossover. The best candidate never gets worse from one to the next."),
+                io.Int.Input("reference_steps", default=50, min=2, max=1000, tooltip="Steps of the Heun reference "
+                             "that candidates are compared with (made once; costs about 2x this many model calls "
+                             "per sample). Must be at least nfe; 10x nfe or more is advised."),
+                io.Int.Input("samples", default=4, min=2, max=64, tooltip="Noise samples each candidate is scored "
+                             "on (the same for all candidates: a fair comparison). More is steadier and slower."),
+                io.Int.Input("holdout", default=4, min=0, max=64, tooltip="Extra noise samples never used by the "
+                             "search, to report how well the result generalises (0 = skip)."),
+                io.Combo.Input("fitness", options=list(search_ops.FITNESSES), default="endpoint", tooltip="endpoint: "
+                               "distance of each candidate's result to the reference result from the same noise "
+                               "(fidelity to the model). frechet_pooled: distance between the two sets' statistics "
+                               "of pooled latents (distribution-level)."),
+                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seeds the noise and the search; the "
+                             "same seed and settings give the same schedule."),
+                io.String.Input("filename", default="searched_schedule", tooltip="Schedule file written to "
+                                "models/schedules ('.json' added); its search state is kept beside it as "
+                                "'.searchstate' for resuming."),
+                io.Boolean.Input("resume", default=True, tooltip="On: continue an interrupted search with the same "
+                                 "name and settings (a finished one returns its result at once). Off: start over."),
+                io.Latent.Input("target_latent", optional=True, tooltip="Optional, with fitness frechet_pooled: "
+                                "your reference images through VAE Encode (at least 2). The search then matches "
+                                "their statistics instead of the model's many-step results."),
+            ],
+            outputs=[io.Sigmas.Output(tooltip="The searched schedule (descending noise levels ending in 0)."),
+                     io.String.Output("report", tooltip="Generations, evaluations, fitness and the saved path.")],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, guider, latent, sampler, nfe, population, generations, reference_steps, samples, holdout,
+                fitness, seed, filename, resume, target_latent=None) -> io.NodeOutput:
+        node_id = cls.hidden.unique_id if cls.hidden is not None else None
+        kind = host.model_kind_of(guider.model_patcher)
+        fn = host.sampler_function(sampler)
+        bar = host.Progress(population * generations)  # one tick per new candidate evaluated
+
+        def progress(info):
+            bar.step()  # raises on Cancel; the search saves its state first
+            host.show_text(node_id, f"generation {info['generation'] + 1}/{info['generations']}, evaluation "
+                                    f"{info['evaluations']}, best {fitness} {info['best_fitness']:.4g}")
+
+        target = None
+        if target_latent is not None:
+            target = host.latent_to_model_space(guider.model_patcher, target_latent["samples"])
+
+        def work(model, x, extra_args):
+            return search_ops.run_search(
+                model, kind, tuple(x.shape[1:]), fn, sampler_name=fn.__name__.removeprefix("sample_"), nfe=nfe,
+                population=population, generations=generations, reference_steps=reference_steps, seed=seed,
+                fitness=fitness, samples=samples, holdout=holdout, directory=host.schedule_write_dir(),
+                filename=filename, resume=resume, progress=progress, extra_args=extra_args, device=x.device,
+                target=target)
+
+        sigmas, _, report = host.run_with_guider(guider, latent, work, seed)
+        host.show_text(node_id, report)
+        return io.NodeOutput(sigmas, report)
+
+
+class SearchedSteps(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="SL_SearchedSteps",
+            display_name="Searched Steps",
+            category=CATEGORY,
+            description="Load a searched schedule (saved by Timestep Search) or a published preset as SIGMAS. "
+                        "Resampling to another step count happens only when you ask, and is reported as such.",
+            is_output_node=True,
+            inputs=[
+                io.Model.Input("model", tooltip="The model to sample with; the saved search must be for this model "
+                               "family (a preset: for its family, e.g. SD1.x)."),
+                io.Combo.Input("schedule", options=search_ops.schedule_choices(host.schedule_files()),
+                               tooltip="'preset: ...' are published searched lists (source in the report); the "
+                                       "others are files in models/schedules (refresh after a new search)."),
+                io.Int.Input("steps", default=0, min=0, max=10000, tooltip="0 keeps the searched step count (the "
+                             "point of a search). Another value resamples log-linearly: no longer a searched list."),
+                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip="1.0 for text-to-image; "
+                               "below 1 keeps only the last part of the schedule, as KSampler does for img2img."),
+            ],
+            outputs=[io.Sigmas.Output(tooltip="Descending noise levels ending in 0."),
+                     io.String.Output("info", tooltip="Where the schedule comes from, and whether it was resampled.")],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, model, schedule, steps, denoise) -> io.NodeOutput:
+        kind = host.model_kind_of(model)
+        sigmas, note = search_ops.searched_steps(schedule, kind, host.schedule_read_path, steps, denoise)
+        host.show_text(cls.hidden.unique_id if cls.hidden is not None else None, note)
+        return io.NodeOutput(sigmas, note)
+
+
+NODES = [TimestepSearch, SearchedSteps]

@@ -1,0 +1,160 @@
+"""What the search nodes do, as plain functions (no ComfyUI import; unit-tested with testbed denoisers).
+
+* ``run_search`` — Timestep Search: an evolutionary search (schedules.search) with a reference made by the same
+  model, autosaved state (``<name>.searchstate`` next to the schedule files, not listed as a schedule), resumed
+  when asked, result saved as a schedule file with its fitness history (schedules.search_results).
+* ``searched_steps`` — Searched Steps: a saved search or a preset as SIGMAS, resampled only on request.
+* ``searched_for_model`` — the ``sl_searched`` dropdown scheduler.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from ..schedules.errors import ScheduleError
+from ..schedules.files import adapt_to_kind, doc_kind, load_schedule, safe_schedule_name, save_schedule
+from ..schedules.resample import loglinear_resample, truncate_for_denoise
+from ..schedules.search import EvolutionConfig, EvolutionSearch
+from ..schedules.search_fitness import EndpointFitness, FrechetFitness, ReferenceSet
+from ..schedules.search_genes import GeneSpace
+from ..schedules.search_presets import PRESETS, preset_sigmas
+from ..schedules.search_results import SEARCH_METHOD, best_saved_search, make_search_doc, same_model_family
+from ..schedules.search_state import load_state
+from ..schedules.validate import validate_denoise, validate_steps
+from ..solvers.classic import sample_heun
+from .schedule_ops import PACK_VERSION
+
+FITNESSES = ("endpoint", "frechet_pooled")
+STATE_SUFFIX = ".searchstate"
+PRESET_PREFIX = "preset: "
+
+
+def pooled_features(x: torch.Tensor) -> torch.Tensor:
+    """Cheap features for the Fréchet fitness on latents: each channel average-pooled to at most 4×4."""
+    x = x.detach().float()
+    if x.ndim == 4:
+        x = torch.nn.functional.adaptive_avg_pool2d(x, (min(4, x.shape[2]), min(4, x.shape[3])))
+    return x.reshape(x.shape[0], -1).cpu().double()
+
+
+def state_path(directory, filename: str) -> Path:
+    name = safe_schedule_name(filename)
+    return Path(directory) / (name[: -len(".json")] + STATE_SUFFIX)
+
+
+def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, population: int = 16,
+               generations: int = 8, reference_steps: int = 50, seed: int = 0, fitness: str = "endpoint",
+               samples: int = 8, holdout: int = 8, directory, filename: str, resume: bool = True,
+               progress=None, extra_args=None, device=None, reference_sampler=sample_heun, target=None):
+    """Search ``nfe`` steps for ``sampler`` on ``model``; returns ``(sigmas float32, path, report)``.
+
+    ``model`` is a k-diffusion denoiser, ``shape`` one latent's shape, ``sampler`` a k-diffusion sampler function.
+    ``progress(info)`` is called per evaluation and may raise (Cancel): the state is saved first, and the next run
+    with ``resume`` continues it. ``target`` (user latents in the model's space, ≥ 2) replaces the reference
+    endpoints as the Fréchet fitness's target. Every bad input is a ScheduleError naming it.
+    """
+    try:
+        path = Path(directory) / safe_schedule_name(filename)
+    except ScheduleError as e:
+        raise ScheduleError(f"filename: {e}") from None
+    if fitness not in FITNESSES:
+        raise ScheduleError(f"fitness={fitness!r} is unknown; choose one of {', '.join(FITNESSES)}.")
+    target_tag = ""
+    if target is not None:
+        if fitness != "frechet_pooled":
+            raise ScheduleError("target_latent is only used by fitness 'frechet_pooled'; switch the fitness or "
+                                "disconnect target_latent.")
+        if target.ndim != len(shape) + 1 or tuple(target.shape[1:2]) != tuple(shape[:1]) or target.shape[0] < 2:
+            raise ScheduleError(f"target_latent: shape {tuple(target.shape)} does not fit latents of shape "
+                                f"{tuple(shape)}; VAE-encode at least 2 images with this model's VAE.")
+        digest = hashlib.sha256(target.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:12]
+        target_tag = f"/target={target.shape[0]}:{digest}"
+    space = GeneSpace(kind)
+    nfe = space.check_nfe(nfe)
+    # every candidate is scored on all `samples` noise samples (few, expensive model calls), so the fitness does
+    # not depend on the draw: resample_noise=False keeps elites from being re-scored on identical noise
+    config = EvolutionConfig(population=population, top_k=max(1, population // 4), mutations=population // 2,
+                             crossovers=population // 4, generations=generations, resample_noise=False).check()
+    ref = ReferenceSet(model, kind, shape, n_search=samples, n_holdout=holdout, seed=seed,
+                       reference_steps=reference_steps, nfe=nfe, extra_args=extra_args, device=device,
+                       reference_sampler=reference_sampler)
+    if fitness == "endpoint":
+        fit = EndpointFitness(model, sampler, ref)
+    else:
+        fit = FrechetFitness(model, sampler, ref, pooled_features,
+                             target=None if target is None else target.to(ref.noise))
+    label = f"{fitness}/{sampler_name}/samples={samples}+{holdout}/reference={reference_steps}{target_tag}"
+    search = EvolutionSearch(space, nfe, fit, config, seed=seed, label=label)
+    spath = state_path(directory, filename)
+    resumed = False
+    if resume and spath.exists():
+        search.restore(load_state(spath), source=f"search state {spath.name!r}")
+        resumed = True
+    result = search.run(progress=progress, autosave=spath)
+    held = fit.holdout(result.sigmas) if holdout >= 2 else None
+    doc = make_search_doc(result.sigmas, kind, nfe=nfe, sampler=sampler_name, fitness=label,
+                          best_fitness=result.fitness, holdout_fitness=held, seed=seed,
+                          config=asdict(config), genes=result.genes,
+                          history=result.history, pack_version=PACK_VERSION)
+    save_schedule(path, doc)
+    report = (f"{'resumed, ' if resumed else ''}{len(result.history)} generations, {result.evaluations} evaluations; "
+              f"best {fitness} {result.fitness:.4g}" + ("" if held is None else f", held-out {held:.4g}")
+              + f"\nsteps (grid indices): {list(result.genes)}\nsigmas: "
+              + ", ".join(f"{float(s):.4g}" for s in result.sigmas) + f"\nsaved {path}")
+    return result.sigmas.to(torch.float32), str(path), report
+
+
+def schedule_choices(files: list[str]) -> list[str]:
+    """Searched Steps dropdown: the presets first, then the schedule files."""
+    return [PRESET_PREFIX + name for name in PRESETS] + list(files)
+
+
+def searched_steps(choice: str, kind, read_path, steps: int = 0, denoise: float = 1.0):
+    """SIGMAS of a preset or a saved search for ``kind``; ``steps`` 0 keeps the searched count, any other value
+    resamples log-linearly (and says so). Returns ``(sigmas float32, note)``."""
+    validate_denoise(denoise)
+    if steps != 0:
+        validate_steps(steps)
+    if choice.startswith(PRESET_PREFIX):
+        name = choice[len(PRESET_PREFIX):]
+        try:
+            sigmas = preset_sigmas(name, kind)
+        except ScheduleError as e:
+            raise ScheduleError(f"schedule: {e}") from None
+        note = f"preset {name}: {PRESETS[name].note} Source: {PRESETS[name].source}."
+    else:
+        doc = load_schedule(read_path(choice))
+        if doc["provenance"].get("method") != SEARCH_METHOD:
+            raise ScheduleError(f"schedule: {choice!r} is not a saved timestep search (method "
+                                f"{doc['provenance'].get('method')!r}); use Load Schedule for other files.")
+        if not same_model_family(doc_kind(doc), kind):
+            raise ScheduleError(f"schedule: {choice!r} was searched for a {doc_kind(doc).describe()}, not for this "
+                                f"{kind.describe()}; run Timestep Search for this model.")
+        sigmas = adapt_to_kind(doc, kind)
+        p = doc["provenance"]["params"]
+        note = f"searched for {p.get('sampler')} at {p.get('nfe')} steps, fitness {p.get('best_fitness')}"
+    saved = len(sigmas) - 1
+    if steps not in (0, saved):
+        note += f"\nRESAMPLED from {saved} to {steps} steps: not a searched list at this step count."
+    out = truncate_for_denoise(lambda n: sigmas if n == saved else loglinear_resample(sigmas, n),
+                               steps or saved, denoise)
+    return out.to(torch.float32), note
+
+
+def searched_for_model(kind, steps: int, files=None, read_path=None) -> torch.Tensor:
+    """``sl_searched``: the best saved search for ``kind`` and ``steps`` (see best_saved_search)."""
+    if files is None or read_path is None:
+        from . import host
+
+        files, read_path = host.schedule_files(), host.schedule_read_path
+    docs = []
+    for name in files:
+        try:
+            docs.append((name, load_schedule(read_path(name))))
+        except ScheduleError:
+            continue  # a damaged or foreign file is Load Schedule's business, not the dropdown's
+    _, sigmas = best_saved_search(docs, kind, int(steps))
+    return sigmas.to(torch.float32)

@@ -1,0 +1,83 @@
+"""Searched lists as shareable schedule files, and picking the best saved one for a model and step count.
+
+A search result is an ordinary schedule file (``files.py``) whose provenance method is ``"timestep_search"`` and
+whose params record what it was searched for and how it went::
+
+    {"nfe": 4, "sampler": "dpmpp_2m", "fitness": "endpoint-rmse", "best_fitness": 0.081, "holdout_fitness": 0.083,
+     "seed": 0, "config": {...}, "genes": [...], "refined": false, "history": [{generation, best_fitness, ...}]}
+
+``best_saved_search`` is what the ``sl_searched`` dropdown scheduler uses: among saved searches for the same model
+family and step count, the one with the lowest held-out fitness (else search fitness; ties: first file name);
+no silent fallback.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .errors import ScheduleError
+from .files import doc_kind, doc_sigmas, make_schedule_doc
+from .model_kind import ModelKind
+
+__all__ = ["SEARCH_METHOD", "best_saved_search", "make_search_doc", "same_model_family"]
+
+SEARCH_METHOD = "timestep_search"
+
+
+def make_search_doc(sigmas, kind: ModelKind, *, nfe: int, sampler: str, fitness: str, best_fitness: float,
+                    history: list, pack_version: str, holdout_fitness: float | None = None, seed: int = 0,
+                    config: dict | None = None, genes=None, refined: bool = False) -> dict:
+    """A hashed schedule document for a search result (see the module docstring)."""
+    params = {"nfe": int(nfe), "sampler": str(sampler), "fitness": str(fitness),
+              "best_fitness": _finite(best_fitness), "holdout_fitness": _finite(holdout_fitness),
+              "seed": int(seed), "config": dict(config or {}), "genes": None if genes is None else list(genes),
+              "refined": bool(refined), "history": list(history)}
+    return make_schedule_doc(sigmas, kind, SEARCH_METHOD, params, pack_version)
+
+
+def _finite(v):
+    return None if v is None or not math.isfinite(float(v)) else float(v)
+
+
+def same_model_family(a: ModelKind, b: ModelKind) -> bool:
+    """Same kind, same timestep table (or EDM/flow parameters) and the same sigma range to 1e-4."""
+    if a.kind != b.kind:
+        return False
+    if not (math.isclose(a.sigma_min, b.sigma_min, rel_tol=1e-4) and math.isclose(a.sigma_max, b.sigma_max,
+                                                                                    rel_tol=1e-4)):
+        return False
+    if a.is_discrete:
+        if a.beta_params is not None or b.beta_params is not None:
+            return a.beta_params == b.beta_params
+        return len(a.sigmas_table) == len(b.sigmas_table) and torch.allclose(a.sigmas_table, b.sigmas_table,
+                                                                             rtol=1e-5)
+    return math.isclose(a.shift, b.shift, rel_tol=1e-6) and math.isclose(a.sigma_data, b.sigma_data, rel_tol=1e-6)
+
+
+def best_saved_search(docs, kind: ModelKind, steps: int) -> tuple[str, torch.Tensor]:
+    """``(name, sigmas)`` of the best saved search for ``kind`` with ``steps`` steps.
+
+    ``docs`` is an iterable of ``(name, doc)`` for already checked schedule documents (other methods and
+    unreadable files are the caller's to skip). Raises ScheduleError naming the Timestep Search node if none fits.
+    """
+    best = None
+    for name, doc in docs:
+        prov = doc.get("provenance", {})
+        if prov.get("method") != SEARCH_METHOD or len(doc["sigmas"]) - 1 != steps:
+            continue
+        if not same_model_family(doc_kind(doc), kind):
+            continue
+        params = prov.get("params", {})
+        score = params.get("holdout_fitness")
+        score = params.get("best_fitness") if score is None else score
+        key = (math.inf if score is None else float(score), name)
+        if best is None or key < best[0]:
+            best = (key, name, doc)
+    if best is None:
+        raise ScheduleError(
+            f"sl_searched: there is no saved timestep search for this {kind.describe()} with {steps} steps in "
+            f"models/schedules; run the Timestep Search node with nfe={steps} on this model first, or pick "
+            "another scheduler."
+        )
+    return best[1], doc_sigmas(best[2])

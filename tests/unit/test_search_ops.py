@@ -1,0 +1,193 @@
+"""Search node logic without ComfyUI (nodes/search_ops.py, schedules/search_results.py): saved results, resume,
+Cancel, Searched Steps, and the sl_searched dropdown scheduler."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import pytest
+import torch
+
+from schedule_lab.nodes import search_ops
+from schedule_lab.nodes.registry import SCHEDULERS
+from schedule_lab.schedules import ScheduleError, load_schedule, make_schedule_doc, save_schedule, validate_sigmas
+from schedule_lab.schedules.model_kind import ModelKind
+from schedule_lab.schedules.search_presets import preset_sigmas
+from schedule_lab.schedules.search_results import best_saved_search, make_search_doc
+from schedule_lab.schedules.search_state import load_state
+from schedule_lab.solvers.classic import sample_euler
+
+SD = ModelKind.vp()
+
+
+@lru_cache(maxsize=1)
+def _model():
+    from schedule_lab.testbeds.digits import load_digits_split
+    from schedule_lab.testbeds.exact import ExactDenoiser
+
+    return ExactDenoiser(load_digits_split().train[:300])
+
+
+def _search(tmp_path, **kw):
+    args = dict(sampler_name="euler", nfe=3, population=8, generations=3, reference_steps=20, seed=0,
+                samples=16, holdout=16, directory=tmp_path, filename="digits_euler_3")
+    args.update(kw)
+    return search_ops.run_search(_model(), SD, (1, 8, 8), sample_euler, **args)
+
+
+def test_search_saves_a_schedule_file_with_its_history_and_a_resumable_state(tmp_path):
+    sigmas, path, report = _search(tmp_path)
+    validate_sigmas(sigmas)
+    doc = load_schedule(path)
+    params = doc["provenance"]["params"]
+    assert doc["provenance"]["method"] == "timestep_search" and params["nfe"] == 3 and params["sampler"] == "euler"
+    assert [h["generation"] for h in params["history"]] == [0, 1, 2]
+    assert params["holdout_fitness"] is not None
+    assert torch.allclose(torch.tensor(doc["sigmas"], dtype=torch.float64), sigmas.double())
+    state = load_state(tmp_path / "digits_euler_3.searchstate")
+    assert state["done"] and "best" in report
+    assert {d for _, d, _ in state["cache"]} == {0}  # all samples every time: one draw, elites never re-scored
+    assert search_ops.schedule_choices(["digits_euler_3.json"])[-1] == "digits_euler_3.json"  # state not listed
+
+
+class _Cancel(Exception):
+    pass
+
+
+def test_cancel_then_resume_gives_the_uninterrupted_result(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    full, _, _ = _search(tmp_path / "a")
+    n = {"calls": 0}
+
+    def cancel(info):
+        n["calls"] += 1
+        if n["calls"] == 11:
+            raise _Cancel
+
+    with pytest.raises(_Cancel):
+        _search(tmp_path / "b", progress=cancel)
+    assert not load_state(tmp_path / "b" / "digits_euler_3.searchstate")["done"]
+    resumed, _, report = _search(tmp_path / "b")
+    assert report.startswith("resumed") and torch.equal(resumed, full)
+
+
+def test_search_bad_inputs_name_the_input(tmp_path):
+    with pytest.raises(ScheduleError, match="nfe=1"):
+        _search(tmp_path, nfe=1)
+    with pytest.raises(ScheduleError, match="population=3"):
+        _search(tmp_path, population=3)
+    with pytest.raises(ScheduleError, match="reference_steps=2 is below the NFE budget 3"):
+        _search(tmp_path, reference_steps=2)
+    with pytest.raises(ScheduleError, match="filename"):
+        _search(tmp_path, filename="../x")
+    with pytest.raises(ScheduleError, match="fitness="):
+        _search(tmp_path, fitness="fid")
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    n = {"calls": 0}
+
+    def cancel(info):
+        n["calls"] += 1
+        if n["calls"] == 5:
+            raise _Cancel
+
+    with pytest.raises(_Cancel):
+        _search(tmp_path, progress=cancel)
+    with pytest.raises(ScheduleError, match="different search.*seed"):
+        _search(tmp_path, seed=1)
+    sigmas, _, report = _search(tmp_path, seed=1, resume=False)  # a fresh search replaces the state
+    validate_sigmas(sigmas)
+
+
+def _doc(sigmas, kind, nfe, holdout, sampler="euler"):
+    return make_search_doc(torch.tensor(sigmas, dtype=torch.float64), kind, nfe=nfe, sampler=sampler,
+                           fitness="endpoint", best_fitness=holdout, holdout_fitness=holdout, history=[],
+                           pack_version="test")
+
+
+def test_best_saved_search_picks_the_lowest_held_out_fitness_for_this_model_and_step_count():
+    docs = [("a.json", _doc([10.0, 1.0, 0.1, 0.0], SD, 3, 0.2)),
+            ("b.json", _doc([9.0, 2.0, 0.2, 0.0], SD, 3, 0.1)),
+            ("c.json", _doc([9.0, 2.0, 0.0], SD, 2, 0.01)),
+            ("d.json", _doc([9.0, 2.0, 0.2, 0.0], ModelKind.edm(), 3, 0.001)),
+            ("e.json", make_schedule_doc([9.0, 2.0, 0.2, 0.0], SD, "saved", {}, "test"))]
+    name, sigmas = best_saved_search(docs, SD, 3)
+    assert name == "b.json" and sigmas.tolist() == [9.0, 2.0, 0.2, 0.0]
+    with pytest.raises(ScheduleError, match="Timestep Search node with nfe=5"):
+        best_saved_search(docs, SD, 5)
+
+
+def test_sl_searched_reads_the_schedule_folder_and_skips_damaged_files(tmp_path):
+    save_schedule(tmp_path / "good.json", _doc([9.0, 2.0, 0.2, 0.0], SD, 3, 0.1))
+    (tmp_path / "broken.json").write_text("{not json")
+    files = ["broken.json", "good.json"]
+    sigmas = search_ops.searched_for_model(SD, 3, files, lambda n: str(tmp_path / n))
+    assert sigmas.dtype == torch.float32 and sigmas.tolist() == pytest.approx([9.0, 2.0, 0.2, 0.0])
+    assert SCHEDULERS["sl_searched"].saved_files
+    with pytest.raises(ScheduleError, match="Timestep Search"):
+        search_ops.searched_for_model(ModelKind.edm(), 3, files, lambda n: str(tmp_path / n))
+
+
+def test_searched_steps_loads_presets_and_marks_resampling(tmp_path):
+    sig, note = search_ops.searched_steps("preset: autodiffusion_sd1_dpmpp_2m_4", SD, None)
+    assert torch.equal(sig, preset_sigmas("autodiffusion_sd1_dpmpp_2m_4", SD).float()) and "RESAMPLED" not in note
+    sig8, note8 = search_ops.searched_steps("preset: autodiffusion_sd1_dpmpp_2m_4", SD, None, steps=8)
+    assert len(sig8) == 9 and "RESAMPLED from 5 to 8" in note8
+    save_schedule(tmp_path / "plain.json", make_schedule_doc([9.0, 2.0, 0.0], SD, "saved", {}, "test"))
+    with pytest.raises(ScheduleError, match="not a saved timestep search"):
+        search_ops.searched_steps("plain.json", SD, lambda n: str(tmp_path / n))
+    save_schedule(tmp_path / "edm.json", _doc([9.0, 2.0, 0.0], ModelKind.edm(), 2, 0.1))
+    with pytest.raises(ScheduleError, match="run Timestep Search for this model"):
+        search_ops.searched_steps("edm.json", SD, lambda n: str(tmp_path / n))
+
+
+def test_host_refuses_a_latent_that_does_not_fit_and_a_sampler_without_a_function():
+    from types import SimpleNamespace
+
+    from schedule_lab.nodes import host
+
+    model = SimpleNamespace(get_model_object=lambda name: SimpleNamespace(latent_channels=4))
+    host.check_latent_fits(model, torch.zeros(1, 4, 8, 8))
+    with pytest.raises(ScheduleError, match="latent: shape \\(1, 16, 8, 8\\).*expects 4 channels"):
+        host.check_latent_fits(model, torch.zeros(1, 16, 8, 8))
+    with pytest.raises(ScheduleError, match="sampler: "):
+        host.sampler_function(object())
+    seen = {}
+
+    def sample_x(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=0.0):
+        seen["eta"] = eta
+        return x
+
+    run = host.sampler_function(SimpleNamespace(sampler_function=sample_x, extra_options={"eta": 0.5}))
+    run(None, torch.zeros(1), torch.tensor([1.0, 0.0]))
+    assert seen == {"eta": 0.5} and run.__name__ == "sample_x"
+
+
+def test_search_bench_report_divides_by_the_same_seeds_baselines():
+    from schedule_lab.benchmarks.search_bench import report
+
+    def row(method, seed, err):
+        return {"testbed": "t", "sampler": "euler", "nfe": 4, "seed": seed, "method": method, "rmse": err,
+                "fd_cls": 1.0, "evaluations": 10, "cost_x3": 30, "reference_evaluations": 5, "seconds": 1.0}
+
+    rows = [row("uniform", 0, 0.2), row("uniform", 1, 0.4), row("karras", 0, 0.4), row("karras", 1, 0.4),
+            row("evolution", 0, 0.1), row("evolution", 1, 0.1)]
+    line = next(x for x in report(rows, [0, 1]).splitlines() if "| evolution |" in x)
+    cells = [c.strip() for c in line.split("|")]
+    assert cells[7] == f"{(0.1 / 0.2 + 0.1 / 0.4) / 2:.2f}" and cells[8] == "0.25"
+
+
+def test_frechet_search_against_user_latents_and_target_errors(tmp_path):
+    from schedule_lab.testbeds.digits import load_digits_split
+
+    target = load_digits_split().test[:40].reshape(40, 1, 8, 8)
+    sigmas, path, _ = _search(tmp_path, fitness="frechet_pooled", target=target)
+    validate_sigmas(sigmas)
+    assert "/target=40:" in load_schedule(path)["provenance"]["params"]["fitness"]
+    with pytest.raises(ScheduleError, match="target_latent is only used by fitness 'frechet_pooled'"):
+        _search(tmp_path, target=target)
+    with pytest.raises(ScheduleError, match="target_latent: shape"):
+        _search(tmp_path, fitness="frechet_pooled", target=target[:1])
+    with pytest.raises(ScheduleError, match="different search.*fitness"):  # other images: no silent resume
+        _search(tmp_path, fitness="frechet_pooled", target=target[:20], generations=3)
