@@ -26,6 +26,11 @@ OUTPUTS = {
     "RandomNoise": [("NOISE", "NOISE")],
     "CFGGuider": [("GUIDER", "GUIDER")],
     "SamplerCustomAdvanced": [("output", "LATENT"), ("denoised_output", "LATENT")],
+    "BasicScheduler": [("SIGMAS", "SIGMAS")],
+    "SL_DetailLevel": [("MODEL", "MODEL")],
+    "SL_TADASampler": [("SAMPLER", "SAMPLER")],
+    "SL_TimestepSearch": [("SIGMAS", "SIGMAS"), ("report", "STRING")],
+    "SL_SearchedSteps": [("SIGMAS", "SIGMAS"), ("info", "STRING")],
 }
 INPUTS = {
     "CLIPTextEncode": [("clip", "CLIP")],
@@ -40,6 +45,11 @@ INPUTS = {
     "CFGGuider": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING")],
     "SamplerCustomAdvanced": [("noise", "NOISE"), ("guider", "GUIDER"), ("sampler", "SAMPLER"),
                               ("sigmas", "SIGMAS"), ("latent_image", "LATENT")],
+    "BasicScheduler": [("model", "MODEL")],
+    "SL_DetailLevel": [("model", "MODEL")],
+    "SL_TimestepSearch": [("guider", "GUIDER"), ("latent", "LATENT"), ("sampler", "SAMPLER"),
+                          ("target_latent", "LATENT")],
+    "SL_SearchedSteps": [("model", "MODEL")],
 }
 
 
@@ -140,8 +150,78 @@ def save_and_inspect_schedule():
            "and saved to models/schedules by Save Schedule.")
 
 
+def _decode_and_save(w: Workflow, ckpt: int, latent_src: int, prefix: str, x: int = 1150):
+    dec = w.node("VAEDecode", (x + 300, 250), size=(210, 46))
+    save = w.node("SaveImage", (x + 550, 250), [prefix], size=(400, 400))
+    w.link(latent_src, 0, dec, "samples")
+    w.link(ckpt, 2, dec, "vae")
+    w.link(dec, 0, save, "images")
+
+
+def _custom_advanced(w: Workflow, ckpt, pos, neg, lat, sampler: int, sigmas: int, prefix: str):
+    noise = w.node("RandomNoise", (800, 300), [42, "fixed"], size=(315, 82))
+    guider = w.node("CFGGuider", (800, 420), [7.0], size=(315, 98))
+    sca = w.node("SamplerCustomAdvanced", (1150, 250), size=(272, 106))
+    w.link(ckpt, 0, guider, "model")
+    w.link(pos, 0, guider, "positive")
+    w.link(neg, 0, guider, "negative")
+    w.link(noise, 0, sca, "noise")
+    w.link(guider, 0, sca, "guider")
+    w.link(sampler, 0, sca, "sampler")
+    w.link(sigmas, 0, sca, "sigmas")
+    w.link(lat, 0, sca, "latent_image")
+    _decode_and_save(w, ckpt, sca, prefix)
+    return guider
+
+
+def tada_detail_level_ksampler():
+    w = Workflow()
+    ckpt, pos, neg, lat = common(w)
+    detail = w.node("SL_DetailLevel", (350, -100), [2.0], size=(315, 82))
+    ks = w.node("KSampler", (800, 200), [42, "fixed", 8, 7.0, "sl_tada", "karras", 1.0], size=(315, 262))
+    w.link(ckpt, 0, detail, "model")
+    w.link(detail, 0, ks, "model")
+    w.link(pos, 0, ks, "positive")
+    w.link(neg, 0, ks, "negative")
+    w.link(lat, 0, ks, "latent_image")
+    _decode_and_save(w, ckpt, ks, "schedule_lab_tada")
+    w.dump("tada_detail_level_ksampler",
+           "The stock KSampler with sampler sl_tada; the Detail Level node sets TADA's detail on the model "
+           "(after a run it says whether the graph's sampler used it).")
+
+
+def tada_sampler_custom_advanced():
+    w = Workflow()
+    ckpt, pos, neg, lat = common(w)
+    tada = w.node("SL_TADASampler", (800, 0), [1.0, 2, "auto"], size=(315, 106))
+    sched = w.node("BasicScheduler", (800, -180), ["sl_ays_sd1", 8, 1.0], size=(315, 106))
+    w.link(ckpt, 0, sched, "model")
+    _custom_advanced(w, ckpt, pos, neg, lat, tada, sched, "schedule_lab_tada_custom")
+    w.dump("tada_sampler_custom_advanced",
+           "The TADA Sampler node (detail, n_aug, order) driving SamplerCustomAdvanced on 8 AYS steps.")
+
+
+def timestep_search():
+    w = Workflow()
+    ckpt, pos, neg, lat = common(w)
+    sel = w.node("KSamplerSelect", (800, 200), ["dpmpp_2m"], size=(315, 58))
+    search = w.node("SL_TimestepSearch", (800, -400),
+                    [4, 16, 8, 50, 4, 4, "endpoint", 0, "searched_dpmpp_2m_4", True], size=(340, 380))
+    guider = _custom_advanced(w, ckpt, pos, neg, lat, sel, search, "schedule_lab_searched")
+    w.link(guider, 0, search, "guider")
+    w.link(lat, 0, search, "latent")
+    w.link(sel, 0, search, "sampler")
+    w.dump("timestep_search",
+           "Timestep Search finds 4 noise levels for this model, prompt and sampler (progress on the node; Cancel "
+           "and run again to resume), saves them to models/schedules, and samples with them. Afterwards "
+           "Searched Steps or the sl_searched scheduler reuse the file.")
+
+
 if __name__ == "__main__":
     OUT.mkdir(exist_ok=True)
     ays_in_ksampler()
     save_and_inspect_schedule()
+    tada_detail_level_ksampler()
+    tada_sampler_custom_advanced()
+    timestep_search()
     print(f"wrote {sorted(p.name for p in OUT.glob('*.json'))}")
