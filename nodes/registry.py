@@ -16,12 +16,15 @@ from typing import Any
 
 from ..schedules.for_model import ays_for_model
 from ..solvers.tada import sample_tada
+from .constant_rate_ops import dropdown_sigmas
 
 
 @dataclass(frozen=True)
 class Entry:
     """One public name. For samplers, ``fn`` takes ``kind=`` (the model's ModelKind, filled in by the host) and
-    ``model_settings`` lists the options a MODEL-patch node (e.g. Detail Level) may set for the dropdown path."""
+    ``model_settings`` lists the options a MODEL-patch node (e.g. Detail Level) may set for the dropdown path.
+    For schedulers, ``model_settings`` names keyword arguments the host fills from the model when it has them
+    (``velocity``: a Constant-Rate Scheduler calibration of this model), so ``fn(kind, steps, **found)``."""
 
     fn: Callable[..., Any]
     description: str
@@ -48,6 +51,12 @@ SCHEDULERS: dict[str, Entry] = {
         _ays_sdxl,
         "Align Your Steps (SDXL table, Sabour et al. 2024) resampled log-linearly to any step count; "
         "on non-SDXL models the noise levels are carried over at equal signal-to-noise ratio.",
+    ),
+    "sl_constant_rate": Entry(
+        dropdown_sigmas,
+        "Constant-rate schedule (Okada et al. 2024): steps placed so the noisy image changes at an even pace. Uses "
+        "the calibration the Constant-Rate Scheduler node measured on this model, else a data-free default.",
+        model_settings=("velocity",),
     ),
 }
 
