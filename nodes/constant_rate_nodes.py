@@ -41,8 +41,9 @@ class ConstantRateScheduler(io.ComfyNode):
                                        "where the image changes fastest (both ends of the noise range). 1.5 measured "
                                        "best. Changing it re-uses the cached calibration."),
                 io.Int.Input("samples", default=ops.DEFAULT_SAMPLES, min=2, max=4096, tooltip="Images the "
-                             "change is averaged over (rounded up to a multiple of the latent batch). More = steadier "
-                             "schedule, more model calls. The frechet measure needs more than channels x 16."),
+                             "change is averaged over (rounded up to a multiple of the latent batch). 64 keeps the "
+                             "schedule steady across seeds; fewer = cheaper but noisier. The frechet measure needs "
+                             "more than channels x 16. A latent batch of 4-8 makes fewer, larger model calls."),
                 io.Int.Input("points", default=ops.DEFAULT_POINTS, min=4, max=256, tooltip="Noise levels the "
                              "change is measured at. Model calls = points x samples / batch (+ samples x 12 / batch "
                              "to generate data-free samples)."),

@@ -38,7 +38,7 @@ MEASURES = {
     "data-free": "no model calls: closed-form Gaussian Fréchet velocity of a unit-variance latent (= cosine)",
 }
 DEFAULT_MEASURE = "vx+cos"
-DEFAULT_SAMPLES, DEFAULT_POINTS, GEN_STEPS = 16, 24, 12
+DEFAULT_SAMPLES, DEFAULT_POINTS, GEN_STEPS = 64, 24, 12
 XI_MIN, XI_MAX = 0.25, 4.0
 #: Pooled grid per channel of the latent features of the Fréchet measure (channels × 4 × 4 numbers).
 POOL = 4

@@ -158,6 +158,13 @@ def test_schedule_is_monotone_with_exact_endpoints_for_every_kind(name, steps):
             assert float(sigmas[-2]) == pytest.approx(kind.sigma_min, rel=1e-7)
 
 
+def test_cos_velocity_with_xi_two_in_alpha_bar_is_the_exponential_schedule():
+    # w = v_ᾱ² dᾱ/dλ = (2√(ᾱ(1−ᾱ)))² / (2ᾱ(1−ᾱ)) = 2: constant in λ
+    kind = ModelKind.vp()
+    sigmas = constant_rate_sigmas(cos_velocity(), kind, 10, xi=2.0, **F64)  # tabulated v: O(h²) = 1e-5
+    assert _rel(sigmas[:-1], exponential(10, kind.sigma_min, kind.sigma_max, dtype=torch.float64)[:-1]) < 5e-5
+
+
 def test_two_steps_return_the_endpoints():
     kind = ModelKind.vp()
     sigmas = constant_rate_sigmas(cos_velocity(), kind, 2, dtype=torch.float64)
