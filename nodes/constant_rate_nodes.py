@@ -50,7 +50,8 @@ class ConstantRateScheduler(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=False,
                              tooltip="Seed of the calibration noise (and of the data-free samples)."),
                 io.String.Input("save_as", default="", optional=True, tooltip="Optional: also save the schedule "
-                                "as a schedule file in models/schedules under this name (empty = do not save)."),
+                                "as a schedule file in models/schedules under this name, replaced on every run "
+                                "(empty = do not save)."),
             ],
             outputs=[io.Sigmas.Output(tooltip="Descending noise levels ending in 0."),
                      io.String.Output("report", tooltip="Where the schedule came from, model calls, and the sigmas.")],

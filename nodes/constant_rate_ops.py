@@ -108,6 +108,7 @@ def calibrate(model: Callable, kind: ModelKind, latent: torch.Tensor, measure: s
         if progress is not None:
             progress(done[0], total)
 
+    model = _shape_checked(model, latent)
     gen_calls = 0
     if has_data:
         data = latent.repeat(reps, *([1] * (latent.ndim - 1)))[: reps * batch]
@@ -124,6 +125,23 @@ def calibrate(model: Callable, kind: ModelKind, latent: torch.Tensor, measure: s
     info = {**vel.info, "model_calls": vel.info["model_calls"] + gen_calls, "generation_calls": gen_calls,
             "data": "latent" if has_data else f"{reps * batch} model samples ({gen_steps} steps)"}
     return Velocity(vel.lam, vel.values, measure, info)
+
+
+def _shape_checked(model: Callable, latent: torch.Tensor) -> Callable:
+    """``model`` whose first call turns a RuntimeError (a latent the network cannot take) into a clear error."""
+    first = [True]
+
+    def call(x, sigma, **kwargs):
+        if not first[0]:
+            return model(x, sigma, **kwargs)
+        first[0] = False
+        try:
+            return model(x, sigma, **kwargs)
+        except RuntimeError as e:
+            raise ScheduleError(f"latent: shape {tuple(latent.shape)} does not fit this model ({str(e)[:200]}); use a "
+                                "latent made for this model (Empty Latent Image, or VAE Encode with its VAE).") from e
+
+    return call
 
 
 def _combined(vx: Velocity):

@@ -91,6 +91,7 @@ def measure_velocity(measure: str, kind: ModelKind, data: torch.Tensor, model: C
     x0 = data.detach()
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     eps = torch.randn(x0.shape, generator=gen, dtype=torch.float32).to(x0)
+    x0_cpu, eps_cpu = x0.to("cpu", torch.float64), eps.to("cpu", torch.float64)
     feat = features or _identity
     started = time.perf_counter()
     calls = 0
@@ -100,7 +101,7 @@ def measure_velocity(measure: str, kind: ModelKind, data: torch.Tensor, model: C
         if measure == "frechet":
             a = 1.0 / (1.0 + math.exp(-2.0 * lam_k))  # ᾱ = sigmoid(2λ)
             f = feat(math.sqrt(a) * x0 + math.sqrt(1.0 - a) * eps)
-            f = f.reshape(f.shape[0], -1).to(torch.float64)
+            f = f.reshape(f.shape[0], -1).to("cpu", torch.float64)  # statistics on the CPU (MPS has no float64)
             if f.shape[1] >= n:
                 raise ScheduleError(
                     f"samples: {n} samples are too few for a Fréchet estimate on {f.shape[1]}-dimensional "
@@ -117,14 +118,13 @@ def measure_velocity(measure: str, kind: ModelKind, data: torch.Tensor, model: C
                 xb = x[start:start + int(batch)]
                 outs.append(model(xb, torch.full((xb.shape[0],), sigma, dtype=xb.dtype, device=xb.device)))
                 calls += 1
-            cur = torch.cat(outs).to(torch.float64)
+            cur = torch.cat(outs).detach().to("cpu", torch.float64)
             if cur.shape != x0.shape:
                 raise ScheduleError(f"model returned shape {tuple(cur.shape)} for input {tuple(x0.shape)}; the data "
                                     "(latent) shape does not fit the model: use a latent made for this model.")
             if measure == "veps":
                 sigma_ve = math.exp(-lam_k)
-                x_ve = x0.to(torch.float64) + sigma_ve * eps.to(torch.float64)
-                cur = (x_ve - cur) / sigma_ve
+                cur = (x0_cpu + sigma_ve * eps_cpu - cur) / sigma_ve
             if prev is not None:
                 dist.append(float((cur - prev).square().mean().sqrt()))
         prev = cur

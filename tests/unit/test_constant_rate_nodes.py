@@ -77,6 +77,14 @@ def test_frechet_on_latents_uses_pooled_channel_features():
         ops.calibrate(model, KIND, torch.zeros(1, 2, 4, 4), "vx", samples=1)
 
 
+def test_a_latent_the_network_cannot_take_is_refused_naming_the_latent():
+    def model(x, sigma):
+        raise RuntimeError("expected input to have 4 channels, but got 16 channels instead")
+
+    with pytest.raises(ScheduleError, match=r"latent: shape \(1, 16, 4, 4\) does not fit this model.*4 channels"):
+        ops.calibrate(model, KIND, torch.zeros(1, 16, 4, 4), "vx", points=4, samples=2)
+
+
 def test_cache_settings_follow_the_data_but_not_steps_xi_or_denoise():
     empty, data = torch.zeros(1, 4, 8, 8), torch.ones(1, 4, 8, 8)
     a = ops.settings("vx", 24, 16, 0, KIND, empty)
