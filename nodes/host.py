@@ -11,6 +11,7 @@ import importlib
 import logging
 import math
 import os
+import weakref
 from typing import Any
 
 import torch
@@ -32,6 +33,7 @@ COMPAT: dict[str, str] = {
     "comfy.k_diffusion.sampling": "pack samplers in the KSampler dropdown",
     "comfy.model_sampling": "reading the model kind (eps / v / EDM / flow)",
     "folder_paths": "the models/schedules folder",
+    "comfy.sample": "matching an empty latent's channels to the model in the Constant-Rate Scheduler",
 }
 
 _warned: set[str] = set()
@@ -108,9 +110,27 @@ def model_kind_of(model: Any) -> ModelKind:
 # --------------------------------------------------------------------------------------------------
 # Registration into the stock dropdowns
 # --------------------------------------------------------------------------------------------------
+_model_settings: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def attach_model_setting(model_sampling: Any, name: str, value: Any) -> None:
+    """Remember ``value`` for scheduler entries that declare ``name`` in ``model_settings``, for as long as this
+    ``model_sampling`` object (one loaded model, with its ModelSampling patches) lives."""
+    _model_settings.setdefault(model_sampling, {})[name] = value
+
+
+def model_settings_of(model_sampling: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    try:
+        stored = _model_settings.get(model_sampling, {})
+    except TypeError:  # not weak-referenceable: nothing can have been attached
+        return {}
+    return {k: stored[k] for k in names if k in stored}
+
+
 def _scheduler_handler(entry: Entry):
     def handler(model_sampling, steps):
-        return entry.fn(model_kind_from_sampling(model_sampling), int(steps)).to(torch.float32)
+        found = model_settings_of(model_sampling, entry.model_settings)
+        return entry.fn(model_kind_from_sampling(model_sampling), int(steps), **found).to(torch.float32)
 
     handler.__name__ = f"schedule_lab_{entry.fn.__name__}"
     handler.__doc__ = entry.description
@@ -354,10 +374,10 @@ def latent_to_model_space(model: Any, samples: torch.Tensor) -> torch.Tensor:
     return model.model.process_latent_in(samples)
 
 
-def run_with_guider(guider: Any, latent: dict, work, seed: int):
-    """Run ``work(model, x, extra_args)`` inside ``guider.sample`` so ComfyUI prepares conditioning, CFG and the
-    model wrapper; ``model`` is then a k-diffusion denoiser ``model(x, sigma_vec, **extra_args)`` and ``x`` a latent
-    of the right shape, dtype and device. Returns what ``work`` returned."""
+def _inside_guider(guider: Any, latent: dict, inner, seed: int):
+    """Call ``inner(model, x, extra_args)`` from inside ``guider.sample``, so ComfyUI prepares everything as for
+    sampling (model loaded, conditioning, CFG, patches); ``model`` follows the k-diffusion contract and carries the
+    LATENT in the model's space as ``model.latent_image``. Returns what ``inner`` returned."""
     samplers = _import("comfy.samplers")
     if samplers is None or not hasattr(samplers, "KSAMPLER"):
         raise RuntimeError("Schedule Lab: this ComfyUI has no comfy.samplers.KSAMPLER; update ComfyUI")
@@ -369,13 +389,19 @@ def run_with_guider(guider: Any, latent: dict, work, seed: int):
     box: dict[str, Any] = {}
 
     def fn(model, x, sigmas, extra_args=None, callback=None, disable=None):
-        box["out"] = work(model, x, dict(extra_args or {}))
+        box["out"] = inner(model, x, dict(extra_args or {}))
         return x
 
     ms = guider.model_patcher.get_model_object("model_sampling")
     sigmas = torch.tensor([float(ms.sigma_max), 0.0])
     guider.sample(torch.zeros_like(samples), samples, samplers.KSAMPLER(fn), sigmas, disable_pbar=True, seed=seed)
     return box["out"]
+
+
+def run_with_guider(guider: Any, latent: dict, work, seed: int = 0):
+    """Run ``work(model, x, extra_args)`` inside ``guider.sample`` (Timestep Search): ``model`` is a k-diffusion
+    denoiser ``model(x, sigma_vec, **extra_args)`` and ``x`` a latent of the right shape, dtype and device."""
+    return _inside_guider(guider, latent, work, seed)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -389,3 +415,98 @@ def v3_api():
                    "Schedule Lab nodes are unavailable, the KSampler dropdown entries still work")
         return None
     return api
+
+
+# --------------------------------------------------------------------------------------------------
+# Constant-rate calibration: model identity, the cache folder, model calls through a GUIDER
+# --------------------------------------------------------------------------------------------------
+CALIBRATION_FOLDER = "schedule_lab_calibration"
+
+
+def calibration_dir() -> str:
+    """Folder of the calibration cache: ``models/schedule_lab_calibration``, or the last path configured for
+    ``schedule_lab_calibration`` in extra_model_paths.yaml; created if missing."""
+    fp = _import("folder_paths")
+    if fp is None:
+        raise ScheduleError("calibration cache: ComfyUI's folder_paths is unavailable; update ComfyUI")
+    if CALIBRATION_FOLDER not in fp.folder_names_and_paths:
+        fp.folder_names_and_paths[CALIBRATION_FOLDER] = ([os.path.join(fp.models_dir, CALIBRATION_FOLDER)],
+                                                        {".json"})
+    directory = fp.get_folder_paths(CALIBRATION_FOLDER)[-1]
+    os.makedirs(directory, exist_ok=True)
+    return directory
+
+
+def _digest_tensor(h, t: torch.Tensor) -> None:
+    """Shape, dtype and 16 strided values: cheap, and any fine-tune or LoRA changes them."""
+    h.update(f"{tuple(t.shape)}{t.dtype}".encode())
+    try:
+        flat = t.detach().reshape(-1)
+        if flat.numel():
+            idx = torch.linspace(0, flat.numel() - 1, min(16, flat.numel()), device=flat.device).long()
+            h.update(flat[idx].to("cpu", torch.float64).numpy().tobytes())
+    except (RuntimeError, NotImplementedError, TypeError):  # meta / offloaded / quantised storage: shape only
+        h.update(b"?")
+
+
+def _digest_value(h, value, depth: int = 0) -> None:
+    if depth > 4:
+        return
+    if isinstance(value, torch.Tensor):
+        _digest_tensor(h, value)
+    elif isinstance(value, dict):
+        for k in sorted(value, key=str):
+            h.update(str(k).encode())
+            _digest_value(h, value[k], depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _digest_value(h, v, depth + 1)
+    elif isinstance(value, (int, float, str, bool)) or value is None:
+        h.update(repr(value).encode())
+    elif isinstance(getattr(value, "cond", None), torch.Tensor):  # ComfyUI's CONDRegular & co.
+        h.update(type(value).__name__.encode())
+        _digest_tensor(h, value.cond)
+
+
+def model_fingerprint(model: Any) -> str:
+    """Identity of a ModelPatcher for the calibration cache: class, weights (sampled) and weight patches (LoRA)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    inner = getattr(model, "model", model)
+    h.update(type(inner).__name__.encode())
+    for name, t in sorted(inner.state_dict().items()):
+        h.update(name.encode())
+        _digest_tensor(h, t)
+    for key in sorted(getattr(model, "patches", {}) or {}):
+        h.update(str(key).encode())
+        for patch in model.patches[key]:
+            h.update(repr([p for p in patch if isinstance(p, (int, float))]).encode())
+    return h.hexdigest()[:32]
+
+
+def guider_fingerprint(guider: Any) -> str:
+    """Model fingerprint plus the guider's conditioning and CFG (both change the model's predictions)."""
+    import hashlib
+
+    h = hashlib.sha256(model_fingerprint(guider.model_patcher).encode())
+    h.update(type(guider).__name__.encode())
+    _digest_value(h, getattr(guider, "original_conds", {}))
+    _digest_value(h, getattr(guider, "cfg", None))
+    return h.hexdigest()[:32]
+
+
+def calibrate_with_guider(guider: Any, latent: dict, work, seed: int = 0):
+    """Run ``work(call, kind, latent_in)`` inside ``guider.sample`` (Constant-Rate Scheduler) and return its result:
+    ``call(x, sigma_vec) -> denoised`` (k-diffusion contract, conditioning bound), ``kind`` the model's ModelKind and
+    ``latent_in`` the LATENT in the model's space (``process_latent_in``; all zeros for an empty latent)."""
+    kind = model_kind_of(guider.model_patcher)
+
+    def inner(model, x, extra):
+        def call(xb, sigma):
+            return model(xb, sigma, **extra)
+
+        latent_in = getattr(model, "latent_image", None)
+        return work(call, kind, torch.zeros_like(x) if latent_in is None else latent_in)
+
+    return _inside_guider(guider, latent, inner, seed)

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..schedules.for_model import ays_for_model
 from ..solvers.tada import sample_tada
+from .constant_rate_ops import dropdown_sigmas
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,9 @@ class Entry:
     """One public name. For samplers, ``fn`` takes ``kind=`` (the model's ModelKind, filled in by the host) and
     ``model_settings`` lists the options a MODEL-patch node (e.g. Detail Level) may set for the dropdown path.
     ``saved_files``: the entry reads the user's saved files and raises when none fits, so sweeps over the whole
-    registry (benchmarks, invariant tests) skip it."""
+    registry (benchmarks, invariant tests) skip it.
+    For schedulers, ``model_settings`` names keyword arguments the host fills from the model when it has them
+    (``velocity``: a Constant-Rate Scheduler calibration of this model), so ``fn(kind, steps, **found)``."""
 
     fn: Callable[..., Any]
     description: str
@@ -63,6 +66,12 @@ SCHEDULERS: dict[str, Entry] = {
         "The best saved Timestep Search result (models/schedules) for this model and step count; an error naming "
         "the Timestep Search node if there is none (no silent fallback).",
         saved_files=True,
+    ),
+    "sl_constant_rate": Entry(
+        dropdown_sigmas,
+        "Constant-rate schedule (Okada et al. 2024): steps placed so the noisy image changes at an even pace. Uses "
+        "the calibration the Constant-Rate Scheduler node measured on this model, else a data-free default.",
+        model_settings=("velocity",),
     ),
 }
 

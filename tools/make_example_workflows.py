@@ -31,6 +31,7 @@ OUTPUTS = {
     "SL_TADASampler": [("SAMPLER", "SAMPLER")],
     "SL_TimestepSearch": [("SIGMAS", "SIGMAS"), ("report", "STRING")],
     "SL_SearchedSteps": [("SIGMAS", "SIGMAS"), ("info", "STRING")],
+    "SL_ConstantRateScheduler": [("SIGMAS", "SIGMAS"), ("report", "STRING")],
 }
 INPUTS = {
     "CLIPTextEncode": [("clip", "CLIP")],
@@ -50,6 +51,7 @@ INPUTS = {
     "SL_TimestepSearch": [("guider", "GUIDER"), ("latent", "LATENT"), ("sampler", "SAMPLER"),
                           ("target_latent", "LATENT")],
     "SL_SearchedSteps": [("model", "MODEL")],
+    "SL_ConstantRateScheduler": [("guider", "GUIDER"), ("latent", "LATENT")],
 }
 
 
@@ -217,6 +219,35 @@ def timestep_search():
            "Searched Steps or the sl_searched scheduler reuse the file.")
 
 
+def constant_rate_calibration():
+    w = Workflow()
+    ckpt, pos, neg, lat = common(w)
+    guider = w.node("CFGGuider", (800, 420), [7.0], size=(315, 98))
+    crs = w.node("SL_ConstantRateScheduler", (800, 0), [10, 1.0, "vx+cos", 1.5, 64, 24, 0, ""], size=(340, 300))
+    sel = w.node("KSamplerSelect", (800, 560), ["dpmpp_2m"], size=(315, 58))
+    noise = w.node("RandomNoise", (800, 660), [42, "fixed"], size=(315, 82))
+    sca = w.node("SamplerCustomAdvanced", (1200, 250), size=(272, 106))
+    dec = w.node("VAEDecode", (1500, 250), size=(210, 46))
+    save = w.node("SaveImage", (1750, 250), ["schedule_lab_constant_rate"], size=(400, 400))
+    w.link(ckpt, 0, guider, "model")
+    w.link(pos, 0, guider, "positive")
+    w.link(neg, 0, guider, "negative")
+    w.link(guider, 0, crs, "guider")
+    w.link(lat, 0, crs, "latent")
+    w.link(noise, 0, sca, "noise")
+    w.link(guider, 0, sca, "guider")
+    w.link(sel, 0, sca, "sampler")
+    w.link(crs, 0, sca, "sigmas")
+    w.link(lat, 0, sca, "latent_image")
+    w.link(sca, 0, dec, "samples")
+    w.link(ckpt, 2, dec, "vae")
+    w.link(dec, 0, save, "images")
+    w.dump("constant_rate_calibration",
+           "Constant-Rate Scheduler: the schedule is measured on this model, prompt and CFG (through the same "
+           "guider the sampler uses) once, cached in models/schedule_lab_calibration, and fed to "
+           "SamplerCustomAdvanced. Afterwards 'sl_constant_rate' in KSampler uses the same calibration.")
+
+
 if __name__ == "__main__":
     OUT.mkdir(exist_ok=True)
     ays_in_ksampler()
@@ -224,4 +255,5 @@ if __name__ == "__main__":
     tada_detail_level_ksampler()
     tada_sampler_custom_advanced()
     timestep_search()
+    constant_rate_calibration()
     print(f"wrote {sorted(p.name for p in OUT.glob('*.json'))}")

@@ -58,6 +58,7 @@ def test_workflows_are_up_to_date_with_their_builder(tmp_path, monkeypatch):
     monkeypatch.setattr(mod, "OUT", tmp_path)
     mod.ays_in_ksampler()
     mod.save_and_inspect_schedule()
+    mod.constant_rate_calibration()
     for built in tmp_path.glob("*.json"):
         assert built.read_text() == (ROOT / "example_workflows" / built.name).read_text(), built.name
 
