@@ -22,8 +22,8 @@ class ConstantRateScheduler(io.ComfyNode):
             category="sampling/custom_sampling/schedulers",
             description="Noise levels placed so the image changes at an even pace from step to step (constant-rate "
                         "scheduling, Okada et al. 2024), measured on your model once and cached on disk "
-                        "(models/schedule_lab_calibration), so the next run is instant. Also makes 'sl_constant_rate' "
-                        "in KSampler use this calibration for the same model.",
+                        "(models/schedule_lab_calibration), so the next run is instant. Its MODEL output carries the "
+                        "calibration: a KSampler fed that MODEL with scheduler 'sl_constant_rate' uses it.",
             inputs=[
                 io.Guider.Input("guider", tooltip="The model with its prompt and CFG, e.g. from CFGGuider - the same "
                                 "guider you sample with. The calibration calls the model through it, so the schedule "
@@ -54,7 +54,10 @@ class ConstantRateScheduler(io.ComfyNode):
                                 "(empty = do not save)."),
             ],
             outputs=[io.Sigmas.Output(tooltip="Descending noise levels ending in 0."),
-                     io.String.Output("report", tooltip="Where the schedule came from, model calls, and the sigmas.")],
+                     io.String.Output("report", tooltip="Where the schedule came from, model calls, and the sigmas."),
+                     io.Model.Output("model", tooltip="The guider's model carrying this calibration: connect it to a "
+                                     "KSampler and pick the scheduler 'sl_constant_rate' there (any step count, "
+                                     "denoise). Other models are not affected.")],
             hidden=[io.Hidden.unique_id],
         )
 
@@ -83,7 +86,7 @@ class ConstantRateScheduler(io.ComfyNode):
             settings = ops.settings(measure, points, samples, seed, kind, latent_samples)
             velocity, status = cached_velocity(host.calibration_dir(), host.guider_fingerprint(guider), settings,
                                                measure_now)
-        host.attach_model_setting(model.get_model_object("model_sampling"), "velocity", velocity)
+        calibrated = host.with_model_setting(model, "velocity", velocity)
         sigmas = ops.schedule(velocity, kind, steps, denoise, xi)
         text = ops.report(velocity, status, sigmas)
         if save_as and save_as.strip():
@@ -94,7 +97,7 @@ class ConstantRateScheduler(io.ComfyNode):
             text += f"\nsaved {path}"
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
         host.show_text(node_id, text.split("\n")[0])
-        return io.NodeOutput(sigmas, text, ui=ui.PreviewText(text))
+        return io.NodeOutput(sigmas, text, calibrated, ui=ui.PreviewText(text))
 
 
 NODES = [ConstantRateScheduler]

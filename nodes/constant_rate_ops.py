@@ -179,11 +179,12 @@ def report(velocity: Velocity, status: str, sigmas: torch.Tensor) -> str:
 
 
 def dropdown_sigmas(kind: ModelKind, steps: int, velocity: Velocity | None = None) -> torch.Tensor:
-    """``sl_constant_rate`` in KSampler: the calibration attached to this model by the node if any, else the
-    data-free default; logs which."""
+    """``sl_constant_rate`` in KSampler: the calibration carried by this MODEL (the Constant-Rate Scheduler node's
+    MODEL output) if any, else the data-free default; logs which."""
     if velocity is None:
-        log.info("[Schedule Lab] sl_constant_rate: no calibration for this model in this session, using the "
-                 "data-free default (run the Constant-Rate Scheduler node once to calibrate; it is cached on disk)")
+        log.info("[Schedule Lab] sl_constant_rate: this model carries no calibration, using the data-free default "
+                 "(to use a measured one, feed the KSampler the MODEL output of the Constant-Rate Scheduler node; "
+                 "the measurement is cached on disk)")
         velocity = default_velocity(kind)
     else:
         log.info("[Schedule Lab] sl_constant_rate: using the %s calibration measured on this model (%s model calls)",

@@ -115,8 +115,21 @@ _model_settings: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def attach_model_setting(model_sampling: Any, name: str, value: Any) -> None:
     """Remember ``value`` for scheduler entries that declare ``name`` in ``model_settings``, for as long as this
-    ``model_sampling`` object (one loaded model, with its ModelSampling patches) lives."""
+    ``model_sampling`` object lives. Nodes use :func:`with_model_setting`, which attaches it to a private copy."""
     _model_settings.setdefault(model_sampling, {})[name] = value
+
+
+def with_model_setting(model: Any, name: str, value: Any) -> Any:
+    """A clone of the MODEL whose ``model_sampling`` is a private copy carrying ``name = value`` for the pack's
+    dropdown schedulers: only KSamplers fed this MODEL see it (the loaded model is never mutated, so other graphs
+    and later prompts are unaffected), exactly like ComfyUI's own ModelSampling* patch nodes."""
+    import copy
+
+    patched = model.clone()
+    sampling = copy.copy(model.get_model_object("model_sampling"))  # shallow: shares the sigma buffers
+    attach_model_setting(sampling, name, value)
+    patched.add_object_patch("model_sampling", sampling)
+    return patched
 
 
 def model_settings_of(model_sampling: Any, names: tuple[str, ...]) -> dict[str, Any]:

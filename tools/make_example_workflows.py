@@ -31,7 +31,7 @@ OUTPUTS = {
     "SL_TADASampler": [("SAMPLER", "SAMPLER")],
     "SL_TimestepSearch": [("SIGMAS", "SIGMAS"), ("report", "STRING")],
     "SL_SearchedSteps": [("SIGMAS", "SIGMAS"), ("info", "STRING")],
-    "SL_ConstantRateScheduler": [("SIGMAS", "SIGMAS"), ("report", "STRING")],
+    "SL_ConstantRateScheduler": [("SIGMAS", "SIGMAS"), ("report", "STRING"), ("model", "MODEL")],
 }
 INPUTS = {
     "CLIPTextEncode": [("clip", "CLIP")],
@@ -242,10 +242,22 @@ def constant_rate_calibration():
     w.link(sca, 0, dec, "samples")
     w.link(ckpt, 2, dec, "vae")
     w.link(dec, 0, save, "images")
+    ks = w.node("KSampler", (1200, 700), [42, "fixed", 10, 7.0, "dpmpp_2m", "sl_constant_rate", 1.0],
+                size=(315, 262), title="KSampler on the calibrated MODEL")
+    dec2 = w.node("VAEDecode", (1550, 700), size=(210, 46))
+    save2 = w.node("SaveImage", (1800, 700), ["schedule_lab_constant_rate_ksampler"], size=(400, 400))
+    w.link(crs, 2, ks, "model")
+    w.link(pos, 0, ks, "positive")
+    w.link(neg, 0, ks, "negative")
+    w.link(lat, 0, ks, "latent_image")
+    w.link(ks, 0, dec2, "samples")
+    w.link(ckpt, 2, dec2, "vae")
+    w.link(dec2, 0, save2, "images")
     w.dump("constant_rate_calibration",
            "Constant-Rate Scheduler: the schedule is measured on this model, prompt and CFG (through the same "
            "guider the sampler uses) once, cached in models/schedule_lab_calibration, and fed to "
-           "SamplerCustomAdvanced. Afterwards 'sl_constant_rate' in KSampler uses the same calibration.")
+           "SamplerCustomAdvanced. Its MODEL output carries the calibration, so the stock KSampler with the "
+           "'sl_constant_rate' scheduler uses it too.")
 
 
 if __name__ == "__main__":

@@ -50,10 +50,39 @@ def test_node_calibrates_into_sampler_custom_advanced_and_reuses_the_cache(comfy
     assert set(calibration.glob("*.json")) - before == new
 
 
-def test_sl_constant_rate_in_ksampler_uses_the_calibration_of_this_model(comfy):
-    _ok(comfy, comfy.run(_graph("sl_crs_c", steps=4, seed=3)))
-    _ok(comfy, comfy.run(G.ksampler("euler", "sl_constant_rate", steps=5, prefix="sl_crs_ks")))
-    assert "sl_constant_rate: using the vx calibration measured on this model" in comfy.log_tail(200)
+def _ksampler_on(model_ref, name, prefix):
+    return {"class_type": "KSampler", "inputs": {
+        "model": model_ref, "seed": 1, "steps": 5, "cfg": 2.0, "sampler_name": "euler", "scheduler": "sl_constant_rate",
+        "positive": ["pos", 0], "negative": ["neg", 0], "latent_image": ["latent", 0], "denoise": 1.0}}, {
+        f"{name}_decode": {"class_type": "VAEDecode", "inputs": {"samples": [name, 0], "vae": ["ckpt", 2]}},
+        f"{name}_save": {"class_type": "SaveImage", "inputs": {"images": [f"{name}_decode", 0],
+                                                               "filename_prefix": prefix}}}
+
+
+def test_sl_constant_rate_in_ksampler_uses_the_calibration_of_the_model_it_is_fed(comfy):
+    """The node's MODEL output carries the calibration; the loaded model itself is not changed, so a KSampler on
+    the plain checkpoint in the same graph, and a later prompt without the node, keep the data-free default."""
+    graph = _graph("sl_crs_c", steps=4, seed=3)
+    for name, model_ref, prefix in (("ks_cal", ["sigmas", 2], "sl_crs_ks"), ("ks_plain", ["ckpt", 0], "sl_crs_pl")):
+        graph[name], extra = _ksampler_on(model_ref, name, prefix)
+        graph.update(extra)
+    start = _log_lines(comfy)
+    _ok(comfy, comfy.run(graph))
+    log = _new_log(comfy, start)
+    assert log.count("sl_constant_rate: using the vx calibration measured on this model") == 1, log[-3000:]
+    assert log.count("this model carries no calibration, using the data-free default") == 1, log[-3000:]
+    start = _log_lines(comfy)
+    _ok(comfy, comfy.run(G.ksampler("euler", "sl_constant_rate", steps=5, seed=77, prefix="sl_crs_later")))
+    log = _new_log(comfy, start)
+    assert "this model carries no calibration" in log and "using the vx calibration" not in log, log[-3000:]
+
+
+def _log_lines(comfy) -> int:
+    return len(comfy.log_path.read_text(errors="replace").splitlines())
+
+
+def _new_log(comfy, start: int) -> str:
+    return "\n".join(comfy.log_path.read_text(errors="replace").splitlines()[start:])
 
 
 def test_sl_constant_rate_on_a_flow_model_without_calibration_uses_the_default(comfy):

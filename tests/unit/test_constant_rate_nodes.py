@@ -149,6 +149,38 @@ def test_dropdown_uses_the_calibration_attached_to_this_model_else_the_default(c
     assert SCHEDULERS["sl_constant_rate"].model_settings == ("velocity",)
 
 
+def test_the_calibrated_model_is_a_patched_clone_and_the_loaded_model_is_untouched(comfy):
+    """with_model_setting: only the returned MODEL carries the velocity (an object patch on a clone)."""
+    host.register_schedulers()
+    S, M = comfy["comfy.samplers"], comfy["comfy.model_sampling"]
+    handler = S.SCHEDULER_HANDLERS["sl_constant_rate"].handler
+
+    class Patcher:  # the two ModelPatcher methods used, with ComfyUI's object-patch semantics
+        def __init__(self, ms, patches=None):
+            self.ms, self.object_patches = ms, dict(patches or {})
+
+        def clone(self):
+            return Patcher(self.ms, self.object_patches)
+
+        def add_object_patch(self, name, obj):
+            self.object_patches[name] = obj
+
+        def get_model_object(self, name):
+            return self.object_patches.get(name, self.ms)
+
+    loaded = Patcher(_mix(M, M.ModelSamplingDiscrete, M.EPS))
+    bump = Velocity(torch.linspace(-3, 4, 30, dtype=torch.float64),
+                    1 + 5 * torch.exp(-torch.linspace(-3, 4, 30, dtype=torch.float64) ** 2), "vx", {})
+    calibrated = host.with_model_setting(loaded, "velocity", bump)
+    kind = host.model_kind_from_sampling(loaded.ms)
+    assert calibrated is not loaded and not loaded.object_patches
+    patched_ms = calibrated.get_model_object("model_sampling")
+    assert patched_ms is not loaded.ms and torch.equal(patched_ms.sigmas, loaded.ms.sigmas)
+    assert torch.allclose(handler(patched_ms, 8), ops.schedule(bump, kind, 8))
+    assert torch.allclose(handler(loaded.get_model_object("model_sampling"), 8),
+                          constant_rate_sigmas(default_velocity(kind), kind, 8))
+
+
 def test_dropdown_default_is_usable_without_comfy_for_every_kind():
     for kind in (ModelKind.vp("v"), ModelKind.edm(), ModelKind.flow(3.0)):
         sig = SCHEDULERS["sl_constant_rate"].fn(kind, 6)
