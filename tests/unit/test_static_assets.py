@@ -85,7 +85,8 @@ def test_plot_points_map_log_sigma_to_the_canvas(tmp_path):
     assert flat == pytest.approx([8, 8, 41.333333, 58, 74.666667, 108, 108, 108], abs=1e-4)
 
 
-@pytest.mark.parametrize("generated", ["readme_table.md", "tada_table_summary.md", "search_bench_summary.md"])
+@pytest.mark.parametrize("generated", ["readme_table.md", "tada_table_summary.md", "search_bench_summary.md",
+                                       "constant_rate_summary.md"])
 def test_readme_tables_are_the_generated_ones(generated):
     """Every number in the README's benchmark tables comes from a committed benchmark output, row for row."""
     readme = (ROOT / "README.md").read_text()
