@@ -231,3 +231,43 @@ def test_refine_optimiser_bad_inputs_name_the_input(tmp_path):
     with pytest.raises(ScheduleError, match="refine_iterations=0"):
         _search(tmp_path, optimiser="refine", refine_iterations=0)
     _search(tmp_path, holdout=0, refine_iterations=0)  # evolution alone ignores the refinement settings
+
+
+def test_search_bench_merges_rows_and_charges_backward_passes_only_to_autograd():
+    from schedule_lab.benchmarks.search_bench import _refine_cost, merge_rows, report
+    from schedule_lab.schedules.search_refine import RefineResult
+
+    def result(gradient):
+        return RefineResult(sigmas=torch.zeros(2), best_iteration=0, model_samples=100, gradient_samples=80,
+                            gradient=gradient)
+
+    assert _refine_cost(result("autograd")) == (100, 260) and _refine_cost(result("finite_difference")) == (100, 100)
+
+    def row(method, seed, err):
+        return {"testbed": "t", "sampler": "euler", "nfe": 4, "seed": seed, "method": method, "rmse": err,
+                "fd_cls": 1.0, "evaluations": 10, "cost_x3": 10, "reference_evaluations": 5, "seconds": 1.0}
+
+    old = [row("uniform", 0, 0.2), row("uniform", 1, 0.4), row("karras", 0, 0.4), row("karras", 1, 0.4),
+           row("refine (finite differences)", 0, 0.3)]
+    merged = merge_rows(old, [row("refine (finite differences)", 0, 0.1), row("refine (finite differences)", 1, 0.2)])
+    assert len(merged) == 6 and sorted(r["rmse"] for r in merged if r["method"].startswith("refine")) == [0.1, 0.2]
+    only_seed_1 = old[:4] + [row("refine (finite differences)", 1, 0.2)]  # paired with seed 1's baselines
+    line = next(x for x in report(only_seed_1, [0, 1]).splitlines() if "| refine (finite differences) |" in x)
+    assert [c.strip() for c in line.split("|")][7:9] == ["0.50", "0.50"]
+
+
+def test_cancel_during_refinement_then_run_again_gives_the_uninterrupted_result(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    kw = dict(optimiser="evolution + refine", refine_iterations=4)
+    full, _, _ = _search(tmp_path / "a", **kw)
+
+    def cancel(info):
+        if info["stage"] == "refine" and info["iteration"] == 2:
+            raise _Cancel
+
+    with pytest.raises(_Cancel):
+        _search(tmp_path / "b", progress=cancel, **kw)
+    assert load_state(tmp_path / "b" / "digits_euler_3.searchstate")["done"]  # the evolution part is kept
+    again, _, report = _search(tmp_path / "b", **kw)
+    assert report.startswith("resumed") and torch.equal(again, full)
