@@ -186,8 +186,8 @@ def refine(model, sampler, reference: ReferenceSet, init_sigmas, iterations: int
         calls["grad_samples"] += x.shape[0] * grad
         return model(x, sigma, **kw)
 
-    # float64 logits: finite differences perturb them by fd_step (the sampler still runs in the noise's dtype)
-    w = logits_from_sigmas(init_sigmas, kind)
+    # finite differences perturb float64 logits by fd_step; autograd keeps them in the noise's dtype (as before)
+    w = logits_from_sigmas(init_sigmas, kind).to(torch.float64 if fd else reference.noise.dtype)
     opt = torch.optim.Adam([w], lr=lr)
     gen = torch.Generator().manual_seed(int(seed))
     n = reference.n_search
@@ -198,7 +198,7 @@ def refine(model, sampler, reference: ReferenceSet, init_sigmas, iterations: int
             x = run_sampler(fn, counted, reference.noise[hold], sig, reference.extra_args)
         return endpoint_rmse(x, reference.endpoints[hold])
 
-    result = RefineResult(sigmas=sigmas_from_logits(w, kind), best_iteration=0, gradient=gradient)
+    result = RefineResult(sigmas=sigmas_from_logits(w.double(), kind), best_iteration=0, gradient=gradient)
     best = holdout_error(sigmas_from_logits(w, kind))
     result.holdout_rmse.append((0, best))
     for it in range(1, iterations + 1):
@@ -210,7 +210,7 @@ def refine(model, sampler, reference: ReferenceSet, init_sigmas, iterations: int
             in_gradient[0] = False
         if not (torch.isfinite(grad).all() and math.isfinite(loss)):
             break  # a diverging sampler; keep the best list so far
-        w.grad = grad
+        w.grad = grad.to(w.dtype)
         opt.step()
         result.train_rmse.append(math.sqrt(loss))
         if it % eval_every == 0 or it == iterations:
@@ -218,7 +218,7 @@ def refine(model, sampler, reference: ReferenceSet, init_sigmas, iterations: int
             result.holdout_rmse.append((it, err))
             if err < best:
                 best, result.best_iteration = err, it
-                result.sigmas = sigmas_from_logits(w, kind)
+                result.sigmas = sigmas_from_logits(w.double(), kind)
         if progress is not None:
             progress({"iteration": it, "iterations": iterations, "train_rmse": result.train_rmse[-1],
                       "holdout_rmse": result.holdout_rmse[-1][1], "best_holdout_rmse": best,
