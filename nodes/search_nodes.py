@@ -67,17 +67,19 @@ class TimestepSearch(io.ComfyNode):
                                optional=True, tooltip="evolution: the evolutionary search (population x generations "
                                "candidates, nfe model calls each; steps are points of the model's own table). "
                                "refine: gradient refinement of the uniform list (LD3): moves the noise levels "
-                               "freely, the gradient measured by finite differences with forward model calls only, "
-                               "2 x nfe x nfe model calls per iteration (nfe 4: 32); stops at the best held-out "
-                               "error; needs fitness endpoint and holdout >= 2. evolution + refine: refines the "
-                               "evolution's result (both costs; usually the best list)."),
+                               "freely, the gradient measured by finite differences with forward model calls only: "
+                               "2 x nfe sampler runs per iteration (euler/dpmpp_2m at nfe 4: 32 model calls); "
+                               "keeps the list with the best held-out error; needs fitness endpoint and holdout >= 2. "
+                               "evolution + refine: refines the evolution's result (both costs; usually the best "
+                               "list)."),
                 io.Int.Input("refine_iterations", default=20, min=1, max=500, optional=True, tooltip="Refinement "
                              "steps for optimiser refine or evolution + refine (ignored by evolution). Each costs "
                              "2 x nfe sampler runs on the search samples plus a held-out check every 2 steps. "
                              "20 is a quick polish after evolution; from uniform 40-60 reach more."),
             ],
             outputs=[io.Sigmas.Output(tooltip="The searched schedule (descending noise levels ending in 0)."),
-                     io.String.Output("report", tooltip="Generations, evaluations, fitness and the saved path.")],
+                     io.String.Output("report", tooltip="Generations, refinement iterations, fitness, model "
+                                                        "calls per stage and the saved path.")],
             hidden=[io.Hidden.unique_id],
         )
 
