@@ -3,6 +3,7 @@
     python -m schedule_lab.benchmarks.search_bench [--testbed exact-digits edm-digits] [--nfe 4 6]
         [--sampler euler dpmpp_2m] [--seeds 0 1 2] [--out benchmarks/results/search_bench.md]
         [--from-json benchmarks/results/search_bench.json]   # re-render the table only
+        [--methods "refine (finite differences)" ... --merge]  # run only these optimisers, merge into the JSON
     (or python benchmarks/search_bench.py; that imports an installed ``schedule_lab`` first, if any)
 
 Per testbed (benchmarks.setups, SD1 sigma range), sampler, NFE and seed s:
@@ -11,8 +12,10 @@ Per testbed (benchmarks.setups, SD1 sigma range), sampler, NFE and seed s:
 * every list is scored on *evaluation* noise never seen by any optimiser (512 samples, seed 10000 + s) by RMSE to the
   converged ODE (Heun-250 on Karras over the same range, testbeds.reference, cached on disk), and by FD_cls against
   the testbed's target split (testbeds.metrics.fd_cls, 512 samples: compare only within this table);
-* cost = per-sample model evaluations of the optimiser (batch size × calls; ``cost ×3`` also charges each gradient
-  evaluation of refinement its backward pass, taken as twice a forward) plus the shared reference, and wall time.
+* refinement twice: with autograd (backward through sampler and model) and with finite differences (forward calls
+  only, what the ComfyUI node uses: nodes run under inference mode), from uniform and chained after evolution;
+* cost = per-sample model evaluations of the optimiser (batch size × calls; ``cost ×3`` also charges each autograd
+  gradient evaluation its backward pass, taken as twice a forward) plus the shared reference, and wall time.
 Lists searched on one testbed are also scored on the other (transfer rows).
 """
 if __name__ == "__main__" and not __package__:  # run as a file: import the pack, then re-run as its module
@@ -55,35 +58,52 @@ EVOLUTION = EvolutionConfig(population=16, top_k=4, mutations=8, crossovers=4, m
 SEARCH_BATCH = 256
 REFINE = {"iterations": 60, "lr": 0.2, "batch": 64, "eval_every": 5}
 CHAIN_REFINE = {"iterations": 20, "lr": 0.1, "batch": 64, "eval_every": 5}
+# finite differences: 2·nfe sampler runs per step instead of one run + backward, so half the batch (measured to
+# reach the same held-out error as batch 64: docs/search.md)
+FD_REFINE = {"iterations": 60, "lr": 0.2, "batch": 32, "eval_every": 5, "gradient": "finite_difference"}
+FD_CHAIN_REFINE = {"iterations": 20, "lr": 0.1, "batch": 32, "eval_every": 5, "gradient": "finite_difference"}
+METHODS = ("evolution", "refine (from uniform)", "evolution + refine", "refine (finite differences)",
+           "evolution + refine (finite differences)")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "search_bench.md"
 
 
-def _optimise(tb, sampler, nfe, seed):
-    """The three optimisers on training noise of ``seed``; returns {method: (sigmas, model_calls, seconds)}."""
+def _optimise(tb, sampler, nfe, seed, methods=METHODS):
+    """The optimisers on training noise of ``seed``; returns {method: (sigmas, model_calls, seconds)} for
+    ``methods`` (evolution is run, not reported, when only a chained method needs it)."""
     space = GeneSpace(tb.kind)
     t0 = time.perf_counter()
     ref = ReferenceSet(tb.model, tb.kind, (64,), n_search=256, n_holdout=128, seed=seed,
                        reference_steps=REFERENCE_STEPS, nfe=nfe)
     t_ref = time.perf_counter() - t0
     out = {"reference": (None, (ref.model_samples, ref.model_samples), t_ref)}
-    fit = EndpointFitness(tb.model, sampler, ref, batch=SEARCH_BATCH)
-    t0 = time.perf_counter()
-    evo = EvolutionSearch(GeneSpace(tb.kind), nfe, fit, EVOLUTION, seed=seed, label="endpoint-rmse").run()
-    evo_cost = (fit.model_samples, fit.model_samples)
-    out["evolution"] = (evo.sigmas, evo_cost, time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    r = refine(tb.model, sampler, ref, space.sigmas(uniform_genes(space, nfe)), seed=seed, **REFINE)
-    out["refine (from uniform)"] = (r.sigmas, _refine_cost(r), time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    c = refine(tb.model, sampler, ref, evo.sigmas, seed=seed, **CHAIN_REFINE)
-    chain_cost = tuple(a + b for a, b in zip(evo_cost, _refine_cost(c), strict=True))
-    out["evolution + refine"] = (c.sigmas, chain_cost, out["evolution"][2] + time.perf_counter() - t0)
+    uniform = space.sigmas(uniform_genes(space, nfe))
+    if any(m.startswith("evolution") for m in methods):
+        fit = EndpointFitness(tb.model, sampler, ref, batch=SEARCH_BATCH)
+        t0 = time.perf_counter()
+        evo = EvolutionSearch(GeneSpace(tb.kind), nfe, fit, EVOLUTION, seed=seed, label="endpoint-rmse").run()
+        evo_cost = (fit.model_samples, fit.model_samples)
+        out["evolution"] = (evo.sigmas, evo_cost, time.perf_counter() - t0)
+    for method, start, settings in (("refine (from uniform)", "uniform", REFINE),
+                                    ("evolution + refine", "evolution", CHAIN_REFINE),
+                                    ("refine (finite differences)", "uniform", FD_REFINE),
+                                    ("evolution + refine (finite differences)", "evolution", FD_CHAIN_REFINE)):
+        if method not in methods:
+            continue
+        t0 = time.perf_counter()
+        r = refine(tb.model, sampler, ref, uniform if start == "uniform" else evo.sigmas, seed=seed, **settings)
+        cost, secs = _refine_cost(r), time.perf_counter() - t0
+        if start == "evolution":
+            cost = tuple(a + b for a, b in zip(out["evolution"][1], cost, strict=True))
+            secs += out["evolution"][2]
+        out[method] = (r.sigmas, cost, secs)
+    if "evolution" not in methods:
+        out.pop("evolution", None)
     return out
 
 
 def _refine_cost(r):
-    """(forward evaluations, forward + 2 × gradient evaluations) of a refinement."""
-    return r.model_samples, r.model_samples + 2 * r.gradient_samples
+    """(forward evaluations, forward + 2 × backward evaluations) of a refinement (no backward: finite differences)."""
+    return r.model_samples, r.model_samples + 2 * r.backward_samples
 
 
 def _baselines(tb, nfe):
@@ -113,7 +133,7 @@ class _Evaluator:
         return rmse(x, self.ref), fd_cls(x, self.target_stats)
 
 
-def run(testbeds, nfes, samplers, seeds, log=print):
+def run(testbeds, nfes, samplers, seeds, log=print, methods=METHODS):
     beds = {name: load_testbed(name, "sd1") for name in testbeds}
     rows = []
     for seed in seeds:
@@ -123,7 +143,9 @@ def run(testbeds, nfes, samplers, seeds, log=print):
                 sampler = SAMPLERS[sname]
                 for nfe in nfes:
                     lists = {k: (v, (0, 0), 0.0) for k, v in _baselines(tb, nfe).items()}
-                    opt = _optimise(tb, sampler, nfe, seed)
+                    if tuple(methods) != METHODS:
+                        lists = {}  # a partial run (--methods): only the optimisers asked for
+                    opt = _optimise(tb, sampler, nfe, seed, methods)
                     ref_calls, ref_time = opt.pop("reference")[1:]
                     lists.update(opt)
                     for method, (sigmas, calls, secs) in lists.items():
@@ -140,6 +162,8 @@ def run(testbeds, nfes, samplers, seeds, log=print):
                         if other == name:
                             continue
                         for method in ("evolution", "evolution + refine"):
+                            if method not in lists:
+                                continue
                             err, fd = evaluators[other](sampler, lists[method][0])
                             rows.append({"testbed": other, "searched_on": name, "sampler": sname, "nfe": nfe,
                                          "seed": seed, "method": f"{method} (from {name})", "rmse": err,
@@ -163,8 +187,10 @@ def report(rows, seeds) -> str:
         f"evaluation on {EVAL_SAMPLES} held-out noise samples per seed; mean ± std over seeds).",
         "RMSE: to the converged ODE (Heun-250). FD_cls: against the testbed's target split, "
         f"{EVAL_SAMPLES} samples. Evaluations: per-sample model evaluations of the optimiser; cost ×3 also charges "
-        f"refinement's backward passes (2 forwards each); reference: the shared Heun-{REFERENCE_STEPS} reference "
-        "(256 search + 128 held-out samples), paid once for all three optimisers.",
+        f"autograd refinement's backward passes (2 forwards each; finite differences have none); reference: the "
+        f"shared Heun-{REFERENCE_STEPS} reference (256 search + 128 held-out samples), paid once for all optimisers. "
+        "Refinement: 60 Adam steps from uniform (lr 0.2) or 20 after evolution (lr 0.1); batch 64 with autograd, 32 "
+        "with finite differences (2·NFE sampler runs per step).",
         "",
         "| testbed | sampler | NFE | list | RMSE | FD_cls | ÷ uniform | ÷ karras | evaluations | cost ×3 | reference "
         "| s |",
@@ -175,16 +201,16 @@ def report(rows, seeds) -> str:
         k = (r["testbed"], r["sampler"], r["nfe"], r["method"])
         if k not in keys:
             keys.append(k)
-    order = {m: i for i, m in enumerate(("uniform", "karras", "ays", "evolution", "refine (from uniform)",
-                                          "evolution + refine"))}
+    order = {m: i for i, m in enumerate(("uniform", "karras", "ays", *METHODS))}
     keys.sort(key=lambda k: (k[0], k[1], k[2], order.get(k[3], len(order)), k[3]))
     for k in keys:
         sel = [r for r in rows if (r["testbed"], r["sampler"], r["nfe"], r["method"]) == k]
-        base = {m: [r["rmse"] for r in rows if (r["testbed"], r["sampler"], r["nfe"], r["method"]) == (*k[:3], m)]
-                for m in ("uniform", "karras")}
+        base = {m: {r["seed"]: r["rmse"] for r in rows
+                    if (r["testbed"], r["sampler"], r["nfe"], r["method"]) == (*k[:3], m)}
+                for m in ("uniform", "karras")}  # each seed's list is divided by the same seed's baseline
         err = [r["rmse"] for r in sel]
-        ratio_u = statistics.fmean(e / b for e, b in zip(err, base["uniform"], strict=True))
-        ratio_k = statistics.fmean(e / b for e, b in zip(err, base["karras"], strict=True))
+        ratio_u = statistics.fmean(r["rmse"] / base["uniform"][r["seed"]] for r in sel)
+        ratio_k = statistics.fmean(r["rmse"] / base["karras"][r["seed"]] for r in sel)
         calls = statistics.fmean(r["evaluations"] for r in sel)
         cost3 = statistics.fmean(r["cost_x3"] for r in sel)
         refc = statistics.fmean(r["reference_evaluations"] for r in sel)
@@ -223,6 +249,16 @@ def summary(rows, nfe: int = 4) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merge_rows(old: list, new: list) -> list:
+    """``old`` with the rows of ``new`` added; a new row replaces an old one with the same testbed, sampler, NFE,
+    seed and method."""
+    def key(r):
+        return r["testbed"], r["sampler"], r["nfe"], r["seed"], r["method"]
+
+    fresh = {key(r) for r in new}
+    return [r for r in old if key(r) not in fresh] + list(new)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--testbed", nargs="+", default=list(TESTBEDS), choices=list(TESTBEDS))
@@ -232,7 +268,13 @@ def main(argv=None):
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--from-json", type=Path, help="re-render the table from a saved JSON instead of running")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
+                   help="optimisers to run (baselines are scored only when all are run)")
+    p.add_argument("--merge", action="store_true", help="merge the new rows into the existing JSON next to --out "
+                   "(rows of the same testbed, sampler, NFE, seed and method are replaced) and re-render from it")
     args = p.parse_args(argv)
+    if tuple(args.methods) != METHODS and not args.merge:
+        p.error("--methods without --merge would write a table without the baselines; add --merge")
     torch.set_num_threads(args.threads)
     if args.from_json is not None:
         rows = json.loads(args.from_json.read_text())
@@ -244,9 +286,16 @@ def main(argv=None):
         print(text)
         return
     t0 = time.perf_counter()
-    rows = run(args.testbed, args.nfe, args.sampler, args.seeds)
+    rows = run(args.testbed, args.nfe, args.sampler, args.seeds, methods=tuple(args.methods))
     wall = time.perf_counter() - t0
-    text = report(rows, args.seeds) + f"\nTotal wall time {wall:.0f} s on {args.threads} thread(s).\n"
+    note = f"\nTotal wall time {wall:.0f} s on {args.threads} thread(s).\n"
+    if args.merge:
+        rows = merge_rows(json.loads(args.out.with_suffix(".json").read_text()), rows)
+        old = args.out.read_text().split("\nTotal wall time")[-1] if args.out.exists() else " not recorded.\n"
+        note = (f"\nTotal wall time{old.rstrip()}\nMerged rows of {', '.join(args.methods)}: {wall:.0f} s on "
+                f"{args.threads} thread(s) (`--methods ... --merge`).\n")
+        args.seeds = sorted({r["seed"] for r in rows})
+    text = report(rows, args.seeds) + note
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")

@@ -23,7 +23,9 @@ class TimestepSearch(io.ComfyNode):
                         "Li et al. 2023): an evolutionary search that compares each candidate's images with a "
                         "many-step reference made by the same model from the same noise. Saves the result (with its "
                         "fitness history) in models/schedules for Searched Steps and the 'sl_searched' scheduler. "
-                        "Shows progress on the node; Cancel stops it and the next run resumes where it stopped.",
+                        "Shows progress on the node; Cancel stops it and the next run resumes where it stopped. "
+                        "The optimiser input adds gradient refinement (LD3, Tong et al. 2025) by finite "
+                        "differences, alone or after the evolution.",
             is_output_node=True,
             inputs=[
                 io.Guider.Input("guider", tooltip="The model with its prompt and CFG (e.g. from CFGGuider). The "
@@ -56,26 +58,49 @@ class TimestepSearch(io.ComfyNode):
                                 "models/schedules ('.json' added); its search state is kept beside it as "
                                 "'.searchstate' for resuming."),
                 io.Boolean.Input("resume", default=True, tooltip="On: continue an interrupted search with the same "
-                                 "name and settings (a finished one returns its result at once). Off: start over."),
+                                 "name and settings (a finished one returns its result at once; a refinement is "
+                                 "re-run, it is deterministic). Off: start over."),
                 io.Latent.Input("target_latent", optional=True, tooltip="Optional, with fitness frechet_pooled: "
                                 "your reference images through VAE Encode (at least 2). The search then matches "
                                 "their statistics instead of the model's many-step results."),
+                io.Combo.Input("optimiser", options=list(search_ops.OPTIMISERS), default="evolution",
+                               optional=True, tooltip="evolution: the evolutionary search (population x generations "
+                               "candidates, nfe model calls each; steps are points of the model's own table). "
+                               "refine: gradient refinement of the uniform list (LD3): moves the noise levels "
+                               "freely, the gradient measured by finite differences with forward model calls only: "
+                               "2 x nfe sampler runs per iteration (euler/dpmpp_2m at nfe 4: 32 model calls); "
+                               "keeps the list with the best held-out error; needs fitness endpoint and holdout >= 2. "
+                               "evolution + refine: refines the evolution's result (both costs; usually the best "
+                               "list)."),
+                io.Int.Input("refine_iterations", default=20, min=1, max=500, optional=True, tooltip="Refinement "
+                             "steps for optimiser refine or evolution + refine (ignored by evolution). Each costs "
+                             "2 x nfe sampler runs on the search samples plus a held-out check every 2 steps. "
+                             "20 is a quick polish after evolution; from uniform 40-60 reach more."),
             ],
             outputs=[io.Sigmas.Output(tooltip="The searched schedule (descending noise levels ending in 0)."),
-                     io.String.Output("report", tooltip="Generations, evaluations, fitness and the saved path.")],
+                     io.String.Output("report", tooltip="Generations, refinement iterations, fitness, model "
+                                                        "calls per stage and the saved path.")],
             hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
     def execute(cls, guider, latent, sampler, nfe, population, generations, reference_steps, samples, holdout,
-                fitness, seed, filename, resume, target_latent=None) -> io.NodeOutput:
+                fitness, seed, filename, resume, target_latent=None, optimiser="evolution",
+                refine_iterations=20) -> io.NodeOutput:
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
         kind = host.model_kind_of(guider.model_patcher)
         fn = host.sampler_function(sampler)
-        bar = host.Progress(population * generations)  # one tick per new candidate evaluated
+        # one tick per new candidate evaluated, then one per refinement iteration
+        bar = host.Progress((population * generations if optimiser != "refine" else 0)
+                            + (refine_iterations if optimiser != "evolution" else 0))
 
         def progress(info):
-            bar.step()  # raises on Cancel; the search saves its state first
+            bar.step()  # raises on Cancel; the evolution saves its state first
+            if info.get("stage") == "refine":
+                host.show_text(node_id, f"refine iteration {info['iteration']}/{info['iterations']}, held-out "
+                                        f"{fitness} {info['holdout_rmse']:.4g} (best {info['best_holdout_rmse']:.4g}),"
+                                        f" {info['model_calls']} model calls")
+                return
             host.show_text(node_id, f"generation {info['generation'] + 1}/{info['generations']}, evaluation "
                                     f"{info['evaluations']}, best {fitness} {info['best_fitness']:.4g}")
 
@@ -89,7 +114,7 @@ class TimestepSearch(io.ComfyNode):
                 population=population, generations=generations, reference_steps=reference_steps, seed=seed,
                 fitness=fitness, samples=samples, holdout=holdout, directory=host.schedule_write_dir(),
                 filename=filename, resume=resume, progress=progress, extra_args=extra_args, device=x.device,
-                target=target)
+                target=target, optimiser=optimiser, refine_iterations=refine_iterations)
 
         sigmas, _, report = host.run_with_guider(guider, latent, work, seed)
         host.show_text(node_id, report)

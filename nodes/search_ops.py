@@ -1,8 +1,10 @@
 """What the search nodes do, as plain functions (no ComfyUI import; unit-tested with testbed denoisers).
 
-* ``run_search`` — Timestep Search: an evolutionary search (schedules.search) with a reference made by the same
-  model, autosaved state (``<name>.searchstate`` next to the schedule files, not listed as a schedule), resumed
-  when asked, result saved as a schedule file with its fitness history (schedules.search_results).
+* ``run_search`` — Timestep Search: an evolutionary search (schedules.search), gradient refinement with
+  finite differences (schedules.search_refine, forward model calls only: ComfyUI runs nodes under inference mode)
+  or evolution followed by refinement, with a reference made by the same model; the evolution's state is autosaved
+  (``<name>.searchstate`` next to the schedule files, not listed as a schedule) and resumed when asked; the result
+  is saved as a schedule file with the optimiser and its fitness history (schedules.search_results).
 * ``searched_steps`` — Searched Steps: a saved search or a preset as SIGMAS, resampled only on request.
 * ``searched_for_model`` — the ``sl_searched`` dropdown scheduler.
 """
@@ -19,8 +21,9 @@ from ..schedules.files import adapt_to_kind, doc_kind, load_schedule, safe_sched
 from ..schedules.resample import loglinear_resample, truncate_for_denoise
 from ..schedules.search import EvolutionConfig, EvolutionSearch
 from ..schedules.search_fitness import EndpointFitness, FrechetFitness, ReferenceSet
-from ..schedules.search_genes import GeneSpace
+from ..schedules.search_genes import GeneSpace, uniform_genes
 from ..schedules.search_presets import PRESETS, preset_sigmas
+from ..schedules.search_refine import FD_STEP, refine
 from ..schedules.search_results import SEARCH_METHOD, best_saved_search, make_search_doc, same_model_family
 from ..schedules.search_state import load_state
 from ..schedules.validate import validate_denoise, validate_steps
@@ -28,6 +31,9 @@ from ..solvers.classic import sample_heun
 from .schedule_ops import PACK_VERSION
 
 FITNESSES = ("endpoint", "frechet_pooled")
+OPTIMISERS = ("evolution", "refine", "evolution + refine")
+REFINE_LR = {"refine": 0.2, "evolution + refine": 0.1}  # from uniform / after evolution (docs/search.md)
+REFINE_EVAL_EVERY = 2  # held-out check every 2 iterations (one run of the held-out samples)
 STATE_SUFFIX = ".searchstate"
 PRESET_PREFIX = "preset: "
 
@@ -48,13 +54,19 @@ def state_path(directory, filename: str) -> Path:
 def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, population: int = 16,
                generations: int = 8, reference_steps: int = 50, seed: int = 0, fitness: str = "endpoint",
                samples: int = 8, holdout: int = 8, directory, filename: str, resume: bool = True,
-               progress=None, extra_args=None, device=None, reference_sampler=sample_heun, target=None):
+               progress=None, extra_args=None, device=None, reference_sampler=sample_heun, target=None,
+               optimiser: str = "evolution", refine_iterations: int = 20):
     """Search ``nfe`` steps for ``sampler`` on ``model``; returns ``(sigmas float32, path, report)``.
 
     ``model`` is a k-diffusion denoiser, ``shape`` one latent's shape, ``sampler`` a k-diffusion sampler function.
-    ``progress(info)`` is called per evaluation and may raise (Cancel): the state is saved first, and the next run
-    with ``resume`` continues it. ``target`` (user latents in the model's space, ≥ 2) replaces the reference
-    endpoints as the Fréchet fitness's target. Every bad input is a ScheduleError naming it.
+    ``optimiser``: ``"evolution"``, ``"refine"`` (finite-difference refinement of the uniform list,
+    ``refine_iterations`` steps of ``2·nfe`` sampler runs on all ``samples``; needs ``holdout >= 2`` and the
+    endpoint fitness) or ``"evolution + refine"`` (refinement of the evolution's result).
+    ``progress(info)`` is called per evaluation of the evolution (``info["stage"] == "evolution"``) and per
+    refinement iteration (``"refine"``) and may raise (Cancel): the evolution's state is saved first, and the next
+    run with ``resume`` continues it (refinement restarts: it is deterministic). ``target`` (user latents in the
+    model's space, ≥ 2) replaces the reference endpoints as the Fréchet fitness's target. Every bad input is a
+    ScheduleError naming it.
     """
     try:
         path = Path(directory) / safe_schedule_name(filename)
@@ -62,6 +74,19 @@ def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, popu
         raise ScheduleError(f"filename: {e}") from None
     if fitness not in FITNESSES:
         raise ScheduleError(f"fitness={fitness!r} is unknown; choose one of {', '.join(FITNESSES)}.")
+    if optimiser not in OPTIMISERS:
+        raise ScheduleError(f"optimiser={optimiser!r} is unknown; choose one of {', '.join(OPTIMISERS)}.")
+    refining = optimiser != "evolution"
+    if refining:
+        if fitness != "endpoint":
+            raise ScheduleError(f"optimiser={optimiser!r} refines the endpoint distance (LD3); set fitness to "
+                                "'endpoint' or choose optimiser 'evolution' for frechet_pooled.")
+        if holdout < 2:
+            raise ScheduleError(f"holdout={holdout!r}: optimiser {optimiser!r} needs at least 2 held-out samples to "
+                                "stop refining before it over-fits; set holdout to 2 or more (4 is typical).")
+        if isinstance(refine_iterations, bool) or not isinstance(refine_iterations, int) or refine_iterations < 1:
+            raise ScheduleError(f"refine_iterations={refine_iterations!r} must be a whole number >= 1 (20-60 is "
+                                "typical).")
     target_tag = ""
     if target is not None:
         if fitness != "frechet_pooled":
@@ -87,24 +112,56 @@ def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, popu
         fit = FrechetFitness(model, sampler, ref, pooled_features,
                              target=None if target is None else target.to(ref.noise))
     label = f"{fitness}/{sampler_name}/samples={samples}+{holdout}/reference={reference_steps}{target_tag}"
-    search = EvolutionSearch(space, nfe, fit, config, seed=seed, label=label)
-    spath = state_path(directory, filename)
+    calls = {"reference": ref.model_calls}
     resumed = False
-    if resume and spath.exists():
-        search.restore(load_state(spath), source=f"search state {spath.name!r}")
-        resumed = True
-    result = search.run(progress=progress, autosave=spath)
-    held = fit.holdout(result.sigmas) if holdout >= 2 else None
-    doc = make_search_doc(result.sigmas, kind, nfe=nfe, sampler=sampler_name, fitness=label,
-                          best_fitness=result.fitness, holdout_fitness=held, seed=seed,
-                          config=asdict(config), genes=result.genes,
-                          history=result.history, pack_version=PACK_VERSION)
+    history, genes, config_doc, evaluations = [], None, {}, 0
+    if optimiser == "refine":
+        sigmas = space.sigmas(uniform_genes(space, nfe))
+    else:
+        search = EvolutionSearch(space, nfe, fit, config, seed=seed, label=label)
+        spath = state_path(directory, filename)
+        if resume and spath.exists():
+            search.restore(load_state(spath), source=f"search state {spath.name!r}")
+            resumed = True
+        evo_progress = None if progress is None else (lambda info: progress({**info, "stage": "evolution"}))
+        result = search.run(progress=evo_progress, autosave=spath)
+        sigmas, genes, history, evaluations = result.sigmas, list(result.genes), result.history, result.evaluations
+        config_doc = asdict(config)
+        calls["evolution"] = fit.model_calls
+    refined = None
+    if refining:
+        ref_progress = None if progress is None else (lambda info: progress({**info, "stage": "refine"}))
+        refined = refine(model, sampler, ref, sigmas, iterations=refine_iterations, lr=REFINE_LR[optimiser],
+                         batch=None, eval_every=REFINE_EVAL_EVERY, seed=seed, progress=ref_progress,
+                         gradient="finite_difference")
+        sigmas = refined.sigmas
+        calls["refine"] = refined.model_calls
+    before = fit.model_calls
+    best = fit(sigmas) if refining else result.fitness  # the refined list on the search samples
+    held = fit.holdout(sigmas) if holdout >= 2 else None
+    calls["scoring"] = fit.model_calls - before
+    refine_doc = None if refined is None else {
+        "gradient": refined.gradient, "fd_step": FD_STEP, "iterations": refine_iterations,
+        "lr": REFINE_LR[optimiser], "eval_every": REFINE_EVAL_EVERY, "best_iteration": refined.best_iteration,
+        "overfit": refined.overfit, "model_calls": refined.model_calls,
+        "train_rmse": [round(v, 6) for v in refined.train_rmse],
+        "holdout_rmse": [[i, round(v, 6)] for i, v in refined.holdout_rmse]}
+    doc = make_search_doc(sigmas, kind, nfe=nfe, sampler=sampler_name, fitness=label, best_fitness=best,
+                          holdout_fitness=held, seed=seed, config=config_doc, genes=genes, history=history,
+                          pack_version=PACK_VERSION, refined=refined is not None, optimiser=optimiser,
+                          refine=refine_doc, model_calls=calls)
     save_schedule(path, doc)
-    report = (f"{'resumed, ' if resumed else ''}{len(result.history)} generations, {result.evaluations} evaluations; "
-              f"best {fitness} {result.fitness:.4g}" + ("" if held is None else f", held-out {held:.4g}")
-              + f"\nsteps (grid indices): {list(result.genes)}\nsigmas: "
-              + ", ".join(f"{float(s):.4g}" for s in result.sigmas) + f"\nsaved {path}")
-    return result.sigmas.to(torch.float32), str(path), report
+    parts = []
+    if optimiser != "refine":
+        parts.append(f"{'resumed, ' if resumed else ''}{len(history)} generations, {evaluations} evaluations")
+    if refined is not None:
+        parts.append(f"refined {len(refined.train_rmse)} iterations by finite differences (best at "
+                     f"{refined.best_iteration}{', over-fitting after it' if refined.overfit else ''})")
+    report = ("; ".join(parts) + f"; best {fitness} {best:.4g}" + ("" if held is None else f", held-out {held:.4g}")
+              + "\nmodel calls: " + ", ".join(f"{k} {v}" for k, v in calls.items())
+              + ("" if genes is None or refined is not None else f"\nsteps (grid indices): {genes}")
+              + "\nsigmas: " + ", ".join(f"{float(s):.4g}" for s in sigmas) + f"\nsaved {path}")
+    return sigmas.to(torch.float32), str(path), report
 
 
 def schedule_choices(files: list[str]) -> list[str]:

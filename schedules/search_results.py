@@ -4,7 +4,12 @@ A search result is an ordinary schedule file (``files.py``) whose provenance met
 whose params record what it was searched for and how it went::
 
     {"nfe": 4, "sampler": "dpmpp_2m", "fitness": "endpoint-rmse", "best_fitness": 0.081, "holdout_fitness": 0.083,
-     "seed": 0, "config": {...}, "genes": [...], "refined": false, "history": [{generation, best_fitness, ...}]}
+     "seed": 0, "config": {...}, "genes": [...], "refined": false, "history": [{generation, best_fitness, ...}],
+     "optimiser": "evolution", "refine": null, "model_calls": {"reference": ..., "evolution": ...}}
+
+``optimiser`` is ``"evolution"``, ``"refine"`` or ``"evolution + refine"``; ``history`` is the evolution's
+(empty for refinement alone) and ``refine`` the refinement's record (gradient, settings, training and held-out
+RMSE curves, best iteration, model calls); ``genes`` is null for a refined list (its sigmas are not grid points).
 
 ``best_saved_search`` is what the ``sl_searched`` dropdown scheduler uses: among saved searches for the same model
 family and step count, the one with the lowest held-out fitness (else search fitness; ties: first file name);
@@ -27,12 +32,15 @@ SEARCH_METHOD = "timestep_search"
 
 def make_search_doc(sigmas, kind: ModelKind, *, nfe: int, sampler: str, fitness: str, best_fitness: float,
                     history: list, pack_version: str, holdout_fitness: float | None = None, seed: int = 0,
-                    config: dict | None = None, genes=None, refined: bool = False) -> dict:
+                    config: dict | None = None, genes=None, refined: bool = False, optimiser: str = "evolution",
+                    refine: dict | None = None, model_calls: dict | None = None) -> dict:
     """A hashed schedule document for a search result (see the module docstring)."""
     params = {"nfe": int(nfe), "sampler": str(sampler), "fitness": str(fitness),
               "best_fitness": _finite(best_fitness), "holdout_fitness": _finite(holdout_fitness),
               "seed": int(seed), "config": dict(config or {}), "genes": None if genes is None else list(genes),
-              "refined": bool(refined), "history": list(history)}
+              "refined": bool(refined), "history": list(history), "optimiser": str(optimiser),
+              "refine": None if refine is None else dict(refine),
+              "model_calls": None if model_calls is None else {str(k): int(v) for k, v in model_calls.items()}}
     return make_schedule_doc(sigmas, kind, SEARCH_METHOD, params, pack_version)
 
 

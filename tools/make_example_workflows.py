@@ -208,14 +208,16 @@ def timestep_search():
     ckpt, pos, neg, lat = common(w)
     sel = w.node("KSamplerSelect", (800, 200), ["dpmpp_2m"], size=(315, 58))
     search = w.node("SL_TimestepSearch", (800, -400),
-                    [4, 16, 8, 50, 4, 4, "endpoint", 0, "searched_dpmpp_2m_4", True], size=(340, 380))
+                    [4, 16, 8, 50, 4, 4, "endpoint", 0, "searched_dpmpp_2m_4", True, "evolution + refine", 20],
+                    size=(340, 430))
     guider = _custom_advanced(w, ckpt, pos, neg, lat, sel, search, "schedule_lab_searched")
     w.link(guider, 0, search, "guider")
     w.link(lat, 0, search, "latent")
     w.link(sel, 0, search, "sampler")
     w.dump("timestep_search",
-           "Timestep Search finds 4 noise levels for this model, prompt and sampler (progress on the node; Cancel "
-           "and run again to resume), saves them to models/schedules, and samples with them. Afterwards "
+           "Timestep Search finds 4 noise levels for this model, prompt and sampler (evolution, then gradient "
+           "refinement by finite differences; progress on the node; Cancel and run again to resume), saves them "
+           "to models/schedules, and samples with them. Afterwards "
            "Searched Steps or the sl_searched scheduler reuse the file.")
 
 

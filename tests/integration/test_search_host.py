@@ -83,3 +83,31 @@ def test_frechet_search_against_vae_encoded_user_images(comfy):
     assert entry["status"]["status_str"] == "success", (entry["status"], comfy.log_tail())
     doc = json.loads((comfy.workdir / "schedules" / "sl_it_target.json").read_text())
     assert "/target=3:" in doc["provenance"]["params"]["fitness"]
+
+
+def test_refine_and_evolution_plus_refine_run_in_the_host(comfy):
+    """ComfyUI runs nodes under torch.inference_mode(): refinement must get its gradient from forward calls."""
+    g = _search_graph("sl_it_refine")
+    g["search"]["inputs"].update(optimiser="refine", refine_iterations=3)
+    entry, events = comfy.run_ws(g, timeout=600)
+    assert entry["status"]["status_str"] == "success", (entry["status"], comfy.log_tail())
+    texts = [e[2] for e in events if e[0] == "text" and e[1] == "search"]
+    assert any(t.startswith("refine iteration 3/3, held-out endpoint") for t in texts), texts
+    p = json.loads((comfy.workdir / "schedules" / "sl_it_refine.json").read_text())["provenance"]["params"]
+    assert p["optimiser"] == "refine" and p["refine"]["gradient"] == "finite_difference"
+    assert len(p["refine"]["train_rmse"]) == 3 and p["history"] == [] and p["model_calls"]["refine"] > 0
+    sig = json.loads((comfy.workdir / "schedules" / "sl_it_refine.json").read_text())["sigmas"]
+    assert len(sig) == 4 and all(a > b for a, b in zip(sig, sig[1:], strict=False))
+
+    g = _search_graph("sl_it_chain")
+    g["search"]["inputs"].update(optimiser="evolution + refine", refine_iterations=2)
+    entry = comfy.run(g, timeout=600)
+    assert entry["status"]["status_str"] == "success", (entry["status"], comfy.log_tail())
+    p = json.loads((comfy.workdir / "schedules" / "sl_it_chain.json").read_text())["provenance"]["params"]
+    assert p["optimiser"] == "evolution + refine" and len(p["history"]) == 2 and len(p["refine"]["train_rmse"]) == 2
+
+    g = _search_graph("sl_it_refine_bad")
+    g["search"]["inputs"].update(optimiser="refine", holdout=0)
+    entry = comfy.run(g)
+    assert entry["status"]["status_str"] == "error"
+    assert any("holdout=0" in m for m in _errors(entry)), entry["status"]

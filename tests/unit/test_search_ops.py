@@ -191,3 +191,83 @@ def test_frechet_search_against_user_latents_and_target_errors(tmp_path):
         _search(tmp_path, fitness="frechet_pooled", target=target[:1])
     with pytest.raises(ScheduleError, match="different search.*fitness"):  # other images: no silent resume
         _search(tmp_path, fitness="frechet_pooled", target=target[:20], generations=3)
+
+
+def test_refine_optimisers_run_in_inference_mode_and_record_the_optimiser(tmp_path):
+    """What the node does in ComfyUI: everything under torch.inference_mode(), so refinement must use
+    finite differences; the saved file says which optimiser ran and keeps its curves."""
+    seen = []
+    with torch.inference_mode():
+        evo, evo_path, _ = _search(tmp_path, filename="evo")
+        ref_sigmas, path, report = _search(tmp_path, filename="ref", optimiser="refine", refine_iterations=6,
+                                           progress=seen.append)
+        chain, chain_path, chain_report = _search(tmp_path, filename="chain", optimiser="evolution + refine",
+                                                  refine_iterations=4)
+    validate_sigmas(ref_sigmas)
+    p = load_schedule(path)["provenance"]["params"]
+    assert p["optimiser"] == "refine" and p["refined"] and p["genes"] is None and p["history"] == []
+    r = p["refine"]
+    assert r["gradient"] == "finite_difference" and len(r["train_rmse"]) == 6
+    assert [i for i, _ in r["holdout_rmse"]] == [0, 2, 4, 6]
+    held = dict(r["holdout_rmse"])
+    assert p["holdout_fitness"] == pytest.approx(held[r["best_iteration"]], rel=1e-5)
+    assert r["best_iteration"] > 0 and held[r["best_iteration"]] < held[0]  # beats the uniform start
+    assert p["model_calls"]["refine"] == 6 * (2 * 3) * 3 + 4 * 3  # 2·nfe runs of nfe calls + 4 held-out runs
+    assert [i["stage"] for i in seen] == ["refine"] * 6 and "refined 6 iterations" in report
+    assert load_schedule(evo_path)["provenance"]["params"]["optimiser"] == "evolution"
+    c = load_schedule(chain_path)["provenance"]["params"]
+    assert c["optimiser"] == "evolution + refine" and len(c["history"]) == 3 and len(c["refine"]["train_rmse"]) == 4
+    assert c["holdout_fitness"] <= load_schedule(evo_path)["provenance"]["params"]["holdout_fitness"] + 1e-9
+    assert "3 generations" in chain_report and "model calls: reference" in chain_report
+
+
+def test_refine_optimiser_bad_inputs_name_the_input(tmp_path):
+    with pytest.raises(ScheduleError, match="optimiser="):
+        _search(tmp_path, optimiser="adam")
+    with pytest.raises(ScheduleError, match="set fitness to 'endpoint'"):
+        _search(tmp_path, optimiser="refine", fitness="frechet_pooled")
+    with pytest.raises(ScheduleError, match="holdout=0"):
+        _search(tmp_path, optimiser="evolution + refine", holdout=0)
+    with pytest.raises(ScheduleError, match="refine_iterations=0"):
+        _search(tmp_path, optimiser="refine", refine_iterations=0)
+    _search(tmp_path, holdout=0, refine_iterations=0)  # evolution alone ignores the refinement settings
+
+
+def test_search_bench_merges_rows_and_charges_backward_passes_only_to_autograd():
+    from schedule_lab.benchmarks.search_bench import _refine_cost, merge_rows, report
+    from schedule_lab.schedules.search_refine import RefineResult
+
+    def result(gradient):
+        return RefineResult(sigmas=torch.zeros(2), best_iteration=0, model_samples=100, gradient_samples=80,
+                            gradient=gradient)
+
+    assert _refine_cost(result("autograd")) == (100, 260) and _refine_cost(result("finite_difference")) == (100, 100)
+
+    def row(method, seed, err):
+        return {"testbed": "t", "sampler": "euler", "nfe": 4, "seed": seed, "method": method, "rmse": err,
+                "fd_cls": 1.0, "evaluations": 10, "cost_x3": 10, "reference_evaluations": 5, "seconds": 1.0}
+
+    old = [row("uniform", 0, 0.2), row("uniform", 1, 0.4), row("karras", 0, 0.4), row("karras", 1, 0.4),
+           row("refine (finite differences)", 0, 0.3)]
+    merged = merge_rows(old, [row("refine (finite differences)", 0, 0.1), row("refine (finite differences)", 1, 0.2)])
+    assert len(merged) == 6 and sorted(r["rmse"] for r in merged if r["method"].startswith("refine")) == [0.1, 0.2]
+    only_seed_1 = old[:4] + [row("refine (finite differences)", 1, 0.2)]  # paired with seed 1's baselines
+    line = next(x for x in report(only_seed_1, [0, 1]).splitlines() if "| refine (finite differences) |" in x)
+    assert [c.strip() for c in line.split("|")][7:9] == ["0.50", "0.50"]
+
+
+def test_cancel_during_refinement_then_run_again_gives_the_uninterrupted_result(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    kw = dict(optimiser="evolution + refine", refine_iterations=4)
+    full, _, _ = _search(tmp_path / "a", **kw)
+
+    def cancel(info):
+        if info["stage"] == "refine" and info["iteration"] == 2:
+            raise _Cancel
+
+    with pytest.raises(_Cancel):
+        _search(tmp_path / "b", progress=cancel, **kw)
+    assert load_state(tmp_path / "b" / "digits_euler_3.searchstate")["done"]  # the evolution part is kept
+    again, _, report = _search(tmp_path / "b", **kw)
+    assert report.startswith("resumed") and torch.equal(again, full)
