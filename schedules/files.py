@@ -147,17 +147,20 @@ def loads(text: str, source: str = "schedule") -> dict:
 
 
 def save_schedule(path, doc: dict) -> Path:
-    """Write ``doc`` to ``path`` atomically: a temporary file in the same folder, fsync, then ``os.replace``.
+    """Write ``doc`` to ``path`` atomically (see :func:`atomic_write_text`)."""
+    return atomic_write_text(path, dumps(doc), "schedule")
 
-    Afterwards ``path`` holds either the complete new file or, if anything failed, whatever it held before;
-    the temporary file is removed on failure.
+
+def atomic_write_text(path, text: str, what: str = "file") -> Path:
+    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, fsync, then ``os.replace``.
+
+    Afterwards ``path`` holds either the complete new file or, if anything failed (or was interrupted), whatever it
+    held before; the temporary file is removed on failure. ``what`` names the file in the error for a missing folder.
     """
     path = Path(path)
-    text = dumps(doc)
     folder = path.parent
     if not folder.is_dir():
-        raise ScheduleError(f"folder {str(folder)!r} for schedule {path.name!r} does not exist; "
-                            "create it first.")
+        raise ScheduleError(f"folder {str(folder)!r} for {what} {path.name!r} does not exist; create it first.")
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -11,12 +11,10 @@ and says to delete it (the search then starts again).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from .errors import ScheduleError
-from .files import doc_hash
+from .files import atomic_write_text, doc_hash
 
 __all__ = ["STATE_FORMAT", "STATE_VERSION", "check_state", "load_state", "make_state_doc", "save_state"]
 
@@ -65,24 +63,7 @@ def save_state(path, doc: dict) -> Path:
     """Write ``doc`` atomically (temporary file in the same folder, fsync, ``os.replace``)."""
     path = Path(path)
     check_state(doc)
-    text = json.dumps(doc, allow_nan=False) + "\n"
-    if not path.parent.is_dir():
-        raise ScheduleError(f"folder {str(path.parent)!r} for search state {path.name!r} does not exist; "
-                            "create it first.")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return atomic_write_text(path, json.dumps(doc, allow_nan=False) + "\n", "search state")
 
 
 def load_state(path) -> dict:

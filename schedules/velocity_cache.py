@@ -12,15 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .constant_rate import Velocity
 from .errors import ScheduleError
-from .files import _canonical, _fsync_folder
+from .files import _canonical, atomic_write_text
 
 __all__ = ["FORMAT", "cache_key", "cached_velocity", "load_velocity", "save_velocity"]
 
@@ -57,23 +55,7 @@ def save_velocity(folder, key: str, model_id: str, settings: dict, velocity: Vel
     doc = {"format": FORMAT, "version": VERSION, "key": key, "model": model_id, "settings": settings,
            "velocity": velocity.to_dict(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     doc["sha256"] = _hash(doc)
-    text = json.dumps(doc, allow_nan=False) + "\n"
-    path = _path(folder, key)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_folder(folder)
-    return path
+    return atomic_write_text(_path(folder, key), json.dumps(doc, allow_nan=False) + "\n", "calibration")
 
 
 def load_velocity(folder, key: str) -> tuple[Velocity | None, str]:

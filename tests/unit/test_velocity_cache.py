@@ -90,12 +90,12 @@ def test_an_interrupted_calibration_caches_nothing(tmp_path):
 
 
 def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
-    import schedule_lab.schedules.velocity_cache as vc
+    import schedule_lab.schedules.files as files  # the one atomic writer (schedules, states, calibrations)
 
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(vc.os, "replace", boom)
+    monkeypatch.setattr(files.os, "replace", boom)
     with pytest.raises(OSError):
         save_velocity(tmp_path, cache_key("m", SETTINGS), "m", SETTINGS, _velocity())
     assert list(tmp_path.iterdir()) == []
