@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .constant_rate import Velocity
 from .errors import ScheduleError
-from .files import _canonical, atomic_write_text
+from .files import _canonical, atomic_write_text, doc_hash
 
 __all__ = ["FORMAT", "cache_key", "cached_velocity", "load_velocity", "save_velocity"]
 
@@ -38,10 +38,6 @@ def cache_key(model_id: str, settings: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:40]
 
 
-def _hash(doc: dict) -> str:
-    return hashlib.sha256(_canonical({k: v for k, v in doc.items() if k != "sha256"})).hexdigest()
-
-
 def _path(folder, key: str) -> Path:
     if not (isinstance(key, str) and key.isalnum()):
         raise ScheduleError(f"cache key {key!r} must be alphanumeric (use cache_key()).")
@@ -54,7 +50,7 @@ def save_velocity(folder, key: str, model_id: str, settings: dict, velocity: Vel
     folder.mkdir(parents=True, exist_ok=True)
     doc = {"format": FORMAT, "version": VERSION, "key": key, "model": model_id, "settings": settings,
            "velocity": velocity.to_dict(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    doc["sha256"] = _hash(doc)
+    doc["sha256"] = doc_hash(doc)
     return atomic_write_text(_path(folder, key), json.dumps(doc, allow_nan=False) + "\n", "calibration")
 
 
@@ -75,7 +71,7 @@ def load_velocity(folder, key: str) -> tuple[Velocity | None, str]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
         return _discard(path, "not a velocity record of this version")
     try:
-        sound = doc.get("sha256") == _hash(doc)
+        sound = doc.get("sha256") == doc_hash(doc)
     except (TypeError, ValueError):
         sound = False
     if not sound:

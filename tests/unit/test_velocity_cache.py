@@ -65,11 +65,11 @@ def test_a_corrupt_entry_is_discarded_and_measured_again(tmp_path, damage):
         path = tmp_path / f"{other}.json"
         assert doc["key"] != other
     else:
-        from schedule_lab.schedules.velocity_cache import _hash
+        from schedule_lab.schedules.files import doc_hash
 
         doc = json.loads(text)
         doc["velocity"]["v"] = [-1.0] * len(doc["velocity"]["v"])
-        doc["sha256"] = _hash(doc)
+        doc["sha256"] = doc_hash(doc)
         path.write_text(json.dumps(doc))
     velocity, status = load_velocity(tmp_path, key)
     assert velocity is None and status.startswith("corrupt") and not path.exists()
