@@ -106,16 +106,8 @@ def common(w: Workflow):
 def ays_in_ksampler():
     w = Workflow()
     ckpt, pos, neg, lat = common(w)
-    ks = w.node("KSampler", (800, 200), [42, "fixed", 10, 7.0, "euler", "sl_ays_sd1", 1.0], size=(315, 262))
-    dec = w.node("VAEDecode", (1150, 200), size=(210, 46))
-    save = w.node("SaveImage", (1400, 200), ["schedule_lab_ays"], size=(400, 400))
-    w.link(ckpt, 0, ks, "model")
-    w.link(pos, 0, ks, "positive")
-    w.link(neg, 0, ks, "negative")
-    w.link(lat, 0, ks, "latent_image")
-    w.link(ks, 0, dec, "samples")
-    w.link(ckpt, 2, dec, "vae")
-    w.link(dec, 0, save, "images")
+    ks = _ksampler(w, (ckpt, 0), pos, neg, lat, [42, "fixed", 10, 7.0, "euler", "sl_ays_sd1", 1.0], (800, 200))
+    _decode_and_save(w, ckpt, ks, "schedule_lab_ays", at=(1150, 200), gap=250)
     w.dump("ays_in_ksampler", "The stock KSampler with a Schedule Lab scheduler picked from its dropdown.")
 
 
@@ -126,35 +118,30 @@ def save_and_inspect_schedule():
     info = w.node("SL_ScheduleInfo", (1150, -250), [], size=(400, 240))
     savesched = w.node("SL_SaveSchedule", (1150, 0), ["ays_sd1_10", "AYS SD1, 10 steps", False], size=(315, 130))
     sel = w.node("KSamplerSelect", (800, 200), ["dpmpp_2m"], size=(315, 58))
-    noise = w.node("RandomNoise", (800, 300), [42, "fixed"], size=(315, 82))
-    guider = w.node("CFGGuider", (800, 420), [7.0], size=(315, 98))
-    sca = w.node("SamplerCustomAdvanced", (1150, 250), size=(272, 106))
-    dec = w.node("VAEDecode", (1450, 250), size=(210, 46))
-    save = w.node("SaveImage", (1700, 250), ["schedule_lab_custom"], size=(400, 400))
     w.link(ckpt, 0, sched, "model")
     w.link(sched, 0, info, "sigmas")
     w.link(ckpt, 0, info, "model")
     w.link(sched, 0, savesched, "sigmas")
     w.link(ckpt, 0, savesched, "model")
-    w.link(ckpt, 0, guider, "model")
-    w.link(pos, 0, guider, "positive")
-    w.link(neg, 0, guider, "negative")
-    w.link(noise, 0, sca, "noise")
-    w.link(guider, 0, sca, "guider")
-    w.link(sel, 0, sca, "sampler")
-    w.link(sched, 0, sca, "sigmas")
-    w.link(lat, 0, sca, "latent_image")
-    w.link(sca, 0, dec, "samples")
-    w.link(ckpt, 2, dec, "vae")
-    w.link(dec, 0, save, "images")
+    _custom_advanced(w, ckpt, pos, neg, lat, sel, sched, "schedule_lab_custom")
     w.dump("save_and_inspect_schedule",
            "SamplerCustomAdvanced driven by a Schedule Lab scheduler; the schedule is plotted by Schedule Info "
            "and saved to models/schedules by Save Schedule.")
 
 
-def _decode_and_save(w: Workflow, ckpt: int, latent_src: int, prefix: str, x: int = 1150):
-    dec = w.node("VAEDecode", (x + 300, 250), size=(210, 46))
-    save = w.node("SaveImage", (x + 550, 250), [prefix], size=(400, 400))
+def _ksampler(w: Workflow, model: tuple[int, int], pos, neg, lat, widgets, at, title=None) -> int:
+    """A KSampler fed ``model`` = (node, output slot), the prompts and the latent."""
+    ks = w.node("KSampler", at, widgets, size=(315, 262), title=title)
+    w.link(model[0], model[1], ks, "model")
+    w.link(pos, 0, ks, "positive")
+    w.link(neg, 0, ks, "negative")
+    w.link(lat, 0, ks, "latent_image")
+    return ks
+
+
+def _decode_and_save(w: Workflow, ckpt: int, latent_src: int, prefix: str, at=(1450, 250), gap: int = 250):
+    dec = w.node("VAEDecode", at, size=(210, 46))
+    save = w.node("SaveImage", (at[0] + gap, at[1]), [prefix], size=(400, 400))
     w.link(latent_src, 0, dec, "samples")
     w.link(ckpt, 2, dec, "vae")
     w.link(dec, 0, save, "images")
@@ -180,12 +167,8 @@ def tada_detail_level_ksampler():
     w = Workflow()
     ckpt, pos, neg, lat = common(w)
     detail = w.node("SL_DetailLevel", (350, -100), [2.0], size=(315, 82))
-    ks = w.node("KSampler", (800, 200), [42, "fixed", 8, 7.0, "sl_tada", "karras", 1.0], size=(315, 262))
     w.link(ckpt, 0, detail, "model")
-    w.link(detail, 0, ks, "model")
-    w.link(pos, 0, ks, "positive")
-    w.link(neg, 0, ks, "negative")
-    w.link(lat, 0, ks, "latent_image")
+    ks = _ksampler(w, (detail, 0), pos, neg, lat, [42, "fixed", 8, 7.0, "sl_tada", "karras", 1.0], (800, 200))
     _decode_and_save(w, ckpt, ks, "schedule_lab_tada")
     w.dump("tada_detail_level_ksampler",
            "The stock KSampler with sampler sl_tada; the Detail Level node sets TADA's detail on the model "
@@ -224,37 +207,14 @@ def timestep_search():
 def constant_rate_calibration():
     w = Workflow()
     ckpt, pos, neg, lat = common(w)
-    guider = w.node("CFGGuider", (800, 420), [7.0], size=(315, 98))
-    crs = w.node("SL_ConstantRateScheduler", (800, 0), [10, 1.0, "vx+cos", 1.5, 64, 24, 0, ""], size=(340, 300))
-    sel = w.node("KSamplerSelect", (800, 560), ["dpmpp_2m"], size=(315, 58))
-    noise = w.node("RandomNoise", (800, 660), [42, "fixed"], size=(315, 82))
-    sca = w.node("SamplerCustomAdvanced", (1200, 250), size=(272, 106))
-    dec = w.node("VAEDecode", (1500, 250), size=(210, 46))
-    save = w.node("SaveImage", (1750, 250), ["schedule_lab_constant_rate"], size=(400, 400))
-    w.link(ckpt, 0, guider, "model")
-    w.link(pos, 0, guider, "positive")
-    w.link(neg, 0, guider, "negative")
+    crs = w.node("SL_ConstantRateScheduler", (800, -350), [10, 1.0, "vx+cos", 1.5, 64, 24, 0, ""], size=(340, 300))
+    sel = w.node("KSamplerSelect", (800, 200), ["dpmpp_2m"], size=(315, 58))
+    guider = _custom_advanced(w, ckpt, pos, neg, lat, sel, crs, "schedule_lab_constant_rate")
     w.link(guider, 0, crs, "guider")
     w.link(lat, 0, crs, "latent")
-    w.link(noise, 0, sca, "noise")
-    w.link(guider, 0, sca, "guider")
-    w.link(sel, 0, sca, "sampler")
-    w.link(crs, 0, sca, "sigmas")
-    w.link(lat, 0, sca, "latent_image")
-    w.link(sca, 0, dec, "samples")
-    w.link(ckpt, 2, dec, "vae")
-    w.link(dec, 0, save, "images")
-    ks = w.node("KSampler", (1200, 700), [42, "fixed", 10, 7.0, "dpmpp_2m", "sl_constant_rate", 1.0],
-                size=(315, 262), title="KSampler on the calibrated MODEL")
-    dec2 = w.node("VAEDecode", (1550, 700), size=(210, 46))
-    save2 = w.node("SaveImage", (1800, 700), ["schedule_lab_constant_rate_ksampler"], size=(400, 400))
-    w.link(crs, 2, ks, "model")
-    w.link(pos, 0, ks, "positive")
-    w.link(neg, 0, ks, "negative")
-    w.link(lat, 0, ks, "latent_image")
-    w.link(ks, 0, dec2, "samples")
-    w.link(ckpt, 2, dec2, "vae")
-    w.link(dec2, 0, save2, "images")
+    ks = _ksampler(w, (crs, 2), pos, neg, lat, [42, "fixed", 10, 7.0, "dpmpp_2m", "sl_constant_rate", 1.0],
+                   (1150, 700), title="KSampler on the calibrated MODEL")
+    _decode_and_save(w, ckpt, ks, "schedule_lab_constant_rate_ksampler", at=(1450, 700))
     w.dump("constant_rate_calibration",
            "Constant-Rate Scheduler: the schedule is measured on this model, prompt and CFG (through the same "
            "guider the sampler uses) once, cached in models/schedule_lab_calibration, and fed to "
