@@ -24,7 +24,7 @@ KIND = ModelKind.vp()
 _spec = importlib.util.spec_from_file_location("sl_unit_nodes_host", Path(__file__).with_name("test_nodes_host.py"))
 _stand_ins = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_stand_ins)
-_fake_comfy, _mix = _stand_ins._fake_comfy, _stand_ins._mix
+_mix = _stand_ins._mix
 
 
 class CountingModel:
@@ -117,13 +117,7 @@ def test_report_says_where_the_schedule_came_from():
 # ---------------------------------------------------------------------------------------------------------------
 # sl_constant_rate in the KSampler dropdown
 # ---------------------------------------------------------------------------------------------------------------
-@pytest.fixture
-def comfy(monkeypatch):
-    mods = _fake_comfy()
-    for name, mod in mods.items():
-        monkeypatch.setitem(sys.modules, name, mod)
-    host._warned.clear()
-    return mods
+comfy = _stand_ins.comfy  # the same fixture: fake comfy modules in sys.modules, host warnings reset
 
 
 def test_dropdown_uses_the_calibration_attached_to_this_model_else_the_default(comfy, caplog):
