@@ -24,14 +24,14 @@ from types import SimpleNamespace
 import torch
 
 from ..schedules import baseline
-from ..schedules.constant_rate import (
+from ..schedules.constant_rate.construct import (
     DEFAULT_XI,
     Velocity,
     cos_velocity,
     default_velocity,
     gaussian_frechet_velocity,
 )
-from ..schedules.constant_rate_measure import measure_velocity
+from ..schedules.constant_rate.measure import measure_velocity
 from ..testbeds.metrics import classifier_features, rmse
 from ..testbeds.reference import converged_endpoint
 from . import methods as M

@@ -29,9 +29,9 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from ..schedules.search_fitness import ReferenceSet, endpoint_rmse, run_sampler  # noqa: E402
-from ..schedules.search_genes import GeneSpace, uniform_genes  # noqa: E402
-from ..schedules.search_refine import (  # noqa: E402
+from ..schedules.search.fitness import ReferenceSet, endpoint_rmse, run_sampler  # noqa: E402
+from ..schedules.search.genes import GeneSpace, uniform_genes  # noqa: E402
+from ..schedules.search.refine import (  # noqa: E402
     differentiable,
     finite_difference_basis,
     logits_from_sigmas,

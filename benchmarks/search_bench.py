@@ -40,10 +40,10 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from ..schedules import baseline  # noqa: E402
-from ..schedules.search import EvolutionConfig, EvolutionSearch  # noqa: E402
-from ..schedules.search_fitness import EndpointFitness, ReferenceSet, run_sampler  # noqa: E402
-from ..schedules.search_genes import GeneSpace, uniform_genes  # noqa: E402
-from ..schedules.search_refine import refine  # noqa: E402
+from ..schedules.search.evolution import EvolutionConfig, EvolutionSearch  # noqa: E402
+from ..schedules.search.fitness import EndpointFitness, ReferenceSet, run_sampler  # noqa: E402
+from ..schedules.search.genes import GeneSpace, uniform_genes  # noqa: E402
+from ..schedules.search.refine import refine  # noqa: E402
 from ..solvers.classic import sample_dpmpp_2m, sample_euler  # noqa: E402
 from ..testbeds.metrics import classifier_features, fd_cls, rmse  # noqa: E402
 from ..testbeds.reference import converged_endpoint  # noqa: E402

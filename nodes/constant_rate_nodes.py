@@ -1,8 +1,8 @@
 """Constant-Rate Scheduler node (V3 schema): calibrate a constant-rate schedule on the user's model, cached."""
 from __future__ import annotations
 
-from ..schedules.constant_rate import DEFAULT_XI
-from ..schedules.velocity_cache import cached_velocity
+from ..schedules.constant_rate.cache import cached_velocity
+from ..schedules.constant_rate.construct import DEFAULT_XI
 from . import constant_rate_ops as ops
 from . import host, schedule_ops
 

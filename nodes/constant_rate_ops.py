@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..schedules.constant_rate import (
+from ..schedules.constant_rate.construct import (
     DEFAULT_SMOOTH,
     DEFAULT_XI,
     Velocity,
@@ -21,7 +21,7 @@ from ..schedules.constant_rate import (
     cos_velocity,
     default_velocity,
 )
-from ..schedules.constant_rate_measure import measure_velocity, model_samples
+from ..schedules.constant_rate.measure import measure_velocity, model_samples
 from ..schedules.errors import ScheduleError
 from ..schedules.model_kind import ModelKind
 from ..schedules.resample import truncate_for_denoise

@@ -1,10 +1,10 @@
 """What the search nodes do, as plain functions (no ComfyUI import; unit-tested with testbed denoisers).
 
 * ``run_search`` — Timestep Search: an evolutionary search (schedules.search), gradient refinement with
-  finite differences (schedules.search_refine, forward model calls only: ComfyUI runs nodes under inference mode)
+  finite differences (schedules.search.refine, forward model calls only: ComfyUI runs nodes under inference mode)
   or evolution followed by refinement, with a reference made by the same model; the evolution's state is autosaved
   (``<name>.searchstate`` next to the schedule files, not listed as a schedule) and resumed when asked; the result
-  is saved as a schedule file with the optimiser and its fitness history (schedules.search_results).
+  is saved as a schedule file with the optimiser and its fitness history (schedules.search.results).
 * ``searched_steps`` — Searched Steps: a saved search or a preset as SIGMAS, resampled only on request.
 * ``searched_for_model`` — the ``sl_searched`` dropdown scheduler.
 """
@@ -19,13 +19,13 @@ import torch
 from ..schedules.errors import ScheduleError
 from ..schedules.files import adapt_to_kind, doc_kind, load_schedule, safe_schedule_name, save_schedule
 from ..schedules.resample import loglinear_resample, truncate_for_denoise
-from ..schedules.search import EvolutionConfig, EvolutionSearch
-from ..schedules.search_fitness import EndpointFitness, FrechetFitness, ReferenceSet
-from ..schedules.search_genes import GeneSpace, uniform_genes
-from ..schedules.search_presets import PRESETS, preset_sigmas
-from ..schedules.search_refine import FD_STEP, refine
-from ..schedules.search_results import SEARCH_METHOD, best_saved_search, make_search_doc, same_model_family
-from ..schedules.search_state import load_state
+from ..schedules.search.evolution import EvolutionConfig, EvolutionSearch
+from ..schedules.search.fitness import EndpointFitness, FrechetFitness, ReferenceSet
+from ..schedules.search.genes import GeneSpace, uniform_genes
+from ..schedules.search.presets import PRESETS, preset_sigmas
+from ..schedules.search.refine import FD_STEP, refine
+from ..schedules.search.results import SEARCH_METHOD, best_saved_search, make_search_doc, same_model_family
+from ..schedules.search.state import load_state
 from ..schedules.validate import validate_denoise, validate_steps
 from ..solvers.classic import sample_heun
 from .schedule_ops import PACK_VERSION

@@ -30,14 +30,14 @@ VERSION = 1
 SUFFIX = ".json"
 
 
-def _canonical(obj) -> bytes:
+def canonical_json(obj) -> bytes:
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return text.encode("utf-8")
 
 
 def doc_hash(doc: dict) -> str:
     """sha256 of the canonical JSON of ``doc`` without its ``sha256`` field."""
-    return hashlib.sha256(_canonical({k: v for k, v in doc.items() if k != "sha256"})).hexdigest()
+    return hashlib.sha256(canonical_json({k: v for k, v in doc.items() if k != "sha256"})).hexdigest()
 
 
 def make_schedule_doc(sigmas, kind: ModelKind, method: str, params: dict, pack_version: str, *,

@@ -26,18 +26,28 @@ HERE = Path(__file__).resolve().parent
 PACK_DIR_NAME = "schedule_lab"
 sys.path.insert(0, str(HERE))  # tests import the graph builders as a plain module (importlib mode)
 
-from sl_env import COMFYUI_PATH, COMFYUI_PYTHON  # noqa: E402
+from sl_env import COMFYUI_PATH, COMFYUI_PYTHON, IN_CI, host_problem  # noqa: E402
 from sl_graphs import CHECKPOINT  # noqa: E402
+
+NO_HOST = ("COMFYUI_PATH is not set: point it at a ComfyUI checkout and COMFYUI_PYTHON at its venv's python "
+           "(eval \"$(../shared/host/comfyui-host.sh)\" sets both) to run the real-host integration tests")
 
 
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if HERE in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.integration)
-            if not COMFYUI_PATH:
-                item.add_marker(pytest.mark.skip(
-                    reason="COMFYUI_PATH is not set: point it at a ComfyUI checkout (and COMFYUI_PYTHON at its "
-                           "venv's python) to run the real-host integration tests"))
+    mine = [item for item in items if HERE in Path(str(item.fspath)).parents]
+    for item in mine:
+        item.add_marker(pytest.mark.integration)
+    if not mine:
+        return
+    if not COMFYUI_PATH:
+        if IN_CI:  # CI must never pass by skipping the real host
+            pytest.exit(f"CI=true but {NO_HOST}", returncode=3)
+        for item in mine:
+            item.add_marker(pytest.mark.skip(reason=NO_HOST))
+        return
+    problem = host_problem()
+    if problem:
+        pytest.exit(problem, returncode=3)
 
 
 def _free_port() -> int:

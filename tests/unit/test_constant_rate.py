@@ -9,7 +9,7 @@ import torch
 from scipy.integrate import quad
 
 from schedule_lab.schedules import ModelKind, ScheduleError, exponential, karras
-from schedule_lab.schedules.constant_rate import (
+from schedule_lab.schedules.constant_rate.construct import (
     DEFAULT_SMOOTH,
     DEFAULT_XI,
     Velocity,
@@ -22,7 +22,7 @@ from schedule_lab.schedules.constant_rate import (
     sample_training_sigmas,
     training_density,
 )
-from schedule_lab.schedules.constant_rate_measure import measure_velocity
+from schedule_lab.schedules.constant_rate.measure import measure_velocity
 from schedule_lab.testbeds.gaussian import GaussianTestbed
 
 KINDS = {"eps": ModelKind.vp("eps"), "v": ModelKind.vp("v"), "edm": ModelKind.edm(), "flow": ModelKind.flow(3.0)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from schedule_lab.benchmarks.constant_rate_bench import _summary
-from schedule_lab.schedules.constant_rate import Velocity
+from schedule_lab.schedules.constant_rate.construct import Velocity
 
 
 def _row(sampler, schedule, nfe, err):

@@ -15,7 +15,7 @@ from schedule_lab.nodes import constant_rate_ops as ops
 from schedule_lab.nodes import host
 from schedule_lab.nodes.registry import SCHEDULERS
 from schedule_lab.schedules import ModelKind, ScheduleError
-from schedule_lab.schedules.constant_rate import Velocity, constant_rate_sigmas, default_velocity
+from schedule_lab.schedules.constant_rate.construct import Velocity, constant_rate_sigmas, default_velocity
 from schedule_lab.testbeds.gaussian import GaussianTestbed
 
 KIND = ModelKind.vp()

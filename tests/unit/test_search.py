@@ -12,9 +12,9 @@ import torch
 
 from schedule_lab.schedules import ScheduleError, simple, validate_sigmas
 from schedule_lab.schedules.model_kind import ModelKind
-from schedule_lab.schedules.search import EvolutionConfig, EvolutionSearch, evolve
-from schedule_lab.schedules.search_fitness import EndpointFitness, FrechetFitness, ReferenceSet
-from schedule_lab.schedules.search_genes import (
+from schedule_lab.schedules.search.evolution import EvolutionConfig, EvolutionSearch, evolve
+from schedule_lab.schedules.search.fitness import EndpointFitness, FrechetFitness, ReferenceSet
+from schedule_lab.schedules.search.genes import (
     GeneSpace,
     crossover,
     karras_genes,
@@ -22,9 +22,9 @@ from schedule_lab.schedules.search_genes import (
     random_genes,
     uniform_genes,
 )
-from schedule_lab.schedules.search_presets import PRESETS, dpm_solver_time_to_sigma, preset_sigmas
-from schedule_lab.schedules.search_refine import differentiable, logits_from_sigmas, refine, sigmas_from_logits
-from schedule_lab.schedules.search_state import load_state, make_state_doc, save_state
+from schedule_lab.schedules.search.presets import PRESETS, dpm_solver_time_to_sigma, preset_sigmas
+from schedule_lab.schedules.search.refine import differentiable, logits_from_sigmas, refine, sigmas_from_logits
+from schedule_lab.schedules.search.state import load_state, make_state_doc, save_state
 from schedule_lab.solvers.classic import sample_dpmpp_2m, sample_euler
 
 SD = ModelKind.vp()

@@ -1,4 +1,4 @@
-"""Search node logic without ComfyUI (nodes/search_ops.py, schedules/search_results.py): saved results, resume,
+"""Search node logic without ComfyUI (nodes/search_ops.py, schedules/search/results.py): saved results, resume,
 Cancel, Searched Steps, and the sl_searched dropdown scheduler."""
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from schedule_lab.nodes import search_ops
 from schedule_lab.nodes.registry import SCHEDULERS
 from schedule_lab.schedules import ScheduleError, load_schedule, make_schedule_doc, save_schedule, validate_sigmas
 from schedule_lab.schedules.model_kind import ModelKind
-from schedule_lab.schedules.search_presets import preset_sigmas
-from schedule_lab.schedules.search_results import best_saved_search, make_search_doc
-from schedule_lab.schedules.search_state import load_state
+from schedule_lab.schedules.search.presets import preset_sigmas
+from schedule_lab.schedules.search.results import best_saved_search, make_search_doc
+from schedule_lab.schedules.search.state import load_state
 from schedule_lab.solvers.classic import sample_euler
 
 SD = ModelKind.vp()
@@ -235,7 +235,7 @@ def test_refine_optimiser_bad_inputs_name_the_input(tmp_path):
 
 def test_search_bench_merges_rows_and_charges_backward_passes_only_to_autograd():
     from schedule_lab.benchmarks.search_bench import _refine_cost, merge_rows, report
-    from schedule_lab.schedules.search_refine import RefineResult
+    from schedule_lab.schedules.search.refine import RefineResult
 
     def result(gradient):
         return RefineResult(sigmas=torch.zeros(2), best_iteration=0, model_samples=100, gradient_samples=80,

@@ -9,9 +9,9 @@ import torch
 
 from schedule_lab.schedules import ScheduleError, validate_sigmas
 from schedule_lab.schedules.model_kind import ModelKind
-from schedule_lab.schedules.search_fitness import EndpointFitness, ReferenceSet
-from schedule_lab.schedules.search_genes import GeneSpace, uniform_genes
-from schedule_lab.schedules.search_refine import (
+from schedule_lab.schedules.search.fitness import EndpointFitness, ReferenceSet
+from schedule_lab.schedules.search.genes import GeneSpace, uniform_genes
+from schedule_lab.schedules.search.refine import (
     differentiable,
     finite_difference_basis,
     logits_from_sigmas,

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from schedule_lab.schedules import ScheduleError
-from schedule_lab.schedules.constant_rate import Velocity
-from schedule_lab.schedules.velocity_cache import cache_key, cached_velocity, load_velocity, save_velocity
+from schedule_lab.schedules.constant_rate.cache import cache_key, cached_velocity, load_velocity, save_velocity
+from schedule_lab.schedules.constant_rate.construct import Velocity
 
 SETTINGS = {"measure": "vx", "points": 8, "samples": 4, "seed": 0}
 
@@ -111,7 +111,7 @@ def test_the_cache_survives_a_restart_of_the_process(tmp_path):
     code = ("import sys, importlib.util; s = importlib.util.spec_from_file_location('schedule_lab', sys.argv[1] + "
             "'/__init__.py', submodule_search_locations=[sys.argv[1]]); m = importlib.util.module_from_spec(s); "
             "sys.modules['schedule_lab'] = m; s.loader.exec_module(m); "
-            "from schedule_lab.schedules.velocity_cache import cached_velocity; "
+            "from schedule_lab.schedules.constant_rate.cache import cached_velocity; "
             "print(cached_velocity(sys.argv[2], 'model-a', " + repr(SETTINGS) + ", lambda: 1 / 0)[1])")
     out = subprocess.run([sys.executable, "-c", code, str(root), str(tmp_path)], capture_output=True, text=True,
                          check=True)

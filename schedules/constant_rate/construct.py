@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .errors import ScheduleError
-from .model_kind import ModelKind
-from .validate import validate_steps
+from ..errors import ScheduleError
+from ..model_kind import ModelKind
+from ..validate import validate_steps
 
 __all__ = [
     "COORDS", "DEFAULT_SMOOTH", "DEFAULT_XI", "LAMBDA_CLIP", "Velocity", "check_xi", "combine", "constant_rate_sigmas",
@@ -326,7 +326,7 @@ def constant_rate_sigmas(velocity: Velocity, kind: ModelKind, steps: int, xi: fl
     """The constant-rate schedule of ``kind``: ``steps`` sigmas from sigma_max to sigma_min (exactly), then 0."""
     if not isinstance(velocity, Velocity):
         raise ScheduleError(f"velocity must be a Velocity, got {type(velocity).__name__}; build one with "
-                            "default_velocity(kind) or a measure of schedules.constant_rate_measure.")
+                            "default_velocity(kind) or a measure of schedules.constant_rate.measure.")
     if not isinstance(kind, ModelKind):
         raise ScheduleError(f"kind must be a ModelKind, got {type(kind).__name__}.")
     n = validate_steps(steps)

@@ -17,8 +17,8 @@ import math
 import numpy as np
 import torch
 
-from .errors import ScheduleError
-from .model_kind import COMFY_TABLE_SIZE, ModelKind, flow_shift
+from ..errors import ScheduleError
+from ..model_kind import COMFY_TABLE_SIZE, ModelKind, flow_shift
 
 __all__ = ["GeneSpace", "crossover", "karras_genes", "mutate", "random_genes", "uniform_genes"]
 

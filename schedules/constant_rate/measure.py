@@ -20,10 +20,10 @@ from collections.abc import Callable
 
 import torch
 
-from ..kernels.frechet import frechet_distance, gaussian_stats
-from .constant_rate import Velocity, lambda_range
-from .errors import ScheduleError
-from .model_kind import ModelKind
+from ...kernels.frechet import frechet_distance, gaussian_stats
+from ..errors import ScheduleError
+from ..model_kind import ModelKind
+from .construct import Velocity, lambda_range
 
 __all__ = ["DEFAULT_POINTS", "MEASURES", "measure_velocity", "measurement_grid", "model_input", "model_samples"]
 
@@ -146,8 +146,8 @@ def model_samples(model: Callable, kind: ModelKind, shape: tuple, steps: int = 1
                   batch: int = 64, progress: Callable[[int, int], None] | None = None):
     """(samples, model calls): data-free x₀ for vx/veps from the model itself: DPM-Solver++(2M) on a Karras
     schedule of ``steps`` steps over ``kind``'s range; flow models: Euler, log-SNR-uniform from σ = 1."""
-    from ..solvers.classic import sample_dpmpp_2m, sample_euler
-    from .baseline import karras
+    from ...solvers.classic import sample_dpmpp_2m, sample_euler
+    from ..baseline import karras
 
     if kind.kind == "flow":
         sigmas = kind.from_lambda(torch.linspace(*lambda_range(kind), steps, dtype=torch.float64))

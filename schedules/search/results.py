@@ -21,9 +21,9 @@ import math
 
 import torch
 
-from .errors import ScheduleError
-from .files import doc_kind, doc_sigmas, make_schedule_doc
-from .model_kind import ModelKind
+from ..errors import ScheduleError
+from ..files import doc_kind, doc_sigmas, make_schedule_doc
+from ..model_kind import ModelKind
 
 __all__ = ["SEARCH_METHOD", "best_saved_search", "make_search_doc", "same_model_family"]
 

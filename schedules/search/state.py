@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import ScheduleError
-from .files import atomic_write_text, doc_hash
+from ..errors import ScheduleError
+from ..files import atomic_write_text, doc_hash
 
 __all__ = ["STATE_FORMAT", "STATE_VERSION", "check_state", "load_state", "make_state_doc", "save_state"]
 

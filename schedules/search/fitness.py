@@ -19,11 +19,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..kernels.frechet import frechet_distance, gaussian_stats
-from ..solvers.classic import sample_heun
-from .baseline import karras
-from .errors import ScheduleError
-from .model_kind import ModelKind
+from ...kernels.frechet import frechet_distance, gaussian_stats
+from ...solvers.classic import sample_heun
+from ..baseline import karras
+from ..errors import ScheduleError
+from ..model_kind import ModelKind
 
 __all__ = ["EndpointFitness", "FrechetFitness", "ReferenceSet", "check_reference_steps", "endpoint_rmse",
            "run_sampler"]

@@ -1,7 +1,7 @@
 """Evolutionary timestep search (AutoDiffusion, Li et al. ICCV 2023, arXiv 2309.10438; shared/specs/autodiffusion.md).
 
-For a fixed model, sampler and NFE budget, find the ``nfe`` grid sigmas (genes, see ``search_genes``) that minimise a
-fitness (lower is better; see ``search_fitness``). One generation:
+For a fixed model, sampler and NFE budget, find the ``nfe`` grid sigmas (genes, see ``genes``) that minimise a
+fitness (lower is better; see ``fitness``). One generation:
 
 1. evaluate every new candidate **and the current elites** on the generation's noise draw (common random numbers:
    all candidates of a generation see the same noise, so their ranking is not noise; elites are re-scored on the new
@@ -17,7 +17,7 @@ Generation 0 holds the uniform ("simple") and Karras lists, mutations of both an
 Determinism: one ``numpy.random.Generator(PCG64(seed))`` drives every choice; the fitness gets only ``(sigmas,
 draw)``. The whole search state (population, archive, evaluation cache, generator state, history) is a JSON document
 (``state_doc``; ``restore`` it into a search with the same settings), so an interrupted search resumes exactly
-where it stopped and ends with the result an uninterrupted run gives (see ``search_state`` for the file format).
+where it stopped and ends with the result an uninterrupted run gives (see ``state`` for the file format).
 """
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from .errors import ScheduleError
-from .search_genes import GeneSpace, crossover, karras_genes, mutate, random_genes, uniform_genes
-from .search_state import STATE_FORMAT, check_state, make_state_doc, save_state
+from ..errors import ScheduleError
+from .genes import GeneSpace, crossover, karras_genes, mutate, random_genes, uniform_genes
+from .state import STATE_FORMAT, check_state, make_state_doc, save_state
 
 __all__ = ["EvolutionConfig", "EvolutionSearch", "SearchResult", "evolve"]
 
@@ -247,7 +247,7 @@ class EvolutionSearch:
                 "config": asdict(self.config), "fitness": self.label}
 
     def state_doc(self) -> dict:
-        """The complete search state as a hashed JSON document (see ``search_state``)."""
+        """The complete search state as a hashed JSON document (see ``state``)."""
         cache = [[list(g), d, v] for (g, d), v in self.cache.items()]
         return make_state_doc({
             **self._identity(),

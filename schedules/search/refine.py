@@ -1,7 +1,7 @@
 """Gradient refinement of a timestep list (the LD3 idea, Tong et al. ICLR 2025, arXiv 2405.15506).
 
 The ``nfe`` positive sigmas are parameters; the loss is the mean squared distance between the sampler's endpoints
-and the many-step reference endpoints from the same noise (``search_fitness.ReferenceSet``), backpropagated through
+and the many-step reference endpoints from the same noise (``fitness.ReferenceSet``), backpropagated through
 the sampler and the model. Strictly decreasing sigmas inside the model's range hold *by construction*:
 
     log σ_i = log σ_max − (log σ_max − log σ_min) · Σ_{j ≤ i} p_j,   i = 0..nfe−1,   then σ = 0,
@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .errors import ScheduleError
-from .model_kind import ModelKind
-from .search_fitness import ReferenceSet, endpoint_rmse, run_sampler
-from .validate import validate_sigmas
+from ..errors import ScheduleError
+from ..model_kind import ModelKind
+from ..validate import validate_sigmas
+from .fitness import ReferenceSet, endpoint_rmse, run_sampler
 
 __all__ = ["GRADIENTS", "RefineResult", "differentiable", "finite_difference_basis", "logits_from_sigmas",
            "loss_gradient", "refine", "sigmas_from_logits"]

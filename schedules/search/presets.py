@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import ScheduleError
-from .model_kind import ModelKind
+from ..errors import ScheduleError
+from ..model_kind import ModelKind
 
 __all__ = ["PRESETS", "Preset", "dpm_solver_time_to_sigma", "preset_sigmas"]
 

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .constant_rate import Velocity
-from .errors import ScheduleError
-from .files import _canonical, atomic_write_text, doc_hash
+from ..errors import ScheduleError
+from ..files import atomic_write_text, canonical_json, doc_hash
+from .construct import Velocity
 
 __all__ = ["FORMAT", "cache_key", "cached_velocity", "load_velocity", "save_velocity"]
 
@@ -32,7 +32,7 @@ def cache_key(model_id: str, settings: dict) -> str:
     if not isinstance(model_id, str) or not model_id:
         raise ScheduleError("model_id must be a non-empty string identifying the model (e.g. a weights hash).")
     try:
-        blob = _canonical({"format": FORMAT, "model": model_id, "settings": settings})
+        blob = canonical_json({"format": FORMAT, "model": model_id, "settings": settings})
     except (TypeError, ValueError) as e:
         raise ScheduleError(f"cache settings are not JSON-safe ({e}); pass plain numbers and strings.") from None
     return hashlib.sha256(blob).hexdigest()[:40]

@@ -1,0 +1,1 @@
+"""Constant-rate schedules: construction from a velocity, measured velocities and their disk cache."""

@@ -1,0 +1,1 @@
+"""Searched timestep lists (AutoDiffusion): evolution, genes, fitnesses, LD3 refinement, state and result files."""
