@@ -59,12 +59,9 @@ def load_schedule_file(path: str, kind: ModelKind, steps: int = 0, denoise: floa
         validate_steps(steps)
     doc = load_schedule(path)
     try:
-        sigmas = adapt_to_kind(doc, kind, clamp=clamp_to_model)
+        sigmas = adapt_to_kind(doc, kind, clamp=clamp_to_model, clamp_hint="enable clamp_to_model")
     except ScheduleError as e:
-        if clamp_to_model:
-            raise ScheduleError(f"schedule: {e}") from None
-        raise ScheduleError(f"schedule: {str(e).split('; pass clamp=True')[0]}; enable clamp_to_model to move "
-                            "such levels onto the model's range, or use a schedule made for this model") from None
+        raise ScheduleError(f"schedule: {e}") from None
     saved = len(sigmas) - 1
     return truncate_for_denoise(lambda n: sigmas if n == saved else loglinear_resample(sigmas, n),
                                 steps or saved, denoise).to(torch.float32)
