@@ -18,6 +18,7 @@ import torch
 
 from ..schedules.errors import ScheduleError
 from ..schedules.model_kind import ModelKind
+from ..schedules.validate import denoise_expansion
 from .registry import SAMPLERS, SCHEDULERS, Entry
 
 log = logging.getLogger("schedule_lab")
@@ -143,7 +144,9 @@ def model_settings_of(model_sampling: Any, names: tuple[str, ...]) -> dict[str, 
 def _scheduler_handler(entry: Entry):
     def handler(model_sampling, steps):
         found = model_settings_of(model_sampling, entry.model_settings)
-        return entry.fn(model_kind_from_sampling(model_sampling), int(steps), **found).to(torch.float32)
+        # KSampler asks for int(steps / denoise) steps (its own steps are capped at 10000): not a count the user typed
+        with denoise_expansion():
+            return entry.fn(model_kind_from_sampling(model_sampling), int(steps), **found).to(torch.float32)
 
     handler.__name__ = f"schedule_lab_{entry.fn.__name__}"
     handler.__doc__ = entry.description
@@ -355,6 +358,18 @@ class Progress:
             self._bar.update(n)
 
 
+def check_interrupted() -> None:
+    """Raise ComfyUI's interruption if the user pressed Cancel (the ``should_stop`` hook the core calls before every
+    model call); a no-op outside ComfyUI or where the host lacks the check."""
+    mm = _import("comfy.model_management")
+    check = getattr(mm, "throw_exception_if_processing_interrupted", None)
+    if check is None:
+        _warn_once("interrupt", "this ComfyUI has no throw_exception_if_processing_interrupted; Cancel takes effect "
+                   "only between progress steps of Schedule Lab's long work")
+        return
+    check()
+
+
 # --------------------------------------------------------------------------------------------------
 # running pack code with a GUIDER's model (Timestep Search)
 # --------------------------------------------------------------------------------------------------
@@ -380,6 +395,26 @@ def sampler_function(sampler: Any):
 
     run.__name__ = getattr(fn, "__name__", "sampler")
     return run
+
+
+def sampler_name(sampler: Any) -> str:
+    """The dropdown name of a SAMPLER (what a searched file records): a pack sampler's own name, else the KSampler
+    name whose k-diffusion function this is (``dpm_fast`` is ``dpm_fast_function`` inside ComfyUI), else the
+    function's name marked as such."""
+    fn = getattr(sampler, "sampler_function", None)
+    own = getattr(fn, "schedule_lab_name", None)
+    if own:
+        return own
+    samplers, ksampling = _import("comfy.samplers"), _import("comfy.k_diffusion.sampling")
+    names = list(getattr(getattr(samplers, "KSampler", None), "SAMPLERS", []) or [])
+    for name in names:
+        if ksampling is not None and getattr(ksampling, f"sample_{name}", None) is fn:
+            return name
+    raw = getattr(fn, "__name__", type(sampler).__name__)
+    for name in names:  # ComfyUI's wrappers: dpm_fast -> dpm_fast_function
+        if raw == f"{name}_function":
+            return name
+    return f"function {raw}"
 
 
 def latent_to_model_space(model: Any, samples: torch.Tensor) -> torch.Tensor:

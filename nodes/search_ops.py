@@ -36,7 +36,7 @@ from ..schedules.search.results import (
 from ..schedules.search.state import load_state
 from ..schedules.validate import validate_denoise, validate_steps
 from ..solvers.classic import sample_heun
-from .schedule_ops import PACK_VERSION
+from .schedule_ops import PACK_VERSION, file_fingerprint
 
 FITNESSES = ("endpoint", "frechet_pooled")
 OPTIMISERS = ("evolution", "refine", "evolution + refine")
@@ -175,6 +175,13 @@ def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, popu
 def schedule_choices(files: list[str]) -> list[str]:
     """Searched Steps dropdown: the presets first, then the schedule files."""
     return [PRESET_PREFIX + name for name in PRESETS] + list(files)
+
+
+def choice_fingerprint(choice, read_path) -> str:
+    """Searched Steps' fingerprint for ComfyUI's cache: a preset's name, or the chosen file's content hash."""
+    if not isinstance(choice, str) or choice.startswith(PRESET_PREFIX):
+        return str(choice)
+    return file_fingerprint(choice, read_path)
 
 
 def searched_steps(choice: str, kind, read_path, steps: int = 0, denoise: float = 1.0):

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from .errors import ScheduleError
 
-__all__ = ["MAX_DEPTH", "MAX_INT_DIGITS", "FileProblem", "array", "integer", "number", "obj", "parse", "read", "refuse",
-           "scan", "string"]
+__all__ = ["MAX_DEPTH", "MAX_INT_DIGITS", "FileProblem", "array", "digest", "integer", "number", "obj", "parse",
+           "read", "refuse", "scan", "string"]
 
 log = logging.getLogger("schedule_lab")
 
@@ -123,6 +123,22 @@ def read(path, what: str, fix: str, max_bytes: int):
     except FileProblem as e:
         e.name = path.name
         raise
+
+
+def digest(path, max_bytes: int) -> str:
+    """sha256 of a file's bytes (at most ``max_bytes`` are hashed; the size is hashed too), for caches that must
+    notice a rewritten file; errors are FileProblems naming the file."""
+    import hashlib
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            h = hashlib.sha256(str(size).encode())
+            h.update(f.read(max_bytes))
+    except OSError as e:
+        raise FileProblem(f"file {path.name!r} cannot be read ({e.strerror}); check the name.", path.name) from None
+    return h.hexdigest()
 
 
 # -- schema checks: each raises ScheduleError naming the file, the field and the fix --------------------------------
