@@ -62,42 +62,67 @@ def comfy_version() -> str:
 # --------------------------------------------------------------------------------------------------
 # model_sampling -> ModelKind
 # --------------------------------------------------------------------------------------------------
+#: The comfy.model_sampling classes the pack understands (ComfyUI 0.3.64; docs/compat.md). A model whose sampling
+#: object has any other class of that module in its ancestry is refused by that class's name, never classified by
+#: the base class it extends (newer ComfyUI's IMG_TO_IMG_FLOW extends CONST but is not a flow model to sample).
+KNOWN_SAMPLING = frozenset({"EPS", "V_PREDICTION", "EDM", "CONST", "ModelSamplingDiscrete", "ModelSamplingDiscreteEDM",
+                            "ModelSamplingContinuousEDM", "ModelSamplingContinuousV", "ModelSamplingDiscreteFlow",
+                            "ModelSamplingFlux"})
+#: Known classes the pack refuses, with the reason.
+REFUSED_SAMPLING = {
+    "StableCascadeSampling": "Stable Cascade's cosine schedule",
+    "ModelSamplingCosmosRFlow": "Cosmos' rectified-flow parametrisation",
+    "COSMOS_RFLOW": "Cosmos' rectified-flow parametrisation",
+    "X0": "an x0-prediction model",
+    "IMG_TO_IMG": "an image-to-image model that does not start from noise",
+    "IMG_TO_IMG_FLOW": "an image-to-image flow model that does not start from noise (ComfyUI >= 0.3.65)",
+    "IMG_TO_IMG_VELOCITY": "an image-to-image velocity model that does not start from noise (ComfyUI >= 0.3.65)",
+    "V_PREDICTION_DDPM": "CogVideoX-style v-prediction on raw inputs (newer ComfyUI; not yet checked)",
+    "ModelSamplingAV": "packed audio-video flow with its own audio shift (newer ComfyUI; not yet checked)",
+}
+
+
 def model_kind_from_sampling(ms: Any) -> ModelKind:
     """Describe ComfyUI's ``model_sampling`` object as a :class:`ModelKind`.
 
-    Raises :class:`ScheduleError` naming the object's class when the parametrisation is one the pack
-    cannot serve (e.g. Stable Cascade, Cosmos), rather than guessing.
+    Raises :class:`ScheduleError` naming the class when the parametrisation is one the pack cannot serve (e.g.
+    Stable Cascade, Cosmos, image-to-image models) or one it has not been checked with (any comfy.model_sampling
+    class outside KNOWN_SAMPLING), and for a flow model whose ``noise_scale`` is not 1 (the pack's searches and
+    calibrations draw unit noise), rather than guessing.
     """
     msmod = _import("comfy.model_sampling")
     name = type(ms).__name__
-    sigma_min, sigma_max = float(ms.sigma_min), float(ms.sigma_max)
     if msmod is None:
         raise ScheduleError("model: ComfyUI's comfy.model_sampling is unavailable; update ComfyUI")
-    is_ = lambda cls_name: hasattr(msmod, cls_name) and isinstance(ms, getattr(msmod, cls_name))  # noqa: E731
-
-    unsupported = ("StableCascadeSampling", "ModelSamplingCosmosRFlow", "COSMOS_RFLOW", "X0", "IMG_TO_IMG")
-    for bad in unsupported:
-        if is_(bad):
-            raise ScheduleError(
-                f"model: its sampling type {name} ({bad}) is not supported by Schedule Lab; "
-                "use a stock scheduler/sampler for this model"
-            )
-    if is_("CONST"):
+    core = [c.__name__ for c in type(ms).__mro__ if getattr(msmod, c.__name__, None) is c]
+    for bad in core:
+        if bad not in KNOWN_SAMPLING:
+            why = REFUSED_SAMPLING.get(bad, "a sampling type newer than the ComfyUI versions Schedule Lab was checked "
+                                            "with (docs/compat.md)")
+            raise ScheduleError(f"model: its sampling type {name} ({bad}: {why}) is not supported by Schedule Lab; "
+                                "use a stock scheduler/sampler for this model")
+    sigma_min, sigma_max = float(ms.sigma_min), float(ms.sigma_max)
+    if "CONST" in core:
+        noise_scale = float(getattr(ms, "noise_scale", 1.0))
+        if noise_scale != 1.0:
+            raise ScheduleError(f"model: its sampling type {name} has noise_scale={noise_scale:g}; Schedule Lab's "
+                                "schedules, searches and calibrations assume unit noise (noise_scale 1); use a stock "
+                                "scheduler/sampler for this model")
         shift = float(getattr(ms, "shift", 1.0))
         multiplier = float(getattr(ms, "multiplier", 1000.0))
-        if is_("ModelSamplingFlux"):
+        if "ModelSamplingFlux" in core:
             # Flux's exponential time shift with mu equals the SD3 shift with shift = exp(mu).
             shift, multiplier = math.exp(shift), 1.0
         return ModelKind(kind="flow", sigma_min=sigma_min, sigma_max=sigma_max, shift=shift, multiplier=multiplier)
     table = getattr(ms, "sigmas", None)
     table = table.detach().to("cpu", torch.float64) if isinstance(table, torch.Tensor) else None
     sigma_data = float(getattr(ms, "sigma_data", 1.0))
-    if is_("EDM"):
+    if "EDM" in core:
         return ModelKind(kind="edm", sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data)
-    if is_("V_PREDICTION"):
+    if "V_PREDICTION" in core:
         return ModelKind(kind="v", sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data,
                          sigmas_table=table)
-    if is_("EPS"):
+    if "EPS" in core:
         return ModelKind(kind="eps", sigma_min=sigma_min, sigma_max=sigma_max, sigma_data=sigma_data,
                          sigmas_table=table)
     raise ScheduleError(f"model: unknown sampling type {name}; Schedule Lab supports eps, v, EDM and flow models")
@@ -462,14 +487,72 @@ def run_with_guider(guider: Any, latent: dict, work, seed: int = 0):
 # --------------------------------------------------------------------------------------------------
 # V3 node API (comfy_api.latest, ComfyUI >= 0.3.48)
 # --------------------------------------------------------------------------------------------------
+#: V3 API modules, versioned first: a pinned version keeps its members when ``latest`` moves on (0.3.64 ships
+#: comfy_api.v0_0_2 beside comfy_api.latest).
+V3_MODULES = ("comfy_api.v0_0_2", "comfy_api.latest")
+#: Every ``io`` / ``ui`` member the pack's node modules use (tests/unit/test_host_drift.py reads the node sources and
+#: fails if one is missing here). A host lacking some disables only the node modules that use them, with one warning.
+IO_MEMBERS = ("ComfyNode", "Schema", "NodeOutput", "Hidden.unique_id", "Int.Input", "Float.Input", "Combo.Input",
+              "Boolean.Input", "String.Input", "String.Output", "Model.Input", "Model.Output", "Sigmas.Input",
+              "Sigmas.Output", "Latent.Input", "Guider.Input", "Sampler.Input", "Sampler.Output",
+              "NumberDisplay.slider")
+UI_MEMBERS = ("PreviewText",)
+
+
+def _missing(module: Any, members: tuple[str, ...]) -> list[str]:
+    out = []
+    for dotted in members:
+        obj = module
+        for part in dotted.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                out.append(dotted)
+                break
+    return out
+
+
 def v3_api():
-    """ComfyUI's V3 node API module (``io``, ``ui``, ``ComfyExtension``) or None on older hosts."""
-    api = _import("comfy_api.latest")
-    if api is None or not all(hasattr(api, n) for n in ("io", "ui", "ComfyExtension")):
-        _warn_once("v3", "this ComfyUI has no V3 node API (comfy_api.latest, ComfyUI >= 0.3.48); the "
-                   "Schedule Lab nodes are unavailable, the KSampler dropdown entries still work")
+    """ComfyUI's V3 node API module (``io``, ``ui``, ``ComfyExtension``): the versioned module where the host has one,
+    else ``comfy_api.latest``; None on older hosts. Missing ``io``/``ui`` members are warned about once, by name."""
+    api = None
+    for name in V3_MODULES:
+        try:
+            candidate = importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - a missing or broken module is version drift
+            continue
+        if all(hasattr(candidate, n) for n in ("io", "ui", "ComfyExtension")):
+            api = candidate
+            break
+    if api is None:
+        _warn_once("v3", "this ComfyUI has no V3 node API (comfy_api.v0_0_2 / comfy_api.latest, ComfyUI >= 0.3.48); "
+                   "the Schedule Lab nodes are unavailable, the KSampler dropdown entries still work")
         return None
+    missing = [f"io.{m}" for m in _missing(api.io, IO_MEMBERS)] + [f"ui.{m}" for m in _missing(api.ui, UI_MEMBERS)]
+    if missing:
+        _warn_once("v3-members", f"this ComfyUI's {api.__name__} lacks {', '.join(missing)}; the Schedule Lab nodes "
+                   "that use them are disabled, the others and the KSampler dropdown entries still work")
     return api
+
+
+def usable_nodes(package: str, names: tuple[str, ...]) -> list:
+    """The node classes of the node modules ``names`` of ``package`` that this host can define: a module that fails
+    to import for a missing API member, or a node whose schema needs one (``define_schema`` reads ``io`` members), is
+    left out with one warning naming it and the member; the others load."""
+    nodes = []
+    for name in names:
+        try:
+            module = importlib.import_module(f".{name}", package)
+        except AttributeError as e:
+            _warn_once(f"nodes-{name}", f"the nodes of {name} are disabled on this ComfyUI: {e}")
+            continue
+        for node in module.NODES:
+            try:
+                node.define_schema()
+            except AttributeError as e:
+                _warn_once(f"node-{node.__name__}", f"node {node.__name__} is disabled on this ComfyUI: {e}")
+                continue
+            nodes.append(node)
+    return nodes
 
 
 # --------------------------------------------------------------------------------------------------
@@ -521,6 +604,9 @@ def _digest_value(h, value, depth: int = 0) -> None:
     elif isinstance(getattr(value, "cond", None), torch.Tensor):  # ComfyUI's CONDRegular & co.
         h.update(type(value).__name__.encode())
         _digest_tensor(h, value.cond)
+    elif hasattr(value, "weights"):  # ComfyUI's weight adapters (LoRAAdapter & co., comfy.weight_adapter)
+        h.update(type(value).__name__.encode())
+        _digest_value(h, value.weights, depth + 1)
 
 
 def model_fingerprint(model: Any) -> str:
@@ -535,8 +621,8 @@ def model_fingerprint(model: Any) -> str:
         _digest_tensor(h, t)
     for key in sorted(getattr(model, "patches", {}) or {}):
         h.update(str(key).encode())
-        for patch in model.patches[key]:
-            h.update(repr([p for p in patch if isinstance(p, (int, float))]).encode())
+        for patch in model.patches[key]:  # (strength, weights or adapter, strength_model, offset, function)
+            _digest_value(h, list(patch))  # the LoRA's weights, not only its strength
     return h.hexdigest()[:32]
 
 
