@@ -24,7 +24,8 @@ ComfyServer = _integration.ComfyServer
 
 
 def pytest_collection_modifyitems(config, items):
-    hosted = [item for item in items if HERE in Path(str(item.fspath)).parents and "comfy" in item.fixturenames]
+    hosted = [item for item in items if HERE in Path(str(item.fspath)).parents
+              and {"comfy", "comfy_python"} & set(item.fixturenames)]
     if not hosted:
         return
     if not _integration.COMFYUI_PATH:
@@ -36,3 +37,9 @@ def pytest_collection_modifyitems(config, items):
     problem = _integration.host_problem()
     if problem:
         pytest.exit(problem, returncode=3)
+
+
+@pytest.fixture(scope="session")
+def comfy_python() -> tuple[str, str]:
+    """(COMFYUI_PATH, COMFYUI_PYTHON) of the real host, for checks that need its modules but not a server."""
+    return _integration.COMFYUI_PATH, _integration.COMFYUI_PYTHON

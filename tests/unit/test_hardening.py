@@ -350,3 +350,21 @@ def test_load_schedule_hint_is_passed_not_cut_out_of_another_message(tmp_path):
     with pytest.raises(ScheduleError, match="enable clamp_to_model") as info:
         adapt_to_kind(doc, SD, clamp_hint="enable clamp_to_model")
     assert "clamp=True" not in str(info.value)
+
+
+@pytest.mark.skipif(__import__("shutil").which("node") is None, reason="node is not installed")
+def test_the_plot_script_draws_200000_sigmas_without_overflowing_the_stack(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    src = (Path(__file__).resolve().parents[2] / "web" / "js" / "schedule_plot.js").read_text()
+    src = src.replace('import { app } from "../../scripts/app.js";', "const app = { registerExtension() {} };")
+    (tmp_path / "plot.mjs").write_text(src)
+    (tmp_path / "run.mjs").write_text(
+        'import { plotPoints } from "./plot.mjs";\n'
+        "const s = Array.from({ length: 200000 }, (_, i) => 200000 - i);\n"
+        "const p = plotPoints(s, 116, 116, 8);\n"
+        "console.log(JSON.stringify([p.length, p[0][1], p[p.length - 1][1]]));\n")
+    out = subprocess.run(["node", str(tmp_path / "run.mjs")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-300:]
+    assert json.loads(out.stdout) == [200000, 8, 108]
