@@ -126,6 +126,27 @@ def test_registered_handler_returns_float32_sigmas_for_the_model(comfy):
     assert float(sig[0]) == pytest.approx(14.6146, rel=1e-4)
 
 
+def test_the_searched_dropdown_is_given_the_saved_schedule_files_by_the_host(comfy, monkeypatch, tmp_path):
+    from schedule_lab.schedules.files import save_schedule
+    from schedule_lab.schedules.search.results import make_search_doc
+
+    M = comfy["comfy.model_sampling"]
+    sd = ModelKind.vp()
+    save_schedule(tmp_path / "s.json", make_search_doc(torch.tensor([9.0, 2.0, 0.2, 0.0], dtype=torch.float64), sd,
+                                                       nfe=3, sampler="euler", fitness="endpoint", best_fitness=0.1,
+                                                       holdout_fitness=0.1, history=[], pack_version="test"))
+    fp = types.ModuleType("folder_paths")  # ComfyUI's folder registry, listing tmp_path as models/schedules
+    fp.models_dir, fp.folder_names_and_paths = str(tmp_path), {}
+    fp.get_filename_list = lambda folder: sorted(p.name for p in tmp_path.glob("*.json"))
+    fp.get_full_path = lambda folder, name: str(tmp_path / name) if (tmp_path / name).is_file() else None
+    monkeypatch.setitem(sys.modules, "folder_paths", fp)
+    host.register_schedulers()
+    handler = comfy["comfy.samplers"].SCHEDULER_HANDLERS["sl_searched"].handler
+    assert handler(_mix(M, M.ModelSamplingDiscrete, M.EPS), 3).tolist() == pytest.approx([9.0, 2.0, 0.2, 0.0])
+    with pytest.raises(ScheduleError, match="Timestep Search node with nfe=4"):
+        handler(_mix(M, M.ModelSamplingDiscrete, M.EPS), 4)
+
+
 def test_missing_scheduler_handler_warns_once_and_raises_nothing(comfy, caplog):
     del comfy["comfy.samplers"].SchedulerHandler
     with caplog.at_level("WARNING", logger="schedule_lab"):

@@ -121,12 +121,12 @@ def test_best_saved_search_picks_the_lowest_held_out_fitness_for_this_model_and_
 def test_sl_searched_reads_the_schedule_folder_and_skips_damaged_files(tmp_path):
     save_schedule(tmp_path / "good.json", _doc([9.0, 2.0, 0.2, 0.0], SD, 3, 0.1))
     (tmp_path / "broken.json").write_text("{not json")
-    files = ["broken.json", "good.json"]
-    sigmas = search_ops.searched_for_model(SD, 3, files, lambda n: str(tmp_path / n))
+    paths = [(n, str(tmp_path / n)) for n in ("broken.json", "good.json")]
+    sigmas = SCHEDULERS["sl_searched"].fn(SD, 3, schedule_paths=paths)
     assert sigmas.dtype == torch.float32 and sigmas.tolist() == pytest.approx([9.0, 2.0, 0.2, 0.0])
     assert SCHEDULERS["sl_searched"].saved_files
     with pytest.raises(ScheduleError, match="Timestep Search"):
-        search_ops.searched_for_model(ModelKind.edm(), 3, files, lambda n: str(tmp_path / n))
+        SCHEDULERS["sl_searched"].fn(ModelKind.edm(), 3, schedule_paths=paths)
 
 
 def test_searched_steps_loads_presets_and_marks_resampling(tmp_path):
