@@ -23,7 +23,6 @@ from ..testbeds.metrics import classifier_features, fd_cls, mode_agreement, rmse
 from ..testbeds.reference import converged_endpoint
 from . import methods as M
 from .peers import available as diffusers_available
-from .peers import sample_diffusers
 from .report import mean_std
 from .setups import Testbed, noise
 
@@ -87,16 +86,12 @@ def _row(method_or_names, nfe_target, steps, runs: list[dict]) -> dict:
 
 def cross_check(bed: Testbed, z: torch.Tensor, nfes, schedules=("karras", "ays")) -> list[dict]:
     """diffusers DPMSolverMultistep (VP route, our sigmas) against our dpmpp_2m on the same sigma lists."""
-    from ..solvers.classic import sample_dpmpp_2m
-
-    table = M.schedule_table(bed.kind)
     out = []
     for sc in schedules:
+        (mine,) = M.sampler_methods(bed.kind, ["dpmpp_2m"], [sc])
+        (theirs,) = M.diffusers_methods(bed.kind, ["diffusers.DPMSolverMultistep"], [sc])
         for n in nfes:
-            sigmas = table[sc](n)
-            x_T = z * float(sigmas[0])
-            ours = sample_dpmpp_2m(bed.model, x_T, sigmas)
-            peer = sample_diffusers("diffusers.DPMSolverMultistep", bed.model, x_T, sigmas=sigmas)
+            ours, peer = (m.run(bed.model, z, n).x0 for m in (mine, theirs))
             diff = (ours - peer).abs()
             out.append({"schedule": sc, "steps": n, "max_abs_diff": float(diff.max()),
                         "rmse_diff": rmse(ours, peer), "ours_rmse_scale": float(ours.square().mean().sqrt())})
