@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from schedule_lab.nodes import host
+from schedule_lab.nodes.host import registration
 from schedule_lab.nodes.registry import SCHEDULERS, Entry
 from schedule_lab.schedules import ModelKind, ScheduleError, scaled_linear_sigmas
 
@@ -159,7 +160,7 @@ def test_register_all_never_raises(comfy, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("host changed")
 
-    monkeypatch.setattr(host, "register_schedulers", boom)
+    monkeypatch.setattr(registration, "register_schedulers", boom)
     assert host.register_all() == {"schedulers": [], "samplers": []}
 
 
