@@ -21,6 +21,7 @@ from .folders import (
     SCHEDULE_FOLDER,
     calibration_dir,
     ensure_schedule_folder,
+    saved_schedule_paths,
     schedule_files,
     schedule_read_path,
     schedule_write_dir,
@@ -50,6 +51,6 @@ __all__ = [
     "ensure_schedule_folder", "guider_fingerprint", "latent_to_model_space", "log", "model_fingerprint",
     "model_kind_from_sampling", "model_kind_in_sampler", "model_kind_of", "model_settings_of", "pack_settings",
     "register_all", "register_samplers", "register_schedulers", "run_with_guider", "sampler_function",
-    "sampler_object", "schedule_files", "schedule_read_path", "schedule_write_dir", "show_text", "v3_api",
-    "warn_once", "with_model_setting", "with_settings",
+    "sampler_object", "saved_schedule_paths", "schedule_files", "schedule_read_path", "schedule_write_dir",
+    "show_text", "v3_api", "warn_once", "with_model_setting", "with_settings",
 ]

@@ -45,6 +45,11 @@ def schedule_read_path(name: str) -> str:
     return path
 
 
+def saved_schedule_paths() -> list[tuple[str, str]]:
+    """``(name, path)`` of every schedule file, what registry entries with ``saved_files`` need."""
+    return [(name, schedule_read_path(name)) for name in schedule_files()]
+
+
 def schedule_write_dir() -> str:
     """The first (default) schedule folder, created if missing."""
     fp = load("folder_paths")

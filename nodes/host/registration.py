@@ -11,6 +11,7 @@ import torch
 
 from ..registry import SAMPLERS, SCHEDULERS, Entry
 from .access import comfy_version, load, log, warn_once
+from .folders import saved_schedule_paths
 from .kinds import model_kind_from_sampling, model_kind_in_sampler
 from .patches import model_settings_of, pack_settings
 
@@ -20,6 +21,8 @@ _wrapped: dict[str, Any] = {}
 def _scheduler_handler(entry: Entry):
     def handler(model_sampling, steps):
         found = model_settings_of(model_sampling, entry.model_settings)
+        if entry.saved_files:
+            found["schedule_paths"] = saved_schedule_paths()
         return entry.fn(model_kind_from_sampling(model_sampling), int(steps), **found).to(torch.float32)
 
     handler.__name__ = f"schedule_lab_{entry.fn.__name__}"
