@@ -227,6 +227,14 @@ def test_timestep_search_node_runs_the_search_and_saves_what_searched_steps_load
     assert v3.shown[-1] == ("4", report) and v3.shown[0][1].startswith("generation 1/2")
     back = _run(v3.nodes["SL_SearchedSteps"], model=v3.model(), schedule="found.json", steps=0, denoise=1.0)
     assert torch.equal(back[0], sigmas) and back[1].startswith("searched for euler at 3 steps")
+    # sl_searched finds it too: in the Schedule Lab Scheduler node and in KSampler's dropdown (host-injected files)
+    node = _run(v3.nodes["SL_Scheduler"], model=v3.model(), scheduler="sl_searched", steps=3, denoise=1.0)[0]
+    handler = v3.comfy["comfy.samplers"].SCHEDULER_HANDLERS["sl_searched"].handler
+    dropdown = handler(v3.model().get_model_object("model_sampling"), 3)
+    torch.testing.assert_close(node, sigmas, rtol=1e-6, atol=0)
+    torch.testing.assert_close(dropdown, sigmas, rtol=1e-6, atol=0)
+    with pytest.raises(ScheduleError, match="Timestep Search"):
+        v3.nodes["SL_Scheduler"].execute(model=v3.model(), scheduler="sl_searched", steps=5, denoise=1.0)
 
 
 # ------------------------------------------------------------------------------------------------------------------
