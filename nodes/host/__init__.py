@@ -14,7 +14,7 @@ Node modules use the names re-exported here (``host.model_kind_of(model)``).
 """
 from __future__ import annotations
 
-from .access import COMPAT, IO_MEMBERS, UI_MEMBERS, _warned, comfy_version, log, usable_nodes, v3_api, warn_once
+from .access import COMPAT, IO_MEMBERS, UI_MEMBERS, _warned, comfy_version, definable_nodes, log, v3_api, warn_once
 from .fingerprints import guider_fingerprint, model_fingerprint
 from .folders import (
     CALIBRATION_FOLDER,
@@ -48,7 +48,7 @@ from .registration import comfy_sampler, register_all, register_samplers, regist
 
 __all__ = [
     "IO_MEMBERS", "KNOWN_SAMPLING", "REFUSED_SAMPLING", "UI_MEMBERS", "check_interrupted", "sampler_name",
-    "usable_nodes", "CALIBRATION_FOLDER", "COMPAT", "Progress", "SCHEDULE_FOLDER", "SETTINGS_KEY", "_warned",
+    "definable_nodes", "CALIBRATION_FOLDER", "COMPAT", "Progress", "SCHEDULE_FOLDER", "SETTINGS_KEY", "_warned",
     "attach_model_setting",
     "calibrate_with_guider", "calibration_dir", "check_latent_fits", "comfy_sampler", "comfy_version",
     "ensure_schedule_folder", "guider_fingerprint", "latent_to_model_space", "log", "model_fingerprint",

@@ -141,22 +141,15 @@ def v3_api():
     return api
 
 
-def usable_nodes(package: str, names: tuple[str, ...]) -> list:
-    """The node classes of the node modules ``names`` of ``package`` that this host can define: a module that fails
-    to import for a missing API member, or a node whose schema needs one (``define_schema`` reads ``io`` members), is
-    left out with one warning naming it and the member; the others load."""
-    nodes = []
-    for name in names:
+def definable_nodes(nodes: list) -> list:
+    """The node classes whose schema this host can build (``define_schema`` reads ``io`` members): a node needing a
+    member this ComfyUI lacks is left out with one warning naming it and the member; the others load."""
+    usable = []
+    for node in nodes:
         try:
-            module = importlib.import_module(f".{name}", package)
+            node.define_schema()
         except AttributeError as e:
-            warn_once(f"nodes-{name}", f"the nodes of {name} are disabled on this ComfyUI: {e}")
+            warn_once(f"node-{node.__name__}", f"node {node.__name__} is disabled on this ComfyUI: {e}")
             continue
-        for node in module.NODES:
-            try:
-                node.define_schema()
-            except AttributeError as e:
-                warn_once(f"node-{node.__name__}", f"node {node.__name__} is disabled on this ComfyUI: {e}")
-                continue
-            nodes.append(node)
-    return nodes
+        usable.append(node)
+    return usable

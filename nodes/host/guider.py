@@ -37,8 +37,8 @@ def sampler_function(sampler: Any):
 
 def sampler_name(sampler: Any) -> str:
     """The dropdown name of a SAMPLER (what a searched file records): a pack sampler's own name, else the KSampler
-    name whose k-diffusion function this is (``dpm_fast`` is ``dpm_fast_function`` inside ComfyUI), else the
-    function's name marked as such."""
+    name whose k-diffusion function this is (``dpm_fast`` is ``dpm_fast_function`` inside ComfyUI), else
+    k-diffusion's ``sample_<name>`` rule, else the function's name marked as such."""
     fn = getattr(sampler, "sampler_function", None)
     own = getattr(fn, "schedule_lab_name", None)
     if own:
@@ -52,6 +52,8 @@ def sampler_name(sampler: Any) -> str:
     for name in names:  # ComfyUI's wrappers: dpm_fast -> dpm_fast_function
         if raw == f"{name}_function":
             return name
+    if raw.startswith("sample_"):  # k-diffusion's naming rule, for a host whose lists we cannot read
+        return raw.removeprefix("sample_")
     return f"function {raw}"
 
 

@@ -19,14 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from malformed import KINDS, malformed_text
 
-from schedule_lab.nodes import search_ops
 from schedule_lab.schedules import ScheduleError, load_schedule
 from schedule_lab.schedules.constant_rate.cache import cache_key, load_velocity, save_velocity
 from schedule_lab.schedules.constant_rate.construct import default_velocity
 from schedule_lab.schedules.files import adapt_to_kind, doc_kind, doc_sigmas, safe_schedule_name, save_schedule
 from schedule_lab.schedules.search.evolution import EvolutionConfig, EvolutionSearch
 from schedule_lab.schedules.search.genes import GeneSpace
-from schedule_lab.schedules.search.results import check_search_params
+from schedule_lab.schedules.search.results import check_search_params, searched_sigmas
 from schedule_lab.schedules.search.state import load_state
 
 SCHEDULE_CASES, STATE_CASES, RECORD_CASES, NAME_CASES = 200, 80, 60, 100
@@ -67,7 +66,7 @@ def test_a_generated_schedule_file_is_read_or_refused_by_name(text):
         from malformed import sound_schedule
 
         save_schedule(good, sound_schedule("eps", 3, search=True))
-    sigmas = search_ops.searched_for_model(SD, 3, ["case.json", "good.json"], lambda n: str(FOLDER / n))
+    sigmas = searched_sigmas(SD, 3, [(n, str(FOLDER / n)) for n in ["case.json", "good.json"]])
     assert len(sigmas) == 4
 
 

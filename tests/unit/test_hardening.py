@@ -25,7 +25,7 @@ from schedule_lab.schedules.resample import truncate_for_denoise
 from schedule_lab.schedules.search.evolution import EvolutionConfig, EvolutionSearch
 from schedule_lab.schedules.search.fitness import CountedModel, ReferenceSet
 from schedule_lab.schedules.search.genes import GeneSpace
-from schedule_lab.schedules.search.results import make_search_doc
+from schedule_lab.schedules.search.results import make_search_doc, searched_sigmas
 from schedule_lab.schedules.search.state import load_state, make_state_doc, save_state
 from schedule_lab.solvers.classic import sample_euler
 
@@ -111,8 +111,8 @@ def test_sl_searched_skips_each_bad_file_with_one_warning_naming_it(tmp_path, ca
             _write(tmp_path / f"bad_{case}.json", text)
     files = sorted(p.name for p in tmp_path.iterdir())
     with caplog.at_level(logging.WARNING, logger="schedule_lab"):
-        sigmas = search_ops.searched_for_model(SD, 3, files, lambda n: str(tmp_path / n))
-        search_ops.searched_for_model(SD, 3, files, lambda n: str(tmp_path / n))  # warned once, not twice
+        sigmas = searched_sigmas(SD, 3, [(n, str(tmp_path / n)) for n in files])
+        searched_sigmas(SD, 3, [(n, str(tmp_path / n)) for n in files])  # warned once, not twice
     assert torch.allclose(sigmas.double(), karras(3, SD.sigma_min, SD.sigma_max).double())
     warned = [r.getMessage() for r in caplog.records]
     assert len(warned) == len(MALFORMED) - 1
@@ -125,7 +125,7 @@ def test_malformed_search_params_in_a_rehashed_file_do_not_break_sl_searched(tmp
     doc["sha256"] = doc_hash(doc)
     save_schedule(tmp_path / "a_bad.json", _search_doc())  # a sound file beside it
     _write(tmp_path / "b_bad.json", doc)
-    sigmas = search_ops.searched_for_model(SD, 3, ["a_bad.json", "b_bad.json"], lambda n: str(tmp_path / n))
+    sigmas = searched_sigmas(SD, 3, [(n, str(tmp_path / n)) for n in ["a_bad.json", "b_bad.json"]])
     assert len(sigmas) == 4
 
 
