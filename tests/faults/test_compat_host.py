@@ -2,13 +2,16 @@
 the V3 module the pack picks there is the versioned one: the 'run' column of docs/compat.md."""
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
+from pathlib import Path
 
 from schedule_lab.nodes.host.access import COMPAT, IO_MEMBERS, UI_MEMBERS, V3_MODULES
 
-#: Touch points that exist only inside a running server or on newer ComfyUI (refused by name where present).
-ONLY_RUNNING = {"server.PromptServer.instance.send_progress_text": "server.PromptServer.send_progress_text"}
+#: Touch points that exist only inside a running server (``server`` cannot be imported without one: read its source)
+#: or on newer ComfyUI (refused by name where present).
+ONLY_RUNNING = {"server.PromptServer.instance.send_progress_text": ("PromptServer", "send_progress_text")}
 NEWER = {"comfy.model_sampling.IMG_TO_IMG_FLOW", "comfy.model_sampling.IMG_TO_IMG_VELOCITY",
          "comfy.model_sampling.V_PREDICTION_DDPM", "comfy.model_sampling.ModelSamplingAV"}
 
@@ -45,7 +48,7 @@ def _probe(comfy_python, names):
 
 
 def test_every_listed_touch_point_exists_in_this_host(comfy_python):
-    names = {ONLY_RUNNING.get(k, k) for k in COMPAT if k not in NEWER}
+    names = {k for k in COMPAT if k not in NEWER and k not in ONLY_RUNNING}
     names |= {f"{V3_MODULES[0]}.io.{m}" for m in IO_MEMBERS} | {f"{V3_MODULES[0]}.ui.{m}" for m in UI_MEMBERS}
     names |= {f"{V3_MODULES[0]}.ComfyExtension"}
     found = _probe(comfy_python, names)
@@ -55,3 +58,10 @@ def test_every_listed_touch_point_exists_in_this_host(comfy_python):
 def test_the_newer_classes_are_absent_here_so_their_refusal_is_read_not_run(comfy_python):
     found = _probe(comfy_python, NEWER)
     assert not any(found.values()), found
+
+
+def test_the_running_server_methods_exist_in_this_hosts_source(comfy_python):
+    tree = ast.parse((Path(comfy_python[0]) / "server.py").read_text())
+    methods = {(c.name, f.name) for c in ast.walk(tree) if isinstance(c, ast.ClassDef)
+               for f in c.body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    assert set(ONLY_RUNNING.values()) <= methods
