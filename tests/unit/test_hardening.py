@@ -1,4 +1,4 @@
-"""Issue 10: shared files and odd inputs cannot break the pack. One test (or more) per defect, each written to fail
+"""Shared files and odd inputs cannot break the pack. One test (or more) per defect, each written to fail
 on the code before its fix; the generated cases are in tests/faults/."""
 from __future__ import annotations
 
