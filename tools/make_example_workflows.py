@@ -208,7 +208,7 @@ def constant_rate_calibration():
     w = Workflow()
     ckpt, pos, neg, lat = common(w)
     crs = w.node("SL_ConstantRateScheduler", (800, -350), [10, 1.0, "vx+cos", 1.5, 64, 24, 0, "", False],
-                size=(340, 300))
+                 size=(340, 300))
     sel = w.node("KSamplerSelect", (800, 200), ["dpmpp_2m"], size=(315, 58))
     guider = _custom_advanced(w, ckpt, pos, neg, lat, sel, crs, "schedule_lab_constant_rate")
     w.link(guider, 0, crs, "guider")
