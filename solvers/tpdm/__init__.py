@@ -1,0 +1,1 @@
+"""TPDM (placeholder until the tpdm branch lands; rl and train are the trainer)."""
