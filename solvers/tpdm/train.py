@@ -99,6 +99,16 @@ class Rollout:
     groups: torch.Tensor        # (B,) condition index
     schedules: list = field(default_factory=list)  # realised σ per image
 
+    def select(self, index: torch.Tensor) -> Rollout:
+        """The trajectories ``index`` (a bool mask or indices over B), e.g. one rank's share of a batch."""
+        index = torch.as_tensor(index)
+        if index.dtype == torch.bool:
+            index = torch.nonzero(index).flatten()
+        idx = index.tolist()
+        return Rollout([f.rows(index) for f in self.features], self.ratios[:, index], self.log_probs[:, index],
+                       self.mask[:, index], self.steps[index], self.x0[index], self.x_T[index], self.groups[index],
+                       [self.schedules[i] for i in idx] if self.schedules else [])
+
 
 def derived_seed(seed: int, iteration: int, rank: int, offset: int) -> int:
     """The seed of one (iteration, rank) stream: resuming never depends on RNG state carried over."""
@@ -162,12 +172,12 @@ def ppo_update(policy, params, optimizer, ro: Rollout, advantages: torch.Tensor,
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        skipped = not (math.isfinite(float(loss)) and math.isfinite(float(norm)))
+        skipped = not (math.isfinite(float(loss.detach())) and math.isfinite(float(norm)))
         if skipped:
             optimizer.zero_grad(set_to_none=True)
         else:
             optimizer.step()
-        epochs.append({**stats, "loss": float(loss), "grad_norm": float(norm), "skipped": skipped})
+        epochs.append({**stats, "loss": float(loss.detach()), "grad_norm": float(norm), "skipped": skipped})
     return {"epochs": epochs, "skipped": sum(e["skipped"] for e in epochs)}
 
 
