@@ -146,6 +146,7 @@ def main(argv=None) -> int:
             "world_size": world, "threads_per_process": args.threads,
             "command": command, "seconds_this_call": round(seconds, 1),
             "seconds_total": round(sum(e["seconds"] for e in history), 1),
+            "cpu_seconds_total": round(sum(e.get("cpu_seconds", 0.0) for e in history), 1),
             "torch": torch.__version__, "python": platform.python_version(),
             "summary": {"first10_steps_mean": sum(e["steps_mean"] for e in history[:10]) / min(10, len(history)),
                         "last10_steps_mean": sum(e["steps_mean"] for e in last) / len(last),

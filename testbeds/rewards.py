@@ -23,7 +23,9 @@ __all__ = ["ConfidenceScore", "EndpointScore", "testbed_scorer"]
 class EndpointScore:
     """exp(−RMSE(x0, endpoint) / tau) per image; the endpoint is Heun on ``steps`` Karras sigmas from sigma_start."""
 
-    def __init__(self, model, tau: float = 0.05, steps: int = 100, sigma_min: float = 0.002):
+    #: Heun-60 is within 9e-4 RMSE (max over 32 images) of Heun-200 from σ 14.6 on the EDM MLP, against per-image
+    #: solver errors of 0.02-0.15 for 30-5 Euler steps: enough for a reward, at 0.37 s per 32 images.
+    def __init__(self, model, tau: float = 0.1, steps: int = 60, sigma_min: float = 0.002):
         if tau <= 0:
             raise ValueError(f"EndpointScore: tau must be > 0, got {tau}")
         self.model, self.tau, self.steps, self.sigma_min = model, float(tau), int(steps), float(sigma_min)
@@ -52,7 +54,7 @@ class ConfidenceScore:
         return torch.softmax(logits.double(), dim=1).max(dim=1).values
 
 
-def testbed_scorer(name: str, model=None, tau: float = 0.05):
+def testbed_scorer(name: str, model=None, tau: float = 0.1):
     """``endpoint`` (needs ``model``) or ``confidence`` (the bundled classifier)."""
     if name == "endpoint":
         if model is None:

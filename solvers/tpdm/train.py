@@ -299,7 +299,7 @@ def train(model, read_features: Callable, tpm: torch.nn.Module, scorer: Callable
         bar = tqdm(total=cfg.iterations, initial=start, desc="tpdm train", unit="it")
     done = 0
     for it in range(start, cfg.iterations):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         b = cfg.groups * cfg.k
         # list repetition [c1..cG, c1..cG, ...] as the official trainer; ids are global (rank-major)
         gids = torch.arange(cfg.groups).repeat(cfg.k) + rank * cfg.groups
@@ -328,6 +328,7 @@ def train(model, read_features: Callable, tpm: torch.nn.Module, scorer: Callable
             "reward_mean": stats[2].item(), "skipped": upd["skipped"],
             "clipfrac_last": upd["epochs"][-1]["clipfrac"], "approx_kl_last": upd["epochs"][-1]["approx_kl"],
             "ratio_first": upd["epochs"][0]["ratio"], "seconds": round(time.perf_counter() - t0, 3),
+            "cpu_seconds": round(time.process_time() - c0, 3),
         }
         history.append(entry)
         done += 1
