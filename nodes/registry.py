@@ -17,6 +17,7 @@ from typing import Any
 from ..schedules.for_model import ays_for_model
 from ..solvers.tada import sample_tada
 from .constant_rate_ops import dropdown_sigmas
+from .tpdm_ops import sample_sl_tpdm
 
 
 @dataclass(frozen=True)
@@ -82,5 +83,12 @@ SAMPLERS: dict[str, Entry] = {
         "TADA (Chen et al. 2025): an ODE sampler on a momentum-augmented state; more detail and diversity at low "
         "step counts for the same model calls. Detail level from the Detail Level node (default 1).",
         model_settings=("detail",),
+    ),
+    "sl_tpdm": Entry(
+        sample_sl_tpdm,
+        "TPDM adaptive steps (Ye et al. 2024): a time predictor picks each image's next noise level from the "
+        "model's features and stops when clean; steps is the cap. Needs a model from the Apply TPM node.",
+        model_settings=("tpdm",),
+        saved_files=True,
     ),
 }
