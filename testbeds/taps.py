@@ -5,22 +5,23 @@ A tap registers forward hooks on a frozen model and keeps what the *last* call p
 of the same forward pass that gave the denoised prediction (no second model call). Like the official SD3 taps it
 takes three things:
 
-* ``h1`` — right after the input projection (the MLP's ``inp``; SD3: patch embedding + pos-embed);
-* ``h2`` — right before the output projection (the MLP's ``out_norm`` output; SD3: ``norm_out``, before ``proj_out``);
-* ``temb`` — the model's own conditioning vector (the MLP's noise embedding ``emb_mlp(fourier(c_noise))``;
+* ``h1`` — right after the input projection (the testbeds' ``inp``; SD3: patch embedding + pos-embed);
+* ``h2`` — right before the output projection (the testbeds' ``out_norm`` output; SD3: ``norm_out``, before
+  ``proj_out``);
+* ``temb`` — the model's own conditioning vector (the testbeds' noise embedding ``emb_mlp(fourier(c_noise))``;
   SD3: ``time_text_embed``).
 
 ``tap.read()`` returns a ``solvers.tpdm.tpm.TPMFeatures`` (detached, batch first). The MLP's hidden vectors are
-given as 1×1 maps (B, C, 1, 1): they have no spatial layout, and the TPM's 3×3 convolutions then reduce to their
-centre taps (a linear layer), the pools to the identity. Use as a context manager (hooks removed on exit) or call
-``remove()``.
+given as 1×1 maps (B, C, 1, 1) (the UNet's are real maps): they have no spatial layout, and the TPM's 3×3
+convolutions then reduce to their centre taps (a linear layer), the pools to copies. Use as a context manager
+(hooks removed on exit) or call ``remove()``.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-__all__ = ["FeatureTap", "tap_edm_mlp", "tap_for"]
+__all__ = ["TAP_MODULES", "FeatureTap", "tap_for"]
 
 
 class FeatureTap:
@@ -72,16 +73,18 @@ def _as_map(h: torch.Tensor) -> torch.Tensor:
     return h if h.ndim == 4 else h.reshape(h.shape[0], -1, 1, 1)
 
 
-def tap_edm_mlp(model) -> FeatureTap:
-    """The tap of ``testbeds.models.EDMDenoiserMLP``: h1 = ``inp`` output (B, width), h2 = ``out_norm`` output
-    (B, width), temb = ``emb_mlp`` output (B, emb_dim)."""
-    return FeatureTap(model, {"h1": model.inp, "h2": model.out_norm, "temb": model.emb_mlp})
+#: The bundled trained testbeds name their input projection, final norm and noise embedding alike: the EDM MLP
+#: (``inp`` Linear, ``out_norm`` LayerNorm, ``emb_mlp``) and the natural-image patch UNet (``inp`` Conv2d,
+#: ``out_norm`` GroupNorm, ``emb_mlp``), so one tap serves both (vectors become 1×1 maps, maps stay maps).
+TAP_MODULES = {"h1": "inp", "h2": "out_norm", "temb": "emb_mlp"}
 
 
 def tap_for(model) -> FeatureTap:
-    """The tap of a bundled trained testbed model (by class), or a clear error."""
-    from .models import EDMDenoiserMLP
-
-    if isinstance(model, EDMDenoiserMLP):
-        return tap_edm_mlp(model)
-    raise TypeError(f"no feature tap for {type(model).__name__}; taps exist for EDMDenoiserMLP")
+    """The tap of a bundled trained testbed model: h1 = ``inp`` output, h2 = ``out_norm`` output (before the
+    output projection), temb = ``emb_mlp`` output; a TypeError naming the missing modules otherwise."""
+    missing = [m for m in TAP_MODULES.values() if not isinstance(getattr(model, m, None), nn.Module)]
+    if missing:
+        raise TypeError(f"no feature tap for {type(model).__name__}: it has no {', '.join(missing)} module(s); "
+                        "build a FeatureTap with the modules right after the input projection, right before the "
+                        "output projection and the time embedding")
+    return FeatureTap(model, {k: getattr(model, m) for k, m in TAP_MODULES.items()})

@@ -216,3 +216,30 @@ def _initial() -> dict:
     ro = synthetic_rollout()
     torch.manual_seed(0)
     return {k: v.detach().clone() for k, v in tpm_for_features(ro.features[0], width=8).state_dict().items()}
+
+
+def test_tap_for_a_conv_testbed_gives_maps_and_refuses_unknown_models():
+    from torch import nn
+
+    from schedule_lab.testbeds.taps import tap_for
+
+    class TinyConv(nn.Module):  # the patch UNet's names: inp (conv), out_norm (GroupNorm), emb_mlp
+        def __init__(self):
+            super().__init__()
+            self.inp, self.out_norm = nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8)
+            self.emb_mlp, self.out = nn.Linear(4, 6), nn.Conv2d(8, 3, 3, padding=1)
+
+        def forward(self, x, sigma):
+            self.emb_mlp(sigma[:, None].expand(-1, 4))
+            return self.out(self.out_norm(self.inp(x)))
+
+    m = TinyConv()
+    tap = tap_for(m)
+    m(torch.randn(2, 3, 8, 8), torch.ones(2))
+    f = tap.read()
+    assert f.h1.shape == (2, 8, 8, 8) and f.h2.shape == (2, 8, 8, 8) and f.temb.shape == (2, 6)
+    tpm = tpm_for_features(f, width=4)
+    alpha, beta = tpm(f)
+    assert bool((alpha > 1).all() and (beta > 1).all())
+    with pytest.raises(TypeError, match="out_norm"):
+        tap_for(nn.Linear(2, 2))
