@@ -243,3 +243,22 @@ def test_tap_for_a_conv_testbed_gives_maps_and_refuses_unknown_models():
     assert bool((alpha > 1).all() and (beta > 1).all())
     with pytest.raises(TypeError, match="out_norm"):
         tap_for(nn.Linear(2, 2))
+
+
+def test_cli_trains_exports_a_loadable_tpm_and_takes_a_user_scorer(tmp_path, monkeypatch):
+    from schedule_lab.benchmarks.cli import main as cli
+    from schedule_lab.solvers.tpdm.official import load_tpm
+
+    (tmp_path / "my_score.py").write_text("import torch\n\ndef score(x0, info):\n"
+                                          "    return torch.exp(-x0.double().square().mean(dim=1))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "tpm.safetensors"
+    assert cli(["tpdm", "train", "--iterations", "1", "--groups", "2", "--k", "2", "--reward", "my_score:score",
+                "--out", str(tmp_path / "ck"), "--export", str(out), "--no-progress"]) == 0
+    tpm, meta = load_tpm(out)
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["command"].startswith("schedule-lab tpdm train --iterations 1")
+    assert record["parameters"] == sum(p.numel() for p in tpm.parameters()) and len(record["history"]) == 1
+    assert meta["family"] == "testbed:edm-digits"
+    with pytest.raises(SystemExit, match="cannot import"):
+        cli(["tpdm", "train", "--iterations", "1", "--reward", "no_such_module:f", "--out", str(tmp_path / "x")])
