@@ -42,6 +42,8 @@ class TPDMState:
     freeze_name: str = ""
     schedule_dir: Callable[[], str] | None = None
     trained_start: float | None = None
+    trained_cfg: float | None = None
+    trained_grid: tuple[int, int] | None = None
     stash: FeatureStash = field(default_factory=FeatureStash)
     last: list = field(default_factory=list)
     last_paths: list = field(default_factory=list)
@@ -74,6 +76,7 @@ class TPDMState:
                           schedules=schedules)
         self.last = schedules
         self.last_paths = []
+        notes.extend(regime_notes(self.cfg_of(model), self.stash.grid, self.trained_cfg, self.trained_grid))
         if self.freeze_name and self.schedule_dir is not None and kind is not None:
             params = {"tpm": self.tpm_name, "min_sigma": used_min, "max_steps": max_steps,
                       "stochastic": bool(stochastic), "final_step": final_step}
@@ -98,6 +101,20 @@ def start_warning(start: float, trained_start: float | None, kind: ModelKind | N
         return (f"sl_tpdm: sampling starts at sigma {start:.4g}, below the level this TPM was trained from "
                 f"({trained_start:.4g}); img2img / denoise < 1 was never trained, so its step choices may be off.")
     return ""
+
+
+def regime_notes(cfg: float | None, grid, trained_cfg: float | None, trained_grid) -> list[str]:
+    """Warnings when the run is outside what the TPM was trained on (CFG scale, token grid); sampling goes on."""
+    notes = []
+    if trained_cfg is not None and cfg is not None and abs(cfg - trained_cfg) > 1e-6:
+        notes.append(f"CFG {cfg:g} differs from the TPM's training CFG {trained_cfg:g}: the TPM reads CFG-extrapolated "
+                     "features, so its steps may be off" + (" (CFG 1 gives it cond-only features)" if cfg == 1 else ""))
+    if trained_grid is not None and grid is not None and tuple(grid) != tuple(trained_grid):
+        notes.append(f"token grid {grid[0]}x{grid[1]} differs from the TPM's training grid {trained_grid[0]}x"
+                     f"{trained_grid[1]} (SD3 official: 1024x1024); its steps may be off")
+    for note in notes:
+        log.warning("[Schedule Lab] sl_tpdm: %s", note)
+    return notes
 
 
 def freeze_schedules(schedules: list[torch.Tensor], kind: ModelKind, name: str, directory: str,
