@@ -2,8 +2,8 @@
 
 :class:`TPDMState` travels on a MODEL patched by Apply TPM (in ``transformer_options["schedule_lab"]["tpdm"]``): the
 time predictor, the feature stash the taps fill, how to read the CFG scale, and what to do after a run (show the
-realised schedules on the node, freeze them to a schedule file). :func:`sample_sl_tpdm` is the ``sl_tpdm`` catalogue
-entry: the k-diffusion sampler ComfyUI calls, for the KSampler dropdown and the Adaptive Steps Sampler node alike.
+realised schedules on the node, freeze them to a schedule file); the catalogue's ``sl_tpdm``
+(solvers/tpdm/sampler.sample_sl_tpdm) calls its ``sample`` for the KSampler dropdown and the Adaptive Steps Sampler.
 Decisions in docs/tpdm.md.
 """
 from __future__ import annotations
@@ -19,15 +19,13 @@ import torch
 from ..schedules.errors import ScheduleError
 from ..schedules.files import make_schedule_doc, safe_schedule_name, save_schedule
 from ..schedules.model_kind import ModelKind
-from ..solvers.tpdm.sampler import DEFAULT_MIN_SIGMA, check_options, sample_tpdm, to_level
+from ..solvers.tpdm.sampler import check_options, sample_tpdm, to_level
 from ..solvers.tpdm.taps import FeatureStash
 from ..solvers.tpdm.tpm import TimePredictor
+from ..version import PACK_VERSION
 
 log = logging.getLogger("schedule_lab")
 
-PACK_VERSION = "0.1.0"
-NEEDS_APPLY_TPM = ("model: sl_tpdm needs a model patched by the Apply TPM node (it carries the time predictor and "
-                   "the feature taps); connect Load TPM -> Apply TPM -> the sampler's model, or pick another sampler.")
 
 
 @dataclass(eq=False)
@@ -148,19 +146,6 @@ def run_report(schedules: list[torch.Tensor], paths: list[str], notes: list[str]
                      "Load Schedule + euler reproduces the run without the TPM)")
     lines.extend(notes or [])
     return "sl_tpdm: " + "\n".join(lines)
-
-
-def sample_sl_tpdm(model, x, sigmas, extra_args=None, callback=None, disable=None, *, kind: ModelKind | None = None,
-                   tpdm: TPDMState | None = None, min_sigma: float = DEFAULT_MIN_SIGMA, max_steps: int | None = None,
-                   stochastic: bool = False, final_step: str = "zero"):
-    """The ``sl_tpdm`` sampler: TPDM adaptive steps with the TPM carried by the model (Apply TPM).
-
-    ``sigmas[0]`` is the start (the scheduler's, so denoise / img2img work); ``max_steps`` defaults to the
-    scheduler's step count (KSampler's ``steps`` is the cap)."""
-    if tpdm is None:
-        raise ScheduleError(NEEDS_APPLY_TPM)
-    return tpdm.sample(model, x, sigmas, extra_args, callback, disable, kind=kind, min_sigma=min_sigma,
-                       max_steps=max_steps, stochastic=stochastic, final_step=final_step)
 
 
 def check_tpm_fits(tpm: TimePredictor, tpm_family: str, family: str, sizes: tuple[int, int, int]) -> None:

@@ -11,7 +11,9 @@ from schedule_lab.nodes.registry import SAMPLERS
 from schedule_lab.nodes.schedule_ops import load_schedule_file
 from schedule_lab.schedules.errors import ScheduleError
 from schedule_lab.schedules.model_kind import ModelKind
+from schedule_lab.solvers import catalogue
 from schedule_lab.solvers.classic import sample_euler
+from schedule_lab.solvers.tpdm.sampler import sample_sl_tpdm
 from schedule_lab.solvers.tpdm.taps import COND, UNCOND
 from schedule_lab.solvers.tpdm.tpm import TimePredictor
 
@@ -43,9 +45,10 @@ def _state(**kw):
 
 
 def test_sl_tpdm_is_in_the_sampler_table_and_needs_apply_tpm():
-    assert SAMPLERS["sl_tpdm"].fn is tpdm_ops.sample_sl_tpdm and SAMPLERS["sl_tpdm"].model_settings == ("tpdm",)
+    assert SAMPLERS["sl_tpdm"].fn is sample_sl_tpdm and SAMPLERS["sl_tpdm"].model_settings == ("tpdm",)
+    assert catalogue.SAMPLERS["sl_tpdm"].adaptive and catalogue.SAMPLERS["sl_tpdm"].calls is None
     with pytest.raises(ScheduleError, match="Apply TPM"):
-        tpdm_ops.sample_sl_tpdm(None, torch.zeros(1, 2, 2, 2), torch.tensor([1.0, 0.0]))
+        sample_sl_tpdm(None, torch.zeros(1, 2, 2, 2), torch.tensor([1.0, 0.0]))
 
 
 def test_state_survives_model_clones_by_identity():
@@ -61,7 +64,7 @@ def test_freeze_writes_a_schedule_that_load_schedule_and_euler_reproduce_bitwise
     model = TappedFlow(state, x0)
     state.cfg_of = model.cfg_of
     noise = torch.randn(1, 2, 4, 4)
-    out = tpdm_ops.sample_sl_tpdm(model, noise.clone(), torch.tensor([1.0, 0.5, 0.0]), kind=kind, tpdm=state,
+    out = sample_sl_tpdm(model, noise.clone(), torch.tensor([1.0, 0.5, 0.0]), kind=kind, tpdm=state,
                                   max_steps=30)
     (path,) = state.last_paths
     assert path.endswith("frozen.json") and "frozen to frozen.json" in reports[-1]
@@ -76,7 +79,7 @@ def test_batch_freeze_writes_one_file_per_image_and_reports_each(tmp_path):
     state = _state(report=reports.append, freeze_name="b", schedule_dir=lambda: str(tmp_path))
     model = TappedFlow(state, torch.zeros(2, 2, 4, 4))
     state.cfg_of = model.cfg_of
-    tpdm_ops.sample_sl_tpdm(model, torch.randn(2, 2, 4, 4), torch.tensor([1.0, 0.0]), kind=ModelKind.flow(),
+    sample_sl_tpdm(model, torch.randn(2, 2, 4, 4), torch.tensor([1.0, 0.0]), kind=ModelKind.flow(),
                             tpdm=state, max_steps=20)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b_0.json", "b_1.json"]
     assert reports[-1].count("steps:") == 2
