@@ -68,14 +68,15 @@ def family_of(model: Any) -> tuple[str, tuple[int, int, int]]:
     """(family, (h1 channels, h2 channels, temb size)) of a MODEL; a ScheduleError for families without taps."""
     dm = model.get_model_object("diffusion_model")
     name = type(dm).__name__
+    bases = {cls.__name__ for cls in type(dm).__mro__}  # SD3's is OpenAISignatureMMDITWrapper(MMDiT)
     try:
-        if name == "UNetModel":
+        if "UNetModel" in bases:
             return "unet", (int(dm.input_blocks[0][0].out_channels), int(dm.out[0].num_channels),
                             int(dm.time_embed[-1].out_features))
-        if name == "MMDiT":
+        if "MMDiT" in bases:
             hidden = int(dm.x_embedder.proj.out_channels)
             return "mmdit", (hidden, int(dm.final_layer.linear.in_features), hidden)
-        if name == "Flux":
+        if "Flux" in bases:
             hidden = int(dm.img_in.out_features)
             return "flux", (hidden, int(dm.final_layer.linear.in_features), hidden)
     except (AttributeError, IndexError, TypeError) as exc:
@@ -164,12 +165,20 @@ def apply_tpm(model: Any, tpm, meta: dict, tpm_name: str, node_id: str | None, f
     """A clone of MODEL carrying the TPM, its feature taps and the after-run report / freeze (Apply TPM)."""
     family, sizes = family_of(model)
     tpm_family = meta.get("family", "") or ("mmdit" if "schedule_lab.tpm" not in meta else "")
+    for key in ("start_sigma", "cfg"):
+        try:
+            float(meta.get(key) or 0)
+        except ValueError:
+            raise ScheduleError(f"tpm: its metadata {key}={meta[key]!r} is not a number; re-save the TPM.") from None
     check_tpm_fits(tpm, tpm_family, family, sizes)
     start = meta.get("start_sigma")
+    official = "schedule_lab.tpm" not in meta  # the released SD3-Medium TPM: 1024², CFG 7, from sigma 1
     state = TPDMState(
         tpm=tpm, family=family, tpm_name=tpm_name, cfg_of=cfg_of, report=lambda text: host.show_text(node_id, text),
         freeze_name=freeze_as.strip(), schedule_dir=host.schedule_write_dir,
-        trained_start=float(start) if start not in (None, "") else (1.0 if family == "mmdit" else None),
+        trained_start=float(start) if start not in (None, "") else (1.0 if official else None),
+        trained_cfg=float(meta["cfg"]) if meta.get("cfg") else (7.0 if official else None),
+        trained_grid=(64, 64) if official else None,
     )
 
     def watch(sampler_name: str, explicit: dict) -> None:

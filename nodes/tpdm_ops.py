@@ -2,8 +2,8 @@
 
 :class:`TPDMState` travels on a MODEL patched by Apply TPM (in ``transformer_options["schedule_lab"]["tpdm"]``): the
 time predictor, the feature stash the taps fill, how to read the CFG scale, and what to do after a run (show the
-realised schedules on the node, freeze them to a schedule file). :func:`sample_sl_tpdm` is the ``sl_tpdm`` catalogue
-entry: the k-diffusion sampler ComfyUI calls, for the KSampler dropdown and the Adaptive Steps Sampler node alike.
+realised schedules on the node, freeze them to a schedule file); the catalogue's ``sl_tpdm``
+(solvers/tpdm/sampler.sample_sl_tpdm) calls its ``sample`` for the KSampler dropdown and the Adaptive Steps Sampler.
 Decisions in docs/tpdm.md.
 """
 from __future__ import annotations
@@ -19,15 +19,13 @@ import torch
 from ..schedules.errors import ScheduleError
 from ..schedules.files import make_schedule_doc, safe_schedule_name, save_schedule
 from ..schedules.model_kind import ModelKind
-from ..solvers.tpdm.sampler import DEFAULT_MIN_SIGMA, check_options, sample_tpdm, to_level
+from ..solvers.tpdm.sampler import check_options, sample_tpdm, to_level
 from ..solvers.tpdm.taps import FeatureStash
 from ..solvers.tpdm.tpm import TimePredictor
+from ..version import PACK_VERSION
 
 log = logging.getLogger("schedule_lab")
 
-PACK_VERSION = "0.1.0"
-NEEDS_APPLY_TPM = ("model: sl_tpdm needs a model patched by the Apply TPM node (it carries the time predictor and "
-                   "the feature taps); connect Load TPM -> Apply TPM -> the sampler's model, or pick another sampler.")
 
 
 @dataclass(eq=False)
@@ -42,6 +40,8 @@ class TPDMState:
     freeze_name: str = ""
     schedule_dir: Callable[[], str] | None = None
     trained_start: float | None = None
+    trained_cfg: float | None = None
+    trained_grid: tuple[int, int] | None = None
     stash: FeatureStash = field(default_factory=FeatureStash)
     last: list = field(default_factory=list)
     last_paths: list = field(default_factory=list)
@@ -74,6 +74,7 @@ class TPDMState:
                           schedules=schedules)
         self.last = schedules
         self.last_paths = []
+        notes.extend(regime_notes(self.cfg_of(model), self.stash.grid, self.trained_cfg, self.trained_grid))
         if self.freeze_name and self.schedule_dir is not None and kind is not None:
             params = {"tpm": self.tpm_name, "min_sigma": used_min, "max_steps": max_steps,
                       "stochastic": bool(stochastic), "final_step": final_step}
@@ -98,6 +99,20 @@ def start_warning(start: float, trained_start: float | None, kind: ModelKind | N
         return (f"sl_tpdm: sampling starts at sigma {start:.4g}, below the level this TPM was trained from "
                 f"({trained_start:.4g}); img2img / denoise < 1 was never trained, so its step choices may be off.")
     return ""
+
+
+def regime_notes(cfg: float | None, grid, trained_cfg: float | None, trained_grid) -> list[str]:
+    """Warnings when the run is outside what the TPM was trained on (CFG scale, token grid); sampling goes on."""
+    notes = []
+    if trained_cfg is not None and cfg is not None and abs(cfg - trained_cfg) > 1e-6:
+        notes.append(f"CFG {cfg:g} differs from the TPM's training CFG {trained_cfg:g}: the TPM reads CFG-extrapolated "
+                     "features, so its steps may be off" + (" (CFG 1 gives it cond-only features)" if cfg == 1 else ""))
+    if trained_grid is not None and grid is not None and tuple(grid) != tuple(trained_grid):
+        notes.append(f"token grid {grid[0]}x{grid[1]} differs from the TPM's training grid {trained_grid[0]}x"
+                     f"{trained_grid[1]} (SD3 official: 1024x1024); its steps may be off")
+    for note in notes:
+        log.warning("[Schedule Lab] sl_tpdm: %s", note)
+    return notes
 
 
 def freeze_schedules(schedules: list[torch.Tensor], kind: ModelKind, name: str, directory: str,
@@ -131,19 +146,6 @@ def run_report(schedules: list[torch.Tensor], paths: list[str], notes: list[str]
                      "Load Schedule + euler reproduces the run without the TPM)")
     lines.extend(notes or [])
     return "sl_tpdm: " + "\n".join(lines)
-
-
-def sample_sl_tpdm(model, x, sigmas, extra_args=None, callback=None, disable=None, *, kind: ModelKind | None = None,
-                   tpdm: TPDMState | None = None, min_sigma: float = DEFAULT_MIN_SIGMA, max_steps: int | None = None,
-                   stochastic: bool = False, final_step: str = "zero"):
-    """The ``sl_tpdm`` sampler: TPDM adaptive steps with the TPM carried by the model (Apply TPM).
-
-    ``sigmas[0]`` is the start (the scheduler's, so denoise / img2img work); ``max_steps`` defaults to the
-    scheduler's step count (KSampler's ``steps`` is the cap)."""
-    if tpdm is None:
-        raise ScheduleError(NEEDS_APPLY_TPM)
-    return tpdm.sample(model, x, sigmas, extra_args, callback, disable, kind=kind, min_sigma=min_sigma,
-                       max_steps=max_steps, stochastic=stochastic, final_step=final_step)
 
 
 def check_tpm_fits(tpm: TimePredictor, tpm_family: str, family: str, sizes: tuple[int, int, int]) -> None:

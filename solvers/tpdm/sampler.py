@@ -27,18 +27,20 @@ import torch
 
 from ...schedules.errors import ScheduleError
 from ...schedules.model_kind import ModelKind
-from ..classic import _steps
+from ..classic import step_range
 from .tpm import RATIO_CLAMP, TPMFeatures, beta_mode
 
 __all__ = [
-    "DEFAULT_MAX_STEPS", "DEFAULT_MIN_SIGMA", "FINAL_STEPS", "SEED_OFFSET", "check_options", "from_level",
-    "sample_tpdm", "to_level",
+    "DEFAULT_MAX_STEPS", "DEFAULT_MIN_SIGMA", "FINAL_STEPS", "NEEDS_TPM", "SEED_OFFSET", "check_options",
+    "from_level", "sample_sl_tpdm", "sample_tpdm", "to_level",
 ]
 
 #: The official inference defaults ([GR] / the inference class): stop below σ = 0.001, at most 35 steps.
 DEFAULT_MIN_SIGMA = 1e-3
 DEFAULT_MAX_STEPS = 35
 FINAL_STEPS = ("zero", "stop")
+NEEDS_TPM = ("model: sl_tpdm needs a time predictor: in ComfyUI connect the model through Load TPM -> Apply TPM "
+             "(the Apply TPM node carries the TPM and its feature taps); in Python pass tpdm=(tpm, read_features).")
 #: Added to the run's seed for the Beta draws, so they are not the initial noise's stream.
 SEED_OFFSET = 0x7D3
 
@@ -115,7 +117,7 @@ def sample_tpdm(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     realised = [[float(sigma[b])] for b in range(bsz)]
     lo, hi = RATIO_CLAMP
     view = (bsz,) + (1,) * (x.ndim - 1)
-    for i in _steps(max_steps, disable):
+    for i in step_range(max_steps, disable):
         if not bool(active.any()):
             break
         denoised = model(x, sigma.to(x.dtype) if x.dtype.is_floating_point else sigma, **extra_args)
@@ -134,9 +136,14 @@ def sample_tpdm(model, x, sigmas, extra_args=None, callback=None, disable=None, 
         done = active & ((proposed < min_sigma) | (taken + 1 >= max_steps))
         nxt = torch.where(done, torch.zeros_like(proposed), proposed) if final_step == "zero" else proposed
         nxt = torch.where(active, nxt, sigma)
+        for b in torch.nonzero(active).flatten().tolist():
+            realised[b].append(float(nxt[b]))
         if callback is not None:
-            callback({"x": x, "i": i, "sigma": sigma[active].max(), "sigma_hat": sigma[active].max(),
-                      "denoised": denoised, "sigmas": sigma, "sigmas_next": nxt, "active": active})
+            info = {"x": x, "i": i, "sigma": sigma[active].max(), "sigma_hat": sigma[active].max(),
+                    "denoised": denoised, "sigmas": sigma, "sigmas_next": nxt, "active": active}
+            if not bool((active & ~done).any()) or i == max_steps - 1:  # the last step: the catalogue contract
+                info["schedules"] = [torch.tensor(r, dtype=torch.float32) for r in realised]
+            callback(info)
         if trace is not None:
             trace.append({"step": i, "sigma": sigma.clone(), "sigma_next": nxt.clone(), "ratio": ratio,
                           "alpha": alpha, "beta": beta, "log_prob": log_prob, "active": active.clone(),
@@ -145,11 +152,27 @@ def sample_tpdm(model, x, sigmas, extra_args=None, callback=None, disable=None, 
         d = (x - denoised) / sigma.to(x.dtype).reshape(view)
         stepped = x + d * (nxt.to(x.dtype) - sigma.to(x.dtype)).reshape(view)
         x = torch.where(active.reshape(view), stepped, x)
-        for b in torch.nonzero(active).flatten().tolist():
-            realised[b].append(float(nxt[b]))
         taken = taken + active.long()
         sigma = torch.where(active & ~done, nxt, sigma)  # finished images keep their last (positive) call level
         active = active & ~done
     if schedules is not None:
         schedules.extend(torch.tensor(r, dtype=torch.float32) for r in realised)
     return x
+
+
+def sample_sl_tpdm(model, x, sigmas, extra_args=None, callback=None, disable=None, *, kind: ModelKind | None = None,
+                   tpdm=None, min_sigma: float = DEFAULT_MIN_SIGMA, max_steps: int | None = None,
+                   stochastic: bool = False, final_step: str = "zero"):
+    """The catalogue's ``sl_tpdm``: TPDM with the TPM that ``tpdm`` carries.
+
+    ``tpdm`` is a ``(tpm, read_features)`` pair, or an object with ``sample(model, x, sigmas, extra_args, callback,
+    disable, kind=, min_sigma=, max_steps=, stochastic=, final_step=)`` (ComfyUI: the state Apply TPM puts on the
+    MODEL). ``sigmas[0]`` is the start level; ``max_steps`` defaults to ``len(sigmas) − 1`` (KSampler's steps)."""
+    options = {"min_sigma": min_sigma, "max_steps": max_steps, "stochastic": stochastic, "final_step": final_step}
+    if tpdm is None:
+        raise ScheduleError(NEEDS_TPM)
+    if isinstance(tpdm, tuple):
+        tpm, read_features = tpdm
+        return sample_tpdm(model, x, sigmas, extra_args, callback, disable, tpm=tpm, read_features=read_features,
+                           kind=kind, **options)
+    return tpdm.sample(model, x, sigmas, extra_args, callback, disable, kind=kind, **options)

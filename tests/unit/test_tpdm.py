@@ -367,3 +367,17 @@ def test_pack_tpm_roundtrip_keeps_sizes_and_family(tmp_path):
 
 def test_sampler_defaults_are_the_official_inference_ones():
     assert (sampler.DEFAULT_MIN_SIGMA, sampler.DEFAULT_MAX_STEPS) == (1e-3, 35)
+
+
+def test_catalogue_run_of_sl_tpdm_reports_each_image_schedule_and_its_calls(flow):
+    from schedule_lab.solvers import catalogue
+
+    model, _ = flow
+    tpm = RowTPM([0.3, 0.7])
+    result = catalogue.run("sl_tpdm(max_steps=30,min_sigma=0.01)", torch.tensor([1.0, 0.0]), model,
+                           torch.randn(2, 2, 4, 4), provided={"tpdm": (tpm, model.read)})
+    assert [len(s) - 1 for s in result.schedules] == [4, 13]  # 0.3^4 and 0.7^13 first fall below 0.01
+    assert result.nfe == 13 and all(float(s[-1]) == 0.0 for s in result.schedules)
+    assert not catalogue.SAMPLERS["sl_tpdm"].self_contained
+    with pytest.raises(ScheduleError, match="Apply TPM"):
+        catalogue.run("sl_tpdm", torch.tensor([1.0, 0.0]), model, torch.randn(1, 2, 4, 4))
