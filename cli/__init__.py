@@ -2,7 +2,7 @@
 
     schedule-lab compare [--steps 10] [--samplers ...] [--schedulers ...] [--seed 0] [--columns 8] [--out DIR]
     schedule-lab bench [run options]          (same as python -m schedule_lab.benchmarks.run)
-    schedule-lab tpdm train [options]         (same as python -m schedule_lab.benchmarks.tpdm_train)
+    schedule-lab tpdm train [options]         (same as python -m schedule_lab.cli.tpdm_train)
 
 Also runnable as ``python -m schedule_lab.cli compare``. Every compare cell is one ``solvers.catalogue.run``.
 """

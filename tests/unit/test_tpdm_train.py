@@ -246,7 +246,7 @@ def test_tap_for_a_conv_testbed_gives_maps_and_refuses_unknown_models():
 
 
 def test_cli_trains_exports_a_loadable_tpm_and_takes_a_user_scorer(tmp_path, monkeypatch):
-    from schedule_lab.benchmarks.cli import main as cli
+    from schedule_lab.cli import main as cli
     from schedule_lab.solvers.tpdm.official import load_tpm
 
     (tmp_path / "my_score.py").write_text("import torch\n\ndef score(x0, info):\n"
