@@ -3,8 +3,11 @@
     python -m schedule_lab.benchmarks.tpdm_bench [--tpm testbeds/weights/tpm_edm_digits.safetensors]
         [--seeds 0 1 2] [--n-samples 1000] [--no-search] [--out benchmarks/results]
 
-* **TPM** — ``sample_tpdm`` with the TPM's mode (deterministic), from σ_max = 14.61 (the benchmarks' SD1 range), one
-  Euler step per model call, each image stopping on its own below σ_min = 0.0292 (the stopping step lands on 0).
+Every row runs through ``solvers.catalogue.run`` (the one runner of the benchmarks and the CLI).
+
+* **TPM** — the catalogue's ``sl_tpdm`` with the TPM's mode (deterministic), from σ_max = 14.61 (the benchmarks'
+  SD1 range), one Euler step per model call, each image stopping on its own below σ_min = 0.0292 (the stopping
+  step lands on 0).
 * **Fixed schedules** — Euler (the same one-call-per-step solver) on karras, ays, exponential, sl_constant_rate
   and a searched schedule (``refine`` from uniform on Euler, search seed 100, never an evaluation seed), at
   ⌊mean NFE⌋, ⌈mean NFE⌉ of the TPM and at 20 NFE.
@@ -33,6 +36,7 @@ from ..kernels.frechet import gaussian_stats
 from ..schedules.search.fitness import ReferenceSet
 from ..schedules.search.genes import GeneSpace, uniform_genes
 from ..schedules.search.refine import refine
+from ..solvers import catalogue
 from ..solvers.classic import sample_euler
 from ..testbeds.metrics import classifier_features, fd_cls, rmse
 from ..testbeds.reference import converged_endpoint
@@ -46,6 +50,7 @@ DEFAULT_TPM = Path(__file__).resolve().parents[1] / "testbeds" / "weights" / "tp
 FIXED = ("karras", "ays", "exponential", "sl_constant_rate")
 SEARCH_SEED = 100
 REF_STEPS = 500
+MAX_STEPS = 35  # the official inference cap ([GR]); the trained TPM stops near 9 steps
 #: SD3-Medium (2,028,328,000-parameter MMDiT) FLOPs for one CFG step (batch 2) at 1024² with 333 text tokens,
 #: counted by ``sd3_medium_step_flops()`` (FlopCounterMode on a meta-device model); used when diffusers is missing.
 SD3_MEDIUM_CFG_STEP_FLOPS = 17_808_675_078_144
@@ -94,25 +99,22 @@ class _Timed:
 
 
 def _tpm_runs(bed, tpm, tap, seeds, n, refs, target_stats, log):
-    from ..solvers.tpdm.sampler import sample_tpdm
-
+    """The catalogue's ``sl_tpdm`` with the trained TPM (mode), the TPM's calls timed separately."""
     runs, steps_all = [], []
     t_model = t_tpm = t_total = 0.0
+    spec = f"sl_tpdm(min_sigma={bed.kind.sigma_min!r},max_steps={MAX_STEPS})"
     for seed in seeds:
-        x_T = noise(n, seed) * bed.kind.sigma_max
         model, pred = _Timed(bed.model), _Timed(tpm)
-        schedules: list = []
-        t0 = time.perf_counter()
-        x0 = sample_tpdm(model, x_T, torch.tensor([bed.kind.sigma_max, 0.0]), disable=True, tpm=pred,
-                         read_features=tap.read, min_sigma=bed.kind.sigma_min, max_steps=35, kind=bed.kind,
-                         schedules=schedules)
-        t_total += time.perf_counter() - t0
+        res = catalogue.run(spec, torch.tensor([bed.kind.sigma_max, 0.0]), model, noise(n, seed), kind=bed.kind,
+                            seed=seed, provided={"tpdm": (pred, tap.read)})
+        t_total += res.wall_s
         t_model, t_tpm = t_model + model.seconds, t_tpm + pred.seconds
-        steps = [len(s) - 1 for s in schedules]
+        steps = [len(s) - 1 for s in res.schedules]
         steps_all += steps
-        runs.append({"nfe": sum(steps) / len(steps), "rmse": rmse(x0, refs[seed]), "fd_cls": fd_cls(x0, target_stats)})
-        log(f"  tpdm seed {seed}: mean NFE {runs[-1]['nfe']:.2f}, RMSE {runs[-1]['rmse']:.4f}, "
-            f"FD_cls {runs[-1]['fd_cls']:.3f}")
+        runs.append({"nfe": sum(steps) / len(steps), "rmse": rmse(res.x0, refs[seed]),
+                     "fd_cls": fd_cls(res.x0, target_stats)})
+        log(f"  tpdm seed {seed}: mean NFE {runs[-1]['nfe']:.2f} (batched calls {res.nfe}), "
+            f"RMSE {runs[-1]['rmse']:.4f}, FD_cls {runs[-1]['fd_cls']:.3f}")
     timing = {"model_s": t_model, "tpm_s": t_tpm, "total_s": t_total, "tpm_share": t_tpm / t_total}
     return runs, steps_all, timing
 
@@ -138,10 +140,8 @@ def _row(name, nfe_target, runs):
 
 
 def run(tpm_path: Path, seeds, n: int, search: bool, log=print) -> dict:
-    from ..schedules.model_kind import ModelKind  # noqa: F401  (kind comes from the testbed)
     from ..solvers.tpdm.official import load_tpm
     from ..testbeds.taps import tap_for
-    from . import methods as M
 
     bed = load_testbed("edm-digits", "sd1")
     tpm, meta = load_tpm(tpm_path)
@@ -154,17 +154,16 @@ def run(tpm_path: Path, seeds, n: int, search: bool, log=print) -> dict:
     rows = [_row("tpdm (trained TPM, mode)", None, tpm_runs)]
     mean_nfe = sum(steps_all) / len(steps_all)
     nfes = sorted({math.floor(mean_nfe), math.ceil(mean_nfe), 20})
-    table = M.schedule_table(bed.kind)
     for nfe in nfes:
-        schedules = {name: table[name](nfe) for name in FIXED}
+        schedules = {name: catalogue.schedule_sigmas(name, bed.kind, nfe) for name in FIXED}
         if search:
             schedules["searched (refine, Euler)"] = _searched(bed, nfe, log)
         for name, sigmas in schedules.items():
             runs = []
             for seed in seeds:
-                s = sigmas.to(torch.float32)
-                x0 = sample_euler(bed.model, noise(n, seed) * s[0], s, disable=True)
-                runs.append({"nfe": nfe, "rmse": rmse(x0, refs[seed]), "fd_cls": fd_cls(x0, target_stats)})
+                res = catalogue.run("euler", sigmas.to(torch.float32), bed.model, noise(n, seed), kind=bed.kind,
+                                    seed=seed)
+                runs.append({"nfe": res.nfe, "rmse": rmse(res.x0, refs[seed]), "fd_cls": fd_cls(res.x0, target_stats)})
             rows.append(_row(name, nfe, runs))
             log(f"  euler / {name:<26} NFE {nfe:>2}: RMSE {rows[-1]['mean']['rmse']:.4f}, "
                 f"FD_cls {rows[-1]['mean']['fd_cls']:.3f}")
