@@ -59,6 +59,9 @@ class TPDMState:
         if used_min != min_sigma:
             notes.append(f"min_sigma {min_sigma:g} raised to the model's smallest noise level {used_min:.4g}")
         start = float(sigmas[0]) if len(sigmas) else 0.0
+        if len(sigmas) > 1 and float(sigmas[-1]) > 0:
+            notes.append(f"the incoming schedule ends at sigma {float(sigmas[-1]):.4g} (e.g. KSamplerAdvanced's "
+                         "end_at_step); sl_tpdm ignores it: the TPM decides where each image stops")
         warning = start_warning(start, self.trained_start, kind)
         if warning:
             log.warning("[Schedule Lab] %s", warning)

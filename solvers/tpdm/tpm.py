@@ -31,7 +31,8 @@ from ...schedules.errors import ScheduleError
 
 __all__ = [
     "OFFICIAL_CONFIG", "OFFICIAL_PARAMETERS", "INIT_BIAS", "RATIO_CLAMP", "AdaGroupNorm", "TPMFeatures",
-    "TimePredictor", "beta_mode", "combine_cfg", "official_sd3_tpm", "tokens_to_2d", "tpm_for_features",
+    "SD3_MEDIUM", "TimePredictor", "beta_mode", "combine_cfg", "cost_report", "official_sd3_tpm",
+    "sd3_medium_step_flops", "tokens_to_2d", "tpm_flops", "tpm_for_features",
 ]
 
 #: fc2 bias (pre-exp) used for training in the official launch script [LS]: α ≈ 13.18, β ≈ 3.72, mode ≈ 0.8176.
@@ -192,6 +193,38 @@ class TimePredictor(nn.Module):
         x = self.fc2(F.silu(self.fc1(x))).float()
         ab = torch.exp(x) + 1.0
         return ab[:, 0], ab[:, 1]
+
+
+def tpm_flops(config: dict | None = None, grid: tuple[int, int] = (64, 64)) -> int:
+    """Multiply-adds × 2 of one TPM call on one image with a ``grid`` token/feature map (convs, linears; the norm,
+    activations and pools are elementwise and left out, < 0.1 % of the total)."""
+    cfg = {**OFFICIAL_CONFIG, **(config or {})}
+    gh, gw = grid
+    c, w, d = cfg["in_channels"], cfg["width"], cfg["temb_dim"]
+    conv1 = 2 * c * 9 * w * gh * gw
+    conv2 = 2 * w * 9 * w * ((gh + 1) // 2) * ((gw + 1) // 2)
+    linears = 2 * d * 2 * w + 2 * w * w + 2 * w * 2
+    return conv1 + conv2 + linears
+
+
+#: SD3-Medium per step at 1024² (an estimate, not a measurement): ~2.0e9 MMDiT parameters × 2 FLOPs × 4429 tokens
+#: (4096 image + 333 text), plus attention 4·N²·d over 24 joint blocks of width 1536, × 2 passes for CFG.
+SD3_MEDIUM = {"params": 2.0e9, "tokens": 4096 + 333, "blocks": 24, "hidden": 1536, "passes": 2}
+
+
+def sd3_medium_step_flops() -> float:
+    """The estimate of one SD3-Medium CFG step at 1024² from :data:`SD3_MEDIUM` (dense layers + attention)."""
+    m = SD3_MEDIUM
+    dense = 2 * m["params"] * m["tokens"]
+    attention = m["blocks"] * 4 * m["tokens"] ** 2 * m["hidden"]
+    return m["passes"] * (dense + attention)
+
+
+def cost_report() -> str:
+    """The TPM's per-step FLOPs next to an SD3-Medium step (docs/tpdm.md "Per-step cost")."""
+    tpm, step = tpm_flops(), sd3_medium_step_flops()
+    return (f"TPM (official, 64x64 grid): {tpm / 1e9:.2f} GFLOP per image per step; SD3-Medium CFG step at 1024^2 "
+            f"(estimate): {step / 1e12:.1f} TFLOP; TPM share {100 * tpm / step:.3f} %")
 
 
 def official_sd3_tpm(init_bias: tuple[float, float] = INIT_BIAS) -> TimePredictor:

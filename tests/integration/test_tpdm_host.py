@@ -97,6 +97,7 @@ def test_apply_tpm_and_adaptive_steps_sampler_batch_of_2_stop_on_their_own(comfy
     entry, events = comfy.run_ws(_adaptive_graph(tpms["busy"], batch=2, max_steps=30))
     _ok(comfy, entry)
     steps = _steps(_report(events))
+    print(_report(events))  # noqa: T201 - the realised schedules, for the record with -s
     assert len(steps) == 2 and steps[0] != steps[1] and max(steps) <= 30, _report(events)
     progress = [e[2]["value"] for e in events if e[0] == "json" and e[1] == "progress" and e[2].get("node") == "sca"]
     assert len(progress) == max(steps)  # one batched model call per step, a callback each
@@ -109,6 +110,15 @@ def test_sl_tpdm_through_the_stock_ksampler_steps_is_the_cap(comfy, tpms):
     steps = _steps(report)
     assert steps and all(1 <= n <= 12 for n in steps), report
     assert [img for out in entry["outputs"].values() for img in out.get("images", [])]
+
+
+def test_apply_tpm_with_another_sampler_says_it_had_no_effect(comfy, tpms):
+    g = _ksampler_graph(tpms["init"], steps=3, prefix="sl_tpdm_euler")
+    g["ks"]["inputs"]["sampler_name"] = "euler"
+    entry, events = comfy.run_ws(g)
+    _ok(comfy, entry)
+    report = _report(events)
+    assert "had no effect" in report and "'euler'" in report, report
 
 
 def test_sl_tpdm_img2img_start_below_the_trained_level_warns_and_runs(comfy, tpms):

@@ -1,4 +1,4 @@
-"""TPDM feature taps on ComfyUI's own model classes (no server): a tiny random SD3 MMDiT and the tiny SD2-shaped UNet
+"""TPDM feature taps on ComfyUI's own model classes (no server): a tiny random SD3 MMDiT, Flux and the SD2-shaped UNet
 sampled with sl_tpdm through CFGGuider; the captured features against independently recomputed tensors (spec §1,
 oracle 10). The work runs in tpdm_mmdit_probe.py under ComfyUI's python."""
 from __future__ import annotations
@@ -48,3 +48,10 @@ def test_unet_taps_are_conv_in_output_final_norm_act_and_time_embed(probe):
     unet = probe["unet"]
     assert unet["family"] == "unet" and unet["sizes"] == [320, 320, 1280]
     assert unet["h1_error"] == 0.0 and unet["h2_error"] == 0.0 and unet["temb_error"] == 0.0
+
+
+def test_flux_taps_img_in_output_vec_and_final_norm_cond_only_at_cfg_1(probe):
+    flux = probe["flux"]
+    assert flux["family"] == "flux" and flux["sizes"] == [64, 64, 64] and flux["labels"] == [0]
+    assert flux["h1_error"] == 0.0 and flux["temb_error"] == 0.0 and flux["h2_error"] < 1e-6
+    assert flux["grid"] == [6, 4] and flux["steps"] == 3 and flux["finite"] and flux["hooks_left"] == 0

@@ -1,4 +1,4 @@
-"""Real ComfyUI classes, no server: a tiny random SD3 MMDiT sampled with sl_tpdm through CFGGuider (test helper).
+"""Real ComfyUI classes, no server: tiny random SD3 MMDiT, SD2 UNet and Flux sampled with sl_tpdm via CFGGuider.
 
 Usage: python tpdm_mmdit_probe.py <ComfyUI root> <pack root>; prints one JSON line after '@@' with what the taps saw
 next to the same tensors recomputed from independent hooks (x_embedder + pos embed, final_layer input), the CFG
@@ -88,6 +88,7 @@ def main(comfy_root: str, pack_root: str) -> None:
                    "hooks_left": len(dm.final_layer.linear._forward_pre_hooks) + len(dm.x_embedder._forward_hooks),
                    "finite": bool(torch.isfinite(out).all()), **labels_out})
     result["unet"] = _unet(comfy, tpdm_host, host, TimePredictor, seen)
+    result["flux"] = _flux(tpdm_host, host, TimePredictor, seen)
     print("@@" + json.dumps(result))
 
 
@@ -120,6 +121,11 @@ def _check(seen, dm, labels_out, cfg):
     }
 
 
+def _keep(store: dict, key: str, value) -> None:
+    """Record the first value (a forward hook must return None, or it replaces the module's output)."""
+    store.setdefault(key, value)
+
+
 def _unet(comfy, tpdm_host, host, TimePredictor, seen):  # noqa: N803
     """The tiny SD2-shaped UNet of make_tiny_checkpoint.py: the taps against independent module hooks."""
     import comfy.model_patcher
@@ -145,9 +151,9 @@ def _unet(comfy, tpdm_host, host, TimePredictor, seen):  # noqa: N803
                                   {"schedule_lab.tpm": "{}", "family": "unet"}, "u.safetensors", None)
     seen["put"].clear()
     refs = {}
-    handles = [dm.input_blocks[0][0].register_forward_hook(lambda m, a, o: refs.setdefault("h1", o.clone())),
-               dm.out[1].register_forward_hook(lambda m, a, o: refs.setdefault("h2", o.clone())),
-               dm.time_embed.register_forward_hook(lambda m, a, o: refs.setdefault("temb", o.clone()))]
+    handles = [dm.input_blocks[0][0].register_forward_hook(lambda m, a, o: _keep(refs, "h1", o.clone())),
+               dm.out[1].register_forward_hook(lambda m, a, o: _keep(refs, "h2", o.clone())),
+               dm.time_embed.register_forward_hook(lambda m, a, o: _keep(refs, "temb", o.clone()))]
     guider = comfy.samplers.CFGGuider(patched)
     guider.set_conds([[torch.randn(1, 4, 1024), {}]], [[torch.randn(1, 4, 1024), {}]])
     guider.set_cfg(2.0)
@@ -162,6 +168,58 @@ def _unet(comfy, tpdm_host, host, TimePredictor, seen):  # noqa: N803
     return {"family": family, "sizes": list(sizes),
             **{f"{k}_error": float((first[k] - refs[k]).abs().max()) for k in ("h1", "h2", "temb")},
             "hooks_left": len(dm.out[2]._forward_pre_hooks) + len(dm.time_embed._forward_hooks)}
+
+
+def _flux(tpdm_host, host, TimePredictor, seen):  # noqa: N803
+    """A tiny random Flux (guidance-distilled, CFG 1: cond only): the experimental taps against independent hooks."""
+    import comfy.model_patcher
+    import comfy.samplers
+    import comfy.supported_models
+
+    unet_config = {"image_model": "flux", "guidance_embed": True, "in_channels": 16, "patch_size": 2,
+                   "out_channels": 16, "vec_in_dim": 32, "context_in_dim": 32, "hidden_size": 64, "mlp_ratio": 2.0,
+                   "num_heads": 2, "depth": 1, "depth_single_blocks": 1, "axes_dim": [8, 12, 12], "theta": 10000,
+                   "qkv_bias": True}
+    config = comfy.supported_models.Flux(unet_config)
+    config.set_inference_dtype(torch.float32, None)
+    model = config.get_model({})
+    dm = model.diffusion_model
+    with torch.no_grad():
+        for p in [*dm.parameters(), *dm.buffers()]:
+            if p.dtype.is_floating_point:
+                torch.nn.init.normal_(p, std=0.05)
+    patcher = comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
+    family, sizes = tpdm_host.family_of(patcher)
+    patched = tpdm_host.apply_tpm(patcher, TimePredictor(sizes[0] + sizes[1], sizes[2], width=8),
+                                  {"schedule_lab.tpm": "{}", "family": "flux"}, "f.safetensors", None)
+    seen["put"].clear()
+    seen["read"].clear()
+    refs = {}
+    handles = [dm.img_in.register_forward_hook(lambda m, a, o: _keep(refs, "h1", o.clone())),
+               dm.final_layer.register_forward_hook(lambda m, a, o: _keep(refs, "final", (a[0].clone(),
+                                                                                           a[1].clone())))]
+    guider = comfy.samplers.CFGGuider(patched)
+    cond = [[torch.randn(1, 6, 32), {"pooled_output": torch.randn(1, 32), "guidance": 3.5}]]
+    guider.set_conds(cond, cond)
+    guider.set_cfg(1.0)
+    noise = torch.randn(1, 16, 12, 8, generator=torch.Generator().manual_seed(3))
+    sampler = host.sampler_object("sl_tpdm", {"min_sigma": 0.05, "max_steps": 3, "stochastic": False,
+                                              "final_step": "zero"})
+    out = guider.sample(noise, torch.zeros(1, 16, 12, 8), sampler, torch.tensor([1.0, 0.0]), seed=3)
+    for h in handles:
+        h.remove()
+    with torch.no_grad():
+        first = {name: (labels, v) for name, labels, v in seen["put"][:3]}
+        x_fin, vec = refs["final"]
+        shift, scale = dm.final_layer.adaLN_modulation(vec[:, None, :]).chunk(2, dim=-1)
+        ref_h2 = dm.final_layer.norm_final(x_fin) * (1 + scale) + shift
+        _, combined = seen["read"][0]
+        return {"family": family, "sizes": list(sizes), "labels": first["h1"][0], "steps": len(seen["read"]),
+                "h1_error": float((first["h1"][1] - refs["h1"]).abs().max()),
+                "h2_error": float((first["h2"][1] - ref_h2).abs().max()),
+                "temb_error": float((first["temb"][1] - vec).abs().max()),
+                "grid": list(combined.grid), "finite": bool(torch.isfinite(out).all()),
+                "hooks_left": len(dm.final_layer.linear._forward_pre_hooks)}
 
 
 if __name__ == "__main__":

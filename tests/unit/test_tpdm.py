@@ -381,3 +381,20 @@ def test_catalogue_run_of_sl_tpdm_reports_each_image_schedule_and_its_calls(flow
     assert not catalogue.SAMPLERS["sl_tpdm"].self_contained
     with pytest.raises(ScheduleError, match="Apply TPM"):
         catalogue.run("sl_tpdm", torch.tensor([1.0, 0.0]), model, torch.randn(1, 2, 4, 4))
+
+
+def test_official_tpm_flops_match_the_spec_count_and_stay_under_0p1_percent_of_an_sd3_step():
+    from schedule_lab.solvers.tpdm.tpm import sd3_medium_step_flops, tpm_flops
+
+    conv1 = 2 * 3072 * 9 * 128 * 64 * 64  # spec §6: the conv1 term, ≈ 29 GFLOPs
+    assert conv1 < tpm_flops() < conv1 * 1.02 and abs(tpm_flops() / 1e9 - 29.3) < 0.1
+    assert tpm_flops() / sd3_medium_step_flops() < 1e-3
+    # counted against a real forward pass: every conv/linear multiply-add, by hooks on a small TPM
+    tpm = TimePredictor(in_channels=10, temb_dim=6, width=8)
+    macs = []
+    for m in tpm.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            m.register_forward_hook(lambda mod, a, o: macs.append(
+                o[0].numel() * (mod.in_channels * 9 if isinstance(mod, torch.nn.Conv2d) else mod.in_features)))
+    tpm(TPMFeatures(torch.randn(1, 4, 12, 10), torch.randn(1, 6, 12, 10), torch.randn(1, 6)))
+    assert 2 * sum(macs) == tpm_flops(tpm.config, (12, 10))

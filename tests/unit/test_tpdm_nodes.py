@@ -118,3 +118,17 @@ def test_adaptive_options_name_the_bad_input(kw, name):
     opts = {"min_sigma": 0.001, "max_steps": 35, "stochastic": False, "final_step": "zero", **kw}
     with pytest.raises(ScheduleError, match=name):
         tpdm_ops.adaptive_options(**opts)
+
+
+def test_official_stop_runs_freeze_as_split_schedules_and_a_split_input_is_reported(tmp_path):
+    reports = []
+    state = _state(report=reports.append, freeze_name="s", schedule_dir=lambda: str(tmp_path))
+    model = TappedFlow(state, torch.zeros(1, 2, 4, 4))
+    state.cfg_of = model.cfg_of
+    sample_sl_tpdm(model, torch.randn(1, 2, 4, 4), torch.tensor([1.0, 0.3]), kind=ModelKind.flow(), tpdm=state,
+                   max_steps=20, final_step="stop")
+    from schedule_lab.schedules.files import load_schedule
+
+    doc = load_schedule(tmp_path / "s.json")
+    assert doc["split"] is True and doc["sigmas"][-1] > 0 and doc["provenance"]["params"]["final_step"] == "stop"
+    assert "ignores it" in reports[-1]
