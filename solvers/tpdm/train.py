@@ -272,7 +272,8 @@ def train(model, read_features: Callable, tpm: torch.nn.Module, scorer: Callable
         sample_shape: shape of one sample (e.g. (64,)).
         kind: the model's ModelKind (where the ratio acts, see the sampler); None = on σ itself.
         out: folder for ``checkpoint.safetensors`` (every ``save_every`` iterations and at the end).
-        resume: a checkpoint to continue from (same config): the result equals the uninterrupted run.
+        resume: a checkpoint to continue from (same config; ``iterations`` may grow to extend a finished run): the
+            result equals the uninterrupted run.
         conditions: ``conditions(group_ids) -> extra_args`` for conditional models (prompts); None = unconditional.
         stop_after: stop (after saving) once this many iterations ran in this call — an interruption, for tests.
     """
@@ -285,9 +286,14 @@ def train(model, read_features: Callable, tpm: torch.nn.Module, scorer: Callable
     if resume is not None:
         state = load_checkpoint(resume, tpm, optimizer)
         start, history = state["iteration"], state["history"]
-        if state["config"] != json.loads(json.dumps(asdict(cfg))):
+        # only the length may change: every iteration's randomness depends on (seed, iteration, rank) alone, so
+        # extending a finished run gives the run that was that long from the start
+        def same(c):
+            return {k: v for k, v in c.items() if k not in ("iterations", "save_every")}
+
+        if same(state["config"]) != same(json.loads(json.dumps(asdict(cfg)))):
             raise ValueError(f"{resume} was written with another configuration; resume with the same options "
-                             f"(checkpoint: {state['config']})")
+                             f"(only --iterations may grow; checkpoint: {state['config']})")
     policy = tpm
     if dist is not None and world > 1:
         policy = torch.nn.parallel.DistributedDataParallel(tpm)

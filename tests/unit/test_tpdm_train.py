@@ -136,6 +136,18 @@ def test_checkpoint_is_plain_safetensors_with_json_metadata(tmp_path):
     assert path.read_bytes()[:2] != b"\x80\x04"  # not a pickle
 
 
+def test_extending_a_finished_run_gives_the_longer_run(tmp_path):
+    longer, hist_long = _train(tmp_path / "long")  # CFG.iterations = 3
+    model, tap, tpm = _setup()
+    T.train(model, tap.read, tpm, _score, replace(CFG, iterations=2), (64,), kind=KIND, out=tmp_path / "short",
+            progress=False)
+    hist = T.train(model, tap.read, tpm, _score, CFG, (64,), kind=KIND, out=tmp_path / "short", progress=False,
+                   resume=tmp_path / "short" / "checkpoint.safetensors")
+    for k, v in longer.state_dict().items():
+        assert torch.equal(tpm.state_dict()[k], v), k
+    assert _strip(hist) == _strip(hist_long)
+
+
 def test_resume_refuses_another_configuration(tmp_path):
     _train(tmp_path, stop_after=1)
     model, tap, tpm = _setup()
