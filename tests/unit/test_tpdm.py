@@ -398,3 +398,13 @@ def test_official_tpm_flops_match_the_spec_count_and_stay_under_0p1_percent_of_a
                 o[0].numel() * (mod.in_channels * 9 if isinstance(mod, torch.nn.Conv2d) else mod.in_features)))
     tpm(TPMFeatures(torch.randn(1, 4, 12, 10), torch.randn(1, 6, 12, 10), torch.randn(1, 6)))
     assert 2 * sum(macs) == tpm_flops(tpm.config, (12, 10))
+
+
+def test_a_file_without_time_predictor_keys_is_not_a_tpdm_checkpoint(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"transformer.pos_embed.proj.weight": torch.zeros(4, 4)}, str(tmp_path / "sd3.safetensors"))
+    with pytest.raises(ScheduleError, match="no 'time_predictor.' keys"):
+        official.load_official_tpm(tmp_path / "sd3.safetensors")
+    with pytest.raises(ScheduleError, match="is not a TPM"):
+        official.load_tpm(tmp_path / "sd3.safetensors")
