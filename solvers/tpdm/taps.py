@@ -34,7 +34,8 @@ class FeatureStash:
         labels = list(cond_or_uncond) if cond_or_uncond else [COND]
         if value.shape[0] % len(labels):
             raise ScheduleError(f"features: {value.shape[0]} rows do not split into {len(labels)} cond/uncond chunks.")
-        for label, chunk in zip(labels, value.detach().chunk(len(labels), dim=0), strict=True):
+        # a copy: the model may change the tensor in place later in the call (e.g. ControlNet adds to h1)
+        for label, chunk in zip(labels, value.detach().clone().chunk(len(labels), dim=0), strict=True):
             self._rows[(name, int(label))] = chunk  # several chunks of one label (area conds): the last is used
 
     def has(self, name: str) -> bool:

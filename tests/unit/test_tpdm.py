@@ -408,3 +408,11 @@ def test_a_file_without_time_predictor_keys_is_not_a_tpdm_checkpoint(tmp_path):
         official.load_official_tpm(tmp_path / "sd3.safetensors")
     with pytest.raises(ScheduleError, match="is not a TPM"):
         official.load_tpm(tmp_path / "sd3.safetensors")
+
+
+def test_stashed_features_do_not_follow_later_in_place_changes():
+    stash = FeatureStash()
+    h = torch.ones(2, 3, 4, 4)
+    stash.put("h1", h, [COND, UNCOND]), stash.put("h2", h, [COND, UNCOND]), stash.put("temb", torch.ones(2, 5), None)
+    h.add_(5.0)  # e.g. a ControlNet residual added in place after the tap
+    assert float(stash.read(2.0).h1.max()) == 1.0
