@@ -1,6 +1,6 @@
 """Collecting the TPM's features across one sampler step, split into cond / uncond and CFG-combined (spec §1).
 
-Pure torch. The host's hooks (nodes/tpdm_host.py) call :meth:`FeatureStash.put` with whatever rows the diffusion
+Pure torch. The host's hooks (nodes/host/tpdm.py) call :meth:`FeatureStash.put` with whatever rows the diffusion
 model computed in a call and the call's ``cond_or_uncond`` list (ComfyUI: 0 = cond, 1 = uncond, one entry per chunk
 of the batch; cond and uncond may come in one call or in separate calls). :meth:`FeatureStash.read` then returns
 the features of the step, f = f_u + w (f_c − f_u) per feature (cond alone when there is no uncond, e.g. CFG 1), and
