@@ -6,6 +6,7 @@ workflow identity; display names may change.
 from __future__ import annotations
 
 from . import host, schedule_ops
+from .node_list import node
 from .registry import SCHEDULERS
 
 api = host.v3_api()
@@ -19,6 +20,7 @@ _DENOISE_TIP = ("1.0 for text-to-image. Below 1 keeps only the last part of a lo
                 "does for img2img; 0 returns an empty schedule.")
 
 
+@node
 class PackScheduler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -48,6 +50,7 @@ class PackScheduler(io.ComfyNode):
         return io.NodeOutput(schedule_ops.pack_schedule(kind, scheduler, steps, denoise, found))
 
 
+@node
 class SaveSchedule(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -80,6 +83,7 @@ class SaveSchedule(io.ComfyNode):
         return io.NodeOutput(path, ui=ui.PreviewText(f"saved {path}"))
 
 
+@node
 class LoadSchedule(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -111,6 +115,7 @@ class LoadSchedule(io.ComfyNode):
                                                              steps, denoise, clamp_to_model))
 
 
+@node
 class ScheduleInfo(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -136,5 +141,3 @@ class ScheduleInfo(io.ComfyNode):
         plot = {"sigmas": [float(s) for s in sigmas]}
         return io.NodeOutput(text, ui={"text": (text,), "schedule_lab_sigmas": [plot]})
 
-
-NODES = [PackScheduler, LoadSchedule, SaveSchedule, ScheduleInfo]

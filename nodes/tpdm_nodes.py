@@ -6,7 +6,8 @@ its scheduler gives the start level (so denoise and img2img work). Decisions in 
 from __future__ import annotations
 
 from ..solvers.tpdm import sampler as tpdm_sampler
-from . import host, tpdm_host
+from . import host
+from .node_list import node
 from .tpdm_ops import adaptive_options, load_tpm_file
 
 api = host.v3_api()
@@ -15,6 +16,7 @@ TPM = io.Custom("SL_TPM")
 CATEGORY = "sampling/custom_sampling"
 
 
+@node
 class LoadTPM(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -25,16 +27,17 @@ class LoadTPM(io.ComfyNode):
             description="Load a time predictor (TPDM, arXiv 2412.01243) from models/tpm: the small network that "
                         "picks each image's next noise level. Reads .safetensors only: the official SD3-Medium TPM "
                         "or one trained with `schedule-lab tpdm train`.",
-            inputs=[io.Combo.Input("tpm_name", options=tpdm_host.tpm_files(), tooltip="A .safetensors TPM file in "
+            inputs=[io.Combo.Input("tpm_name", options=host.tpm_files(), tooltip="A .safetensors TPM file in "
                                    "models/tpm (refresh the page after adding files).")],
             outputs=[TPM.Output(display_name="TPM", tooltip="The time predictor, for Apply TPM.")],
         )
 
     @classmethod
     def execute(cls, tpm_name) -> io.NodeOutput:
-        return io.NodeOutput(load_tpm_file(tpdm_host.tpm_read_path(tpm_name), tpm_name))
+        return io.NodeOutput(load_tpm_file(host.tpm_read_path(tpm_name), tpm_name))
 
 
+@node
 class ApplyTPM(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -60,9 +63,10 @@ class ApplyTPM(io.ComfyNode):
     @classmethod
     def execute(cls, model, tpm, freeze_as="") -> io.NodeOutput:
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
-        return io.NodeOutput(tpdm_host.apply_tpm(model, tpm.module, tpm.meta, tpm.name, node_id, freeze_as or ""))
+        return io.NodeOutput(host.apply_tpm(model, tpm.module, tpm.meta, tpm.name, node_id, freeze_as or ""))
 
 
+@node
 class AdaptiveStepsSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -93,5 +97,3 @@ class AdaptiveStepsSampler(io.ComfyNode):
         return io.NodeOutput(host.sampler_object("sl_tpdm", adaptive_options(min_sigma, max_steps, stochastic,
                                                                               final_step)))
 
-
-NODES = [LoadTPM, ApplyTPM, AdaptiveStepsSampler]

@@ -93,7 +93,8 @@ def effective_min_sigma(min_sigma: float, kind: ModelKind | None) -> float:
 
 
 def start_warning(start: float, trained_start: float | None, kind: ModelKind | None) -> str:
-    """A warning when sampling starts below the level the TPM was trained from (img2img, denoise < 1)."""
+    """A warning when sampling starts off the level the TPM was trained from (img2img / denoise < 1 below it, a
+    scheduler starting above it), compared on the level the ratio acts on."""
     if trained_start is None or start <= 0:
         return ""
     here = float(to_level(torch.tensor(start, dtype=torch.float64), kind))
@@ -101,6 +102,9 @@ def start_warning(start: float, trained_start: float | None, kind: ModelKind | N
     if here < trained * (1 - 1e-3):
         return (f"sl_tpdm: sampling starts at sigma {start:.4g}, below the level this TPM was trained from "
                 f"({trained_start:.4g}); img2img / denoise < 1 was never trained, so its step choices may be off.")
+    if here > trained * (1 + 1e-3):
+        return (f"sl_tpdm: sampling starts at sigma {start:.4g}, above the level this TPM was trained from "
+                f"({trained_start:.4g}); its first steps were never trained, so its step choices may be off.")
     return ""
 
 

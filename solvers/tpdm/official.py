@@ -44,28 +44,34 @@ def _check_file(path) -> Path:
 
 
 def read_state(path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, metadata) of a ``.safetensors`` file, refusing anything else with a ScheduleError."""
+    """(TPM tensors, metadata) of a ``.safetensors`` file; see :func:`_read`."""
+    tensors, meta, _ = _read(path)
+    return tensors, meta
+
+
+def _read(path) -> tuple[dict[str, torch.Tensor], dict[str, str], bool]:
+    """(TPM tensors, metadata, whether the keys carried ``time_predictor.``) of a ``.safetensors`` file, refusing
+    anything else with a ScheduleError.
+
+    Keys lose an ``agent_model.`` prefix; when some keys start with ``time_predictor.``, only those are read (without
+    the prefix), so a checkpoint that also holds a frozen backbone costs no more than the TPM."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     p = _check_file(path)
     try:
         with safe_open(str(p), framework="pt") as f:
             meta = dict(f.metadata() or {})
-        return load_file(str(p)), meta
+            names = {k.removeprefix(WRAPPER_PREFIX): k for k in f.keys()}
+            had_prefix = any(k.startswith(PREFIX) for k in names)
+            if had_prefix:
+                wanted = {k[len(PREFIX):]: full for k, full in names.items() if k.startswith(PREFIX)}
+            else:
+                wanted = names
+            return {k: f.get_tensor(full) for k, full in wanted.items()}, meta, had_prefix
     except ScheduleError:
         raise
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad file for the user
         raise ScheduleError(f"tpm file {p.name!r} cannot be read as safetensors ({exc}); re-export it.") from exc
-
-
-def _tpm_keys(state: dict[str, torch.Tensor], require_prefix: bool) -> dict[str, torch.Tensor]:
-    stripped = {k.removeprefix(WRAPPER_PREFIX): v for k, v in state.items()}
-    if any(k.startswith(PREFIX) for k in stripped):
-        return {k[len(PREFIX):]: v for k, v in stripped.items() if k.startswith(PREFIX)}
-    if require_prefix:
-        return {}
-    return stripped
 
 
 def _load_into(module: TimePredictor, sub: dict[str, torch.Tensor], name: str) -> TimePredictor:
@@ -93,9 +99,8 @@ def _load_into(module: TimePredictor, sub: dict[str, torch.Tensor], name: str) -
 
 def load_official_tpm(path) -> TimePredictor:
     """The official SD3-Medium TPM from its ``.safetensors`` file (spec §1 "Checkpoint"), in fp32."""
-    state, _ = read_state(path)
-    sub = _tpm_keys(state, require_prefix=True)
-    if not sub:
+    sub, _, had_prefix = _read(path)
+    if not had_prefix:
         raise ScheduleError(f"tpm file {Path(path).name!r} has no '{PREFIX}' keys (optionally under "
                             f"'{WRAPPER_PREFIX}'); it is not a TPDM checkpoint.")
     return _load_into(TimePredictor(**OFFICIAL_CONFIG), sub, Path(path).name)
@@ -122,9 +127,8 @@ def load_tpm(path) -> tuple[TimePredictor, dict[str, str]]:
     Returns (module in fp32, metadata). The sizes come from the metadata when present, else from the tensors' shapes
     (conv1: (width, in_channels, 3, 3), norm1.linear: (2·width, temb_dim)).
     """
-    state, meta = read_state(path)
+    sub, meta = read_state(path)
     name = Path(path).name
-    sub = _tpm_keys(state, require_prefix=False)
     if META_KEY in meta:
         try:
             cfg = json.loads(meta[META_KEY])

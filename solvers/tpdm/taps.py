@@ -1,6 +1,6 @@
 """Collecting the TPM's features across one sampler step, split into cond / uncond and CFG-combined (spec §1).
 
-Pure torch. The host's hooks (nodes/tpdm_host.py) call :meth:`FeatureStash.put` with whatever rows the diffusion
+Pure torch. The host's hooks (nodes/host/tpdm.py) call :meth:`FeatureStash.put` with whatever rows the diffusion
 model computed in a call and the call's ``cond_or_uncond`` list (ComfyUI: 0 = cond, 1 = uncond, one entry per chunk
 of the batch; cond and uncond may come in one call or in separate calls). :meth:`FeatureStash.read` then returns
 the features of the step, f = f_u + w (f_c − f_u) per feature (cond alone when there is no uncond, e.g. CFG 1), and
@@ -34,7 +34,8 @@ class FeatureStash:
         labels = list(cond_or_uncond) if cond_or_uncond else [COND]
         if value.shape[0] % len(labels):
             raise ScheduleError(f"features: {value.shape[0]} rows do not split into {len(labels)} cond/uncond chunks.")
-        for label, chunk in zip(labels, value.detach().chunk(len(labels), dim=0), strict=True):
+        # a copy: the model may change the tensor in place later in the call (e.g. ControlNet adds to h1)
+        for label, chunk in zip(labels, value.detach().clone().chunk(len(labels), dim=0), strict=True):
             self._rows[(name, int(label))] = chunk  # several chunks of one label (area conds): the last is used
 
     def has(self, name: str) -> bool:

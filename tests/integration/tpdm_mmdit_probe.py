@@ -28,7 +28,8 @@ def main(comfy_root: str, pack_root: str) -> None:
     import comfy.samplers
     import comfy.supported_models
 
-    from schedule_lab.nodes import host, tpdm_host
+    from schedule_lab.nodes import host
+    from schedule_lab.nodes.host import tpdm as tpdm_host
     from schedule_lab.solvers.tpdm import taps
     from schedule_lab.solvers.tpdm.tpm import TimePredictor
 

@@ -398,3 +398,21 @@ def test_official_tpm_flops_match_the_spec_count_and_stay_under_0p1_percent_of_a
                 o[0].numel() * (mod.in_channels * 9 if isinstance(mod, torch.nn.Conv2d) else mod.in_features)))
     tpm(TPMFeatures(torch.randn(1, 4, 12, 10), torch.randn(1, 6, 12, 10), torch.randn(1, 6)))
     assert 2 * sum(macs) == tpm_flops(tpm.config, (12, 10))
+
+
+def test_a_file_without_time_predictor_keys_is_not_a_tpdm_checkpoint(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"transformer.pos_embed.proj.weight": torch.zeros(4, 4)}, str(tmp_path / "sd3.safetensors"))
+    with pytest.raises(ScheduleError, match="no 'time_predictor.' keys"):
+        official.load_official_tpm(tmp_path / "sd3.safetensors")
+    with pytest.raises(ScheduleError, match="is not a TPM"):
+        official.load_tpm(tmp_path / "sd3.safetensors")
+
+
+def test_stashed_features_do_not_follow_later_in_place_changes():
+    stash = FeatureStash()
+    h = torch.ones(2, 3, 4, 4)
+    stash.put("h1", h, [COND, UNCOND]), stash.put("h2", h, [COND, UNCOND]), stash.put("temb", torch.ones(2, 5), None)
+    h.add_(5.0)  # e.g. a ControlNet residual added in place after the tap
+    assert float(stash.read(2.0).h1.max()) == 1.0

@@ -95,6 +95,7 @@ def test_min_sigma_is_floored_at_the_model_smallest_level():
 def test_start_below_the_trained_level_warns():
     kind = ModelKind.flow()
     assert "below the level" in tpdm_ops.start_warning(0.6, 1.0, kind)
+    assert "above the level" in tpdm_ops.start_warning(14.6, 5.0, ModelKind.vp())
     assert tpdm_ops.start_warning(1.0, 1.0, kind) == "" and tpdm_ops.start_warning(0.6, None, kind) == ""
 
 

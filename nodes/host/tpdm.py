@@ -16,20 +16,20 @@ import math
 import os
 from typing import Any
 
-from ..schedules.errors import ScheduleError
-from . import host
-from .tpdm_ops import TPDMState, check_tpm_fits
+from ...schedules.errors import ScheduleError
+from ..tpdm_ops import TPDMState, check_tpm_fits
+from .access import load
+from .folders import schedule_write_dir
+from .patches import with_settings
+from .progress import show_text
 
 TPM_FOLDER = "tpm"
 WRAPPER_KEY = "schedule_lab_tpdm"
-host.COMPAT.update({
-    "comfy.patcher_extension": "TPDM feature taps (Apply TPM) and setting reports",
-})
 
 
 def ensure_tpm_folder() -> None:
     """Register ``models/tpm`` (extensions: .safetensors) with ComfyUI's folder_paths, idempotently."""
-    fp = host._import("folder_paths")
+    fp = load("folder_paths")
     if fp is None:
         return
     default = os.path.join(fp.models_dir, TPM_FOLDER)
@@ -43,7 +43,7 @@ def ensure_tpm_folder() -> None:
 
 
 def tpm_files() -> list[str]:
-    fp = host._import("folder_paths")
+    fp = load("folder_paths")
     if fp is None:
         return []
     ensure_tpm_folder()
@@ -52,7 +52,7 @@ def tpm_files() -> list[str]:
 
 def tpm_read_path(name: str) -> str:
     """Full path of a TPM file, found only inside ComfyUI's tpm folders."""
-    fp = host._import("folder_paths")
+    fp = load("folder_paths")
     ensure_tpm_folder()
     path = fp.get_full_path(TPM_FOLDER, name) if fp else None
     if path is None:
@@ -127,8 +127,9 @@ def _dit_block_patch(stash, previous=None):
 
 def install_taps(model: Any, family: str, stash) -> Any:
     """Taps on ``model`` (already a clone): an APPLY_MODEL wrapper that installs the hooks for the call."""
-    ext = host._import("comfy.patcher_extension")
-    if ext is None or not hasattr(ext, "WrappersMP") or not hasattr(model, "add_wrapper_with_key"):
+    ext = load("comfy.patcher_extension")
+    wrappers = getattr(ext, "WrappersMP", None)
+    if wrappers is None or not hasattr(wrappers, "APPLY_MODEL") or not hasattr(model, "add_wrapper_with_key"):
         raise ScheduleError("model: this ComfyUI has no model wrappers (comfy.patcher_extension); update ComfyUI "
                             "to use TPDM.")
     hooks = _unet_hooks if family == "unet" else _dit_hooks
@@ -146,8 +147,8 @@ def install_taps(model: Any, family: str, stash) -> Any:
             for h in handles:
                 h.remove()
 
-    model.remove_wrappers_with_key(ext.WrappersMP.APPLY_MODEL, WRAPPER_KEY)
-    model.add_wrapper_with_key(ext.WrappersMP.APPLY_MODEL, WRAPPER_KEY, apply_model)
+    model.remove_wrappers_with_key(wrappers.APPLY_MODEL, WRAPPER_KEY)
+    model.add_wrapper_with_key(wrappers.APPLY_MODEL, WRAPPER_KEY, apply_model)
     if family != "unet":
         replace = model.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
         model.set_model_patch_replace(_dit_block_patch(stash, replace.get(("double_block", 0))), "dit",
@@ -174,8 +175,8 @@ def apply_tpm(model: Any, tpm, meta: dict, tpm_name: str, node_id: str | None, f
     start = meta.get("start_sigma")
     official = "schedule_lab.tpm" not in meta  # the released SD3-Medium TPM: 1024², CFG 7, from sigma 1
     state = TPDMState(
-        tpm=tpm, family=family, tpm_name=tpm_name, cfg_of=cfg_of, report=lambda text: host.show_text(node_id, text),
-        freeze_name=freeze_as.strip(), schedule_dir=host.schedule_write_dir,
+        tpm=tpm, family=family, tpm_name=tpm_name, cfg_of=cfg_of, report=lambda text: show_text(node_id, text),
+        freeze_name=freeze_as.strip(), schedule_dir=schedule_write_dir,
         trained_start=float(start) if start not in (None, "") else (1.0 if official else None),
         trained_cfg=float(meta["cfg"]) if meta.get("cfg") else (7.0 if official else None),
         trained_grid=(64, 64) if official else None,
@@ -183,8 +184,8 @@ def apply_tpm(model: Any, tpm, meta: dict, tpm_name: str, node_id: str | None, f
 
     def watch(sampler_name: str, explicit: dict) -> None:
         if sampler_name != "sl_tpdm":
-            host.show_text(node_id, f"Apply TPM had no effect: this graph sampled with '{sampler_name}'. Pick "
+            show_text(node_id, f"Apply TPM had no effect: this graph sampled with '{sampler_name}'. Pick "
                                     "'sl_tpdm' in KSampler or use the Adaptive Steps Sampler node.")
 
-    patched = host.with_settings(model, "schedule_lab_tpm_watch", watch, tpdm=state)
+    patched = with_settings(model, "schedule_lab_tpm_watch", watch, tpdm=state)
     return install_taps(patched, family, state.stash)
