@@ -20,7 +20,9 @@ Every row runs through ``solvers.catalogue.run`` (the one runner of the benchmar
   installed, else the recorded count), for the trained TPM and for the official SD3-sized TPM; and the TPM's measured
   share of the sampling wall time on the testbed.
 
-Writes ``tpdm_bench.json``, ``tpdm_bench.md`` and ``tpdm_summary.md`` (the README table) under ``--out``.
+The fixed-schedule rows are one ``benchmarks.evaluate.evaluate`` call (the shared harness: same noise, references
+and scores as every benchmark); the adaptive TPM row is scored with the same references and metrics here.
+Writes ``tpdm_bench.md``, ``.json`` and ``tpdm_bench_summary.md`` (the README table) with ``report.write_results``.
 """
 from __future__ import annotations
 
@@ -38,9 +40,9 @@ from ..schedules.search.genes import GeneSpace, uniform_genes
 from ..schedules.search.refine import refine
 from ..solvers import catalogue
 from ..solvers.classic import sample_euler
-from ..testbeds.metrics import classifier_features, fd_cls, rmse
+from ..testbeds.metrics import classifier_features, fd_cls, rmse, swd
 from ..testbeds.reference import converged_endpoint
-from .report import mean_std
+from .report import mean_std, write_results
 from .setups import load_testbed, noise
 
 __all__ = ["main", "sd3_medium_step_flops", "tpm_flops"]
@@ -112,7 +114,7 @@ def _tpm_runs(bed, tpm, tap, seeds, n, refs, target_stats, log):
         steps = [len(s) - 1 for s in res.schedules]
         steps_all += steps
         runs.append({"nfe": sum(steps) / len(steps), "rmse": rmse(res.x0, refs[seed]),
-                     "fd_cls": fd_cls(res.x0, target_stats)})
+                     "fd_cls": fd_cls(res.x0, target_stats), "swd": swd(res.x0, bed.target)})
         log(f"  tpdm seed {seed}: mean NFE {runs[-1]['nfe']:.2f} (batched calls {res.nfe}), "
             f"RMSE {runs[-1]['rmse']:.4f}, FD_cls {runs[-1]['fd_cls']:.3f}")
     timing = {"model_s": t_model, "tpm_s": t_tpm, "total_s": t_total, "tpm_share": t_tpm / t_total}
@@ -142,6 +144,8 @@ def _row(name, nfe_target, runs):
 def run(tpm_path: Path, seeds, n: int, search: bool, log=print) -> dict:
     from ..solvers.tpdm.official import load_tpm
     from ..testbeds.taps import tap_for
+    from . import methods as M
+    from .evaluate import evaluate
 
     bed = load_testbed("edm-digits", "sd1")
     tpm, meta = load_tpm(tpm_path)
@@ -154,19 +158,19 @@ def run(tpm_path: Path, seeds, n: int, search: bool, log=print) -> dict:
     rows = [_row("tpdm (trained TPM, mode)", None, tpm_runs)]
     mean_nfe = sum(steps_all) / len(steps_all)
     nfes = sorted({math.floor(mean_nfe), math.ceil(mean_nfe), 20})
-    for nfe in nfes:
-        schedules = {name: catalogue.schedule_sigmas(name, bed.kind, nfe) for name in FIXED}
-        if search:
-            schedules["searched (refine, Euler)"] = _searched(bed, nfe, log)
-        for name, sigmas in schedules.items():
-            runs = []
-            for seed in seeds:
-                res = catalogue.run("euler", sigmas.to(torch.float32), bed.model, noise(n, seed), kind=bed.kind,
-                                    seed=seed)
-                runs.append({"nfe": res.nfe, "rmse": rmse(res.x0, refs[seed]), "fd_cls": fd_cls(res.x0, target_stats)})
-            rows.append(_row(name, nfe, runs))
-            log(f"  euler / {name:<26} NFE {nfe:>2}: RMSE {rows[-1]['mean']['rmse']:.4f}, "
-                f"FD_cls {rows[-1]['mean']['fd_cls']:.3f}")
+    searched = {nfe: _searched(bed, nfe, log) for nfe in nfes} if search else {}
+    methods = M.sampler_methods(bed.kind, ["euler"], FIXED)
+    if search:
+        def searched_sigmas(steps):  # the harness probes other step counts on a Gaussian (NFE count, noise check)
+            return searched[steps] if steps in searched else catalogue.schedule_sigmas("karras", bed.kind, steps)
+
+        methods.append(M.Method("euler", "searched (refine, Euler)", "search", searched_sigmas, bed.kind))
+    fixed = evaluate(methods, bed, nfes, seeds, n_samples=n, ref_steps=REF_STEPS, log=log)
+    for r in fixed["rows"]:
+        rows.append({"method": r["schedule"], "nfe_target": r["nfe_target"], "nfe": r["nfe"], "rmse": r["rmse"],
+                     "fd_cls": r["fd_cls"], "swd": r["swd"],
+                     "mean": {k: r["mean"][k] for k in ("nfe", "rmse", "fd_cls", "swd")},
+                     "std": {k: r["std"][k] for k in ("nfe", "rmse", "fd_cls", "swd")}})
     # cost
     with torch.no_grad():
         bed.model(torch.zeros(1, 64), torch.ones(1))
@@ -286,11 +290,9 @@ def main(argv=None) -> int:
     res["targets"] = tg
     full, summary = markdown(res, tg)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "tpdm_bench.json").write_text(json.dumps(res, indent=1, default=float) + "\n")
-    (args.out / "tpdm_bench.md").write_text(full)
-    (args.out / "tpdm_summary.md").write_text(summary)
     print(full)
-    print(f"wrote {args.out}/tpdm_bench.json, tpdm_bench.md, tpdm_summary.md ({res['seconds']} s)")
+    write_results(args.out, "tpdm_bench", full, json.loads(json.dumps(res, default=float)), summary)
+    print(f"({res['seconds']} s)")
     return 0
 
 
