@@ -2,7 +2,7 @@
 
     schedule-lab compare [--steps 10] [--samplers ...] [--schedulers ...] [--seed 0] [--columns 8] [--out DIR]
     schedule-lab bench [run options]          (same as python -m schedule_lab.benchmarks.run)
-    schedule-lab tpdm train [options]         (same as python -m schedule_lab.cli.tpdm_train)
+    schedule-lab tpdm train [options]         (same as python -m schedule_lab.benchmarks.tpdm_train)
 
 Also runnable as ``python -m schedule_lab.cli compare``. Every compare cell is one ``solvers.catalogue.run``.
 """
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     sub.add_parser("tpdm", help="tpdm train: train a TPDM time predictor (schedule-lab tpdm train --help)",
                    add_help=False)
     if argv[:2] == ["tpdm", "train"]:
-        from .tpdm_train import main as tpdm_train
+        from ..benchmarks.tpdm_train import main as tpdm_train
 
         return tpdm_train(argv[2:])
     if argv[:1] == ["tpdm"]:

@@ -3,7 +3,7 @@
     schedule-lab tpdm train [--testbed edm-digits] [--iterations 300] [--groups 8] [--k 4] [--lr 5e-4]
         [--gamma 0.85] [--reward endpoint|confidence|MODULE:FUNCTION] [--width 16] [--out DIR] [--resume CKPT]
         [--export FILE.safetensors]
-    torchrun --nproc_per_node 2 -m schedule_lab.cli.tpdm_train ...   (data-parallel, gloo on CPU)
+    torchrun --nproc_per_node 2 -m schedule_lab.benchmarks.tpdm_train ...   (data-parallel, gloo on CPU)
 
 The library API is ``solvers.tpdm.train.train`` (any model, tap and scorer; docs/tpdm.md, trainer section). This
 command wires it to a testbed: the model, its feature tap (``testbeds.taps``), a TPM sized from the tap
