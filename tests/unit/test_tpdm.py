@@ -416,3 +416,14 @@ def test_stashed_features_do_not_follow_later_in_place_changes():
     stash.put("h1", h, [COND, UNCOND]), stash.put("h2", h, [COND, UNCOND]), stash.put("temb", torch.ones(2, 5), None)
     h.add_(5.0)  # e.g. a ControlNet residual added in place after the tap
     assert float(stash.read(2.0).h1.max()) == 1.0
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_damaged_tpm_file_is_an_error_naming_it(tmp_path, damage):
+    path = tmp_path / "tpm.safetensors"
+    official.save_tpm(path, TimePredictor(in_channels=10, temb_dim=7, width=8))
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x10\x00" + bytes(range(200)),
+                      "empty": b""}[damage])
+    with pytest.raises(ScheduleError, match="tpm file 'tpm.safetensors'"):
+        official.load_tpm(path)
