@@ -15,7 +15,7 @@ Node modules use the names re-exported here (``host.model_kind_of(model)``).
 """
 from __future__ import annotations
 
-from .access import COMPAT, _warned, comfy_version, log, v3_api, warn_once
+from .access import COMPAT, IO_MEMBERS, UI_MEMBERS, _warned, comfy_version, definable_nodes, log, v3_api, warn_once
 from .fingerprints import guider_fingerprint, model_fingerprint
 from .folders import (
     CALIBRATION_FOLDER,
@@ -33,8 +33,9 @@ from .guider import (
     latent_to_model_space,
     run_with_guider,
     sampler_function,
+    sampler_name,
 )
-from .kinds import model_kind_from_sampling, model_kind_in_sampler, model_kind_of
+from .kinds import KNOWN_SAMPLING, REFUSED_SAMPLING, model_kind_from_sampling, model_kind_in_sampler, model_kind_of
 from .patches import (
     SETTINGS_KEY,
     attach_model_setting,
@@ -43,13 +44,15 @@ from .patches import (
     with_model_setting,
     with_settings,
 )
-from .progress import Progress, show_text
+from .progress import Progress, check_interrupted, show_text
 from .registration import comfy_sampler, register_all, register_samplers, register_schedulers, sampler_object
 from .tpdm import apply_tpm, ensure_tpm_folder, family_of, tpm_files, tpm_read_path
 
 __all__ = [
-    "CALIBRATION_FOLDER", "COMPAT", "Progress", "apply_tpm", "ensure_tpm_folder", "family_of", "tpm_files",
-    "tpm_read_path", "SCHEDULE_FOLDER", "SETTINGS_KEY", "_warned", "attach_model_setting",
+    "IO_MEMBERS", "KNOWN_SAMPLING", "REFUSED_SAMPLING", "UI_MEMBERS", "check_interrupted", "sampler_name",
+    "definable_nodes", "CALIBRATION_FOLDER", "COMPAT", "Progress", "SCHEDULE_FOLDER", "apply_tpm", "ensure_tpm_folder",
+    "family_of", "tpm_files", "tpm_read_path", "SETTINGS_KEY", "_warned",
+    "attach_model_setting",
     "calibrate_with_guider", "calibration_dir", "check_latent_fits", "comfy_sampler", "comfy_version",
     "ensure_schedule_folder", "guider_fingerprint", "latent_to_model_space", "log", "model_fingerprint",
     "model_kind_from_sampling", "model_kind_in_sampler", "model_kind_of", "model_settings_of", "pack_settings",

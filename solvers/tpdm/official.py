@@ -98,7 +98,8 @@ def _load_into(module: TimePredictor, sub: dict[str, torch.Tensor], name: str) -
 
 
 def load_official_tpm(path) -> TimePredictor:
-    """The official SD3-Medium TPM from its ``.safetensors`` file (spec §1 "Checkpoint"), in fp32."""
+    """The official SD3-Medium TPM from its ``.safetensors`` file, in fp32 (the loader's decisions: docs/tpdm.md,
+    "Decisions on the spec's open questions")."""
     sub, _, had_prefix = _read(path)
     if not had_prefix:
         raise ScheduleError(f"tpm file {Path(path).name!r} has no '{PREFIX}' keys (optionally under "

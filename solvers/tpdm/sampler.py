@@ -1,4 +1,4 @@
-"""TPDM sampling: each image picks its own next noise level from the model's features (arXiv 2412.01243, spec §2).
+"""TPDM sampling: each image picks its own next noise level from the model's features (arXiv 2412.01243).
 
 One model call per step, then the TPM reads the features captured during that call and gives Beta(α, β) over the
 ratio r of the next noise *level* to the current one (the mode at inference, or a seeded sample), clamped to
@@ -87,7 +87,7 @@ def sample_tpdm(model, x, sigmas, extra_args=None, callback=None, disable=None, 
                 max_steps: int | None = None, stochastic: bool = False, seed: int | None = None,
                 final_step: str = "zero", kind: ModelKind | None = None, trace: list | None = None,
                 schedules: list | None = None):
-    """TPDM: per-image adaptive steps chosen by the TPM (Ye et al. 2024, arXiv 2412.01243, Alg. in spec §2).
+    """TPDM: per-image adaptive steps chosen by the TPM (Ye et al. 2024, arXiv 2412.01243; docs/tpdm.md).
 
     ``sigmas[0]`` is the start level (the rest of ``sigmas`` is ignored); ``max_steps`` (default ``len(sigmas) − 1``,
     the KSampler's step count) caps the model calls per image. ``read_features()`` returns the

@@ -1,4 +1,5 @@
-"""Collecting the TPM's features across one sampler step, split into cond / uncond and CFG-combined (spec §1).
+"""Collecting the TPM's features across one sampler step, split into cond / uncond and CFG-combined
+(docs/tpdm.md, "ComfyUI").
 
 Pure torch. The host's hooks (nodes/host/tpdm.py) call :meth:`FeatureStash.put` with whatever rows the diffusion
 model computed in a call and the call's ``cond_or_uncond`` list (ComfyUI: 0 = cond, 1 = uncond, one entry per chunk

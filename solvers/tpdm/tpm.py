@@ -1,4 +1,6 @@
-"""The time predictor (TPM) of TPDM, "Schedule On the Fly" (Ye et al., arXiv 2412.01243; spec shared/specs/tpdm.md §1).
+"""The time predictor (TPM) of TPDM, "Schedule On the Fly" (Ye et al., arXiv 2412.01243).
+
+Decisions and the architecture: docs/tpdm.md, "TPM modules and files".
 
 A small network reads three features of the diffusion model's own forward pass at the current noise level and
 returns the two parameters (α, β) of a Beta distribution over the ratio r = next level / current level:
@@ -93,7 +95,7 @@ def tokens_to_2d(h: torch.Tensor, grid: tuple[int, int], patch: int = 2) -> torc
 
     The official code reshapes to (B, gh/p, gw/p, p, p, C), permutes ``nhwpqc -> nchpwq`` and reshapes to
     (B, C, gh, gw); on a row-major token grid this scrambles the tokens: token (r, c) of a 64×64 grid lands at
-    pixel (2⌊r/2⌋ + ⌊c/2⌋ mod 2, 2(16 (r mod 2) + ⌊c/4⌋) + c mod 2) (spec §1). The released weights were trained on
+    pixel (2⌊r/2⌋ + ⌊c/2⌋ mod 2, 2(16 (r mod 2) + ⌊c/4⌋) + c mod 2). The released weights were trained on
     that layout, so it is kept.
     """
     b, n, c = h.shape
@@ -120,7 +122,7 @@ def _as_map(h: torch.Tensor, grid, name: str) -> torch.Tensor:
 
 
 def combine_cfg(uncond: torch.Tensor, cond: torch.Tensor, w: float) -> torch.Tensor:
-    """Classifier-free-guidance combination of a feature, f_u + w (f_c − f_u) (spec §1)."""
+    """Classifier-free-guidance combination of a feature, f_u + w (f_c − f_u), as the official code does."""
     return uncond + w * (cond - uncond)
 
 
@@ -138,7 +140,7 @@ class AdaGroupNorm(nn.Module):
 
 
 class TimePredictor(nn.Module):
-    """The official TPM (spec §1), sizes configurable: conv1 (3×3) → AdaGroupNorm(temb) → SiLU → conv2 (3×3,
+    """The official TPM, sizes configurable: conv1 (3×3) → AdaGroupNorm(temb) → SiLU → conv2 (3×3,
     stride 2) → avg-pool to 16×16 → max-pool to 1×1 → fc1 → SiLU → fc2; (α, β) = exp(fc2) + 1, both > 1.
 
     ``in_channels`` = h1 channels + h2 channels (concatenated). ``TimePredictor()`` is the SD3-Medium module.

@@ -1,4 +1,4 @@
-"""TPDM in the real host (issue 13 item 8): Load TPM + Apply TPM with the Adaptive Steps Sampler and with sl_tpdm in
+"""TPDM in the real host: Load TPM + Apply TPM with the Adaptive Steps Sampler and with sl_tpdm in
 the stock KSampler on the tiny SD2-shaped checkpoint, per-image step counts in a batch of 2, Cancel, freezing a run
 to a schedule file that Load Schedule + euler reproduces bit for bit, and the bad inputs."""
 from __future__ import annotations

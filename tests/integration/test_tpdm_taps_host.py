@@ -1,6 +1,6 @@
 """TPDM feature taps on ComfyUI's own model classes (no server): a tiny random SD3 MMDiT, Flux and the SD2-shaped UNet
-sampled with sl_tpdm through CFGGuider; the captured features against independently recomputed tensors (spec §1,
-oracle 10). The work runs in tpdm_mmdit_probe.py under ComfyUI's python."""
+sampled with sl_tpdm through CFGGuider; the captured features against independently recomputed tensors (the
+CFG feature oracle of docs/tpdm.md, "Tests"). The work runs in tpdm_mmdit_probe.py under ComfyUI's python."""
 from __future__ import annotations
 
 import json

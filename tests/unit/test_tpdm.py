@@ -1,4 +1,4 @@
-"""solvers/tpdm: the oracles of shared/specs/tpdm.md §5 (sampler, TPM, layout, official loading, CFG features)."""
+"""solvers/tpdm: the oracles listed in docs/tpdm.md, "Tests" (sampler, TPM, layout, official loading, CFG features)."""
 from __future__ import annotations
 
 import math
@@ -386,7 +386,7 @@ def test_catalogue_run_of_sl_tpdm_reports_each_image_schedule_and_its_calls(flow
 def test_official_tpm_flops_match_the_spec_count_and_stay_under_0p1_percent_of_an_sd3_step():
     from schedule_lab.solvers.tpdm.tpm import sd3_medium_step_flops, tpm_flops
 
-    conv1 = 2 * 3072 * 9 * 128 * 64 * 64  # spec §6: the conv1 term, ≈ 29 GFLOPs
+    conv1 = 2 * 3072 * 9 * 128 * 64 * 64  # docs/tpdm.md, "Per-step cost": the conv1 term, ≈ 29 GFLOPs
     assert conv1 < tpm_flops() < conv1 * 1.02 and abs(tpm_flops() / 1e9 - 29.3) < 0.1
     assert tpm_flops() / sd3_medium_step_flops() < 1e-3
     # counted against a real forward pass: every conv/linear multiply-add, by hooks on a small TPM
@@ -416,3 +416,14 @@ def test_stashed_features_do_not_follow_later_in_place_changes():
     stash.put("h1", h, [COND, UNCOND]), stash.put("h2", h, [COND, UNCOND]), stash.put("temb", torch.ones(2, 5), None)
     h.add_(5.0)  # e.g. a ControlNet residual added in place after the tap
     assert float(stash.read(2.0).h1.max()) == 1.0
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_damaged_tpm_file_is_an_error_naming_it(tmp_path, damage):
+    path = tmp_path / "tpm.safetensors"
+    official.save_tpm(path, TimePredictor(in_channels=10, temb_dim=7, width=8))
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"\x10\x00" + bytes(range(200)),
+                      "empty": b""}[damage])
+    with pytest.raises(ScheduleError, match="tpm file 'tpm.safetensors'"):
+        official.load_tpm(path)
