@@ -1,4 +1,4 @@
-"""TPDM benchmark (issue 13): the trained time predictor against the best fixed schedules on the EDM MLP digits model.
+"""TPDM benchmark: the trained time predictor against the best fixed schedules (docs/tpdm.md, "Benchmark").
 
     python -m schedule_lab.benchmarks.tpdm_bench [--tpm testbeds/weights/tpm_edm_digits.safetensors]
         [--seeds 0 1 2] [--n-samples 1000] [--no-search] [--out benchmarks/results]

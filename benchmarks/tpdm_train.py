@@ -34,7 +34,7 @@ def build_parser(prog: str = "schedule-lab tpdm train") -> argparse.ArgumentPars
 
     d = TrainConfig()
     p = argparse.ArgumentParser(prog=prog, description="Train a TPDM time predictor with RLOO-PPO on cached features "
-                                "(shared/specs/tpdm.md §3) on a bundled trained testbed model.")
+                                "(docs/tpdm.md) on a bundled trained testbed model.")
     p.add_argument("--testbed", choices=TESTBEDS, default="edm-digits", help="the frozen model (default edm-digits)")
     p.add_argument("--iterations", type=int, default=300, help="rollout batches (default 300)")
     p.add_argument("--groups", type=int, default=d.groups, help=f"conditions per batch per process ({d.groups})")

@@ -2,7 +2,7 @@
 
 A scorer is ``scorer(x0, info) -> (B,) float`` with ``info["x_T"]`` the starting noise (already scaled to the first
 sigma) and ``info["sigma_start"]``. The trainer multiplies it by the step discount, so it must be positive for fewer
-steps to pay (spec §3: the official reward is shifted to be mostly positive).
+steps to pay (the official reward is shifted to be mostly positive: docs/tpdm.md, "Trainer").
 
 * ``EndpointScore`` — exp(−RMSE(x0, x̂0) / τ) with x̂0 the converged ODE endpoint from the same x_T (Heun on a dense
   Karras schedule, computed in the batch: the bundled MLP makes this cheap). In (0, 1], 1 for an exact solve; it

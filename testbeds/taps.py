@@ -1,5 +1,5 @@
-"""Feature taps on the bundled trained testbed models, for TPDM's time predictor (spec ``shared/specs/tpdm.md`` §1, §3
-"Recipe for a small or CPU reimplementation", step 2).
+"""Feature taps on the bundled trained testbed models, for TPDM's time predictor (docs/tpdm.md,
+"Trainer").
 
 A tap registers forward hooks on a frozen model and keeps what the *last* call produced, so a TPM reads the features
 of the same forward pass that gave the denoised prediction (no second model call). Like the official SD3 taps it

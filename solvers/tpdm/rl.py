@@ -1,4 +1,4 @@
-"""TPDM's RLOO-PPO, the pure pieces (spec ``shared/specs/tpdm.md`` §3; official ``src/train/rloo_trainer.py``).
+"""TPDM's RLOO-PPO, the pure pieces (docs/tpdm.md, "Trainer"; official ``rloo_trainer.py``).
 
 Everything here is a small function of tensors, no model and no loop, so each claim of the spec is testable alone:
 

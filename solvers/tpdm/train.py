@@ -1,4 +1,4 @@
-"""TPDM's trainer: RLOO-PPO on cached features (spec ``shared/specs/tpdm.md`` §3, official ``rloo_trainer.py``).
+"""TPDM's trainer: RLOO-PPO on cached features (docs/tpdm.md, "Trainer"; official ``rloo_trainer.py``).
 
 One iteration, per process:
 
@@ -50,7 +50,8 @@ _NOISE, _POLICY = 0x7D0, 0xBE7A
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters (spec §3 [LS] where they transfer; a small fp32 TPM tolerates a larger lr, §3 recipe 6)."""
+    """Hyper-parameters: the official launch script's where they transfer; a small fp32 TPM tolerates a larger lr
+    (docs/tpdm.md, "Decisions")."""
 
     iterations: int = 100
     groups: int = 8              # conditions per rollout batch, per process

@@ -1,4 +1,4 @@
-"""TPDM RL pieces (solvers/tpdm/rl.py) against the spec's oracles (shared/specs/tpdm.md §3, §5.9)."""
+"""TPDM RL pieces (solvers/tpdm/rl.py) against the trainer's oracles (docs/tpdm.md, "Trainer")."""
 import math
 
 import pytest
@@ -34,7 +34,7 @@ def test_reward_strictly_decreasing_in_steps_for_positive_score(gamma):
 
 
 def test_step_discount_matches_the_spec_table_and_the_sum():
-    # spec §3: at γ = 0.97 the factor is 0.875 (N=10), 0.815 (15), 0.760 (20), 0.683 (28)
+    # the official launch script's γ = 0.97: the factor is 0.875 (N=10), 0.815 (15), 0.760 (20), 0.683 (28)
     got = rl.step_discount(torch.tensor([10, 15, 20, 28]), 0.97)
     assert [round(float(v), 3) for v in got] == [0.875, 0.815, 0.760, 0.683]
     for n in (1, 7, 33):

@@ -1,4 +1,4 @@
-"""TPDM trainer (solvers/tpdm/train.py): cached-feature PPO, checkpoints, resume, DDP (spec shared/specs/tpdm.md §3)."""
+"""TPDM trainer (solvers/tpdm/train.py): cached-feature PPO, checkpoints, resume, DDP (docs/tpdm.md, "Trainer")."""
 import json
 import os
 import subprocess
