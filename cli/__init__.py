@@ -2,6 +2,7 @@
 
     schedule-lab compare [--steps 10] [--samplers ...] [--schedulers ...] [--seed 0] [--columns 8] [--out DIR]
     schedule-lab bench [run options]          (same as python -m schedule_lab.benchmarks.run)
+    schedule-lab tpdm train [options]         (same as python -m schedule_lab.benchmarks.tpdm_train)
 
 Also runnable as ``python -m schedule_lab.cli compare``. Every compare cell is one ``solvers.catalogue.run``.
 """
@@ -68,10 +69,18 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = argparse.ArgumentParser(prog="schedule-lab", description="Schedule Lab's standalone jobs (no ComfyUI "
                                      "needed): compare (A/B grid on the bundled digits model) and bench (the harness).")
-    sub = parser.add_subparsers(dest="command", metavar="{compare,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{compare,bench,tpdm}")
     _compare_parser(sub)
     sub.add_parser("bench", help="the benchmark harness (python -m schedule_lab.benchmarks.run --help)",
                    add_help=False)
+    sub.add_parser("tpdm", help="tpdm train: train a TPDM time predictor (schedule-lab tpdm train --help)",
+                   add_help=False)
+    if argv[:2] == ["tpdm", "train"]:
+        from ..benchmarks.tpdm_train import main as tpdm_train
+
+        return tpdm_train(argv[2:])
+    if argv[:1] == ["tpdm"]:
+        parser.error("tpdm: the subcommand is 'train' (schedule-lab tpdm train --help)")
     if argv[:1] == ["bench"]:
         from ..benchmarks.run import main as bench
 

@@ -18,9 +18,9 @@ from ..solvers import catalogue
 
 #: Catalogue names in the dropdowns, in the order they are appended.
 DROPDOWN_SCHEDULERS = ("sl_ays_sd1", "sl_ays_sdxl", "sl_searched", "sl_constant_rate")
-DROPDOWN_SAMPLERS = ("sl_tada",)
+DROPDOWN_SAMPLERS = ("sl_tada", "sl_tpdm")
 #: Needs that a patch node stores on the MODEL (the rest: ``kind`` always, ``schedule_paths`` by ``saved_files``).
-MODEL_SETTINGS = ("detail", "velocity")
+MODEL_SETTINGS = ("detail", "velocity", "tpdm")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from ..schedules.for_model import ays_for_model
 from ..schedules.model_kind import ModelKind
 from ..schedules.search.results import searched_sigmas
 from . import classic, tada
+from .tpdm import sampler as tpdm_sampler
 
 __all__ = ["NEEDS", "SAMPLERS", "SCHEDULES", "Result", "Sampler", "Schedule", "bind_sampler", "parse_sampler",
            "run", "schedule_sigmas"]
@@ -39,6 +40,7 @@ NEEDS = {
     "kind": "the model's ModelKind (sampler option; run passes its kind)",
     "detail": "a model setting: the Detail Level node's value on the MODEL (TADA)",
     "velocity": "a model setting: the Constant-Rate Scheduler's calibration carried by the MODEL",
+    "tpdm": "a model setting: Apply TPM's time predictor and feature taps on the MODEL (TPDM), or (tpm, read_features)",
     "schedule_paths": "the user's saved schedule files, (name, path) pairs (models/schedules in ComfyUI)",
 }
 
@@ -56,6 +58,11 @@ class Sampler:
     stochastic: bool = False
     own_ode: bool = False
     calls: Callable[[int], int] | None = None  # model calls for n steps to σ = 0; None when adaptive
+
+    @property
+    def self_contained(self) -> bool:
+        """True when a model alone runs it (no trained module such as TPDM's ``tpdm``), so a sweep over names can."""
+        return "tpdm" not in self.needs
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,13 @@ SAMPLERS: dict[str, Sampler] = {
         "step counts for the same model calls. Detail level from the Detail Level node (default 1).",
         defaults={"detail": tada.DEFAULT_DETAIL, "n_aug": tada.DEFAULT_N_AUG, "order": None},
         needs=("kind", "detail"), ours=True, stochastic=True, own_ode=True, calls=_per_step),
+    "sl_tpdm": Sampler(
+        tpdm_sampler.sample_sl_tpdm,
+        "TPDM adaptive steps (Ye et al. 2024): a time predictor picks each image's next noise level from the "
+        "model's features and stops when clean; steps is the cap. Needs a model from the Apply TPM node.",
+        defaults={"min_sigma": tpdm_sampler.DEFAULT_MIN_SIGMA, "max_steps": None, "stochastic": False,
+                  "final_step": "zero"},
+        needs=("kind", "tpdm"), ours=True, adaptive=True),
 }
 
 

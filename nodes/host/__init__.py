@@ -8,7 +8,8 @@
 * :mod:`.folders` — ``models/schedules`` and the calibration cache folder;
 * :mod:`.guider` — running pack code inside ``guider.sample``;
 * :mod:`.fingerprints` — model / guider identity for the calibration cache;
-* :mod:`.progress` — progress bars, Cancel, text on a node.
+* :mod:`.progress` — progress bars, Cancel, text on a node;
+* :mod:`.tpdm` — TPDM: ``models/tpm``, the model family and its feature taps (Apply TPM).
 
 Node modules use the names re-exported here (``host.model_kind_of(model)``).
 """
@@ -45,10 +46,12 @@ from .patches import (
 )
 from .progress import Progress, check_interrupted, show_text
 from .registration import comfy_sampler, register_all, register_samplers, register_schedulers, sampler_object
+from .tpdm import apply_tpm, ensure_tpm_folder, family_of, tpm_files, tpm_read_path
 
 __all__ = [
     "IO_MEMBERS", "KNOWN_SAMPLING", "REFUSED_SAMPLING", "UI_MEMBERS", "check_interrupted", "sampler_name",
-    "definable_nodes", "CALIBRATION_FOLDER", "COMPAT", "Progress", "SCHEDULE_FOLDER", "SETTINGS_KEY", "_warned",
+    "definable_nodes", "CALIBRATION_FOLDER", "COMPAT", "Progress", "SCHEDULE_FOLDER", "apply_tpm", "ensure_tpm_folder",
+    "family_of", "tpm_files", "tpm_read_path", "SETTINGS_KEY", "_warned",
     "attach_model_setting",
     "calibrate_with_guider", "calibration_dir", "check_latent_fits", "comfy_sampler", "comfy_version",
     "ensure_schedule_folder", "guider_fingerprint", "latent_to_model_space", "log", "model_fingerprint",

@@ -35,16 +35,18 @@ COMPAT: dict[str, str] = {
     "comfy.model_sampling.V_PREDICTION_DDPM": "refusing CogVideoX-style v-prediction by name (newer ComfyUI)",
     "comfy.model_sampling.ModelSamplingAV": "refusing audio-video flow models by name (newer ComfyUI)",
     "comfy.samplers.KSampler.SAMPLERS": "the sampler name a Timestep Search records",
-    "comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE": "Detail Level telling when it had no effect",
+    "comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE": "Detail Level and Apply TPM telling when they had no effect",
+    "comfy.patcher_extension.WrappersMP.APPLY_MODEL": "TPDM feature taps (Apply TPM)",
     "comfy.sample.fix_empty_latent_channels": "matching an empty latent's channels to the model (Timestep Search, "
                                               "Constant-Rate Scheduler)",
     "comfy.utils.ProgressBar": "progress bars of Timestep Search and the Constant-Rate Scheduler",
     "comfy.model_management.throw_exception_if_processing_interrupted": "Cancel during long node work",
     "comfyui_version.__version__": "the ComfyUI version in the registration log line",
-    "folder_paths.models_dir": "the models/schedules and models/schedule_lab_calibration folders",
-    "folder_paths.folder_names_and_paths": "the models/schedules and models/schedule_lab_calibration folders",
-    "folder_paths.get_filename_list": "the schedule dropdowns of Load Schedule and Searched Steps",
-    "folder_paths.get_full_path": "reading schedule files",
+    "folder_paths.models_dir": "the models/schedules, models/schedule_lab_calibration and models/tpm folders",
+    "folder_paths.folder_names_and_paths": "the models/schedules, models/schedule_lab_calibration and models/tpm "
+                                           "folders",
+    "folder_paths.get_filename_list": "the schedule dropdowns of Load Schedule and Searched Steps, Load TPM's list",
+    "folder_paths.get_full_path": "reading schedule files and TPM files",
     "folder_paths.get_folder_paths": "writing schedule files and the calibration cache",
     "server.PromptServer.instance.send_progress_text": "text shown on a node while it works",
     "comfy_api.latest.ComfyExtension": _V3,
@@ -68,6 +70,7 @@ COMPAT: dict[str, str] = {
     "comfy_api.latest.io.Sampler.Output": _V3,
     "comfy_api.latest.io.Guider.Input": _V3,
     "comfy_api.latest.io.Latent.Input": _V3,
+    "comfy_api.latest.io.Custom": _V3 + ": the TPM socket (Load TPM -> Apply TPM)",
 }
 
 _warned: set[str] = set()
@@ -102,7 +105,7 @@ V3_MODULES = ("comfy_api.v0_0_2", "comfy_api.latest")
 IO_MEMBERS = ("ComfyNode", "Schema", "NodeOutput", "Hidden.unique_id", "Int.Input", "Float.Input", "Combo.Input",
               "Boolean.Input", "String.Input", "String.Output", "Model.Input", "Model.Output", "Sigmas.Input",
               "Sigmas.Output", "Latent.Input", "Guider.Input", "Sampler.Input", "Sampler.Output",
-              "NumberDisplay.slider")
+              "NumberDisplay.slider", "Custom")
 UI_MEMBERS = ("PreviewText",)
 
 

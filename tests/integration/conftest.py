@@ -167,7 +167,8 @@ def stock_lists() -> dict:
 @pytest.fixture(scope="session")
 def comfy_workdir(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("comfy")
-    for sub in ("custom_nodes", "checkpoints", "schedules", "calibration", "output", "input", "user", "temp"):
+    for sub in ("custom_nodes", "checkpoints", "schedules", "calibration", "tpm", "output", "input", "user",
+                "temp"):
         (work / sub).mkdir()
     (work / "custom_nodes" / PACK_DIR_NAME).symlink_to(ROOT, target_is_directory=True)
     subprocess.run([COMFYUI_PYTHON, str(HERE / "make_tiny_checkpoint.py"), COMFYUI_PATH,
@@ -179,6 +180,7 @@ def comfy_workdir(tmp_path_factory) -> Path:
         "    checkpoints: checkpoints\n"
         "    schedules: schedules\n"
         "    schedule_lab_calibration: calibration\n"
+        "    tpm: tpm\n"
     )
     return work
 

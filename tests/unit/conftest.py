@@ -70,6 +70,10 @@ def _socket(io_type: str):
 Model, Sigmas, Sampler, Guider, Latent = (_socket(t) for t in ("MODEL", "SIGMAS", "SAMPLER", "GUIDER", "LATENT"))
 
 
+def Custom(io_type: str):  # noqa: N802 - ComfyUI's name: a socket type of the pack's own (the TPM socket)
+    return _socket(io_type)
+
+
 class Boolean:
     io_type = "BOOLEAN"
 
@@ -176,7 +180,7 @@ class ComfyExtension:
 def _api_modules() -> dict[str, types.ModuleType]:
     io = types.ModuleType("comfy_api.latest.io")
     for name in ("NumberDisplay", "Hidden", "Input", "WidgetInput", "Output", "Model", "Sigmas", "Sampler",
-                 "Guider", "Latent", "Boolean", "Int", "Float", "String", "Combo", "Schema", "ComfyNode",
+                 "Guider", "Latent", "Custom", "Boolean", "Int", "Float", "String", "Combo", "Schema", "ComfyNode",
                  "NodeOutput"):
         setattr(io, name, globals()[name])
     ui = types.ModuleType("comfy_api.latest.ui")
@@ -308,6 +312,10 @@ class ModelPatcher:
     def remove_wrappers_with_key(self, wrapper_type, key):
         self.wrappers.pop((wrapper_type, key), None)
 
+    def set_model_patch_replace(self, patch, name, block_name, number):
+        to = self.model_options["transformer_options"]
+        to.setdefault("patches_replace", {}).setdefault(name, {})[(block_name, number)] = patch
+
 
 class KSAMPLER:
     def __init__(self, sampler_function, extra_options={}, inpaint_options={}):  # noqa: B006 - ComfyUI's signature
@@ -349,6 +357,7 @@ class FakeGuider:
 
 class _WrappersMP:
     SAMPLER_SAMPLE = "sampler_sample"
+    APPLY_MODEL = "apply_model"
 
 
 def _host_modules(tmp_path, shown: list, ticks: list) -> dict[str, types.ModuleType]:

@@ -20,7 +20,8 @@ from schedule_lab.testbeds.gaussian import GaussianTestbed
 
 #: Permanent workflow identity: saved workflows refer to nodes by these ids.
 NODE_IDS = {"SL_Scheduler", "SL_SaveSchedule", "SL_LoadSchedule", "SL_ScheduleInfo", "SL_TADASampler",
-            "SL_DetailLevel", "SL_TimestepSearch", "SL_SearchedSteps", "SL_ConstantRateScheduler"}
+            "SL_DetailLevel", "SL_TimestepSearch", "SL_SearchedSteps", "SL_ConstantRateScheduler", "SL_LoadTPM",
+            "SL_ApplyTPM", "SL_AdaptiveStepsSampler"}
 #: The stand-in models and the kinds the core would be given for them, built without the host.
 MODELS = {"eps": (("ModelSamplingDiscrete", "EPS"), ModelKind.vp("eps")),
           "flow": (("ModelSamplingDiscreteFlow", "CONST"), ModelKind.flow(shift=3.0)),
