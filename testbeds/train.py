@@ -1,6 +1,8 @@
 """Reproducible training of the bundled testbed models (fixed seeds, fixed iteration counts, 1 thread).
 
     python -m schedule_lab.testbeds.train [--which edm|classifier|all] [--iters N] [--seconds S] [--out DIR]
+    python -m schedule_lab.testbeds.train --which patches          # natural-image classifier, then UNet
+    python -m schedule_lab.testbeds.train --which patch-unet | patch-classifier
 
 Writes ``<name>.safetensors`` (fp32 weights) and ``<name>.json`` (config, command, seed, time, torch version,
 losses, evaluation) into DIR (default: the package's ``testbeds/weights``). The classifier trains first when
@@ -228,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="python -m schedule_lab.testbeds.train",
                                 description=__doc__.split("\n")[0])
-    p.add_argument("--which", choices=["edm", "classifier", "all"], default="all")
+    p.add_argument("--which", choices=["edm", "classifier", "all", "patches", "patch-unet", "patch-classifier"],
+                   default="all")
     p.add_argument("--iters", type=int, default=None, help="iterations (default: 15000 edm, 3000 classifier)")
     p.add_argument("--seconds", type=float, default=None, help="wall-time cap (breaks reproducibility)")
     p.add_argument("--seed", type=int, default=0)
@@ -238,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
+    if args.which.startswith("patch"):
+        from .train_patches import main_patches
+
+        return main_patches(args, argv)
     split = load_digits_split(seed=0)
     common = {"seed": args.seed, **({"iters": args.iters} if args.iters else {})}
 
