@@ -23,7 +23,7 @@ __all__ = ["PATCH_CLASSIFIER_DEFAULTS", "PATCH_UNET_DEFAULTS", "main_patches", "
            "train_patch_unet"]
 
 PATCH_UNET_DEFAULTS = dict(
-    iters=6_000, batch=64, lr=2e-3, warmup=300, lr_final_frac=0.05, ema_decay=0.999, seed=0,
+    iters=2_000, batch=64, lr=2e-3, warmup=200, lr_final_frac=0.05, ema_decay=0.999, seed=0,
     p_mean=-1.2, p_std=1.2, loguniform_frac=0.5, sigma_min=0.002, sigma_max=80.0,
     channels=16, mult=(1, 2, 4), emb_dim=128, sigma_data=0.5,
 )
@@ -56,6 +56,7 @@ def train_patch_unet(max_seconds: float | None = None, log=print, **overrides):
     pool_size = 8192
     pool = None
     recent, curve, val_curve, start, done = [], [], [], time.perf_counter(), 0
+    cpu_start = time.process_time()
     for it in range(hp["iters"]):
         if max_seconds is not None and time.perf_counter() - start > max_seconds:
             log(f"patch-unet: stopped by --seconds at iteration {it}")
@@ -88,7 +89,8 @@ def train_patch_unet(max_seconds: float | None = None, log=print, **overrides):
             log(f"patch-unet: iter {done}  train {curve[-1][1] if curve else float('nan'):.4f}  "
                 f"val(ema) {val_curve[-1][1]:.4f}  {time.perf_counter() - start:.0f}s", flush=True)
     record = dict(hyper_parameters={**hp, "mult": list(hp["mult"])}, iterations_done=done,
-                  train_seconds=round(time.perf_counter() - start, 1), loss_curve=curve,
+                  train_seconds=round(time.perf_counter() - start, 1),
+                  train_cpu_seconds=round(time.process_time() - cpu_start, 1), loss_curve=curve,
                   validation_curve=val_curve, validation="EDM-weighted loss of the EMA model on 512 fixed "
                   f"tuning-strip crops (seed 777) at sigma {list(VAL_SIGMAS)}, mean over sigma")
     return ema.eval(), record
