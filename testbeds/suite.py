@@ -21,7 +21,7 @@ import torch
 
 from ..schedules.model_kind import ModelKind
 
-__all__ = ["PARTS", "TESTBEDS", "LowRankMixture", "Part", "kind", "load_part", "mixture_family"]
+__all__ = ["PARTS", "TESTBEDS", "TUNING_TESTBEDS", "LowRankMixture", "Part", "kind", "load_part", "mixture_family"]
 
 PARTS = ("tuning", "held_out")
 SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
@@ -39,6 +39,8 @@ MIXTURES = {
     "manifold-512": (512, 48, (0.01, 0.01), "equal", 2),
 }
 TESTBEDS = (*MIXTURES, "digits-exact", "edm-mlp", "patches-unet")
+#: Testbeds with a tuning part (the natural-image model is held-out only: docs/defaults.md §1).
+TUNING_TESTBEDS = TESTBEDS[:-1]
 
 
 def kind() -> ModelKind:
@@ -199,8 +201,10 @@ def load_part(name: str, part: str, n: int | None = None) -> Part:
         from .patches import crops
         from .unet import load_patch_classifier, load_patch_unet
 
-        n = n or (256 if part == "tuning" else 1000)
-        strip = "tuning" if part == "tuning" else "held_out"
+        if part == "tuning":
+            raise ValueError("patches-unet has no tuning part: it is held-out only (docs/defaults.md §1)")
+        n = n or 500
+        strip = "held_out"
         ref = crops(strip, 1000, seed=seed).x.reshape(1000, -1)
         clf = load_patch_classifier()
         return Part(name, part, load_patch_unet(), 768, _noise(n, 768, seed + 1), ref, 64,

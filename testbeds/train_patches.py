@@ -23,9 +23,9 @@ __all__ = ["PATCH_CLASSIFIER_DEFAULTS", "PATCH_UNET_DEFAULTS", "main_patches", "
            "train_patch_unet"]
 
 PATCH_UNET_DEFAULTS = dict(
-    iters=2_000, batch=64, lr=2e-3, warmup=200, lr_final_frac=0.05, ema_decay=0.999, seed=0,
+    iters=2_500, batch=32, lr=2e-3, warmup=200, lr_final_frac=0.05, ema_decay=0.999, seed=0,
     p_mean=-1.2, p_std=1.2, loguniform_frac=0.5, sigma_min=0.002, sigma_max=80.0,
-    channels=16, mult=(1, 2, 4), emb_dim=128, sigma_data=0.5,
+    channels=16, mult=(1, 2, 2), emb_dim=128, sigma_data=0.5,
 )
 PATCH_CLASSIFIER_DEFAULTS = dict(iters=2_000, batch=128, lr=2e-3, weight_decay=1e-4, input_noise=0.05, seed=0,
                                  width=32, features=128, dropout=0.1)
@@ -81,7 +81,7 @@ def train_patch_unet(max_seconds: float | None = None, log=print, **overrides):
         if done % 250 == 0:
             curve.append([done, round(sum(recent) / len(recent), 5), round(time.perf_counter() - start, 1)])
             recent = []
-        if done % 500 == 0 or done == hp["iters"]:
+        if done % 250 == 0 or done == hp["iters"]:
             with torch.no_grad():
                 v = [float(_edm_loss(ema, val, torch.full((len(val),), s), val_noise[k]))
                      for k, s in enumerate(VAL_SIGMAS)]
