@@ -38,7 +38,7 @@ from ..schedules.baseline import karras
 from ..solvers.classic import sample_dpmpp_2m, sample_euler
 from ..solvers.tada import sample_tada
 from ..testbeds.reference import converged_endpoint
-from ..testbeds.suite import TESTBEDS, Part, kind, load_part
+from ..testbeds.suite import TESTBEDS, TUNING_TESTBEDS, Part, kind, load_part
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROWS_DIR = RESULTS / "defaults_rows"  # one JSON per testbed, so testbeds can run in parallel processes
