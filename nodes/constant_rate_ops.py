@@ -13,12 +13,12 @@ import torch
 
 from ..schedules.constant_rate.construct import (
     DEFAULT_SMOOTH,
-    DEFAULT_XI,
     Velocity,
     check_xi,
     combine,
     constant_rate_sigmas,
     cos_velocity,
+    default_schedule_settings,
     default_velocity,
 )
 from ..schedules.constant_rate.measure import measure_velocity, model_samples
@@ -151,13 +151,16 @@ def _combined(vx: Velocity):
 
 
 def schedule(velocity: Velocity, kind: ModelKind, steps: int, denoise: float = 1.0,
-             xi: float = DEFAULT_XI) -> torch.Tensor:
-    """SIGMAS of ``velocity`` for ``kind`` with KSampler's denoise rule; measured velocities are smoothed."""
+             xi: float | None = None, end: str | None = None) -> torch.Tensor:
+    """SIGMAS of ``velocity`` for ``kind`` with KSampler's denoise rule; measured velocities are smoothed.
+    ``xi``/``end`` None → the per-step-count defaults (``default_schedule_settings``)."""
     validate_steps(steps)
     validate_denoise(denoise)
-    xi = check_xi(xi)
+    auto = default_schedule_settings(steps, kind)
+    xi = check_xi(auto["xi"] if xi is None else xi)
+    end = auto["end"] if end is None else end
     smooth = DEFAULT_SMOOTH if velocity.measure in ("vx", "veps", "frechet") else 0.0  # vx+cos: smoothed before
-    return truncate_for_denoise(lambda n: constant_rate_sigmas(velocity, kind, n, xi=xi, smooth=smooth),
+    return truncate_for_denoise(lambda n: constant_rate_sigmas(velocity, kind, n, xi=xi, smooth=smooth, end=end),
                                 steps, denoise).to(torch.float32)
 
 

@@ -23,7 +23,7 @@ __all__ = ["PATCH_CLASSIFIER_DEFAULTS", "PATCH_UNET_DEFAULTS", "main_patches", "
            "train_patch_unet"]
 
 PATCH_UNET_DEFAULTS = dict(
-    iters=2_500, batch=32, lr=2e-3, warmup=200, lr_final_frac=0.05, ema_decay=0.999, seed=0,
+    iters=1_600, batch=32, lr=2e-3, warmup=100, lr_final_frac=0.05, ema_decay=0.999, seed=0,
     p_mean=-1.2, p_std=1.2, loguniform_frac=0.5, sigma_min=0.002, sigma_max=80.0,
     channels=16, mult=(1, 2, 2), emb_dim=128, sigma_data=0.5,
 )
