@@ -27,7 +27,7 @@ PATCH_UNET_DEFAULTS = dict(
     p_mean=-1.2, p_std=1.2, loguniform_frac=0.5, sigma_min=0.002, sigma_max=80.0,
     channels=16, mult=(1, 2, 2), emb_dim=128, sigma_data=0.5,
 )
-PATCH_CLASSIFIER_DEFAULTS = dict(iters=2_000, batch=128, lr=2e-3, weight_decay=1e-4, input_noise=0.05, seed=0,
+PATCH_CLASSIFIER_DEFAULTS = dict(iters=800, batch=64, lr=2e-3, weight_decay=1e-4, input_noise=0.05, seed=0,
                                  width=32, features=128, dropout=0.1)
 VAL_SIGMAS = (0.01, 0.05, 0.2, 0.5, 1.0, 2.0, 5.0, 20.0)
 
