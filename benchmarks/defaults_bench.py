@@ -316,6 +316,19 @@ def main(argv=None) -> int:
     return 0
 
 
+def shipped_tables(path=CHOSEN_FILE) -> tuple[dict, dict]:
+    """The code's per-NFE tables as chosen: ({nfe: (detail, order)}, {nfe: {"xi", "end"}}), and the measure."""
+    chosen = json.loads(Path(path).read_text())
+    tada, crs = {}, {}
+    for n, entry in chosen["tada"].items():
+        opts = _split(entry["default"])[1]
+        tada[int(n)] = (float(opts["detail"]), int(opts["order"]))
+    for n, entry in chosen["crs"].items():
+        opts = _split(entry["default"])[3]
+        crs[int(n)] = {"xi": float(opts["xi"]), "end": opts["end"]}
+    return tada, crs
+
+
 def write_choice(rows: dict, testbeds, nfes) -> dict:
     """Apply the rule on the tuning rows present; write defaults_chosen.json and defaults_tuning.md."""
     testbeds = [tb for tb in testbeds if all(row_key(tb, "tuning", c, n) in rows

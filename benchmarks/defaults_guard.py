@@ -43,6 +43,35 @@ def shipped_specs(nfe: int) -> dict[str, str]:
     }
 
 
+#: The defaults shipped before issue 12 (detail 1 / order 2; data-free or vx+cos, ξ 1.5, last level at σ_min).
+BEFORE = {
+    "sl_tada (karras)": "tada(detail=1,order=2)/karras",
+    "sl_constant_rate data-free (dpmpp_2m)": "dpmpp_2m/crs(measure=data-free,xi=1.5,end=hold)",
+    "sl_constant_rate data-free (euler)": "euler/crs(measure=data-free,xi=1.5,end=hold)",
+    "Constant-Rate Scheduler vx+cos (dpmpp_2m)": "dpmpp_2m/crs(measure=vx+cos,xi=1.5,end=hold)",
+}
+
+
+def before_after(rows: dict, testbeds, nfes) -> list[str]:
+    """Per method and NFE: the worst and the median held-out sw2 ratio to stock, before → after."""
+    out = ["| method | NFE | sw2 worst before → after | sw2 median before → after | rmse worst before → after |",
+           "|---|---|---|---|---|"]
+    for method, old in BEFORE.items():
+        for n in nfes:
+            new = shipped_specs(n)[method]
+            cells = []
+            for metric, agg in (("sw2", max), ("sw2", "median"), ("rmse", max)):
+                pair = []
+                for spec in (old, new):
+                    vals = sorted(ratios(rows, spec, tb, "held_out", n, stock_for(spec))[metric] for tb in testbeds
+                                  if row_key(tb, "held_out", spec, n) in rows
+                                  and row_key(tb, "held_out", stock_for(spec), n) in rows)
+                    pair.append("–" if not vals else f"{(vals[-1] if agg is max else vals[len(vals) // 2]):.2f}")
+                cells.append(" → ".join(pair) if not (metric == "rmse" and method.startswith("sl_tada")) else "–")
+            out.append(f"| {method} | {n} | " + " | ".join(cells) + " |")
+    return out
+
+
 def stock_for(spec: str) -> str:
     return "euler/karras" if spec.startswith("euler") else "dpmpp_2m/karras"
 
@@ -75,13 +104,39 @@ def check(rows: dict, testbeds, nfes, tolerance: float = TOLERANCE):
     return lines, failures
 
 
+def summary(rows: dict, testbeds, nfes) -> list[str]:
+    """README lines: per shipped method, the held-out ratio to stock (median and range over testbeds) at 4–8 and at
+    15–20 NFE, for sliced W2 (and RMSE for schedules), plus the 5-NFE value on the natural-image model."""
+    out = ["| method | metric | 4–8 NFE: median (range) | 15–20 NFE: median (range) | natural-image UNet, 5 NFE |",
+           "|---|---|---|---|---|"]
+    for method in shipped_specs(nfes[0]):
+        metrics = ("sw2",) if method.startswith("sl_tada") else ("sw2", "rmse")
+        for metric in metrics:
+            cells = []
+            for group in ((4, 5, 6, 8), (15, 20)):
+                vals = []
+                for tb in testbeds:
+                    for n in group:
+                        spec = shipped_specs(n)[method]
+                        if n in nfes and row_key(tb, "held_out", spec, n) in rows:
+                            vals.append(ratios(rows, spec, tb, "held_out", n, stock_for(spec))[metric])
+                vals.sort()
+                cells.append(f"{vals[len(vals) // 2]:.2f} ({vals[0]:.2f}–{vals[-1]:.2f})" if vals else "–")
+            spec5 = shipped_specs(5)[method]
+            key = row_key("patches-unet", "held_out", spec5, 5)
+            unet = (f"{ratios(rows, spec5, 'patches-unet', 'held_out', 5, stock_for(spec5))[metric]:.2f}"
+                    if key in rows else "–")
+            out.append(f"| {method} | {metric} | {cells[0]} | {cells[1]} | {unet} |")
+    return out
+
+
 def confirm(rows: dict, testbeds, nfes, tolerance: float = TOLERANCE, out=RESULTS / "defaults_held_out.md") -> int:
     for tb in testbeds:
         specs = {"dpmpp_2m/karras", "euler/karras"}
         for n in nfes:
             specs |= set(shipped_specs(n).values())
         for n in nfes:
-            wanted = sorted({"dpmpp_2m/karras", "euler/karras", *shipped_specs(n).values()})
+            wanted = sorted({"dpmpp_2m/karras", "euler/karras", *shipped_specs(n).values(), *BEFORE.values()})
             ensure(rows, wanted, [tb], "held_out", [n])
         floors(rows, [tb], "held_out")
         save_rows(rows, [tb])
@@ -92,6 +147,14 @@ def confirm(rows: dict, testbeds, nfes, tolerance: float = TOLERANCE, out=RESULT
             "TADA, which solves its own ODE); fd = FD_patch (natural-image model only, reported, not guarded).", "",
             *lines, ""]
     out.write_text("\n".join(text))
+    (RESULTS / "defaults_before_after.md").write_text(
+        "# Defaults before and after issue 12, held-out parts (ratio to the stock default)\n\n"
+        "`python -m schedule_lab.benchmarks.defaults_guard`\n\n" + "\n".join(before_after(rows, testbeds, nfes))
+        + "\n")
+    (RESULTS / "defaults_summary.md").write_text(
+        "Ratio to the stock default on the held-out parts (below 1 = better than dpmpp_2m + karras; euler rows "
+        "against euler + karras), from `python -m schedule_lab.benchmarks.defaults_guard`:\n\n"
+        + "\n".join(summary(rows, testbeds, nfes)) + "\n")
     print("\n".join(lines))
     if failures:
         print(f"\nGUARD FAILED: {len(failures)} default(s) more than {100 * (tolerance - 1):.0f} % worse than the "

@@ -151,3 +151,16 @@ def test_guard_flags_a_default_more_than_ten_percent_worse_on_a_held_out_part(mo
     lines, failures = g.check(rows, ["t"], [4, 5])
     assert [(f[3], f[2]) for f in failures] == [(5, "sw2")]
     assert any("**1.20**" in line for line in lines)
+
+
+# ---- the shipped tables are the benchmark's output ---------------------------------------------------------------
+def test_shipped_per_nfe_defaults_are_the_ones_the_defaults_benchmark_chose():
+    """solvers.tada.SETTINGS_BY_NFE and construct.SETTINGS_BY_NFE are copies of benchmarks/results/
+    defaults_chosen.json (written by `python -m schedule_lab.benchmarks.defaults_bench --stage tune`)."""
+    from schedule_lab.benchmarks.defaults_bench import CHOSEN_FILE, shipped_tables
+    from schedule_lab.schedules.constant_rate import construct
+    from schedule_lab.solvers import tada
+
+    tada_table, crs_table = shipped_tables(CHOSEN_FILE)
+    assert tada.SETTINGS_BY_NFE == tada_table
+    assert construct.SETTINGS_BY_NFE == crs_table
