@@ -51,6 +51,9 @@ TADA_CANDIDATES = tuple([f"tada(detail={d},order=2)/karras" for d in (1, 2, 4, 8
                         + [f"tada(detail={d},order=3)/karras" for d in (4, 16)])
 CRS_CANDIDATES = tuple(f"dpmpp_2m/crs(measure={m},xi={x},end={e})"
                        for m in ("data-free", "vx+cos", "cos+karras") for x in (1, 1.25, 1.5) for e in ("hold", "land"))
+#: The dropdown without a calibration can only use a data-free velocity; a calibrated model uses its vx+cos one.
+DATA_FREE_CANDIDATES = tuple(c for c in CRS_CANDIDATES if "vx+cos" not in c)
+MEASURED_CANDIDATES = tuple(c for c in CRS_CANDIDATES if "vx+cos" in c)
 CURRENT = {"tada": "tada(detail=1,order=2)/karras", "crs": "dpmpp_2m/crs(measure=data-free,xi=1.5,end=hold)",
            "crs_node": "dpmpp_2m/crs(measure=vx+cos,xi=1.5,end=hold)"}
 
@@ -87,12 +90,10 @@ def _split(spec: str) -> tuple[str, dict, str, dict]:
 @lru_cache(maxsize=64)
 def _velocity(testbed: str, part: str, measure: str):
     from ..nodes.constant_rate_ops import calibrate
-    from ..schedules.constant_rate.construct import combine, default_velocity, power_velocity
+    from ..schedules.constant_rate.construct import data_free_velocity
 
-    if measure == "data-free":
-        return default_velocity(kind())
-    if measure == "cos+karras":
-        return combine([(default_velocity(kind()), 1.0), (power_velocity(1 / 7 - 1, "sigma"), 1.0)])
+    if measure in ("data-free", "cos+karras"):
+        return data_free_velocity(measure, kind())  # exactly what sl_constant_rate uses without a calibration
     p = load_part(testbed, part)
     return calibrate(p.model, kind(), torch.zeros(64, p.dim), "vx+cos", points=24, samples=64, seed=0)
 
@@ -317,7 +318,8 @@ def main(argv=None) -> int:
 
 
 def shipped_tables(path=CHOSEN_FILE) -> tuple[dict, dict]:
-    """The code's per-NFE tables as chosen: ({nfe: (detail, order)}, {nfe: {"xi", "end"}}), and the measure."""
+    """The code's per-NFE tables as chosen: TADA {nfe: (detail, order)}, data-free constant-rate {nfe: {"measure",
+    "xi", "end"}}, measured constant-rate {nfe: {"xi", "end"}}."""
     chosen = json.loads(Path(path).read_text())
     tada, crs = {}, {}
     for n, entry in chosen["tada"].items():
@@ -325,8 +327,12 @@ def shipped_tables(path=CHOSEN_FILE) -> tuple[dict, dict]:
         tada[int(n)] = (float(opts["detail"]), int(opts["order"]))
     for n, entry in chosen["crs"].items():
         opts = _split(entry["default"])[3]
-        crs[int(n)] = {"xi": float(opts["xi"]), "end": opts["end"]}
-    return tada, crs
+        crs[int(n)] = {"measure": opts["measure"], "xi": float(opts["xi"]), "end": opts["end"]}
+    measured = {}
+    for n, entry in chosen["crs_measured"].items():
+        opts = _split(entry["default"])[3]
+        measured[int(n)] = {"xi": float(opts["xi"]), "end": opts["end"]}
+    return tada, crs, measured
 
 
 def write_choice(rows: dict, testbeds, nfes) -> dict:
@@ -336,18 +342,19 @@ def write_choice(rows: dict, testbeds, nfes) -> dict:
                                              for n in nfes)]
     chosen = {"command": COMMAND, "testbeds": testbeds, "nfes": list(nfes),
               "tada": choose(rows, TADA_CANDIDATES, testbeds, nfes, STOCK["tada"], CURRENT["tada"]),
-              "crs": choose(rows, CRS_CANDIDATES, testbeds, nfes, STOCK["dpmpp_2m"], CURRENT["crs"])}
+              "crs": choose(rows, DATA_FREE_CANDIDATES, testbeds, nfes, STOCK["dpmpp_2m"], CURRENT["crs"]),
+              "crs_measured": choose(rows, MEASURED_CANDIDATES, testbeds, nfes, STOCK["dpmpp_2m"],
+                                     CURRENT["crs_node"])}
     CHOSEN_FILE.write_text(json.dumps(chosen, indent=1) + "\n")
     md = ["# Defaults study on the tuning parts (issue 12)", "",
           f"`{COMMAND}` — rule in docs/defaults.md §3; testbeds: {', '.join(testbeds)}.", "",
           "## Chosen per NFE (worst ratio to dpmpp_2m + karras over the tuning parts; where it is worst)", "",
-          "| NFE | TADA default | worst | (today: detail 1, order 2) | constant-rate default | worst | (today: "
-          "data-free, xi 1.5, hold) |", "|---|---|---|---|---|---|---|"]
+          "| NFE | method | default | worst ratio (where) | today's default: worst ratio |", "|---|---|---|---|---|"]
     for n in nfes:
-        t, c = chosen["tada"][str(n)], chosen["crs"][str(n)]
-        md.append(f"| {n} | {t['default']} | {t['worst_ratio']:.2f} ({t['worst_at']}) | "
-                  f"{t['current_worst_ratio']:.2f} | {c['default']} | {c['worst_ratio']:.2f} ({c['worst_at']}) | "
-                  f"{c['current_worst_ratio']:.2f} |")
+        for method in ("tada", "crs", "crs_measured"):
+            t = chosen[method][str(n)]
+            md.append(f"| {n} | {method} | {t['default']} | {t['worst_ratio']:.2f} ({t['worst_at']}) | "
+                      f"{t['current']}: {t['current_worst_ratio']:.2f} |")
     floor = floors(rows, testbeds, "tuning")
     for metric in ("sw2", "rmse"):
         md += ["", f"## {metric}: ratio to the stock default (stock rows: the value itself)", ""]

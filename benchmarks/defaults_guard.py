@@ -29,11 +29,13 @@ def shipped_specs(nfe: int) -> dict[str, str]:
     from ..schedules.model_kind import ModelKind
     from ..solvers.tada import default_settings
 
-    detail, order = default_settings(nfe, ModelKind.edm(0.002, 80.0))
-    crs = default_schedule_settings(nfe)
+    kind = ModelKind.edm(0.002, 80.0)
+    detail, order = default_settings(nfe, kind)
+    crs = default_schedule_settings(nfe, kind)
+    measured = default_schedule_settings(nfe, kind, measured=True)
     tada = f"tada(detail={detail:g},order={order})"
-    crs_df = f"crs(measure=data-free,xi={crs['xi']:g},end={crs['end']})"
-    crs_vx = f"crs(measure=vx+cos,xi={crs['xi']:g},end={crs['end']})"
+    crs_df = f"crs(measure={crs['measure']},xi={crs['xi']:g},end={crs['end']})"
+    crs_vx = f"crs(measure=vx+cos,xi={measured['xi']:g},end={measured['end']})"
     return {
         "sl_tada (karras)": f"{tada}/karras",
         "sl_constant_rate data-free (dpmpp_2m)": f"dpmpp_2m/{crs_df}",

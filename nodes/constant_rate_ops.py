@@ -18,6 +18,7 @@ from ..schedules.constant_rate.construct import (
     combine,
     constant_rate_sigmas,
     cos_velocity,
+    data_free_velocity,
     default_schedule_settings,
     default_velocity,
 )
@@ -156,7 +157,8 @@ def schedule(velocity: Velocity, kind: ModelKind, steps: int, denoise: float = 1
     ``xi``/``end`` None → the per-step-count defaults (``default_schedule_settings``)."""
     validate_steps(steps)
     validate_denoise(denoise)
-    auto = default_schedule_settings(steps, kind)
+    auto = default_schedule_settings(steps, kind, measured=velocity.measure not in ("default", "data-free",
+                                                                                 "cos+karras"))
     xi = check_xi(auto["xi"] if xi is None else xi)
     end = auto["end"] if end is None else end
     smooth = DEFAULT_SMOOTH if velocity.measure in ("vx", "veps", "frechet") else 0.0  # vx+cos: smoothed before
@@ -188,7 +190,7 @@ def dropdown_sigmas(kind: ModelKind, steps: int, velocity: Velocity | None = Non
         log.info("[Schedule Lab] sl_constant_rate: this model carries no calibration, using the data-free default "
                  "(to use a measured one, feed the KSampler the MODEL output of the Constant-Rate Scheduler node; "
                  "the measurement is cached on disk)")
-        velocity = default_velocity(kind)
+        velocity = data_free_velocity(default_schedule_settings(steps, kind)["measure"], kind)
     else:
         log.info("[Schedule Lab] sl_constant_rate: using the %s calibration measured on this model (%s model calls)",
                  velocity.measure, velocity.info.get("model_calls", "?"))

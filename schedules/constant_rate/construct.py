@@ -29,7 +29,8 @@ from ..validate import validate_steps
 
 __all__ = [
     "COORDS", "DEFAULT_SMOOTH", "DEFAULT_XI", "ENDS", "LAMBDA_CLIP", "SETTINGS_BY_NFE", "Velocity", "check_xi",
-    "combine", "constant_rate_sigmas", "default_schedule_settings",
+    "combine", "constant_rate_sigmas", "data_free_velocity", "default_schedule_settings",
+    "MEASURED_SETTINGS_BY_NFE",
     "cos_velocity", "default_velocity", "gaussian_frechet_velocity", "lambda_range", "power_velocity",
     "sample_training_sigmas", "training_density",
 ]
@@ -42,20 +43,37 @@ DEFAULT_XI = 1.5
 #: σ_min, where the model is ~identity); "land" places steps + 1 levels and drops σ_min, so every model call is
 #: at a placed level and the last step goes from there straight to 0.
 ENDS = ("hold", "land")
-#: Per-NFE defaults (ξ, end) for the schedule dropdown and the node, eps/v/EDM kinds. Produced by
-#: ``python -m schedule_lab.benchmarks.defaults_bench --stage tune`` (benchmarks/results/defaults_chosen.json,
-#: rule: docs/defaults.md §3); step counts between grid points use the grid NFE below (above 20: 20; below 4: 4).
-SETTINGS_BY_NFE = {n: {"xi": DEFAULT_XI, "end": "hold"} for n in (4, 5, 6, 8, 10, 15, 20)}
+#: Per-NFE defaults, eps/v/EDM kinds, produced by ``python -m schedule_lab.benchmarks.defaults_bench --stage tune``
+#: (benchmarks/results/defaults_chosen.json; rule: docs/defaults.md §3, the lowest worst ratio to dpmpp_2m + karras
+#: over the tuning testbeds). SETTINGS_BY_NFE: `sl_constant_rate` without a calibration (data-free velocities:
+#: "data-free" = cos, "cos+karras"); MEASURED_SETTINGS_BY_NFE: a measured (vx+cos) calibration. Step counts between
+#: grid points use the grid NFE below (above 20: 20; below 4: 4).
+SETTINGS_BY_NFE = {n: {"measure": "data-free", "xi": DEFAULT_XI, "end": "hold"} for n in (4, 5, 6, 8, 10, 15, 20)}
+MEASURED_SETTINGS_BY_NFE = {n: {"xi": DEFAULT_XI, "end": "hold"} for n in (4, 5, 6, 8, 10, 15, 20)}
 
 
-def default_schedule_settings(steps: int, kind: ModelKind | None = None) -> dict:
-    """The default {"xi", "end"} at ``steps`` model calls (SETTINGS_BY_NFE; flow kinds keep ξ = DEFAULT_XI, hold:
-    no flow model is in the defaults suite)."""
+def default_schedule_settings(steps: int, kind: ModelKind | None = None, measured: bool = False) -> dict:
+    """The default settings at ``steps`` model calls: {"measure", "xi", "end"} for the data-free default, {"xi",
+    "end"} for a measured velocity (flow kinds keep data-free, ξ = DEFAULT_XI, hold: no flow model is in the
+    defaults suite)."""
     if kind is not None and kind.kind == "flow":
-        return {"xi": DEFAULT_XI, "end": "hold"}
-    grid = sorted(SETTINGS_BY_NFE)
+        return {"xi": DEFAULT_XI, "end": "hold"} if measured else {"measure": "data-free", "xi": DEFAULT_XI,
+                                                                   "end": "hold"}
+    table = MEASURED_SETTINGS_BY_NFE if measured else SETTINGS_BY_NFE
+    grid = sorted(table)
     below = [n for n in grid if n <= int(steps)]
-    return dict(SETTINGS_BY_NFE[below[-1] if below else grid[0]])
+    return dict(table[below[-1] if below else grid[0]])
+
+
+def data_free_velocity(measure: str, kind: ModelKind | None = None) -> Velocity:
+    """The data-free velocities the defaults choose from: "data-free" (= cos, ``default_velocity``) and
+    "cos+karras" (cos mixed half and half with the power law whose ξ = 1 schedule is Karras ρ = 7)."""
+    if measure == "data-free":
+        return default_velocity(kind)
+    if measure == "cos+karras":
+        vel = combine([(default_velocity(kind), 1.0), (power_velocity(1 / 7 - 1, "sigma"), 1.0)])
+        return Velocity(vel.lam, vel.values, "cos+karras", {"model_calls": 0, "parts": ["cos", "karras rho=7"]})
+    raise ScheduleError(f"measure={measure!r} is not a data-free velocity; use 'data-free' or 'cos+karras'.")
 
 
 #: Default smoothing bandwidth of log v over λ for measured velocities.

@@ -161,6 +161,7 @@ def test_shipped_per_nfe_defaults_are_the_ones_the_defaults_benchmark_chose():
     from schedule_lab.schedules.constant_rate import construct
     from schedule_lab.solvers import tada
 
-    tada_table, crs_table = shipped_tables(CHOSEN_FILE)
+    tada_table, crs_table, measured_table = shipped_tables(CHOSEN_FILE)
     assert tada.SETTINGS_BY_NFE == tada_table
     assert construct.SETTINGS_BY_NFE == crs_table
+    assert construct.MEASURED_SETTINGS_BY_NFE == measured_table
