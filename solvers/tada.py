@@ -49,7 +49,7 @@ _DEFAULT_ORDER = {"ve": 2, "flow": 3}
 #: ``python -m schedule_lab.benchmarks.defaults_bench --stage tune`` (benchmarks/results/defaults_chosen.json; rule
 #: in docs/defaults.md §3: the lowest worst ratio to dpmpp_2m + karras over the tuning testbeds, per NFE); other step
 #: counts use the grid NFE below (above 20: 20; below 4: 4). Flow kinds keep (DEFAULT_DETAIL, 3).
-SETTINGS_BY_NFE = {n: (DEFAULT_DETAIL, 2) for n in (4, 5, 6, 8, 10, 15, 20)}
+SETTINGS_BY_NFE = {4: (2.0, 2), 5: (2.0, 2), 6: (1.0, 2), 8: (4.0, 2), 10: (16.0, 3), 15: (2.0, 2), 20: (2.0, 2)}
 
 
 def default_settings(nfe: int, kind: ModelKind | None = None) -> tuple[float, int]:

@@ -48,8 +48,24 @@ ENDS = ("hold", "land")
 #: over the tuning testbeds). SETTINGS_BY_NFE: `sl_constant_rate` without a calibration (data-free velocities:
 #: "data-free" = cos, "cos+karras"); MEASURED_SETTINGS_BY_NFE: a measured (vx+cos) calibration. Step counts between
 #: grid points use the grid NFE below (above 20: 20; below 4: 4).
-SETTINGS_BY_NFE = {n: {"measure": "data-free", "xi": DEFAULT_XI, "end": "hold"} for n in (4, 5, 6, 8, 10, 15, 20)}
-MEASURED_SETTINGS_BY_NFE = {n: {"xi": DEFAULT_XI, "end": "hold"} for n in (4, 5, 6, 8, 10, 15, 20)}
+SETTINGS_BY_NFE = {
+    4: {"measure": "cos+karras", "xi": 1.25, "end": "land"},
+    5: {"measure": "cos+karras", "xi": 1.25, "end": "land"},
+    6: {"measure": "data-free", "xi": 1.5, "end": "land"},
+    8: {"measure": "cos+karras", "xi": 1.25, "end": "land"},
+    10: {"measure": "cos+karras", "xi": 1.25, "end": "land"},
+    15: {"measure": "cos+karras", "xi": 1.25, "end": "land"},
+    20: {"measure": "data-free", "xi": 1.5, "end": "land"},
+}
+MEASURED_SETTINGS_BY_NFE = {
+    4: {"xi": 1.5, "end": "land"},
+    5: {"xi": 1.5, "end": "land"},
+    6: {"xi": 1.25, "end": "land"},
+    8: {"xi": 1.25, "end": "hold"},
+    10: {"xi": 1.25, "end": "land"},
+    15: {"xi": 1.5, "end": "land"},
+    20: {"xi": 1.5, "end": "land"},
+}
 
 
 def default_schedule_settings(steps: int, kind: ModelKind | None = None, measured: bool = False) -> dict:
