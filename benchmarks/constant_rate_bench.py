@@ -1,4 +1,4 @@
-"""Constant-rate schedules on the CPU testbeds: the defaults study and the benchmark of issue 4.
+"""Constant-rate schedules on the CPU testbeds: the defaults study and the benchmark (docs/constant_rate.md).
 
     python -m schedule_lab.benchmarks.constant_rate_bench [--study] [--nfe 5 10 20] [--seeds 0 1 2]
         [--n-samples 1000] [--out benchmarks/results]
@@ -6,7 +6,7 @@
 Default job (``constant_rate.md`` / ``.json``): on the exact digits denoiser and the trained EDM MLP (SD1 sigma
 range, benchmarks.setups), each measure is calibrated once on the train split (calibration seed 100, never an
 evaluation seed) and its schedule at the default ξ runs under DPM-Solver++(2M), Euler and TADA next to karras,
-exponential and AYS, scored by the shared harness (benchmarks.run.run_testbed: RMSE to the converged ODE, mode
+exponential and AYS, scored by the shared harness (benchmarks.evaluate.evaluate: RMSE to the converged ODE, mode
 agreement, FD_cls, SWD, floors). A summary gives the calibration cost and the issue's target ratios.
 
 ``--study`` (``constant_rate_study.md``): the selection of ξ, the measure and the data-free statistics on a
@@ -15,15 +15,15 @@ selection seed (1000) with DPM-Solver++(2M) only: mean log(RMSE / RMSE_karras) o
 from __future__ import annotations
 
 import argparse
-import json
 import math
+import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
 from ..schedules import baseline
+from ..schedules.constant_rate.calibrate import schedule, vx_plus_cos
 from ..schedules.constant_rate.construct import (
     DEFAULT_XI,
     Velocity,
@@ -32,11 +32,13 @@ from ..schedules.constant_rate.construct import (
     gaussian_frechet_velocity,
 )
 from ..schedules.constant_rate.measure import measure_velocity
+from ..solvers import catalogue
 from ..testbeds.metrics import classifier_features, rmse
 from ..testbeds.reference import converged_endpoint
 from . import methods as M
-from .report import testbed_markdown
-from .setups import TESTBEDS, Testbed, load_testbed, noise
+from .evaluate import evaluate
+from .report import testbed_markdown, write_results
+from .setups import Testbed, common_args, load_testbed, noise, pin_threads
 
 __all__ = ["calibrate_all", "main", "study"]
 
@@ -47,7 +49,8 @@ CAL_SAMPLES, CAL_POINTS = 256, 32
 MEASURES = ("default", "frechet", "frechet-cls", "vx", "veps", "vx+cos")
 SAMPLERS = ("dpmpp_2m", "euler", "sl_tada")
 BASELINES = ("karras", "exponential", "ays")
-TARGET_NFE = (5, 10)  # issue 4: best measure ≤ 0.8 × karras and ≤ AYS for DPM-Solver++(2M) at these budgets
+TARGET_NFE = (5, 10)  # docs/constant_rate.md, "Benchmark": best measure ≤ 0.8 × karras and ≤ AYS for
+                      # DPM-Solver++(2M) at these budgets
 
 
 def _calibration_data(bed: Testbed) -> torch.Tensor:
@@ -61,8 +64,6 @@ def _cls_features(x):
 
 def calibrate_all(bed: Testbed) -> dict[str, Velocity]:
     """Every measure of the benchmark, calibrated on ``bed`` (timings and model calls in ``info``)."""
-    from ..nodes.constant_rate_ops import _combined
-
     data = _calibration_data(bed)
     out = {"default": default_velocity(bed.kind)}
     for name, measure, feats in (("frechet", "frechet", None), ("frechet-cls", "frechet", _cls_features),
@@ -71,7 +72,7 @@ def calibrate_all(bed: Testbed) -> dict[str, Velocity]:
                                      seed=CALIBRATION_SEED, batch=CAL_SAMPLES)
     vx = out["vx"]
     t0 = time.perf_counter()
-    lam, values = _combined(vx)
+    lam, values = vx_plus_cos(vx)
     seconds = round(vx.info["seconds"] + time.perf_counter() - t0, 3)
     out["vx+cos"] = Velocity(lam, values, "vx+cos", {**vx.info, "seconds": seconds})
     return out
@@ -80,20 +81,16 @@ def calibrate_all(bed: Testbed) -> dict[str, Velocity]:
 def _schedule_fn(bed: Testbed, name: str, velocity: Velocity | None, xi: float = DEFAULT_XI):
     if velocity is None:
         return M.schedule_table(bed.kind)[name]
-    from ..nodes.constant_rate_ops import schedule
-
     return lambda n: schedule(velocity, bed.kind, n, xi=xi)
 
 
 def _methods(bed: Testbed, velocities: dict[str, Velocity], samplers) -> list:
-    table = M.sampler_table(bed.kind)
     schedules = {name: _schedule_fn(bed, name, None) for name in BASELINES}
     schedules |= {f"crs:{name}": _schedule_fn(bed, name, v) for name, v in velocities.items()}
     out = []
     for s in samplers:
-        source, fn = table[s]
-        for sc, sigmas in schedules.items():
-            out.append(M.Method(s, sc, source, M._k_run(fn, sigmas), sigmas))
+        source = "registry" if catalogue.SAMPLERS[s].ours else "ours"
+        out += [M.Method(s, sc, source, sigmas, bed.kind) for sc, sigmas in schedules.items()]
     return out
 
 
@@ -143,16 +140,12 @@ def readme_summary(testbeds: list[dict], command: str) -> str:
 
 
 def run(args) -> dict:
-    from .run import run_testbed  # the shared harness (scoring, references, floors)
-
     docs, md = [], []
     for name in args.testbed:
         t0 = time.perf_counter()
         bed = load_testbed(name, "sd1")
         velocities = calibrate_all(bed)
-        harness = SimpleNamespace(n_samples=args.n_samples, seeds=args.seeds, nfe=args.nfe, ref_steps=500,
-                                  comfy_samplers=[], peers=[], sigma_range="sd1")
-        tb = run_testbed(bed, _methods(bed, velocities, args.samplers), harness)
+        tb = evaluate(_methods(bed, velocities, args.samplers), bed, args.nfe, args.seeds, n_samples=args.n_samples)
         tb["calibration"] = {k: {"measure": v.measure, "info": v.info} for k, v in velocities.items()}
         tb["seconds"] = round(time.perf_counter() - t0, 1)
         docs.append(tb)
@@ -189,10 +182,8 @@ def _study_testbed(bed: Testbed, args) -> dict[str, float]:
     z = noise(args.n_samples, SELECTION_SEED)
     ref = converged_endpoint(bed.model, z * bed.kind.sigma_max, sigma_min=bed.kind.sigma_min,
                              sigma_max=bed.kind.sigma_max, steps=500)
-    dpmpp_2m = M.sampler_table(bed.kind)["dpmpp_2m"][1]
-
     def err(fn):
-        return [rmse(dpmpp_2m(bed.model, z * float(fn(n)[0]), fn(n)), ref) for n in args.nfe]
+        return [rmse(catalogue.run("dpmpp_2m", fn(n), bed.model, z).x0, ref) for n in args.nfe]
 
     kind = bed.kind
     karras = err(lambda n: baseline.karras(n, kind.sigma_min, kind.sigma_max))
@@ -228,37 +219,29 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m schedule_lab.benchmarks.constant_rate_bench",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--study", action="store_true", help="the defaults study on the selection seed instead")
-    p.add_argument("--testbed", nargs="+", default=list(TESTBEDS), choices=TESTBEDS)
-    p.add_argument("--nfe", nargs="+", type=int, default=[5, 10, 20])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    common_args(p, nfe=[5, 10, 20], out=DEFAULT_OUT)
     p.add_argument("--samplers", nargs="+", default=list(SAMPLERS))
     p.add_argument("--n-samples", type=int, default=None, help="samples per seed (default 1000; study 500)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
+    pin_threads(args.threads)
     started = time.perf_counter()
-    args.out.mkdir(parents=True, exist_ok=True)
-    command = "python -m schedule_lab.benchmarks.constant_rate_bench " + " ".join(argv or [])
+    command = ("python -m schedule_lab.benchmarks.constant_rate_bench "
+               + " ".join(sys.argv[1:] if argv is None else argv)).strip()
     if args.study:
         args.n_samples = args.n_samples or 500
         text = study(args)
-        path = args.out / "constant_rate_study.md"
-        path.write_text(f"<!-- generated by `{command.strip()}` in {time.perf_counter() - started:.0f} s; "
-                        "do not edit -->\n\n" + text)
         print(text)
-        print(f"wrote {path}")
+        write_results(args.out, "constant_rate_study", f"<!-- generated by `{command}` in "
+                      f"{time.perf_counter() - started:.0f} s; do not edit -->\n\n" + text)
         return 0
     args.n_samples = args.n_samples or 1000
     result = run(args)
     seconds = round(time.perf_counter() - started, 1)
-    (args.out / "constant_rate.json").write_text(json.dumps({"command": command.strip(), "seconds": seconds,
-                                                             "testbeds": result["testbeds"]}, indent=1) + "\n")
-    (args.out / "constant_rate.md").write_text(f"<!-- generated by `{command.strip()}` in {seconds} s on 1 thread; "
-                                               "do not edit -->\n\n" + result["markdown"])
-    (args.out / "constant_rate_summary.md").write_text(readme_summary(result["testbeds"], command.strip()))
-    print(f"wrote {args.out / 'constant_rate.md'} ({seconds} s)")
+    write_results(args.out, "constant_rate", f"<!-- generated by `{command}` in {seconds} s on {args.threads} "
+                  "thread; do not edit -->\n\n" + result["markdown"],
+                  {"command": command, "seconds": seconds, "testbeds": result["testbeds"]},
+                  readme_summary(result["testbeds"], command))
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

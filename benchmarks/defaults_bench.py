@@ -1,4 +1,4 @@
-"""Defaults by a rule stated before looking (issue 12; rule and splits in docs/defaults.md §1–§3).
+"""Defaults by a rule stated before looking (rule and splits in docs/defaults.md §1–§3).
 
     python -m schedule_lab.benchmarks.defaults_bench --stage tune      # candidates on the tuning parts → chosen
     python -m schedule_lab.benchmarks.defaults_bench --stage confirm   # chosen defaults on the held-out parts
@@ -346,7 +346,7 @@ def write_choice(rows: dict, testbeds, nfes) -> dict:
               "crs_measured": choose(rows, MEASURED_CANDIDATES, testbeds, nfes, STOCK["dpmpp_2m"],
                                      CURRENT["crs_node"])}
     CHOSEN_FILE.write_text(json.dumps(chosen, indent=1) + "\n")
-    md = ["# Defaults study on the tuning parts (issue 12)", "",
+    md = ["# Defaults study on the tuning parts", "",
           f"`{COMMAND}` — rule in docs/defaults.md §3; testbeds: {', '.join(testbeds)}.", "",
           "## Chosen per NFE (worst ratio to dpmpp_2m + karras over the tuning parts; where it is worst)", "",
           "| NFE | method | default | worst ratio (where) | today's default: worst ratio |", "|---|---|---|---|---|"]

@@ -1,4 +1,4 @@
-"""Guard: the shipped defaults against the stock default on the held-out parts (issue 12; docs/defaults.md §3).
+"""Guard: the shipped defaults against the stock default on the held-out parts (docs/defaults.md §3).
 
     python -m schedule_lab.benchmarks.defaults_guard [--testbeds ...] [--nfes ...] [--tolerance 1.10]
 
@@ -45,7 +45,7 @@ def shipped_specs(nfe: int) -> dict[str, str]:
     }
 
 
-#: The defaults shipped before issue 12 (detail 1 / order 2; data-free or vx+cos, ξ 1.5, last level at σ_min).
+#: The defaults shipped before the defaults study (detail 1 / order 2; data-free or vx+cos, ξ 1.5, last level at σ_min).
 BEFORE = {
     "sl_tada (karras)": "tada(detail=1,order=2)/karras",
     "sl_constant_rate data-free (dpmpp_2m)": "dpmpp_2m/crs(measure=data-free,xi=1.5,end=hold)",
@@ -150,7 +150,7 @@ def confirm(rows: dict, testbeds, nfes, tolerance: float = TOLERANCE, out=RESULT
             *lines, ""]
     out.write_text("\n".join(text))
     (RESULTS / "defaults_before_after.md").write_text(
-        "# Defaults before and after issue 12, held-out parts (ratio to the stock default)\n\n"
+        "# Defaults before and after the defaults study, held-out parts (ratio to the stock default)\n\n"
         "`python -m schedule_lab.benchmarks.defaults_guard`\n\n" + "\n".join(before_after(rows, testbeds, nfes))
         + "\n")
     (RESULTS / "defaults_summary.md").write_text(

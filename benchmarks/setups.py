@@ -1,23 +1,26 @@
-"""The benchmark testbeds (testbeds.md §6): a model, the sigma range it is sampled over and what it is scored against.
+"""The benchmark testbeds (docs/testbeds.md): a model, the sigma range it is sampled over and what it is scored against.
 
 * ``exact-digits`` — the exact (memorising) denoiser of the digits train split. Scored against the *train* split
   (its converged ODE reproduces training images); mode agreement with the converged ODE is meaningful here.
 * ``edm-digits`` — the bundled EDM-preconditioned MLP (testbeds.models.load_edm_mlp). Scored against the *test*
   split (the model learnt from train); no mode agreement.
 
-Both are sampled over the same sigma range so schedules are compared on equal terms (testbeds.md §3(d)): by default
-the SD1 range 0.0292–14.61 of ``ModelKind.vp()`` — the range the published AYS SD1 table covers.
+Both are sampled over the same sigma range so schedules are compared on equal terms (docs/testbeds.md, "Metrics"):
+by default the SD1 range 0.0292–14.61 of ``ModelKind.vp()`` — the range the published AYS SD1 table covers.
 """
 from __future__ import annotations
 
+import argparse
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from ..schedules.model_kind import ModelKind
 from ..testbeds.digits import load_digits_split
 
-__all__ = ["SIGMA_RANGES", "TESTBEDS", "Testbed", "load_model", "load_testbed", "noise"]
+__all__ = ["SIGMA_RANGES", "TESTBEDS", "Testbed", "common_args", "load_model", "load_testbed", "noise", "pin_threads"]
 
 TESTBEDS = ("exact-digits", "edm-digits")
 
@@ -75,3 +78,26 @@ def load_testbed(name: str, sigma_range: str = "sd1") -> Testbed:
 def noise(n: int, seed: int, dim: int = 64) -> torch.Tensor:
     """Unit Gaussian noise (n, dim) from a seeded CPU generator; x_T = σ_max · noise."""
     return torch.randn(n, dim, generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float32)
+
+
+def common_args(p: argparse.ArgumentParser, *, nfe, seeds=(0, 1, 2), testbeds=TESTBEDS, out: Path | None = None,
+                n_samples: int | None = None) -> argparse.ArgumentParser:
+    """The options every benchmark shares: --testbed, --nfe, --seeds, --threads, and --out / --n-samples when given
+    a default."""
+    p.add_argument("--testbed", nargs="+", default=list(testbeds), choices=list(testbeds))
+    p.add_argument("--nfe", nargs="+", type=int, default=list(nfe), help="NFE budgets (model calls)")
+    p.add_argument("--seeds", nargs="+", type=int, default=list(seeds))
+    p.add_argument("--threads", type=int, default=1, help="torch threads (pinned; default 1)")
+    if out is not None:
+        p.add_argument("--out", type=Path, default=out)
+    if n_samples is not None:
+        p.add_argument("--n-samples", type=int, default=n_samples, help="samples per seed (FD is biased in N)")
+    return p
+
+
+def pin_threads(threads: int) -> None:
+    """Pin torch threads (oversubscription costs 20x on a shared CPU) and keep diffusers off the network."""
+    import torch
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(threads)

@@ -6,6 +6,7 @@ workflow identity; display names may change.
 from __future__ import annotations
 
 from . import host, schedule_ops
+from .node_list import node
 from .registry import SCHEDULERS
 
 api = host.v3_api()
@@ -19,6 +20,7 @@ _DENOISE_TIP = ("1.0 for text-to-image. Below 1 keeps only the last part of a lo
                 "does for img2img; 0 returns an empty schedule.")
 
 
+@node
 class PackScheduler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -43,9 +45,12 @@ class PackScheduler(io.ComfyNode):
     @classmethod
     def execute(cls, model, scheduler, steps, denoise) -> io.NodeOutput:
         kind = host.model_kind_of(model)
-        return io.NodeOutput(schedule_ops.pack_schedule(kind, scheduler, steps, denoise))
+        saved = scheduler in SCHEDULERS and SCHEDULERS[scheduler].saved_files
+        found = {"schedule_paths": host.saved_schedule_paths()} if saved else {}
+        return io.NodeOutput(schedule_ops.pack_schedule(kind, scheduler, steps, denoise, found))
 
 
+@node
 class SaveSchedule(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -78,6 +83,7 @@ class SaveSchedule(io.ComfyNode):
         return io.NodeOutput(path, ui=ui.PreviewText(f"saved {path}"))
 
 
+@node
 class LoadSchedule(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -103,12 +109,18 @@ class LoadSchedule(io.ComfyNode):
         )
 
     @classmethod
+    def fingerprint_inputs(cls, schedule=None, **_) -> str:
+        """The file's content hash (as LoadImage hashes its image): a rewritten file is read again."""
+        return schedule_ops.file_fingerprint(schedule, host.schedule_read_path)
+
+    @classmethod
     def execute(cls, model, schedule, steps, denoise, clamp_to_model=False) -> io.NodeOutput:
         kind = host.model_kind_of(model)
         return io.NodeOutput(schedule_ops.load_schedule_file(host.schedule_read_path(schedule), kind,
                                                              steps, denoise, clamp_to_model))
 
 
+@node
 class ScheduleInfo(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -134,5 +146,3 @@ class ScheduleInfo(io.ComfyNode):
         plot = {"sigmas": [float(s) for s in sigmas]}
         return io.NodeOutput(text, ui={"text": (text,), "schedule_lab_sigmas": [plot]})
 
-
-NODES = [PackScheduler, LoadSchedule, SaveSchedule, ScheduleInfo]

@@ -19,7 +19,7 @@ from ..schedules.errors import ScheduleError
 from ..schedules.model_kind import ModelKind
 from ..schedules.validate import validate_sigmas
 from . import tada_coefficients as tc
-from .classic import _steps
+from .classic import step_range
 
 __all__ = [
     "DEFAULT_DETAIL", "DEFAULT_N_AUG", "DETAIL_MAX", "DETAIL_MIN", "DETAIL_STEP", "N_AUG_CHOICES", "ORDER_CHOICES",
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 #: Added to ComfyUI's seed for the extra noise: ComfyUI draws the initial noise with torch.manual_seed(seed) on the
-#: CPU, so the raw seed would give extra channels *equal* to the initial noise (spec §4 pitfall (b)).
+#: CPU, so the raw seed would give extra channels *equal* to the initial noise (docs/tada.md, "Initial state").
 SEED_OFFSET = 0x7ADA
 
 N_AUG_CHOICES = (1, 2, 3)
@@ -110,7 +110,8 @@ def initial_state(x: torch.Tensor, sigma0: float, t0: float, n_aug: int, detail:
     """Write X_{t0} ~ N(0, Σ_{t0}) conditioned exactly on gᵀX = ŷ0 = x/σ0 into ``out`` (n_aug, numel).
 
     X = w + c (ŷ0 − gᵀw) with w = L z, L Lᵀ = Σ_{t0}: the residual X − c ŷ0 = (I − c gᵀ) w is independent of
-    ŷ0, so any incoming latent (pure noise, img2img, denoise < 1) gets the right joint law (spec §4 (a)).
+    ŷ0, so any incoming latent (pure noise, img2img, denoise < 1) gets the right joint law (docs/tada.md,
+    "Initial state").
     N = 1 has no extra variables and uses no noise.
     """
     yhat = x.reshape(-1).to(out.dtype) / sigma0
@@ -175,7 +176,7 @@ def sample_tada(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     initial_state(x, float(sig64[0]), float(ts[0]), n, k, noise, z[:n])
 
     s_in = x.new_ones([x.shape[0]])
-    for i in _steps(len(sigmas) - 1, disable):
+    for i in step_range(len(sigmas) - 1, disable):
         x_in = combine(z[:n], xin_w[i]).reshape(x.shape).to(x.dtype)  # = σ_i ŷ: the model-native latent
         denoised = model(x_in, sigmas[i] * s_in, **extra_args)
         if callback is not None:

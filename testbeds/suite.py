@@ -1,4 +1,4 @@
-"""The defaults testbed suite (issue 12, docs/defaults.md §1): ten testbeds, each with a tuning and a held-out part.
+"""The defaults testbed suite (docs/defaults.md §1): ten testbeds, each with a tuning and a held-out part.
 
 A ``Part`` bundles a k-diffusion denoiser, the starting noise (x_T = σ_max · noise), the reference data its
 distribution distance is measured against, and its converged-ODE endpoints (Heun on many Karras steps, cached on

@@ -1,4 +1,5 @@
-"""Measured velocities for constant-rate schedules (spec §2-§3): Fréchet, v_x and v_ε on a grid uniform in λ.
+"""Measured velocities for constant-rate schedules (docs/constant_rate.md, "Decisions"): Fréchet, v_x and v_ε on a
+grid uniform in λ.
 
 Every measure diffuses the *same* data x₀ with the *same* noise ε at every grid point (common random numbers:
 x_ᾱ = √ᾱ x₀ + √(1 − ᾱ) ε), takes a distance D_k between neighbouring points k, k + 1 and reports
@@ -28,7 +29,9 @@ from .construct import Velocity, lambda_range
 __all__ = ["DEFAULT_POINTS", "MEASURES", "measure_velocity", "measurement_grid", "model_input", "model_samples"]
 
 MEASURES = ("frechet", "vx", "veps")
-DEFAULT_POINTS = 32
+#: Noise levels of a calibration: 24 at 64 samples is the Constant-Rate Scheduler node's setting from the stability
+#: study (docs/constant_rate.md, 'Estimation settings'); the benchmark passes its own 32 explicitly.
+DEFAULT_POINTS = 24
 MIN_POINTS = 4
 
 

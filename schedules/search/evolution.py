@@ -1,4 +1,4 @@
-"""Evolutionary timestep search (AutoDiffusion, Li et al. ICCV 2023, arXiv 2309.10438; shared/specs/autodiffusion.md).
+"""Evolutionary timestep search (AutoDiffusion, Li et al. ICCV 2023, arXiv 2309.10438; decisions in docs/search.md).
 
 For a fixed model, sampler and NFE budget, find the ``nfe`` grid sigmas (genes, see ``genes``) that minimise a
 fitness (lower is better; see ``fitness``). One generation:
@@ -270,6 +270,14 @@ class EvolutionSearch:
                 raise ScheduleError(f"{source} was saved by a different search ({key}: saved {doc[key]!r}, now "
                                     f"{mine[key]!r}); use the same settings to resume, or start a new search.")
         space = self.space
+        last = self.config.generations - 1
+        if not 0 <= doc["generation"] <= last or (doc["done"] and doc["generation"] != last):
+            raise ScheduleError(f"{source} is at generation {doc['generation']} (done: {doc['done']}), outside the "
+                                f"{self.config.generations} generations of this search; delete it and start the "
+                                "search again.")
+        if doc["done"] and (not doc["archive"] or not doc["history"]):
+            raise ScheduleError(f"{source} says the search is done but holds no result; delete it and start the "
+                                "search again.")
         try:
             self.generation = int(doc["generation"])
             self.done = bool(doc["done"])

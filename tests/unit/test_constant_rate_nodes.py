@@ -1,12 +1,10 @@
 """Constant-Rate Scheduler: the node's plain functions, the dropdown entry and the host plumbing, without ComfyUI
-(stand-ins as in test_nodes_host.py; the real host is exercised in tests/integration)."""
+(the ``comfy`` stand-in of conftest.py; the real host is exercised in tests/integration)."""
 from __future__ import annotations
 
-import importlib.util
 import logging
 import sys
 import types
-from pathlib import Path
 
 import pytest
 import torch
@@ -33,11 +31,9 @@ def _data_free_default(kind, steps):
     return constant_rate_sigmas(data_free_velocity(auto["measure"], kind), kind, steps, xi=auto["xi"],
                                 end=auto["end"])
 
-# the ComfyUI stand-ins of test_nodes_host.py (tests are collected with --import-mode=importlib)
-_spec = importlib.util.spec_from_file_location("sl_unit_nodes_host", Path(__file__).with_name("test_nodes_host.py"))
-_stand_ins = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_stand_ins)
-_mix = _stand_ins._mix
+
+def _mix(ms_mod, base, pred):
+    return type(f"{base.__name__}_{pred.__name__}", (base, pred), {})()
 
 
 class CountingModel:
@@ -109,7 +105,7 @@ def test_cache_settings_follow_the_data_but_not_steps_xi_or_denoise():
 
 def test_schedule_applies_denoise_like_ksampler_and_checks_xi():
     vel = default_velocity(KIND)
-    # the settings are the per-step-count defaults of the 10 steps that run (issue 12: docs/defaults.md)
+    # the settings are the per-step-count defaults of the 10 steps that run (docs/defaults.md)
     auto = default_schedule_settings(10, KIND)
     full = constant_rate_sigmas(vel, KIND, 20, xi=auto["xi"], end=auto["end"])
     assert torch.equal(ops.schedule(vel, KIND, 10, denoise=0.5), full[-11:])
@@ -132,9 +128,6 @@ def test_report_says_where_the_schedule_came_from():
 # ---------------------------------------------------------------------------------------------------------------
 # sl_constant_rate in the KSampler dropdown
 # ---------------------------------------------------------------------------------------------------------------
-comfy = _stand_ins.comfy  # the same fixture: fake comfy modules in sys.modules, host warnings reset
-
-
 def test_dropdown_uses_the_calibration_attached_to_this_model_else_the_default(comfy, caplog):
     host.register_schedulers()
     S, M = comfy["comfy.samplers"], comfy["comfy.model_sampling"]

@@ -1,4 +1,4 @@
-"""Issue 12: the defaults testbed suite, the natural-image patches, the constant-rate endpoint option and the guard.
+"""The defaults testbed suite, the natural-image patches, the constant-rate endpoint option and the guard.
 
 Oracles: the low-rank mixture denoiser against the full-covariance Bayes formula and against the closed-form
 Gaussian testbed; exact-draw moments; split disjointness by construction; the ``land`` endpoint against its

@@ -10,8 +10,8 @@ export function plotPoints(sigmas, width, height, pad = 8) {
   const positive = sigmas.filter((s) => s > 0);
   if (sigmas.length < 2 || positive.length === 0) return [];
   const logs = positive.map(Math.log);
-  const hi = Math.max(...logs);
-  const lo = Math.min(...logs);
+  const hi = logs.reduce((a, b) => Math.max(a, b), -Infinity);
+  const lo = logs.reduce((a, b) => Math.min(a, b), Infinity);
   const span = hi - lo || 1;
   const n = sigmas.length - 1;
   return sigmas.map((s, i) => {
