@@ -3,7 +3,8 @@
 * ``PatchUNet`` — a small convolutional UNet (16 → 8 → 4 pixels, residual blocks with GroupNorm, the noise
   embedding added in every block) with EDM preconditioning (Karras et al. 2022, Table 1):
   D(x, σ) = c_skip x + c_out F(c_in x, ln σ / 4). Trained over σ ∈ [0.002, 80] (half the batch log-uniform,
-  docs/testbeds.md, sigma-range pitfall) so that σ_max is in distribution. k-diffusion contract ``model(x, sigma_vec) -> denoised``.
+  docs/testbeds.md, sigma-range pitfall) so that σ_max is in distribution. k-diffusion contract
+  ``model(x, sigma_vec) -> denoised``.
 * ``PatchClassifier`` — a small CNN that tells which of the 14 source photographs a crop comes from; its
   128-d penultimate features define FD_patch (a Fréchet distance on patches).
 
