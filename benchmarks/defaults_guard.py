@@ -91,7 +91,7 @@ def check(rows: dict, testbeds, nfes, tolerance: float = TOLERANCE):
                 for n in nfes:
                     spec = shipped_specs(n)[method]
                     stock = stock_for(spec)
-                    if row_key(tb, "held_out", spec, n) not in rows:
+                    if row_key(tb, "held_out", spec, n) not in rows or row_key(tb, "held_out", stock, n) not in rows:
                         cells.append("–")
                         continue
                     r = ratios(rows, spec, tb, "held_out", n, stock).get(metric)
@@ -120,14 +120,15 @@ def summary(rows: dict, testbeds, nfes) -> list[str]:
                 for tb in testbeds:
                     for n in group:
                         spec = shipped_specs(n)[method]
-                        if n in nfes and row_key(tb, "held_out", spec, n) in rows:
+                        if (n in nfes and row_key(tb, "held_out", spec, n) in rows
+                                and row_key(tb, "held_out", stock_for(spec), n) in rows):
                             vals.append(ratios(rows, spec, tb, "held_out", n, stock_for(spec))[metric])
                 vals.sort()
                 cells.append(f"{vals[len(vals) // 2]:.2f} ({vals[0]:.2f}–{vals[-1]:.2f})" if vals else "–")
             spec5 = shipped_specs(5)[method]
             key = row_key("patches-unet", "held_out", spec5, 5)
             unet = (f"{ratios(rows, spec5, 'patches-unet', 'held_out', 5, stock_for(spec5))[metric]:.2f}"
-                    if key in rows else "–")
+                    if key in rows and row_key("patches-unet", "held_out", stock_for(spec5), 5) in rows else "–")
             out.append(f"| {method} | {metric} | {cells[0]} | {cells[1]} | {unet} |")
     return out
 
