@@ -1,4 +1,5 @@
-"""Fault suite: the real-host fixtures of tests/integration (one server per run), reused, not copied.
+"""Fault suite (docs/testing.md, "Fault suite"): the real-host fixtures of tests/integration (one server per run),
+reused, not copied.
 
 The generated cases (``test_generated.py``) feed the hardened reader directly and need no host; the named host
 cases and the sample of generated files dropped into ``models/schedules`` use the ``comfy`` server fixture. As in

@@ -18,7 +18,7 @@ from schedule_lab.schedules.search.results import make_search_doc
 
 KINDS = {"eps": ModelKind.vp(), "v": ModelKind.vp("v"), "edm": ModelKind.edm(), "flow": ModelKind.flow(shift=3.0)}
 
-#: Values that broke the pack before the hardened reader, and their relatives.
+#: Values that broke the pack before the hardening (docs/testing.md, "Fault suite"), and their relatives.
 NASTY_TEXT = ["9" * 4300, "1" * 400, "-" + "7" * 41, "1e999", "-1e999", "NaN", "Infinity", "-Infinity",
               "[" * 2000 + "]" * 2000, '{"a":' * 3000 + "0" + "}" * 3000, "1" + "0" * 60 + ".5", "1e-400",
               "10000000000", "100000000", '"' + "x" * 10000 + '"']

@@ -1,5 +1,5 @@
-"""Shared files and odd inputs cannot break the pack. One test (or more) per defect, each written to fail
-on the code before its fix; the generated cases are in tests/faults/."""
+"""Hardening (docs/testing.md, "Fault suite"): shared files and odd inputs cannot break the pack. One test (or more)
+per defect, each written to fail on the code before its fix; the generated cases are in tests/faults/."""
 from __future__ import annotations
 
 import json

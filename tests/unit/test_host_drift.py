@@ -1,4 +1,4 @@
-"""Version drift and the host-level defects, with ComfyUI stand-ins (tests/unit/test_nodes_host.py's): model
+"""Version drift and the host-level defects (docs/compat.md), with ComfyUI stand-ins (tests/unit/conftest.py): model
 sampling classes of newer ComfyUI refused by name, noise_scale, the versioned V3 module and the io-member guard, the
 sampler name a search records, Cancel through the host, LoRA identity in the calibration key."""
 from __future__ import annotations
