@@ -1,8 +1,8 @@
 """Defaults by a rule stated before looking (rule and splits in docs/defaults.md §1–§3).
 
     python -m schedule_lab.benchmarks.defaults_bench --stage tune      # candidates on the tuning parts → chosen
-    python -m schedule_lab.benchmarks.defaults_bench --stage confirm   # chosen defaults on the held-out parts
-    python -m schedule_lab.benchmarks.defaults_bench --stage all       # both
+    python -m schedule_lab.benchmarks.defaults_bench --stage choose    # re-apply the rule to the cached rows
+    python -m schedule_lab.benchmarks.defaults_guard                   # shipped defaults on the held-out parts
     options: --testbeds NAME ... (default: all ten)  --nfes 4 5 6 8 10 15 20
 
 Every row is one (testbed, part, method, NFE): sliced W2 to the part's reference data (512 projections), RMSE to the
@@ -38,7 +38,7 @@ from ..schedules.baseline import karras
 from ..solvers.classic import sample_dpmpp_2m, sample_euler
 from ..solvers.tada import sample_tada
 from ..testbeds.reference import converged_endpoint
-from ..testbeds.suite import TESTBEDS, TUNING_TESTBEDS, Part, kind, load_part
+from ..testbeds.suite import TUNING_TESTBEDS, Part, kind, load_part
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROWS_DIR = RESULTS / "defaults_rows"  # one JSON per testbed, so testbeds can run in parallel processes
@@ -292,28 +292,23 @@ def stock_of(spec: str) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m schedule_lab.benchmarks.defaults_bench")
-    ap.add_argument("--stage", choices=["tune", "choose", "confirm", "all"], default="all")
+    ap.add_argument("--stage", choices=["tune", "choose"], default="tune")
     ap.add_argument("--testbeds", nargs="*", default=None,
-                    help="default: every testbed with a tuning part (tune) / every testbed (confirm)")
+                    help="default: every testbed with a tuning part")
     ap.add_argument("--nfes", nargs="*", type=int, default=list(NFES))
     ap.add_argument("--only", choices=["tada", "crs", "all"], default="all")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     rows = load_rows()
     tuning = [tb for tb in (args.testbeds or TUNING_TESTBEDS) if tb in TUNING_TESTBEDS]
-    if args.stage in ("tune", "all"):
+    if args.stage == "tune":
         specs = [STOCK["dpmpp_2m"], STOCK["euler"]]
         specs += list(TADA_CANDIDATES) if args.only in ("tada", "all") else []
         specs += list(CRS_CANDIDATES) if args.only in ("crs", "all") else []
         ensure(rows, specs, tuning, "tuning", args.nfes)
         floors(rows, tuning, "tuning")
         save_rows(rows, tuning)
-    if args.stage in ("choose", "tune", "all"):
-        write_choice(rows, TUNING_TESTBEDS, args.nfes)
-    if args.stage in ("confirm", "all"):
-        from .defaults_guard import confirm
-
-        return confirm(rows, args.testbeds or list(TESTBEDS), args.nfes)
+    write_choice(rows, TUNING_TESTBEDS, args.nfes)
     return 0
 
 

@@ -14,15 +14,12 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from ..kernels.frechet import frechet_distance, gaussian_stats
 from ..solvers.classic import sample_dpmpp_2m
@@ -37,6 +34,7 @@ from .models import (
     load_classifier,
 )
 from .reference import karras_sigmas
+from .train_common import _lr_factor, _provenance, _save, sample_training_sigmas  # noqa: F401
 
 __all__ = ["EDM_DEFAULTS", "CLASSIFIER_DEFAULTS", "evaluate_classifier", "evaluate_edm", "main",
            "sample_training_sigmas", "train_classifier", "train_edm"]
@@ -51,24 +49,6 @@ CLASSIFIER_DEFAULTS = dict(
     hidden=256, features=128, dropout=0.2,
 )
 EVAL_SIGMAS = (0.002, 0.02, 0.1, 0.5, 1.0, 2.0, 5.0, 20.0, 80.0)
-
-
-def sample_training_sigmas(n: int, gen: torch.Generator, p_mean: float, p_std: float, loguniform_frac: float,
-                           sigma_min: float, sigma_max: float) -> torch.Tensor:
-    """σ for training: ln σ ~ N(p_mean, p_std²) (EDM), except a fraction drawn log-uniform on [σ_min, σ_max]
-    so that σ_max is in distribution (docs/testbeds.md, sigma-range pitfall)."""
-    log_normal = p_mean + p_std * torch.randn(n, generator=gen)
-    log_uniform = math.log(sigma_min) + torch.rand(n, generator=gen) * math.log(sigma_max / sigma_min)
-    pick_uniform = torch.rand(n, generator=gen) < loguniform_frac
-    return torch.where(pick_uniform, log_uniform, log_normal).exp()
-
-
-def _lr_factor(it: int, iters: int, warmup: int, final_frac: float) -> float:
-    """Linear warm-up, then cosine decay to ``final_frac`` of the peak."""
-    if it < warmup:
-        return (it + 1) / warmup
-    progress = (it - warmup) / max(1, iters - warmup)
-    return final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def train_edm(split: DigitsSplit, max_seconds: float | None = None, log=print, **overrides):
@@ -206,23 +186,6 @@ def evaluate_edm(model: EDMDenoiserMLP, split: DigitsSplit, classifier: DigitsCl
         mean_nn_distance_samples_to_test=round(nearest_distance(samples, split.test), 4),
         mean_nn_distance_test_to_train=round(nearest_distance(split.test, split.train), 4),
         sample_range=[round(float(samples.min()), 3), round(float(samples.max()), 3)],
-    )
-
-
-def _save(model: torch.nn.Module, name: str, out: Path, sidecar: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(torch.float32).contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out / f"{name}.safetensors"), metadata={"sidecar": f"{name}.json"})
-    (out / f"{name}.json").write_text(json.dumps(sidecar, indent=2) + "\n")
-
-
-def _provenance(argv: list[str]) -> dict:
-    return dict(
-        command="python -m schedule_lab.testbeds.train " + " ".join(argv),
-        torch_version=torch.__version__, python_version=platform.python_version(),
-        threads=torch.get_num_threads(), date_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        data="scikit-learn load_digits (UCI, CC BY 4.0), testbeds.digits.load_digits_split(seed=0): "
-             "stratified 1437 train / 360 test, pixels x/8 - 1",
     )
 
 

@@ -16,7 +16,7 @@ import time
 import torch
 
 from .patches import SOURCES, crops
-from .train import _lr_factor, _provenance, _save, sample_training_sigmas
+from .train_common import _lr_factor, _provenance, _save, sample_training_sigmas
 from .unet import PATCH_CLASSIFIER_FILE, PATCH_UNET_FILE, PatchClassifier, PatchUNet
 
 __all__ = ["PATCH_CLASSIFIER_DEFAULTS", "PATCH_UNET_DEFAULTS", "main_patches", "train_patch_classifier",
