@@ -23,7 +23,8 @@ from .classic import step_range
 
 __all__ = [
     "DEFAULT_DETAIL", "DEFAULT_N_AUG", "DETAIL_MAX", "DETAIL_MIN", "DETAIL_STEP", "N_AUG_CHOICES", "ORDER_CHOICES",
-    "SEED_OFFSET", "check_options", "default_order", "initial_state", "sample_tada", "tada_noise", "time_grid",
+    "SEED_OFFSET", "SETTINGS_BY_NFE", "check_options", "default_order", "default_settings", "initial_state",
+    "sample_tada", "tada_noise", "time_grid",
 ]
 
 #: Added to ComfyUI's seed for the extra noise: ComfyUI draws the initial noise with torch.manual_seed(seed) on the
@@ -41,6 +42,23 @@ DEFAULT_N_AUG = 2
 DEFAULT_DETAIL = 1.0
 DETAIL_MIN, DETAIL_MAX, DETAIL_STEP = 0.1, 16.0, 0.05
 _DEFAULT_ORDER = {"ve": 2, "flow": 3}
+
+
+#: Per-NFE defaults (detail, order) for eps/v/EDM kinds on Karras-type schedules, used when ``detail``/``order``
+#: are None (sl_tada in KSampler without a Detail Level node). Produced by
+#: ``python -m schedule_lab.benchmarks.defaults_bench --stage tune`` (benchmarks/results/defaults_chosen.json; rule
+#: in docs/defaults.md §3: the lowest worst ratio to dpmpp_2m + karras over the tuning testbeds, per NFE); other step
+#: counts use the grid NFE below (above 20: 20; below 4: 4). Flow kinds keep (DEFAULT_DETAIL, 3).
+SETTINGS_BY_NFE = {4: (2.0, 2), 5: (2.0, 2), 6: (1.0, 2), 8: (4.0, 2), 10: (16.0, 3), 15: (2.0, 2), 20: (2.0, 2)}
+
+
+def default_settings(nfe: int, kind: ModelKind | None = None) -> tuple[float, int]:
+    """(detail, order) used when the caller leaves them None, for ``nfe`` model calls (SETTINGS_BY_NFE)."""
+    if isinstance(kind, ModelKind) and kind.kind == "flow":
+        return DEFAULT_DETAIL, default_order(kind)
+    grid = sorted(SETTINGS_BY_NFE)
+    below = [n for n in grid if n <= int(nfe)]
+    return SETTINGS_BY_NFE[below[-1] if below else grid[0]]
 
 
 def default_order(kind: ModelKind | None = None) -> int:
@@ -131,12 +149,18 @@ def _step_tables(ts: np.ndarray, sigmas64: np.ndarray, n: int, k: float, order: 
 
 
 @torch.no_grad()
-def sample_tada(model, x, sigmas, extra_args=None, callback=None, disable=None, detail=DEFAULT_DETAIL,
+def sample_tada(model, x, sigmas, extra_args=None, callback=None, disable=None, detail=None,
                 n_aug=DEFAULT_N_AUG, order=None, kind=None, seed_offset=SEED_OFFSET):
     """TADA (arXiv 2506.21757, Alg. 1): Adams–Bashforth on the force of an N-variable momentum state, read
     through the pretrained denoiser. ``detail`` = k, the variance of the last prior variable; ``kind`` a
-    ModelKind (None: VE sigma); ``order`` None → ``default_order(kind)``. NFE = len(sigmas) − 1.
+    ModelKind (None: VE sigma); ``detail``/``order`` None → ``default_settings(len(sigmas) − 1, kind)`` (the
+    per-NFE defaults of docs/defaults.md). NFE = len(sigmas) − 1.
     """
+    if detail is None or order is None:
+        auto_detail, auto_order = default_settings(max(1, len(sigmas) - 1), kind)
+        detail = auto_detail if detail is None else detail
+        # an explicit detail keeps the kind's order (the per-NFE order was chosen together with its detail)
+        order = order if order is not None else (auto_order if detail == auto_detail else None)
     k, n, order = check_options(detail, n_aug, order, kind)
     validate_sigmas(sigmas, split=True)
     extra_args = {} if extra_args is None else extra_args

@@ -1,6 +1,8 @@
 """Reproducible training of the bundled testbed models (fixed seeds, fixed iteration counts, 1 thread).
 
     python -m schedule_lab.testbeds.train [--which edm|classifier|all] [--iters N] [--seconds S] [--out DIR]
+    python -m schedule_lab.testbeds.train --which patches          # natural-image classifier, then UNet
+    python -m schedule_lab.testbeds.train --which patch-unet | patch-classifier
 
 Writes ``<name>.safetensors`` (fp32 weights) and ``<name>.json`` (config, command, seed, time, torch version,
 losses, evaluation) into DIR (default: the package's ``testbeds/weights``). The classifier trains first when
@@ -12,15 +14,12 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from ..kernels.frechet import frechet_distance, gaussian_stats
 from ..solvers.classic import sample_dpmpp_2m
@@ -35,6 +34,7 @@ from .models import (
     load_classifier,
 )
 from .reference import karras_sigmas
+from .train_common import _lr_factor, _provenance, _save, sample_training_sigmas  # noqa: F401
 
 __all__ = ["EDM_DEFAULTS", "CLASSIFIER_DEFAULTS", "evaluate_classifier", "evaluate_edm", "main",
            "sample_training_sigmas", "train_classifier", "train_edm"]
@@ -49,24 +49,6 @@ CLASSIFIER_DEFAULTS = dict(
     hidden=256, features=128, dropout=0.2,
 )
 EVAL_SIGMAS = (0.002, 0.02, 0.1, 0.5, 1.0, 2.0, 5.0, 20.0, 80.0)
-
-
-def sample_training_sigmas(n: int, gen: torch.Generator, p_mean: float, p_std: float, loguniform_frac: float,
-                           sigma_min: float, sigma_max: float) -> torch.Tensor:
-    """σ for training: ln σ ~ N(p_mean, p_std²) (EDM), except a fraction drawn log-uniform on [σ_min, σ_max]
-    so that σ_max is in distribution (docs/testbeds.md, sigma-range pitfall)."""
-    log_normal = p_mean + p_std * torch.randn(n, generator=gen)
-    log_uniform = math.log(sigma_min) + torch.rand(n, generator=gen) * math.log(sigma_max / sigma_min)
-    pick_uniform = torch.rand(n, generator=gen) < loguniform_frac
-    return torch.where(pick_uniform, log_uniform, log_normal).exp()
-
-
-def _lr_factor(it: int, iters: int, warmup: int, final_frac: float) -> float:
-    """Linear warm-up, then cosine decay to ``final_frac`` of the peak."""
-    if it < warmup:
-        return (it + 1) / warmup
-    progress = (it - warmup) / max(1, iters - warmup)
-    return final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def train_edm(split: DigitsSplit, max_seconds: float | None = None, log=print, **overrides):
@@ -207,28 +189,12 @@ def evaluate_edm(model: EDMDenoiserMLP, split: DigitsSplit, classifier: DigitsCl
     )
 
 
-def _save(model: torch.nn.Module, name: str, out: Path, sidecar: dict) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to(torch.float32).contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out / f"{name}.safetensors"), metadata={"sidecar": f"{name}.json"})
-    (out / f"{name}.json").write_text(json.dumps(sidecar, indent=2) + "\n")
-
-
-def _provenance(argv: list[str]) -> dict:
-    return dict(
-        command="python -m schedule_lab.testbeds.train " + " ".join(argv),
-        torch_version=torch.__version__, python_version=platform.python_version(),
-        threads=torch.get_num_threads(), date_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        data="scikit-learn load_digits (UCI, CC BY 4.0), testbeds.digits.load_digits_split(seed=0): "
-             "stratified 1437 train / 360 test, pixels x/8 - 1",
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="python -m schedule_lab.testbeds.train",
                                 description=__doc__.split("\n")[0])
-    p.add_argument("--which", choices=["edm", "classifier", "all"], default="all")
+    p.add_argument("--which", choices=["edm", "classifier", "all", "patches", "patch-unet", "patch-classifier"],
+                   default="all")
     p.add_argument("--iters", type=int, default=None, help="iterations (default: 15000 edm, 3000 classifier)")
     p.add_argument("--seconds", type=float, default=None, help="wall-time cap (breaks reproducibility)")
     p.add_argument("--seed", type=int, default=0)
@@ -238,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
+    if args.which.startswith("patch"):
+        from .train_patches import main_patches
+
+        return main_patches(args, argv)
     split = load_digits_split(seed=0)
     common = {"seed": args.seed, **({"iters": args.iters} if args.iters else {})}
 

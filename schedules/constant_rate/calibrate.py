@@ -20,12 +20,13 @@ from ..resample import truncate_for_denoise
 from ..validate import validate_denoise, validate_steps
 from .construct import (
     DEFAULT_SMOOTH,
-    DEFAULT_XI,
     Velocity,
     check_xi,
     combine,
     constant_rate_sigmas,
     cos_velocity,
+    data_free_velocity,
+    default_schedule_settings,
     default_velocity,
 )
 from .measure import DEFAULT_POINTS, measure_velocity, model_samples
@@ -135,13 +136,17 @@ def vx_plus_cos(vx: Velocity):
 
 
 def schedule(velocity: Velocity, kind: ModelKind, steps: int, denoise: float = 1.0,
-             xi: float = DEFAULT_XI) -> torch.Tensor:
-    """SIGMAS of ``velocity`` for ``kind`` with KSampler's denoise rule; measured velocities are smoothed."""
+             xi: float | None = None, end: str | None = None) -> torch.Tensor:
+    """SIGMAS of ``velocity`` for ``kind`` with KSampler's denoise rule; measured velocities are smoothed.
+    ``xi``/``end`` None → the per-step-count defaults (``default_schedule_settings``, docs/defaults.md)."""
     validate_steps(steps)
     validate_denoise(denoise)
-    xi = check_xi(xi)
+    measured = velocity.measure not in ("default", "data-free", "cos+karras")
+    auto = default_schedule_settings(steps, kind, measured=measured)
+    xi = check_xi(auto["xi"] if xi is None else xi)
+    end = auto["end"] if end is None else end
     smooth = DEFAULT_SMOOTH if velocity.measure in ("vx", "veps", "frechet") else 0.0  # vx+cos: smoothed before
-    return truncate_for_denoise(lambda n: constant_rate_sigmas(velocity, kind, n, xi=xi, smooth=smooth),
+    return truncate_for_denoise(lambda n: constant_rate_sigmas(velocity, kind, n, xi=xi, smooth=smooth, end=end),
                                 steps, denoise).to(torch.float32)
 
 
@@ -152,7 +157,7 @@ def dropdown_sigmas(kind: ModelKind, steps: int, velocity: Velocity | None = Non
         log.info("[Schedule Lab] sl_constant_rate: this model carries no calibration, using the data-free default "
                  "(to use a measured one, feed the KSampler the MODEL output of the Constant-Rate Scheduler node; "
                  "the measurement is cached on disk)")
-        velocity = default_velocity(kind)
+        velocity = data_free_velocity(default_schedule_settings(steps, kind)["measure"], kind)
     else:
         log.info("[Schedule Lab] sl_constant_rate: using the %s calibration measured on this model (%s model calls)",
                  velocity.measure, velocity.info.get("model_calls", "?"))

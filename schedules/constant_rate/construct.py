@@ -29,7 +29,9 @@ from ..model_kind import ModelKind
 from ..validate import validate_steps
 
 __all__ = [
-    "COORDS", "DEFAULT_SMOOTH", "DEFAULT_XI", "LAMBDA_CLIP", "Velocity", "check_xi", "combine", "constant_rate_sigmas",
+    "COORDS", "DEFAULT_SMOOTH", "DEFAULT_XI", "ENDS", "LAMBDA_CLIP", "SETTINGS_BY_NFE", "Velocity", "check_xi",
+    "combine", "constant_rate_sigmas", "data_free_velocity", "default_schedule_settings",
+    "MEASURED_SETTINGS_BY_NFE",
     "cos_velocity", "default_velocity", "gaussian_frechet_velocity", "lambda_range", "power_velocity",
     "sample_training_sigmas", "training_density",
 ]
@@ -37,6 +39,60 @@ __all__ = [
 COORDS = ("alpha_bar", "sigma", "lambda")
 #: Default ξ (in the ᾱ coordinate): the best of 1-3 on both testbeds, selection seed (docs/constant_rate.md).
 DEFAULT_XI = 1.5
+#: Last-interval handling (docs/defaults.md §5): "hold" places the last positive level at σ_min exactly (the
+#: measured velocity is ~0 at low noise, so the inversion leaves one long final interval and one model call at
+#: σ_min, where the model is ~identity); "land" places steps + 1 levels and drops σ_min, so every model call is
+#: at a placed level and the last step goes from there straight to 0.
+ENDS = ("hold", "land")
+#: Per-NFE defaults, eps/v/EDM kinds, produced by ``python -m schedule_lab.benchmarks.defaults_bench --stage tune``
+#: (benchmarks/results/defaults_chosen.json; rule: docs/defaults.md §3, the lowest worst ratio to dpmpp_2m + karras
+#: over the tuning testbeds). SETTINGS_BY_NFE: `sl_constant_rate` without a calibration (data-free velocities:
+#: "data-free" = cos, "cos+karras"); MEASURED_SETTINGS_BY_NFE: a measured (vx+cos) calibration. Step counts between
+#: grid points use the grid NFE below (above 20: 20; below 4: 4).
+SETTINGS_BY_NFE = {
+    4: {"measure": "cos+karras", "xi": 1.25, "end": "land"},
+    5: {"measure": "cos+karras", "xi": 1.25, "end": "land"},
+    6: {"measure": "data-free", "xi": 1.5, "end": "land"},
+    8: {"measure": "cos+karras", "xi": 1.25, "end": "land"},
+    10: {"measure": "cos+karras", "xi": 1.25, "end": "land"},
+    15: {"measure": "cos+karras", "xi": 1.25, "end": "land"},
+    20: {"measure": "data-free", "xi": 1.5, "end": "land"},
+}
+MEASURED_SETTINGS_BY_NFE = {
+    4: {"xi": 1.5, "end": "land"},
+    5: {"xi": 1.5, "end": "land"},
+    6: {"xi": 1.25, "end": "land"},
+    8: {"xi": 1.25, "end": "hold"},
+    10: {"xi": 1.25, "end": "land"},
+    15: {"xi": 1.5, "end": "land"},
+    20: {"xi": 1.5, "end": "land"},
+}
+
+
+def default_schedule_settings(steps: int, kind: ModelKind | None = None, measured: bool = False) -> dict:
+    """The default settings at ``steps`` model calls: {"measure", "xi", "end"} for the data-free default, {"xi",
+    "end"} for a measured velocity (flow kinds keep data-free, ξ = DEFAULT_XI, hold: no flow model is in the
+    defaults suite)."""
+    if kind is not None and kind.kind == "flow":
+        return {"xi": DEFAULT_XI, "end": "hold"} if measured else {"measure": "data-free", "xi": DEFAULT_XI,
+                                                                   "end": "hold"}
+    table = MEASURED_SETTINGS_BY_NFE if measured else SETTINGS_BY_NFE
+    grid = sorted(table)
+    below = [n for n in grid if n <= int(steps)]
+    return dict(table[below[-1] if below else grid[0]])
+
+
+def data_free_velocity(measure: str, kind: ModelKind | None = None) -> Velocity:
+    """The data-free velocities the defaults choose from: "data-free" (= cos, ``default_velocity``) and
+    "cos+karras" (cos mixed half and half with the power law whose ξ = 1 schedule is Karras ρ = 7)."""
+    if measure == "data-free":
+        return default_velocity(kind)
+    if measure == "cos+karras":
+        vel = combine([(default_velocity(kind), 1.0), (power_velocity(1 / 7 - 1, "sigma"), 1.0)])
+        return Velocity(vel.lam, vel.values, "cos+karras", {"model_calls": 0, "parts": ["cos", "karras rho=7"]})
+    raise ScheduleError(f"measure={measure!r} is not a data-free velocity; use 'data-free' or 'cos+karras'.")
+
+
 #: Default smoothing bandwidth of log v over λ for measured velocities.
 DEFAULT_SMOOTH = 0.5
 #: λ is clipped to this interval: a flow model's σ = 1 (pure noise) is λ = −∞; ᾱ(−10) = 2e-9.
@@ -325,8 +381,15 @@ def constant_rate_lambdas(velocity: Velocity, lo: float, hi: float, n: int, xi: 
 
 def constant_rate_sigmas(velocity: Velocity, kind: ModelKind, steps: int, xi: float = DEFAULT_XI,
                          coord: str = "alpha_bar", smooth: float = 0.0, *,
-                         dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The constant-rate schedule of ``kind``: ``steps`` sigmas from sigma_max to sigma_min (exactly), then 0."""
+                         dtype: torch.dtype = torch.float32, end: str = "hold") -> torch.Tensor:
+    """The constant-rate schedule of ``kind``: ``steps`` sigmas from sigma_max to sigma_min (exactly), then 0
+    (``end="hold"``); ``end="land"``: steps + 1 levels are placed and σ_min is dropped (see ``ENDS``)."""
+    if end not in ENDS:
+        raise ScheduleError(f"end={end!r} must be one of {', '.join(ENDS)} (how the last interval to sigma_min is "
+                            "handled).")
+    if end == "land":
+        full = constant_rate_sigmas(velocity, kind, validate_steps(steps) + 1, xi, coord, smooth, dtype=dtype)
+        return torch.cat([full[:-2], full[-1:]])
     if not isinstance(velocity, Velocity):
         raise ScheduleError(f"velocity must be a Velocity, got {type(velocity).__name__}; build one with "
                             "default_velocity(kind) or a measure of schedules.constant_rate.measure.")

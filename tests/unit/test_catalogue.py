@@ -7,7 +7,7 @@ import torch
 
 from schedule_lab.schedules import ModelKind, ScheduleError, karras, validate_sigmas
 from schedule_lab.schedules.constant_rate.calibrate import schedule as constant_rate_schedule
-from schedule_lab.schedules.constant_rate.construct import Velocity, default_velocity
+from schedule_lab.schedules.constant_rate.construct import Velocity, data_free_velocity, default_schedule_settings
 from schedule_lab.solvers import catalogue as C
 from schedule_lab.testbeds.gaussian import GaussianTestbed
 
@@ -115,8 +115,9 @@ def test_constant_rate_uses_a_provided_calibration_else_the_data_free_default():
     bump = Velocity(lam, 1 + 4 * torch.exp(-(lam - 1) ** 2), "vx", {})
     measured = C.schedule_sigmas("sl_constant_rate", SD, 8, {"velocity": bump})
     assert torch.equal(measured, constant_rate_schedule(bump, SD, 8))
-    assert torch.equal(C.schedule_sigmas("sl_constant_rate", SD, 8),
-                       constant_rate_schedule(default_velocity(SD), SD, 8))
+    # the data-free default is the per-step-count one of docs/defaults.md (velocity, xi and last interval)
+    data_free = data_free_velocity(default_schedule_settings(8, SD)["measure"], SD)
+    assert torch.equal(C.schedule_sigmas("sl_constant_rate", SD, 8), constant_rate_schedule(data_free, SD, 8))
     assert not torch.allclose(measured, C.schedule_sigmas("sl_constant_rate", SD, 8))
 
 

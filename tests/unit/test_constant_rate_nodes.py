@@ -13,11 +13,23 @@ from schedule_lab.nodes import constant_rate_ops as ops
 from schedule_lab.nodes import host
 from schedule_lab.nodes.registry import SCHEDULERS
 from schedule_lab.schedules import ModelKind, ScheduleError
-from schedule_lab.schedules.constant_rate.construct import Velocity, constant_rate_sigmas, default_velocity
+from schedule_lab.schedules.constant_rate.construct import (
+    Velocity,
+    constant_rate_sigmas,
+    data_free_velocity,
+    default_schedule_settings,
+    default_velocity,
+)
 from schedule_lab.testbeds.gaussian import GaussianTestbed
 
 KIND = ModelKind.vp()
 
+
+def _data_free_default(kind, steps):
+    """The uncalibrated sl_constant_rate list: the per-step-count data-free settings of docs/defaults.md."""
+    auto = default_schedule_settings(steps, kind)
+    return constant_rate_sigmas(data_free_velocity(auto["measure"], kind), kind, steps, xi=auto["xi"],
+                                end=auto["end"])
 
 
 def _mix(ms_mod, base, pred):
@@ -93,7 +105,9 @@ def test_cache_settings_follow_the_data_but_not_steps_xi_or_denoise():
 
 def test_schedule_applies_denoise_like_ksampler_and_checks_xi():
     vel = default_velocity(KIND)
-    full = constant_rate_sigmas(vel, KIND, 20)
+    # the settings are the per-step-count defaults of the 10 steps that run (docs/defaults.md)
+    auto = default_schedule_settings(10, KIND)
+    full = constant_rate_sigmas(vel, KIND, 20, xi=auto["xi"], end=auto["end"])
     assert torch.equal(ops.schedule(vel, KIND, 10, denoise=0.5), full[-11:])
     with pytest.raises(ScheduleError, match="xi=0"):
         ops.schedule(vel, KIND, 10, xi=0)
@@ -123,7 +137,7 @@ def test_dropdown_uses_the_calibration_attached_to_this_model_else_the_default(c
         default = handler(ms, 8)
     assert "data-free default" in caplog.text
     kind = host.model_kind_from_sampling(ms)
-    assert torch.allclose(default, constant_rate_sigmas(default_velocity(kind), kind, 8))
+    assert torch.allclose(default, _data_free_default(kind, 8))
     bump = Velocity(torch.linspace(-3, 4, 30, dtype=torch.float64),
                     1 + 5 * torch.exp(-torch.linspace(-3, 4, 30, dtype=torch.float64) ** 2), "vx",
                     {"model_calls": 7})
@@ -165,8 +179,7 @@ def test_the_calibrated_model_is_a_patched_clone_and_the_loaded_model_is_untouch
     patched_ms = calibrated.get_model_object("model_sampling")
     assert patched_ms is not loaded.ms and torch.equal(patched_ms.sigmas, loaded.ms.sigmas)
     assert torch.allclose(handler(patched_ms, 8), ops.schedule(bump, kind, 8))
-    assert torch.allclose(handler(loaded.get_model_object("model_sampling"), 8),
-                          constant_rate_sigmas(default_velocity(kind), kind, 8))
+    assert torch.allclose(handler(loaded.get_model_object("model_sampling"), 8), _data_free_default(kind, 8))
 
 
 def test_dropdown_default_is_usable_without_comfy_for_every_kind():

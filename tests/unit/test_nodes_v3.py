@@ -11,7 +11,12 @@ import torch
 
 from schedule_lab.nodes import constant_rate_ops, search_ops
 from schedule_lab.schedules import ModelKind, ScheduleError
-from schedule_lab.schedules.constant_rate.construct import DEFAULT_XI, constant_rate_sigmas, default_velocity
+from schedule_lab.schedules.constant_rate.construct import (
+    constant_rate_sigmas,
+    data_free_velocity,
+    default_schedule_settings,
+    default_velocity,
+)
 from schedule_lab.schedules.for_model import ays_for_model
 from schedule_lab.schedules.search.presets import PRESETS, preset_sigmas
 from schedule_lab.solvers.classic import sample_euler
@@ -90,9 +95,15 @@ def test_schema_every_input_has_a_tooltip_and_matches_execute(v3, node_id):
 def test_schedule_lab_scheduler_gives_the_core_functions_sigmas_for_the_model_kind(v3, kind_name):
     (base, pred), kind = MODELS[kind_name]
     node, model = v3.nodes["SL_Scheduler"], v3.model(base, pred)
+    def auto(n):
+        return default_schedule_settings(n, kind)
+
     oracles = {"sl_ays_sd1": lambda n: ays_for_model(kind, n, table="sd1"),
                "sl_ays_sdxl": lambda n: ays_for_model(kind, n, table="sdxl"),
-               "sl_constant_rate": lambda n: constant_rate_sigmas(default_velocity(kind), kind, n, xi=DEFAULT_XI)}
+               # the data-free default of an n-step list (per-step-count settings, docs/defaults.md; with denoise
+               # the host asks for the full list, so its length picks the settings)
+               "sl_constant_rate": lambda n: constant_rate_sigmas(
+                   data_free_velocity(auto(n)["measure"], kind), kind, n, xi=auto(n)["xi"], end=auto(n)["end"])}
     for name, oracle in oracles.items():
         full = _run(node, model=model, scheduler=name, steps=7, denoise=1.0)[0]
         assert full.dtype == torch.float32 and len(full) == 8 and float(full[-1]) == 0.0

@@ -86,9 +86,10 @@ def test_flow_kind_on_the_same_snr_grid_equals_ve_run():
     bed = GaussianTestbed(dim=16, mean=0.3, std=0.5)
     x = bed.sample_prior(8, 80.0, seed=0)
     sigmas = _karras(8)
-    ve = sample_tada(bed, x, sigmas, extra_args={"seed": 3})
+    # same detail and order on both (the per-NFE defaults differ by kind: docs/defaults.md)
+    ve = sample_tada(bed, x, sigmas, extra_args={"seed": 3}, detail=1.0, order=default_order(None))
     flow = sample_tada(_flow_model(bed), x / 81.0, sigmas / (1 + sigmas), extra_args={"seed": 3},
-                       kind=ModelKind.flow(), order=default_order(None))
+                       kind=ModelKind.flow(), detail=1.0, order=default_order(None))
     assert (ve - flow).abs().max() < 1e-9
 
 
