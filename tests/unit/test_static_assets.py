@@ -70,21 +70,6 @@ def test_web_extension_parses(path):
     assert out.returncode == 0, out.stderr
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
-def test_plot_points_map_log_sigma_to_the_canvas(tmp_path):
-    src = (ROOT / "web" / "js" / "schedule_plot.js").read_text()
-    src = src.replace('import { app } from "../../scripts/app.js";', "const app = { registerExtension() {} };")
-    (tmp_path / "plot.mjs").write_text(src)
-    (tmp_path / "run.mjs").write_text(
-        'import { plotPoints } from "./plot.mjs";\n'
-        "console.log(JSON.stringify(plotPoints([100, 10, 1, 0], 116, 116, 8)));\n")
-    out = subprocess.run(["node", str(tmp_path / "run.mjs")], capture_output=True, text=True, check=True)
-    pts = json.loads(out.stdout)
-    # x evenly spaced over 3 steps; log sigma 100 -> top (y=8), 1 -> bottom (108), 10 -> middle, 0 -> bottom edge.
-    flat = [v for p in pts for v in p]
-    assert flat == pytest.approx([8, 8, 41.333333, 58, 74.666667, 108, 108, 108], abs=1e-4)
-
-
 @pytest.mark.parametrize("generated", ["readme_table.md", "tada_table_summary.md", "search_bench_summary.md",
                                        "constant_rate_summary.md"])
 def test_readme_tables_are_the_generated_ones(generated):

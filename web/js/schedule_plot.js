@@ -1,5 +1,5 @@
 // Schedule Lab: draw the schedule (log sigma per step) on the Schedule Info node after it runs.
-import { app } from "../../scripts/app.js";
+import { app } from "../../../scripts/app.js";
 
 const NODE_ID = "SL_ScheduleInfo";
 const PLOT_HEIGHT = 120;
