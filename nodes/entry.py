@@ -6,6 +6,10 @@ from . import host
 host.ensure_schedule_folder()
 host.register_all()
 
+from . import plot_route  # noqa: E402 - after the registration above, so the plot lists pack schedulers
+
+plot_route.register()
+
 comfy_entrypoint = None
 _api = host.v3_api()
 if _api is not None:

@@ -116,7 +116,7 @@ def save_and_inspect_schedule():
     ckpt, pos, neg, lat = common(w)
     sched = w.node("SL_Scheduler", (800, 0), ["sl_ays_sd1", 10, 1.0], size=(315, 130))
     info = w.node("SL_ScheduleInfo", (1150, -250), [], size=(400, 240))
-    savesched = w.node("SL_SaveSchedule", (1150, 0), ["ays_sd1_10", "AYS SD1, 10 steps", False], size=(315, 130))
+    savesched = w.node("SL_SaveSchedule", (1150, 0), ["ays_sd1_10", "AYS SD1, 10 steps", True], size=(315, 130))
     sel = w.node("KSamplerSelect", (800, 200), ["dpmpp_2m"], size=(315, 58))
     w.link(ckpt, 0, sched, "model")
     w.link(sched, 0, info, "sigmas")
@@ -191,7 +191,7 @@ def timestep_search():
     ckpt, pos, neg, lat = common(w)
     sel = w.node("KSamplerSelect", (800, 200), ["dpmpp_2m"], size=(315, 58))
     search = w.node("SL_TimestepSearch", (800, -400),
-                    [4, 16, 8, 50, 4, 4, "endpoint", 0, "searched_dpmpp_2m_4", True, "evolution + refine", 20],
+                    [4, 16, 8, 50, 4, 4, "endpoint", 0, "fixed", "searched_dpmpp_2m_4", True, "evolution + refine", 20],
                     size=(340, 430))
     guider = _custom_advanced(w, ckpt, pos, neg, lat, sel, search, "schedule_lab_searched")
     w.link(guider, 0, search, "guider")

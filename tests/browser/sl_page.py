@@ -37,7 +37,7 @@ def load_workflow(page, doc: dict) -> None:
 NODE_STATE_JS = """
 () => window.app.graph._nodes.map(n => ({
   id: n.id, type: n.type, has_errors: !!n.has_errors, registered: !!window.LiteGraph.registered_node_types[n.type],
-  widgets: (n.widgets || []).filter(w => w.serialize !== false && !(w.options && w.options.serialize === false))
+  widgets: (n.widgets || []).filter(w => w.serialize !== false)
     .map(w => ({name: w.name, type: w.type, value: w.value,
                 values: (w.options && Array.isArray(w.options.values)) ? w.options.values : null,
                 min: w.options ? w.options.min : null, max: w.options ? w.options.max : null})),
@@ -122,3 +122,49 @@ def queue_from_page(page, timeout_s: float = 600) -> dict:
     out = page.evaluate(QUEUE_JS)
     out["seconds"] = time.time() - t0
     return out
+
+
+def fit_view(page) -> None:
+    """Zoom the canvas so the whole graph is visible (for screenshots)."""
+    page.evaluate("""() => { const c = window.app.canvas;
+      const ns = window.app.graph._nodes; if (!ns.length) return;
+      const xs = ns.flatMap(n => [n.pos[0], n.pos[0] + n.size[0]]);
+      const ys = ns.flatMap(n => [n.pos[1] - 30, n.pos[1] + n.size[1]]);
+      const b = [Math.min(...xs) - 20, Math.min(...ys) - 20, Math.max(...xs) - Math.min(...xs) + 40,
+                 Math.max(...ys) - Math.min(...ys) + 40];
+      c.ds.fitToBounds ? c.ds.fitToBounds(b, {zoom: 0.95}) : null; c.setDirty(true, true); }""")
+    page.wait_for_timeout(600)
+
+
+def node_screenshot(page, node_id: int, path) -> None:
+    """A screenshot of one node (its bounds on the page, title included)."""
+    box = page.evaluate("""id => { const c = window.app.canvas, n = window.app.graph.getNodeById(id);
+      const s = c.ds.scale, o = c.ds.offset, r = c.canvas.getBoundingClientRect();
+      return {x: r.left + (n.pos[0] + o[0]) * s - 4, y: r.top + (n.pos[1] - 32 + o[1]) * s - 4,
+              width: n.size[0] * s + 8, height: (n.size[1] + 32) * s + 8}; }""", node_id)
+    page.screenshot(path=str(path), clip=box)
+
+
+CANVAS_INK_JS = """id => { const n = window.app.graph.getNodeById(id); const c = n.slPlot && n.slPlot.canvas;
+  if (!c || !c.width) return -1;
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let ink = 0;
+  for (let i = 0; i < d.length; i += 4)
+    if (Math.abs(d[i] - 24) + Math.abs(d[i+1] - 24) + Math.abs(d[i+2] - 24) > 60) ink++;
+  return ink; }"""
+
+
+def plot_ink(page, node_id: int) -> int:
+    """Pixels of the node's plot canvas that differ clearly from its background (-1: no plot)."""
+    return page.evaluate(CANVAS_INK_JS, node_id)
+
+
+TEXTS_JS = """() => window.app.graph._nodes.filter(n => n.slText).map(n => {
+  const el = n.slText.el, r = el.getBoundingClientRect(), c = window.app.canvas, s = c.ds.scale, o = c.ds.offset,
+        cr = c.canvas.getBoundingClientRect();
+  const right = cr.left + (n.pos[0] + o[0] + n.size[0]) * s;
+  return {id: n.id, type: n.type, text: el.textContent, overflowX: el.scrollWidth - el.clientWidth,
+          visible: r.width > 0 && r.height > 0, insideRight: r.right <= right + 2}; })"""
+
+
+def node_texts(page) -> list[dict]:
+    return page.evaluate(TEXTS_JS)

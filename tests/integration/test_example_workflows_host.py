@@ -18,7 +18,10 @@ def _widget_specs(node_def: dict) -> list[tuple[str, list]]:
             kind = spec[0]
             if isinstance(kind, list) or kind in WIDGET_TYPES or kind == "COMBO":
                 specs.append((name, spec))
-                if len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("control_after_generate"):
+                # The frontend adds a "control after generate" widget to an input that asks for one, and to any
+                # input named seed/noise_seed that does not refuse it (control_after_generate=False).
+                options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+                if options.get("control_after_generate", name in ("seed", "noise_seed")):
                     specs.append(("control_after_generate", [["fixed", "increment", "decrement", "randomize"]]))
     return specs
 
