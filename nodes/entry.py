@@ -13,11 +13,12 @@ plot_route.register()
 comfy_entrypoint = None
 _api = host.v3_api()
 if _api is not None:
-    from . import constant_rate_nodes, schedule_nodes, search_nodes, tada_nodes
+    from . import ab_nodes, constant_rate_nodes, schedule_nodes, search_nodes, tada_nodes
 
     class ScheduleLabExtension(_api.ComfyExtension):
         async def get_node_list(self):
-            return [*schedule_nodes.NODES, *tada_nodes.NODES, *search_nodes.NODES, *constant_rate_nodes.NODES]
+            return [*schedule_nodes.NODES, *tada_nodes.NODES, *search_nodes.NODES, *constant_rate_nodes.NODES,
+                    *ab_nodes.NODES]
 
     async def comfy_entrypoint():  # noqa: F811 - replaces the None above on V3 hosts
         return ScheduleLabExtension()

@@ -579,3 +579,69 @@ def json_response(data: dict, status: int = 200):
     from aiohttp import web
 
     return web.json_response(data, status=status)
+
+
+# --------------------------------------------------------------------------------------------------
+# A/B Compare (issue 11): one cell = one sampler + one schedule from the same noise, counted model calls
+# --------------------------------------------------------------------------------------------------
+class _CountingModel:
+    """The denoiser a sampler function receives, counting its calls; every other attribute is the original's."""
+
+    def __init__(self, model):
+        self._model, self.calls = model, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self._model(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+def sampler_names() -> list[str]:
+    samplers = _import("comfy.samplers")
+    return list(getattr(samplers, "SAMPLER_NAMES", [])) if samplers else []
+
+
+def sampler_by_name(name: str, options: dict | None = None):
+    """A SAMPLER for a KSampler sampler name (stock or pack), with explicit options for pack samplers."""
+    samplers = _import("comfy.samplers")
+    if name in SAMPLERS:
+        return sampler_object(name, options or {})
+    return samplers.sampler_object(name)
+
+
+def scheduler_sigmas_for(model: Any, name: str, steps: int, denoise: float) -> torch.Tensor:
+    """What BasicScheduler gives for this model (KSampler's denoise rule)."""
+    from ..schedules.resample import truncate_for_denoise
+
+    ms = model.get_model_object("model_sampling")
+    return truncate_for_denoise(lambda n: stock_sigmas(ms, name, n), steps, denoise).to(torch.float32)
+
+
+def sample_cell(model: Any, positive, negative, cfg: float, latent: dict, sampler: Any, sigmas: torch.Tensor,
+                seed: int, callback=None) -> tuple[torch.Tensor, int]:
+    """Sample one A/B cell like SamplerCustomAdvanced with RandomNoise(seed): returns (LATENT samples, model calls)."""
+    samplers, sample_mod = _import("comfy.samplers"), _import("comfy.sample")
+    samples = sample_mod.fix_empty_latent_channels(model, latent["samples"])
+    noise = sample_mod.prepare_noise(samples, seed, latent.get("batch_index"))
+    guider = samplers.CFGGuider(model)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
+    fn, counter = sampler.sampler_function, {}
+
+    def counted(m, x, s, *args, **kwargs):
+        counter["model"] = _CountingModel(m)
+        return fn(counter["model"], x, s, *args, **kwargs)
+
+    counted_sampler = samplers.KSAMPLER(counted, extra_options=dict(getattr(sampler, "extra_options", {}) or {}),
+                                        inpaint_options=dict(getattr(sampler, "inpaint_options", {}) or {}))
+    out = guider.sample(noise, samples, counted_sampler, sigmas, denoise_mask=latent.get("noise_mask"),
+                        callback=callback, disable_pbar=True, seed=seed)
+    return out.to("cpu"), counter["model"].calls if "model" in counter else 0
+
+
+def interrupted_check() -> None:
+    mm = _import("comfy.model_management")
+    if mm is not None and hasattr(mm, "throw_exception_if_processing_interrupted"):
+        mm.throw_exception_if_processing_interrupted()

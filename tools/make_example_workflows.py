@@ -32,6 +32,10 @@ OUTPUTS = {
     "SL_TimestepSearch": [("SIGMAS", "SIGMAS"), ("report", "STRING")],
     "SL_SearchedSteps": [("SIGMAS", "SIGMAS"), ("info", "STRING")],
     "SL_ConstantRateScheduler": [("SIGMAS", "SIGMAS"), ("report", "STRING"), ("model", "MODEL")],
+    "SL_ABEntry": [("entries", "SL_AB_ENTRIES")],
+    "SL_ABCompare": [("grid", "IMAGE"), ("images", "IMAGE"), ("report", "STRING")],
+    "PreviewImage": [],
+    "Note": [],
 }
 INPUTS = {
     "CLIPTextEncode": [("clip", "CLIP")],
@@ -52,6 +56,10 @@ INPUTS = {
                           ("target_latent", "LATENT")],
     "SL_SearchedSteps": [("model", "MODEL")],
     "SL_ConstantRateScheduler": [("guider", "GUIDER"), ("latent", "LATENT")],
+    "SL_ABEntry": [("sampler", "SAMPLER"), ("sigmas", "SIGMAS"), ("previous", "SL_AB_ENTRIES")],
+    "SL_ABCompare": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                     ("latent", "LATENT"), ("vae", "VAE"), ("entries", "SL_AB_ENTRIES")],
+    "PreviewImage": [("images", "IMAGE")],
 }
 
 
@@ -222,6 +230,70 @@ def constant_rate_calibration():
            "'sl_constant_rate' scheduler uses it too.")
 
 
+def _ab_compare(w: Workflow, ckpt, pos, neg, lat, widgets, at=(800, 150), entries: int | None = None) -> int:
+    """A/B Compare on the checkpoint's model/VAE, its grid shown by a Preview Image node."""
+    ab = w.node("SL_ABCompare", at, widgets, size=(380, 420))
+    for src, slot, name in ((ckpt, 0, "model"), (pos, 0, "positive"), (neg, 0, "negative"), (lat, 0, "latent"),
+                            (ckpt, 2, "vae")):
+        w.link(src, slot, ab, name)
+    if entries is not None:
+        w.link(entries, 0, ab, "entries")
+    preview = w.node("PreviewImage", (at[0] + 420, at[1]), size=(520, 520))
+    w.link(ab, 0, preview, "images")
+    return ab
+
+
+def _note(w: Workflow, text: str, at=(0, -250)) -> None:
+    w.node("Note", at, [text], size=(420, 160), title="What to look at")
+
+
+def ab_tada_detail_sweep():
+    w = Workflow()
+    ckpt, pos, neg, lat = common(w)
+    _ab_compare(w, ckpt, pos, neg, lat, [7.0, 42, "fixed", "sl_tada, karras, 8, TADA\ndpmpp_2m, karras, 8, dpmpp_2m",
+                                         "detail", "0.5, 1, 2", 0])
+    _note(w, "A/B Compare: TADA at detail 0.5, 1 and 2 next to dpmpp_2m, same seed, 8 karras steps each. Look at "
+             "fine texture (fur, snow) across the TADA cells; every cell shows its model calls and time.")
+    w.dump("ab_tada_vs_dpmpp_2m_detail_sweep", "A/B grid: TADA detail sweep (0.5, 1, 2) against dpmpp_2m, 8 steps.")
+
+
+def ab_constant_rate_vs_karras():
+    w = Workflow()
+    ckpt, pos, neg, lat = common(w)
+    _ab_compare(w, ckpt, pos, neg, lat, [7.0, 42, "fixed",
+                                         "dpmpp_2m, sl_constant_rate, 10, constant-rate\ndpmpp_2m, karras, 10, karras",
+                                         "none", "0.5, 1, 2", 0])
+    _note(w, "A/B Compare: the constant-rate schedule (data-free default; feed the Constant-Rate Scheduler's MODEL "
+             "to use a measured one) against karras, dpmpp_2m, 10 steps each, same seed.")
+    w.dump("ab_constant_rate_vs_karras", "A/B grid: constant-rate schedule against karras (dpmpp_2m, 10 steps).")
+
+
+def ab_searched_vs_ays():
+    w = Workflow()
+    ckpt, pos, neg, lat = common(w)
+    sel = w.node("KSamplerSelect", (800, 650), ["dpmpp_2m"], size=(315, 58))
+    guider = w.node("CFGGuider", (800, 750), [7.0], size=(315, 98))
+    w.link(ckpt, 0, guider, "model")
+    w.link(pos, 0, guider, "positive")
+    w.link(neg, 0, guider, "negative")
+    search = w.node("SL_TimestepSearch", (1150, 650),
+                    [4, 8, 2, 20, 2, 0, "endpoint", 0, "fixed", "searched_ab_dpmpp_2m_4", True, "evolution", 20],
+                    size=(340, 430))
+    w.link(guider, 0, search, "guider")
+    w.link(lat, 0, search, "latent")
+    w.link(sel, 0, search, "sampler")
+    ays = w.node("SL_ABEntry", (800, -200), ["AYS", "dpmpp_2m", "sl_ays_sd1", 4, 1.0], size=(315, 200))
+    found = w.node("SL_ABEntry", (1150, -200), ["searched", "dpmpp_2m", "karras", 4, 1.0], size=(315, 200))
+    w.link(search, 0, found, "sigmas")
+    w.link(ays, 0, found, "previous")
+    _ab_compare(w, ckpt, pos, neg, lat, [7.0, 42, "fixed", "", "none", "0.5, 1, 2", 0], at=(1550, 150),
+                entries=found)
+    _note(w, "A/B Compare of two 4-step schedules for dpmpp_2m: Align Your Steps (SD1 table) and the one Timestep "
+             "Search finds for this model and prompt (a small search: 8 candidates x 2 generations). Entries are "
+             "chained: A/B Entry 'AYS' feeds A/B Entry 'searched', which takes the searched SIGMAS.")
+    w.dump("ab_searched_vs_ays", "A/B grid: a Timestep Search schedule against Align Your Steps, 4 steps.")
+
+
 if __name__ == "__main__":
     OUT.mkdir(exist_ok=True)
     ays_in_ksampler()
@@ -230,4 +302,7 @@ if __name__ == "__main__":
     tada_sampler_custom_advanced()
     timestep_search()
     constant_rate_calibration()
+    ab_tada_detail_sweep()
+    ab_constant_rate_vs_karras()
+    ab_searched_vs_ays()
     print(f"wrote {sorted(p.name for p in OUT.glob('*.json'))}")

@@ -18,7 +18,7 @@ PACK_NODES = set(re.findall(r'node_id="(SL_[A-Za-z0-9_]+)"',
 # Core ComfyUI nodes the examples may use (checked against the real host in tests/integration).
 CORE_NODES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "KSamplerAdvanced",
               "VAEDecode", "SaveImage", "KSamplerSelect", "RandomNoise", "CFGGuider", "SamplerCustomAdvanced",
-              "SamplerCustom", "BasicScheduler", "ModelSamplingSD3"}
+              "SamplerCustom", "BasicScheduler", "ModelSamplingSD3", "PreviewImage", "Note"}
 
 
 def test_there_are_example_workflows():
