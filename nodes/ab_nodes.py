@@ -42,7 +42,8 @@ class ABEntryNode(io.ComfyNode):
                                 "scheduler, Timestep Search, AYS)."),
                 Entries.Input("previous", optional=True, tooltip="Optional: earlier entries of the chain."),
             ],
-            outputs=[Entries.Output("entries", tooltip="The chain so far, for A/B Compare or the next entry.")],
+            outputs=[Entries.Output("entries", display_name="entries",
+                                    tooltip="The chain so far, for A/B Compare or the next entry.")],
         )
 
     @classmethod
@@ -82,9 +83,11 @@ class ABCompare(io.ComfyNode):
                 io.Int.Input("columns", default=0, min=0, max=16, tooltip="Grid columns; 0 = as square as possible."),
                 Entries.Input("entries", optional=True, tooltip="A chain of A/B Entry nodes."),
             ],
-            outputs=[io.Image.Output("grid", tooltip="All cells in one labelled image."),
-                     io.Image.Output("images", tooltip="The cells as an image batch, in grid order."),
-                     io.String.Output("report", tooltip="One line per cell: label, steps, NFE, seconds.")],
+            outputs=[io.Image.Output("grid", display_name="grid", tooltip="All cells in one labelled image."),
+                     io.Image.Output("images", display_name="images",
+                                     tooltip="The cells as an image batch, in grid order."),
+                     io.String.Output("report", display_name="report",
+                                      tooltip="One line per cell: label, steps, NFE, seconds.")],
         )
 
     @classmethod

@@ -119,6 +119,7 @@ def check_labels(cells: list[ABEntry]) -> None:
 
 # ---- the grid -----------------------------------------------------------------------------------------------------
 LABEL_HEIGHT = 34
+MIN_CELL_WIDTH = 192
 
 
 def cell_caption(label: str, steps: int, nfe: int, seconds: float) -> list[str]:
@@ -131,6 +132,10 @@ def draw_grid(images: torch.Tensor, captions: list[list[str]], columns: int = 0)
     from PIL import Image, ImageDraw, ImageFont
 
     n, h, w, _ = images.shape
+    if w < MIN_CELL_WIDTH:  # small latents: enlarge (nearest) so the captions fit
+        factor = -(-MIN_CELL_WIDTH // w)
+        images = images.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2)
+        n, h, w, _ = images.shape
     cols = columns if columns > 0 else math.ceil(math.sqrt(n))
     cols = min(cols, n)
     rows = math.ceil(n / cols)

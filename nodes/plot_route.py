@@ -6,8 +6,9 @@ steps, denoise and a model family preset standing in for the model that is not l
 validated; a bad one is answered with 400 and a message naming it (never a traceback). Files are only read from
 ComfyUI's schedule folders, by a name that must be in their listing.
 
-Query: ``family`` (sd1 | sdxl | sd2v | sd3 | flux), ``steps`` (1..1000), ``denoise`` ((0, 1]), and one of
-``scheduler`` (a KSampler scheduler name) or ``schedule`` (a file in models/schedules). Answer:
+Query: ``family`` (sd1 | sdxl | sd2v | sd3 | flux), ``steps`` (1..1000; ``keep_steps=1`` keeps a file's own
+count), ``denoise`` ((0, 1]), and one of ``scheduler`` (a KSampler scheduler name), ``schedule`` (a file in
+models/schedules) or ``searched`` (a Searched Steps choice: a preset or a saved search). Answer:
 ``{"sigmas", "log_sigma", "log_snr", "flow_t", "kind", "label"}``; the final 0 has no log value (null).
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 
 from ..schedules.errors import ScheduleError
 from ..schedules.resample import truncate_for_denoise
-from . import host, schedule_ops
+from . import host, schedule_ops, search_ops
 
 ROUTE = "/schedule_lab/plot"
 LIST_ROUTE = "/schedule_lab/schedules"
@@ -59,6 +60,11 @@ def plot_axes(sigmas: torch.Tensor, kind) -> dict:
             "log_snr": masked(2.0 * kind.to_lambda(safe)), "flow_t": kind.to_flow_time(s).tolist()}
 
 
+def steps_or_keep(query: dict, steps: int) -> int:
+    """0 (keep the saved step count) when the query asks for it, as Load Schedule's steps=0 does."""
+    return 0 if query.get("keep_steps") in ("1", "true") else steps
+
+
 def plot_data(query: dict) -> dict:
     """The schedule described by the query (raises ScheduleError naming the bad value)."""
     family = str(query.get("family", "sd1"))
@@ -68,24 +74,31 @@ def plot_data(query: dict) -> dict:
     denoise = _float(query, "denoise", 0.0, 1.0, 1.0)
     ms = host.model_sampling_preset(family)
     kind = host.model_kind_from_sampling(ms)
-    scheduler, schedule = query.get("scheduler"), query.get("schedule")
-    if (scheduler is None) == (schedule is None):
-        raise ScheduleError("query: pass exactly one of scheduler (a KSampler scheduler name) or schedule "
-                            "(a file in models/schedules)")
+    scheduler, schedule, searched = query.get("scheduler"), query.get("schedule"), query.get("searched")
+    if sum(v is not None for v in (scheduler, schedule, searched)) != 1:
+        raise ScheduleError("query: pass exactly one of scheduler (a KSampler scheduler name), schedule "
+                            "(a file in models/schedules) or searched (a Searched Steps choice)")
     if scheduler is not None:
         names = host.scheduler_names()
         if scheduler not in names:
             raise ScheduleError(f"scheduler: {scheduler!r} is unknown; choose one of {', '.join(names)}")
         sigmas = truncate_for_denoise(lambda n: host.stock_sigmas(ms, scheduler, n), steps, denoise)
         label = scheduler
+    elif searched is not None:
+        choices = search_ops.schedule_choices(host.schedule_files())
+        if searched not in choices:
+            raise ScheduleError(f"searched: {searched!r} is not a preset or a saved search; "
+                                f"available: {', '.join(choices)}")
+        sigmas, _ = search_ops.searched_steps(searched, kind, host.schedule_read_path, steps_or_keep(query, steps),
+                                              denoise)
+        label = searched
     else:
         files = host.schedule_files()
         if schedule not in files:  # only names listed in the schedule folders: no paths, no traversal
             raise ScheduleError(f"schedule: no file named {schedule!r} in models/schedules; "
                                 f"available: {', '.join(files) or 'none'}")
-        keep = query.get("keep_steps") in ("1", "true")
         sigmas = schedule_ops.load_schedule_file(host.schedule_read_path(schedule), kind,
-                                                 0 if keep else steps, denoise, clamp_to_model=True)
+                                                 steps_or_keep(query, steps), denoise, clamp_to_model=True)
         label = schedule
     return {"family": family, "kind": kind.kind, "label": label, "steps": len(sigmas) - 1, **plot_axes(sigmas, kind)}
 

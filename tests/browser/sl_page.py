@@ -8,12 +8,15 @@ PACK_URL = "/extensions/schedule_lab/"
 CHECKPOINT = "sl_tiny_sd2.safetensors"  # the integration fixture writes it (tests/integration/sl_graphs.py)
 
 
+SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False}
+
+
 def open_comfy(page, base: str) -> None:
     page.sl_console = []
     page.on("console", lambda m: page.sl_console.append((m.type, m.text + " @ " + str(m.location.get("url", "")))))
     page.on("pageerror", lambda e: page.sl_console.append(("pageerror", f"{e} @ {e.stack or ''}")))
     # A first visit shows the template browser and tutorial; a returning user does not.
-    page.request.post(f"{base}/api/settings", data=json.dumps({"Comfy.TutorialCompleted": True}),
+    page.request.post(f"{base}/api/settings", data=json.dumps(SETTINGS),
                       headers={"Content-Type": "application/json"})
     page.goto(base + "/", wait_until="domcontentloaded")
     # Node definitions are registered after every extension has been imported (or has failed to).

@@ -24,8 +24,9 @@ const SOURCES = {
     return q ? { query: q } : { note: "no schedule file in models/schedules yet" };
   },
   SL_SearchedSteps: (n) => {
-    const q = fromFile(n, w(n, "schedule"));
-    return q ? { query: q } : { note: "no searched schedule yet: run Timestep Search" };
+    const choice = w(n, "schedule");
+    return choice ? { query: { searched: choice, steps: w(n, "steps") || 0, denoise: w(n, "denoise") ?? 1 } }
+      : { note: "no searched schedule yet: run Timestep Search" };
   },
   SL_ConstantRateScheduler: (n) => ({
     query: { scheduler: "sl_constant_rate", steps: w(n, "steps"), denoise: w(n, "denoise") ?? 1 },
@@ -55,7 +56,7 @@ async function fetchPlot(query, family) {
   const params = new URLSearchParams({ family });
   for (const [k, v] of Object.entries(query)) {
     if (v === undefined || v === null) continue;
-    if (k === "steps" && query.schedule && !v) params.set("keep_steps", "1");
+    if (k === "steps" && (query.schedule || query.searched) && !v) params.set("keep_steps", "1");
     else params.set(k, String(v));
   }
   if (!params.has("steps")) params.set("steps", "10");
@@ -120,11 +121,12 @@ function addPlot(node, options = {}) {
     state.note = note || "";
     state.error = "";
     try {
-      state.data = query ? await fetchPlot(query, state.family) : null;
-      const steps = state.data?.steps || Number(query?.steps) || 10;
-      state.ghost = state.reference === "none" ? null
+      const data = query ? await fetchPlot(query, state.family) : null;
+      const steps = data?.steps || Number(query?.steps) || 10;
+      const ghost = state.reference === "none" ? null
         : await fetchPlot(state.reference === "karras" ? { scheduler: "karras", steps, denoise: query?.denoise ?? 1 }
                                                         : { schedule: state.reference, steps, denoise: 1 }, state.family);
+      Object.assign(state, { data, ghost });
     } catch (e) {
       state.data = null;
       state.error = String(e.message || e);
@@ -207,6 +209,13 @@ function hookWidgets(node) {
 }
 
 function setUp(node) {
+  // Expensive pack nodes start with a fixed seed, so a second queue does not silently redo a search (a loaded
+  // workflow's own value is applied after this).
+  if (SL_NODE(node.type)) {
+    for (const widget of node.widgets || []) {
+      if (widget.name === "control_after_generate") widget.value = "fixed";
+    }
+  }
   if (SOURCES[node.type]) {
     addPlot(node);
     hookWidgets(node);
@@ -253,13 +262,5 @@ app.registerExtension({
         this.slPlot.redraw();
       }
     };
-  },
-  nodeCreated(node) {
-    // Expensive pack nodes start with a fixed seed, so a second queue does not silently redo a search.
-    if (SL_NODE(node.type)) {
-      for (const widget of node.widgets || []) {
-        if (widget.name === "control_after_generate") widget.value = "fixed";
-      }
-    }
   },
 });
