@@ -7,8 +7,16 @@ nothing, so the core stays usable without ComfyUI.
 """
 import importlib.util as _ilu
 
-__version__ = "0.1.0"
 WEB_DIRECTORY = "./web"
+
+
+def __getattr__(name: str):
+    if name == "__version__":  # the one number lives in pyproject.toml (version.py reads it)
+        from .version import PACK_VERSION
+
+        return PACK_VERSION
+    raise AttributeError(name)
+
 
 if _ilu.find_spec("comfy") is not None and _ilu.find_spec("folder_paths") is not None:
     from .nodes import entry as _entry

@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -73,9 +72,8 @@ def run_comfy(testbed: str, sigma_range: str, samplers, schedules, nfes, noises:
 def _worker(request_path: str) -> None:
     from safetensors.torch import load_file, save_file
 
-    from schedule_lab.benchmarks.methods import Method, _k_run, schedule_table, steps_for_nfe
+    from schedule_lab.benchmarks.methods import Method, schedule_table, steps_for_nfe
     from schedule_lab.benchmarks.setups import load_testbed
-    from schedule_lab.testbeds.metrics import NFECounter
 
     req = json.loads(Path(request_path).read_text())
     torch.set_num_threads(int(req["threads"]))
@@ -100,20 +98,15 @@ def _worker(request_path: str) -> None:
             failed.append(f"{name}: no comfy.k_diffusion.sampling.sample_{name}")
             continue
         for sc in req["schedules"]:
-            method = Method(f"comfy.{name}", sc, "comfyui", _k_run(fn, schedules[sc]), schedules[sc])
+            method = Method(f"comfy.{name}", sc, "comfyui", schedules[sc], bed.kind, fn)
             try:
                 for nfe in req["nfes"]:
                     steps = steps_for_nfe(method, nfe)
-                    sigmas = method.sigmas(steps)
                     runs = {}
                     for seed, z in noises.items():
-                        counter = NFECounter(bed.model)
-                        torch.manual_seed(seed)
-                        t0 = time.perf_counter()
-                        x0 = method.run(counter, z * float(sigmas[0]), steps, seed)
-                        wall = time.perf_counter() - t0
-                        tensors[f"{len(rows)}/{seed}"] = x0.contiguous()
-                        runs[seed] = {"nfe": counter.nfe, "wall_s": wall}
+                        res = method.run(bed.model, z, steps, seed)
+                        tensors[f"{len(rows)}/{seed}"] = res.x0.contiguous()
+                        runs[seed] = {"nfe": res.nfe, "wall_s": res.wall_s}
                     rows.append({"sampler": method.sampler, "schedule": sc, "nfe_target": nfe, "steps": steps,
                                  "runs": runs})
                     say(f"{method.label} NFE {nfe}: {steps} steps")

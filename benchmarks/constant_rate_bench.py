@@ -24,6 +24,7 @@ from types import SimpleNamespace
 import torch
 
 from ..schedules import baseline
+from ..schedules.constant_rate.calibrate import schedule, vx_plus_cos
 from ..schedules.constant_rate.construct import (
     DEFAULT_XI,
     Velocity,
@@ -32,6 +33,7 @@ from ..schedules.constant_rate.construct import (
     gaussian_frechet_velocity,
 )
 from ..schedules.constant_rate.measure import measure_velocity
+from ..solvers import catalogue
 from ..testbeds.metrics import classifier_features, rmse
 from ..testbeds.reference import converged_endpoint
 from . import methods as M
@@ -61,8 +63,6 @@ def _cls_features(x):
 
 def calibrate_all(bed: Testbed) -> dict[str, Velocity]:
     """Every measure of the benchmark, calibrated on ``bed`` (timings and model calls in ``info``)."""
-    from ..nodes.constant_rate_ops import _combined
-
     data = _calibration_data(bed)
     out = {"default": default_velocity(bed.kind)}
     for name, measure, feats in (("frechet", "frechet", None), ("frechet-cls", "frechet", _cls_features),
@@ -71,7 +71,7 @@ def calibrate_all(bed: Testbed) -> dict[str, Velocity]:
                                      seed=CALIBRATION_SEED, batch=CAL_SAMPLES)
     vx = out["vx"]
     t0 = time.perf_counter()
-    lam, values = _combined(vx)
+    lam, values = vx_plus_cos(vx)
     seconds = round(vx.info["seconds"] + time.perf_counter() - t0, 3)
     out["vx+cos"] = Velocity(lam, values, "vx+cos", {**vx.info, "seconds": seconds})
     return out
@@ -80,20 +80,16 @@ def calibrate_all(bed: Testbed) -> dict[str, Velocity]:
 def _schedule_fn(bed: Testbed, name: str, velocity: Velocity | None, xi: float = DEFAULT_XI):
     if velocity is None:
         return M.schedule_table(bed.kind)[name]
-    from ..nodes.constant_rate_ops import schedule
-
     return lambda n: schedule(velocity, bed.kind, n, xi=xi)
 
 
 def _methods(bed: Testbed, velocities: dict[str, Velocity], samplers) -> list:
-    table = M.sampler_table(bed.kind)
     schedules = {name: _schedule_fn(bed, name, None) for name in BASELINES}
     schedules |= {f"crs:{name}": _schedule_fn(bed, name, v) for name, v in velocities.items()}
     out = []
     for s in samplers:
-        source, fn = table[s]
-        for sc, sigmas in schedules.items():
-            out.append(M.Method(s, sc, source, M._k_run(fn, sigmas), sigmas))
+        source = "registry" if catalogue.SAMPLERS[s].ours else "ours"
+        out += [M.Method(s, sc, source, sigmas, bed.kind) for sc, sigmas in schedules.items()]
     return out
 
 
@@ -189,10 +185,8 @@ def _study_testbed(bed: Testbed, args) -> dict[str, float]:
     z = noise(args.n_samples, SELECTION_SEED)
     ref = converged_endpoint(bed.model, z * bed.kind.sigma_max, sigma_min=bed.kind.sigma_min,
                              sigma_max=bed.kind.sigma_max, steps=500)
-    dpmpp_2m = M.sampler_table(bed.kind)["dpmpp_2m"][1]
-
     def err(fn):
-        return [rmse(dpmpp_2m(bed.model, z * float(fn(n)[0]), fn(n)), ref) for n in args.nfe]
+        return [rmse(catalogue.run("dpmpp_2m", fn(n), bed.model, z).x0, ref) for n in args.nfe]
 
     kind = bed.kind
     karras = err(lambda n: baseline.karras(n, kind.sigma_min, kind.sigma_max))

@@ -1,178 +1,128 @@
-"""What a benchmark row runs: a sampler on a schedule, from any of four sources, behind one call shape.
+"""What a benchmark row runs: a sampler on a schedule, run through ``solvers.catalogue.run``.
 
-``Method.run(model, x_T, steps, seed) -> x0``: ``x_T`` is unit noise scaled by the caller to the first sigma
-(``Method.sigmas(steps)[0]``); ``seed`` reaches the sampler as ``extra_args["seed"]``, as in ComfyUI. Sources:
+``Method.run(model, noise, steps, seed, sigma_start=None) -> catalogue.Result`` starts from ``noise · sigma_start``
+(default: the schedule's first sigma). Sources, the ``source`` column of the tables:
 
-* ``ours`` — solvers.classic (euler, heun, dpmpp_2m) on baseline schedules (karras, ays, exponential);
-* ``registry`` — every entry of nodes.registry.SAMPLERS / SCHEDULERS, so a new method shows up by itself;
+* ``ours`` / ``registry`` — the catalogue's stock baselines (euler, heun, dpmpp_2m) / the pack's own samplers, on
+  every self-contained catalogue schedule (a new catalogue entry shows up here by itself);
 * ``diffusers`` — the peers of benchmarks.peers, on the same sigma lists (DDIM on its own timesteps);
 * ``comfyui`` — ComfyUI's k-diffusion samplers, run in a worker subprocess (benchmarks.comfy_worker).
 
-A sampler name may carry options, ``sl_tada(detail=2,order=3)``: the registry sampler with those options bound
-(``parse_sampler``). Samplers in ``OWN_ODE_SAMPLERS`` draw noise of their own but then solve an ODE, so for a
-fixed (x_T, seed) they have a converged endpoint of their own (``Method.own_endpoint``), the yardstick for their
-solver error (their distance to the standard ODE's endpoint is not solver error).
+A sampler name may carry options, ``sl_tada(detail=2,order=3)`` (catalogue.parse_sampler). Catalogue samplers
+flagged ``own_ode`` have a converged endpoint of their own for a fixed (x_T, seed) (``Method.own_endpoint``), the
+yardstick for their solver error.
 
 Equal cost means equal NFE, not equal steps: ``steps_for_nfe`` counts the model calls of a method on a cheap
 Gaussian denoiser and returns the largest step count whose NFE fits the budget (heun: 3 steps for 5 NFE).
 """
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from ..nodes.registry import SAMPLERS, SCHEDULERS
-from ..schedules import baseline
 from ..schedules.model_kind import ModelKind
-from ..solvers import classic
+from ..solvers import catalogue
+from ..solvers.catalogue import parse_sampler
 from ..testbeds.gaussian import GaussianTestbed
-from ..testbeds.metrics import NFECounter
 
 __all__ = [
-    "BASELINE_SAMPLERS", "BASELINE_SCHEDULES", "OWN_ODE_SAMPLERS", "Method", "count_nfe", "diffusers_methods",
-    "is_stochastic", "parse_sampler", "sampler_methods", "sampler_table", "schedule_table", "steps_for_nfe",
+    "BASELINE_SAMPLERS", "BASELINE_SCHEDULES", "Method", "count_nfe", "diffusers_methods", "is_stochastic",
+    "parse_sampler", "sampler_methods", "sampler_names", "schedule_names", "schedule_table", "steps_for_nfe",
 ]
 
-BASELINE_SAMPLERS = ("euler", "heun", "dpmpp_2m")
+BASELINE_SAMPLERS = tuple(n for n, e in catalogue.SAMPLERS.items() if not e.ours)
 BASELINE_SCHEDULES = ("karras", "ays", "exponential")
-#: Samplers whose endpoint, for a fixed x_T and seed, is that of an ODE of their own (TADA: augmented state drawn
-#: from the seed, then a deterministic flow); the benchmark scores them against it ("RMSE→own ODE").
-OWN_ODE_SAMPLERS = ("sl_tada",)
 
 
 @dataclass(frozen=True)
 class Method:
-    sampler: str
+    sampler: str  # a catalogue name with options, or the label of ``fn``
     schedule: str
-    source: str  # "ours" | "registry" | "diffusers" | "comfyui"
-    run: Callable[..., torch.Tensor]  # run(model, x_T, steps, seed=0) -> x0
-    sigmas: Callable[[int], torch.Tensor]
-    #: own_endpoint(model, x_T, seed, sigmas) -> the sampler itself run on the dense schedule ``sigmas`` (its own
-    #: converged endpoint); None for samplers of the standard ODE and for stochastic ones without an ODE of their own.
-    own_endpoint: Callable[..., torch.Tensor] | None = None
+    source: str  # "ours" | "registry" | "diffusers" | "comfyui" | ...
+    sigmas: Callable[[int], torch.Tensor]  # steps -> the schedule
+    kind: ModelKind | None = None  # what the sampler is told (TADA's ``kind``)
+    fn: Callable | None = None  # a k-diffusion-contract sampler outside the catalogue (a peer, ComfyUI's)
 
     @property
     def label(self) -> str:
         return f"{self.sampler} / {self.schedule}"
 
+    def run(self, model, noise: torch.Tensor, steps: int, seed: int = 0,
+            sigma_start: float | None = None) -> catalogue.Result:
+        return catalogue.run(self.fn or self.sampler, self.sigmas(steps), model, noise, kind=self.kind, seed=seed,
+                             sigma_start=sigma_start)
+
+    @property
+    def own_endpoint(self) -> Callable[..., torch.Tensor] | None:
+        """``(model, x_T, seed, sigmas) -> x0``: the sampler on the dense schedule ``sigmas`` (its own converged
+        endpoint); None for samplers of the standard ODE and for stochastic ones without an ODE of their own."""
+        if self.fn is not None or not catalogue.SAMPLERS[parse_sampler(self.sampler)[0]].own_ode:
+            return None
+
+        def endpoint(model, x_T, seed, sigmas):
+            return catalogue.run(self.sampler, sigmas, model, x_T, kind=self.kind, seed=seed, sigma_start=1.0).x0
+        return endpoint
+
+
+def schedule_names() -> list[str]:
+    """The catalogue schedules a sweep can run: the self-contained ones (not sl_searched's saved files)."""
+    return [n for n, e in catalogue.SCHEDULES.items() if e.self_contained]
+
+
+def sampler_names() -> list[str]:
+    return list(catalogue.SAMPLERS)
+
 
 def schedule_table(kind: ModelKind) -> dict[str, Callable[[int], torch.Tensor]]:
-    """Schedule name → ``fn(steps) -> sigmas`` for ``kind``: the baselines, then every registry scheduler."""
-    table = {
-        "karras": lambda n: baseline.karras(n, kind.sigma_min, kind.sigma_max),
-        "ays": lambda n: baseline.ays(n, "sd1"),
-        "exponential": lambda n: baseline.exponential(n, kind.sigma_min, kind.sigma_max),
-    }
-    for name, entry in SCHEDULERS.items():
-        if entry.saved_files:  # depends on the user's saved files (sl_searched), not a fixed method
-            continue
-        table[name] = (lambda fn: lambda n: fn(kind, n))(entry.fn)
-    return table
-
-
-def sampler_table(kind: ModelKind | None = None) -> dict[str, tuple[str, Callable]]:
-    """Sampler name → (source, k-diffusion sampler fn): ours, then every registry sampler with its defaults and
-    ``kind=`` (the model's ModelKind, as the host fills it in)."""
-    table = {name: ("ours", getattr(classic, f"sample_{name}")) for name in BASELINE_SAMPLERS}
-    for name, entry in SAMPLERS.items():
-        options = {**entry.defaults, "kind": kind}
-        table[name] = ("registry", (lambda f, opts: lambda *a, **k: f(*a, **{**opts, **k}))(entry.fn, options))
-    return table
-
-
-def parse_sampler(spec: str) -> tuple[str, dict]:
-    """``"sl_tada(detail=2,order=3)"`` → ``("sl_tada", {"detail": 2.0, "order": 3})``; a bare name has no options.
-    Values are ints when written as ints, floats otherwise; anything else is a ValueError naming the option."""
-    spec = spec.strip()
-    if "(" not in spec:
-        return spec, {}
-    if not spec.endswith(")"):
-        raise ValueError(f"sampler {spec!r}: options are written name(key=value,...), e.g. sl_tada(detail=2)")
-    base, body = spec[:-1].split("(", 1)
-    options = {}
-    for item in filter(None, (part.strip() for part in body.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"sampler {spec!r}: option {item!r} is not key=value")
-        try:
-            options[key.strip()] = int(value)
-        except ValueError:
-            try:
-                options[key.strip()] = float(value)
-            except ValueError:
-                raise ValueError(f"sampler {spec!r}: option {key.strip()}={value!r} is not a number") from None
-    return base.strip(), options
-
-
-def _k_run(sampler_fn, sigmas_fn):
-    def run(model, x_T, steps, seed=0):
-        # ComfyUI's KSampler passes the seed in extra_args too; samplers with noise of their own (TADA) use it.
-        return sampler_fn(model, x_T, sigmas_fn(steps).to(x_T.dtype), extra_args={"seed": seed}, disable=True)
-    return run
+    """Schedule name → ``fn(steps) -> sigmas`` for ``kind``, for every name of ``schedule_names()``."""
+    return {name: (lambda n, name=name: catalogue.schedule_sigmas(name, kind, n)) for name in schedule_names()}
 
 
 def sampler_methods(kind: ModelKind, samplers, schedules) -> list[Method]:
-    """Every (sampler, schedule) pair of k-diffusion-contract samplers (ours and the registry's)."""
-    samplers_all, schedules_all = sampler_table(kind), schedule_table(kind)
+    """Every (sampler, schedule) pair of catalogue samplers (names with options) on catalogue schedules."""
+    table = schedule_table(kind)
     out = []
     for s in samplers:
-        base, options = parse_sampler(s)
-        source, fn = samplers_all[base]
-        if options:
-            fn = functools.partial(fn, **options)
-        own = _own_endpoint(fn) if base in OWN_ODE_SAMPLERS else None
-        for sc in schedules:
-            out.append(Method(s, sc, source, _k_run(fn, schedules_all[sc]), schedules_all[sc], own))
+        entry = catalogue.SAMPLERS[parse_sampler(s)[0]]
+        source = "registry" if entry.ours else "ours"
+        out += [Method(s, sc, source, table[sc], kind) for sc in schedules]
     return out
-
-
-def _own_endpoint(sampler_fn):
-    def endpoint(model, x_T, seed, sigmas):
-        return sampler_fn(model, x_T, sigmas.to(x_T.dtype), extra_args={"seed": seed}, disable=True)
-    return endpoint
 
 
 def diffusers_methods(kind: ModelKind, peers, schedules) -> list[Method]:
     """diffusers peers on our schedules; peers with a native schedule (DDIM) get that one only."""
     from .peers import PEERS, ddim_sigmas, sample_diffusers
 
-    schedules_all = schedule_table(kind)
+    table = schedule_table(kind)
     out = []
     for p in peers:
         if PEERS[p].route == "native":
-            def run(model, x_T, steps, seed=0, p=p):
-                return sample_diffusers(p, model, x_T, steps=steps)
-            out.append(Method(p, PEERS[p].native_schedule, "diffusers", run, ddim_sigmas))
+            def native(model, x, sigmas, p=p, **_):
+                return sample_diffusers(p, model, x, steps=len(sigmas) - 1)
+            out.append(Method(p, PEERS[p].native_schedule, "diffusers", ddim_sigmas, kind, native))
             continue
-        for sc in schedules:
-            def run(model, x_T, steps, seed=0, p=p, fn=schedules_all[sc]):
-                return sample_diffusers(p, model, x_T, sigmas=fn(steps).to(x_T.dtype))
-            out.append(Method(p, sc, "diffusers", run, schedules_all[sc]))
+
+        def on_sigmas(model, x, sigmas, p=p, **_):
+            return sample_diffusers(p, model, x, sigmas=sigmas)
+        out += [Method(p, sc, "diffusers", table[sc], kind, on_sigmas) for sc in schedules]
     return out
 
 
 def count_nfe(method: Method, steps: int, dim: int = 64) -> int:
     """Model calls of ``method`` at ``steps`` steps, counted on a 1-sample Gaussian denoiser (cheap)."""
     g = GaussianTestbed(dim)
-    counter = NFECounter(g.denoiser)
-    sigmas = method.sigmas(steps)
-    method.run(counter, g.sample_prior(1, float(sigmas[0]), seed=0, dtype=torch.float32), steps)
-    return counter.nfe
+    return method.run(g.denoiser, g.sample_prior(1, 1.0, seed=0, dtype=torch.float32), steps).nfe
 
 
 def is_stochastic(method: Method, steps: int = 4, dim: int = 64) -> bool:
     """True if the endpoint from a fixed x_T changes with the seed (the sampler draws noise of its own): such a
     sampler does not solve the probability-flow ODE, so its distance to the ODE endpoint is not solver error."""
     g = GaussianTestbed(dim)
-    x_T = g.sample_prior(2, float(method.sigmas(steps)[0]), seed=0, dtype=torch.float32)
-    outs = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        outs.append(method.run(g.denoiser, x_T, steps, seed))
-    return not torch.equal(outs[0], outs[1])
+    z = g.sample_prior(2, 1.0, seed=0, dtype=torch.float32)
+    a, b = (method.run(g.denoiser, z, steps, seed).x0 for seed in (0, 1))
+    return not torch.equal(a, b)
 
 
 def steps_for_nfe(method: Method, nfe: int, dim: int = 64) -> int:

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from ..kernels.frechet import gaussian_stats
-from ..schedules.model_kind import ModelKind
-from ..testbeds.metrics import NFECounter, classifier_features, fd_cls, mode_agreement, rmse, swd
+from ..solvers import catalogue
+from ..testbeds.metrics import classifier_features, fd_cls, mode_agreement, rmse, swd
 from ..testbeds.reference import converged_endpoint
 from . import methods as M
 from .peers import PEERS, sample_diffusers
@@ -59,12 +59,7 @@ PRESETS = {
 }
 
 
-def _default_samplers():
-    return list(M.sampler_table(ModelKind.vp()))
-
-
-def _default_schedules():
-    return list(M.schedule_table(ModelKind.vp()))
+OWN_ODE = [name for name, e in catalogue.SAMPLERS.items() if e.own_ode]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -93,7 +88,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.testbed = list(TESTBEDS)
     from .comfy_worker import COMFY_SAMPLERS
 
-    defaults = {"samplers": _default_samplers(), "schedules": _default_schedules(), "peers": list(PEERS),
+    defaults = {"samplers": M.sampler_names(), "schedules": M.schedule_names(), "peers": list(PEERS),
                 "comfy_samplers": list(COMFY_SAMPLERS)}
     valid = {**defaults, "testbed": list(TESTBEDS)}
     for key, default in defaults.items():
@@ -211,12 +206,8 @@ def run_testbed(bed: Testbed, methods: list, args, log=print) -> dict:
                 sigma0 = _snap(float(m.sigmas(steps)[0]), bed.kind.sigma_max)
                 runs = []
                 for seed in args.seeds:
-                    counter = NFECounter(bed.model)
-                    torch.manual_seed(seed)  # for samplers that draw noise of their own
-                    t0 = time.perf_counter()
-                    x0 = m.run(counter, noises[seed] * sigma0, steps, seed)
-                    wall = time.perf_counter() - t0
-                    runs.append({"nfe": counter.nfe, "wall_s": wall, **score(x0, seed, sigma0, stochastic, m)})
+                    res = m.run(bed.model, noises[seed], steps, seed, sigma_start=sigma0)
+                    runs.append({"nfe": res.nfe, "wall_s": res.wall_s, **score(res.x0, seed, sigma0, stochastic, m)})
             except Exception as e:  # noqa: BLE001  (one broken method must not sink the whole table)
                 log(f"  NFE {nfe:>3} {m.label:<42} FAILED: {type(e).__name__}: {e}")
                 notes.append(f"Skipped {m.label} at NFE {nfe}: {type(e).__name__}: {e}")
@@ -239,7 +230,7 @@ def run_testbed(bed: Testbed, methods: list, args, log=print) -> dict:
     if any(row["source"].endswith("stochastic") for row in rows):
         notes.append("Rows marked *stochastic* draw noise of their own (seeded through extra_args[\"seed\"], as "
                      "ComfyUI passes it), so their endpoint is not the ODE's: only distribution metrics are shown"
-                     + (f", plus, for samplers with an ODE of their own ({', '.join(M.OWN_ODE_SAMPLERS)}), the RMSE to "
+                     + (f", plus, for samplers with an ODE of their own ({', '.join(OWN_ODE)}), the RMSE to "
                         f"that ODE's converged endpoint from the same x_T and seed (the same sampler with "
                         f"{args.ref_steps} karras steps)." if any("rmse_own" in row for row in rows) else "."))
     check = []

@@ -143,6 +143,8 @@ def model_settings_of(model_sampling: Any, names: tuple[str, ...]) -> dict[str, 
 def _scheduler_handler(entry: Entry):
     def handler(model_sampling, steps):
         found = model_settings_of(model_sampling, entry.model_settings)
+        if entry.saved_files:
+            found["schedule_paths"] = saved_schedule_paths()
         return entry.fn(model_kind_from_sampling(model_sampling), int(steps), **found).to(torch.float32)
 
     handler.__name__ = f"schedule_lab_{entry.fn.__name__}"
@@ -324,6 +326,11 @@ def schedule_read_path(name: str) -> str:
         raise ScheduleError(f"schedule: no file named {name!r} in models/{SCHEDULE_FOLDER}; "
                             "save one with the Save Schedule node or copy it there, then refresh")
     return path
+
+
+def saved_schedule_paths() -> list[tuple[str, str]]:
+    """``(name, path)`` of every schedule file, what registry entries with ``saved_files`` need."""
+    return [(name, schedule_read_path(name)) for name in schedule_files()]
 
 
 def schedule_write_dir() -> str:

@@ -1,12 +1,12 @@
-"""The one table of names the pack adds to ComfyUI (pure Python; no ComfyUI import).
+"""Which catalogue names the pack adds to ComfyUI's KSampler dropdowns, and what each needs from the host.
 
-Every public sampler and scheduler name maps to an :class:`Entry`: the core function, a one-line
-description for tooltips and docs, and its default options.  The host adapter appends these names to
-the stock KSampler dropdowns; the standalone ``schedule-lab compare`` job reads the same table, so a
-method added here shows up everywhere at once.
+A leaf: it reads the core catalogue (solvers/catalogue.py) and imports nothing from ``nodes/``. The host appends
+these names to the stock lists and injects what an entry declares: ``model_settings`` (values a patch node put on
+the MODEL: TADA's ``detail``, a Constant-Rate calibration's ``velocity``) and, for ``saved_files`` entries, the
+user's saved schedule files as ``schedule_paths``. A sampler also gets ``kind=`` (the model's ModelKind).
 
-Names are permanent workflow identity (saved workflows store them as strings): never rename one.
-All carry the ``sl_`` prefix because other packs append to the same lists.
+Names are permanent workflow identity (saved workflows store them as strings): never rename one. All carry the
+``sl_`` prefix because other packs append to the same lists.
 """
 from __future__ import annotations
 
@@ -14,19 +14,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..schedules.for_model import ays_for_model
-from ..solvers.tada import sample_tada
-from .constant_rate_ops import dropdown_sigmas
+from ..solvers import catalogue
+
+#: Catalogue names in the dropdowns, in the order they are appended.
+DROPDOWN_SCHEDULERS = ("sl_ays_sd1", "sl_ays_sdxl", "sl_searched", "sl_constant_rate")
+DROPDOWN_SAMPLERS = ("sl_tada",)
+#: Needs that a patch node stores on the MODEL (the rest: ``kind`` always, ``schedule_paths`` by ``saved_files``).
+MODEL_SETTINGS = ("detail", "velocity")
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One public name. For samplers, ``fn`` takes ``kind=`` (the model's ModelKind, filled in by the host) and
-    ``model_settings`` lists the options a MODEL-patch node (e.g. Detail Level) may set for the dropdown path.
-    ``saved_files``: the entry reads the user's saved files and raises when none fits, so sweeps over the whole
-    registry (benchmarks, invariant tests) skip it.
-    For schedulers, ``model_settings`` names keyword arguments the host fills from the model when it has them
-    (``velocity``: a Constant-Rate Scheduler calibration of this model), so ``fn(kind, steps, **found)``."""
+    """One public name. Samplers: ``fn(model, x, sigmas, extra_args, callback, disable, kind=..., **options)``.
+    Schedulers: ``fn(kind, steps, **found) -> sigmas`` where ``found`` holds the ``model_settings`` the MODEL
+    carries and, when ``saved_files``, ``schedule_paths`` (such an entry raises when no saved file fits, so sweeps
+    over the whole registry skip it)."""
 
     fn: Callable[..., Any]
     description: str
@@ -35,52 +37,25 @@ class Entry:
     saved_files: bool = False
 
 
-def _ays_sd1(kind, steps):
-    return ays_for_model(kind, steps, table="sd1")
+def _model_settings(needs: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(n for n in needs if n in MODEL_SETTINGS)
 
 
-def _ays_sdxl(kind, steps):
-    return ays_for_model(kind, steps, table="sdxl")
+def _scheduler(name: str) -> Entry:
+    item = catalogue.SCHEDULES[name]
+
+    def fn(kind, steps, **found):
+        return catalogue.schedule_sigmas(name, kind, steps, found)
+
+    fn.__name__ = name
+    return Entry(fn, item.description, model_settings=_model_settings(item.needs),
+                 saved_files="schedule_paths" in item.needs)
 
 
-def _searched(kind, steps):
-    from .search_ops import searched_for_model  # reads models/schedules through the host adapter
+def _sampler(name: str) -> Entry:
+    item = catalogue.SAMPLERS[name]
+    return Entry(item.fn, item.description, dict(item.defaults), _model_settings(item.needs))
 
-    return searched_for_model(kind, steps)
 
-
-#: Scheduler entries: ``fn(kind: ModelKind, steps: int) -> sigmas`` (descending, ending in 0).
-SCHEDULERS: dict[str, Entry] = {
-    "sl_ays_sd1": Entry(
-        _ays_sd1,
-        "Align Your Steps (SD1.5 table, Sabour et al. 2024) resampled log-linearly to any step count; "
-        "on non-SD models the noise levels are carried over at equal signal-to-noise ratio.",
-    ),
-    "sl_ays_sdxl": Entry(
-        _ays_sdxl,
-        "Align Your Steps (SDXL table, Sabour et al. 2024) resampled log-linearly to any step count; "
-        "on non-SDXL models the noise levels are carried over at equal signal-to-noise ratio.",
-    ),
-    "sl_searched": Entry(
-        _searched,
-        "The best saved Timestep Search result (models/schedules) for this model and step count; an error naming "
-        "the Timestep Search node if there is none (no silent fallback).",
-        saved_files=True,
-    ),
-    "sl_constant_rate": Entry(
-        dropdown_sigmas,
-        "Constant-rate schedule (Okada et al. 2024): steps placed so the noisy image changes at an even pace. Uses "
-        "the calibration the Constant-Rate Scheduler node measured on this model, else a data-free default.",
-        model_settings=("velocity",),
-    ),
-}
-
-#: Sampler entries: k-diffusion contract ``fn(model, x, sigmas, extra_args, callback, disable, **options)``.
-SAMPLERS: dict[str, Entry] = {
-    "sl_tada": Entry(
-        sample_tada,
-        "TADA (Chen et al. 2025): an ODE sampler on a momentum-augmented state; more detail and diversity at low "
-        "step counts for the same model calls. Detail level from the Detail Level node (default 1).",
-        model_settings=("detail",),
-    ),
-}
+SCHEDULERS: dict[str, Entry] = {name: _scheduler(name) for name in DROPDOWN_SCHEDULERS}
+SAMPLERS: dict[str, Entry] = {name: _sampler(name) for name in DROPDOWN_SAMPLERS}

@@ -45,7 +45,9 @@ class PackScheduler(io.ComfyNode):
     @classmethod
     def execute(cls, model, scheduler, steps, denoise) -> io.NodeOutput:
         kind = host.model_kind_of(model)
-        return io.NodeOutput(schedule_ops.pack_schedule(kind, scheduler, steps, denoise))
+        saved = scheduler in SCHEDULERS and SCHEDULERS[scheduler].saved_files
+        found = {"schedule_paths": host.saved_schedule_paths()} if saved else {}
+        return io.NodeOutput(schedule_ops.pack_schedule(kind, scheduler, steps, denoise, found))
 
 
 class SaveSchedule(io.ComfyNode):

@@ -13,19 +13,20 @@ from ..schedules.files import adapt_to_kind, load_schedule, make_schedule_doc, s
 from ..schedules.model_kind import ModelKind
 from ..schedules.resample import loglinear_resample, truncate_for_denoise
 from ..schedules.validate import validate_denoise, validate_sigmas, validate_steps
+from ..version import PACK_VERSION
 from .registry import SCHEDULERS
 
-PACK_VERSION = "0.1.0"
 
-
-def pack_schedule(kind: ModelKind, scheduler: str, steps: int, denoise: float) -> torch.Tensor:
-    """Sigmas of a registered pack scheduler, with KSampler's denoise semantics."""
+def pack_schedule(kind: ModelKind, scheduler: str, steps: int, denoise: float,
+                  found: dict | None = None) -> torch.Tensor:
+    """Sigmas of a registered pack scheduler, with KSampler's denoise semantics; ``found``: what the entry needs
+    (registry.Entry), e.g. ``schedule_paths``."""
     if scheduler not in SCHEDULERS:
         raise ScheduleError(f"scheduler: unknown name {scheduler!r}; choose one of {sorted(SCHEDULERS)}")
     validate_steps(steps)
     validate_denoise(denoise)
     entry = SCHEDULERS[scheduler]
-    return truncate_for_denoise(lambda n: entry.fn(kind, n), steps, denoise).to(torch.float32)
+    return truncate_for_denoise(lambda n: entry.fn(kind, n, **(found or {})), steps, denoise).to(torch.float32)
 
 
 def save_schedule_file(sigmas: torch.Tensor, kind: ModelKind, filename: str, directory: str,

@@ -24,11 +24,11 @@ from ..schedules.search.fitness import EndpointFitness, FrechetFitness, Referenc
 from ..schedules.search.genes import GeneSpace, uniform_genes
 from ..schedules.search.presets import PRESETS, preset_sigmas
 from ..schedules.search.refine import FD_STEP, refine
-from ..schedules.search.results import SEARCH_METHOD, best_saved_search, make_search_doc, same_model_family
+from ..schedules.search.results import SEARCH_METHOD, make_search_doc, same_model_family, searched_sigmas
 from ..schedules.search.state import load_state
 from ..schedules.validate import validate_denoise, validate_steps
 from ..solvers.classic import sample_heun
-from .schedule_ops import PACK_VERSION
+from ..version import PACK_VERSION
 
 FITNESSES = ("endpoint", "frechet_pooled")
 OPTIMISERS = ("evolution", "refine", "evolution + refine")
@@ -201,17 +201,6 @@ def searched_steps(choice: str, kind, read_path, steps: int = 0, denoise: float 
     return out.to(torch.float32), note
 
 
-def searched_for_model(kind, steps: int, files=None, read_path=None) -> torch.Tensor:
-    """``sl_searched``: the best saved search for ``kind`` and ``steps`` (see best_saved_search)."""
-    if files is None or read_path is None:
-        from . import host
-
-        files, read_path = host.schedule_files(), host.schedule_read_path
-    docs = []
-    for name in files:
-        try:
-            docs.append((name, load_schedule(read_path(name))))
-        except ScheduleError:
-            continue  # a damaged or foreign file is Load Schedule's business, not the dropdown's
-    _, sigmas = best_saved_search(docs, kind, int(steps))
-    return sigmas.to(torch.float32)
+def searched_for_model(kind, steps: int, files, read_path) -> torch.Tensor:
+    """``sl_searched`` over the schedule files ``files`` (names) read through ``read_path(name)``."""
+    return searched_sigmas(kind, steps, [(name, read_path(name)) for name in files])

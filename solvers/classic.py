@@ -16,10 +16,10 @@ try:
 except ImportError:  # tqdm is optional
     _trange = None
 
-__all__ = ["sample_dpmpp_2m", "sample_euler", "sample_heun", "to_d"]
+__all__ = ["sample_dpmpp_2m", "sample_euler", "sample_heun", "step_range", "to_d"]
 
 
-def _steps(n: int, disable):
+def step_range(n: int, disable):
     """Step indices, with a progress bar only when asked for (disable=False) and tqdm is installed."""
     if _trange is None or disable is None or disable:
         return range(n)
@@ -36,7 +36,7 @@ def sample_euler(model, x, sigmas, extra_args=None, callback=None, disable=None)
     """Euler's method on the probability-flow ODE (Karras et al. 2022, Alg. 2 without the correction)."""
     extra_args = {} if extra_args is None else extra_args
     s_in = x.new_ones([x.shape[0]])
-    for i in _steps(len(sigmas) - 1, disable):
+    for i in step_range(len(sigmas) - 1, disable):
         denoised = model(x, sigmas[i] * s_in, **extra_args)
         if callback is not None:
             callback({"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised})
@@ -49,7 +49,7 @@ def sample_heun(model, x, sigmas, extra_args=None, callback=None, disable=None):
     """Heun's 2nd-order method (Karras et al. 2022, Alg. 1, deterministic); Euler on a last step to σ = 0."""
     extra_args = {} if extra_args is None else extra_args
     s_in = x.new_ones([x.shape[0]])
-    for i in _steps(len(sigmas) - 1, disable):
+    for i in step_range(len(sigmas) - 1, disable):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         denoised = model(x, sigma * s_in, **extra_args)
         if callback is not None:
@@ -75,7 +75,7 @@ def sample_dpmpp_2m(model, x, sigmas, extra_args=None, callback=None, disable=No
     extra_args = {} if extra_args is None else extra_args
     s_in = x.new_ones([x.shape[0]])
     old_denoised, h_prev = None, None
-    for i in _steps(len(sigmas) - 1, disable):
+    for i in step_range(len(sigmas) - 1, disable):
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
         denoised = model(x, sigma * s_in, **extra_args)
         if callback is not None:

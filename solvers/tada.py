@@ -19,7 +19,7 @@ from ..schedules.errors import ScheduleError
 from ..schedules.model_kind import ModelKind
 from ..schedules.validate import validate_sigmas
 from . import tada_coefficients as tc
-from .classic import _steps
+from .classic import step_range
 
 __all__ = [
     "DEFAULT_DETAIL", "DEFAULT_N_AUG", "DETAIL_MAX", "DETAIL_MIN", "DETAIL_STEP", "N_AUG_CHOICES", "ORDER_CHOICES",
@@ -151,7 +151,7 @@ def sample_tada(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     initial_state(x, float(sig64[0]), float(ts[0]), n, k, noise, z[:n])
 
     s_in = x.new_ones([x.shape[0]])
-    for i in _steps(len(sigmas) - 1, disable):
+    for i in step_range(len(sigmas) - 1, disable):
         x_in = combine(z[:n], xin_w[i]).reshape(x.shape).to(x.dtype)  # = σ_i ŷ: the model-native latent
         denoised = model(x_in, sigmas[i] * s_in, **extra_args)
         if callback is not None:

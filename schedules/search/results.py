@@ -13,7 +13,7 @@ RMSE curves, best iteration, model calls); ``genes`` is null for a refined list 
 
 ``best_saved_search`` is what the ``sl_searched`` dropdown scheduler uses: among saved searches for the same model
 family and step count, the one with the lowest held-out fitness (else search fitness; ties: first file name);
-no silent fallback.
+no silent fallback; ``searched_sigmas`` reads the files first.
 """
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ import math
 import torch
 
 from ..errors import ScheduleError
-from ..files import doc_kind, doc_sigmas, make_schedule_doc
+from ..files import doc_kind, doc_sigmas, load_schedule, make_schedule_doc
 from ..model_kind import ModelKind
 
-__all__ = ["SEARCH_METHOD", "best_saved_search", "make_search_doc", "same_model_family"]
+__all__ = ["SEARCH_METHOD", "best_saved_search", "make_search_doc", "same_model_family", "searched_sigmas"]
 
 SEARCH_METHOD = "timestep_search"
 
@@ -89,3 +89,16 @@ def best_saved_search(docs, kind: ModelKind, steps: int) -> tuple[str, torch.Ten
             "another scheduler."
         )
     return best[1], doc_sigmas(best[2])
+
+
+def searched_sigmas(kind: ModelKind, steps: int, schedule_paths=()) -> torch.Tensor:
+    """``sl_searched``: the best saved search for ``kind`` and ``steps`` among ``schedule_paths``, an iterable of
+    ``(name, path)`` of the user's schedule files (the host lists them). A damaged or foreign file is skipped (it is
+    Load Schedule's business, not the dropdown's); none fitting is a ScheduleError (see best_saved_search)."""
+    docs = []
+    for name, path in schedule_paths:
+        try:
+            docs.append((name, load_schedule(path)))
+        except ScheduleError:
+            continue
+    return best_saved_search(docs, kind, int(steps))[1].to(torch.float32)

@@ -86,9 +86,23 @@ def test_pyproject_has_the_comfy_registry_fields():
 
 
 def test_pack_version_is_one_number_everywhere():
+    import schedule_lab
+    from schedule_lab.nodes import schedule_ops, search_ops
+    from schedule_lab.version import PACK_VERSION
+
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
-    assert f'__version__ = "{version}"' in (ROOT / "__init__.py").read_text()
-    assert f'PACK_VERSION = "{version}"' in (ROOT / "nodes" / "schedule_ops.py").read_text()
+    assert schedule_lab.__version__ == PACK_VERSION == schedule_ops.PACK_VERSION == search_ops.PACK_VERSION == version
+    written = [p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*.py")
+               if ".venv" not in p.parts and "tests" not in p.parts and f'"{version}"' in p.read_text()]
+    assert written == [], f"the version {version} is written out again in {written}; read version.PACK_VERSION"
+
+
+def test_pack_version_falls_back_to_the_installed_metadata_without_a_pyproject(tmp_path):
+    from schedule_lab.version import read_version
+
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "9.8.7"\n[tool.x]\nversion = "1"\n')
+    assert read_version(tmp_path / "pyproject.toml") == "9.8.7"
+    assert read_version(tmp_path / "missing.toml") != "9.8.7"
 
 
 def test_root_package_imports_without_comfy_and_exposes_nothing():

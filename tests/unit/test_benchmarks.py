@@ -81,8 +81,8 @@ def test_nfe_counted_on_a_real_run_matches_the_probe(gauss):
     g, x_T = gauss
     heun = M.sampler_methods(SD, ["heun"], ["ays"])[0]
     counter = NFECounter(g)
-    heun.run(counter, x_T, 4)
-    assert counter.nfe == M.count_nfe(heun, 4) == 7
+    result = heun.run(counter, x_T, 4, sigma_start=1.0)
+    assert counter.nfe == result.nfe == M.count_nfe(heun, 4) == 7
 
 
 def test_a_sampler_with_noise_of_its_own_is_flagged_stochastic():
@@ -91,7 +91,7 @@ def test_a_sampler_with_noise_of_its_own_is_flagged_stochastic():
         return sample_euler(model, x, sigmas) + 1e-3 * torch.randn(x.shape, generator=gen)
 
     euler = M.sampler_methods(SD, ["euler"], ["karras"])[0]
-    noisy = M.Method("noisy", "karras", "test", M._k_run(noisy_euler, euler.sigmas), euler.sigmas)
+    noisy = M.Method("noisy", "karras", "test", euler.sigmas, SD, noisy_euler)
     assert M.is_stochastic(noisy) and not M.is_stochastic(euler)
 
 
@@ -125,7 +125,7 @@ def test_comfy_rows_are_skipped_with_a_note_without_comfyui_path(monkeypatch):
 
 
 def test_compare_cli_writes_grid_plot_and_a_table_row_per_combination(tmp_path):
-    from schedule_lab.benchmarks.cli import main
+    from schedule_lab.cli import main
 
     out = tmp_path / "cmp"
     assert main(["compare", "--steps", "2", "--samplers", "euler", "heun", "--schedulers", "karras", "ays",
@@ -139,16 +139,16 @@ def test_compare_cli_writes_grid_plot_and_a_table_row_per_combination(tmp_path):
 
 
 def test_compare_defaults_include_every_registered_sampler_and_scheduler():
-    from schedule_lab.benchmarks.compare import default_samplers, default_schedules
+    from schedule_lab.cli.compare import default_samplers, default_schedules
     from schedule_lab.nodes.registry import SAMPLERS, SCHEDULERS
 
     assert set(SAMPLERS) | {"euler", "dpmpp_2m"} <= set(default_samplers())
     fixed = {n for n, e in SCHEDULERS.items() if not e.saved_files}  # sl_searched needs the user's saved searches
-    assert fixed | {"karras", "ays"} <= set(default_schedules(SD))
+    assert fixed | {"karras", "ays"} <= set(default_schedules())
 
 
 def test_compare_cli_rejects_an_unknown_name_listing_the_valid_ones(capsys):
-    from schedule_lab.benchmarks.cli import main
+    from schedule_lab.cli import main
 
     with pytest.raises(SystemExit):
         main(["compare", "--samplers", "no_such_sampler"])
@@ -167,7 +167,7 @@ def test_sampler_options_parse_and_reach_the_sampler():
     a, b = (M.sampler_methods(SD, [f"sl_tada(detail={d})"], ["karras"])[0] for d in (0.5, 4))
     assert a.sampler == "sl_tada(detail=0.5)" and a.own_endpoint is not None
     # detail changes the extra state, so the same x_T and seed give different samples
-    assert not torch.allclose(a.run(g.denoiser, x_T, 4, 0), b.run(g.denoiser, x_T, 4, 0))
+    assert not torch.allclose(a.run(g.denoiser, x_T, 4, 0, 1.0).x0, b.run(g.denoiser, x_T, 4, 0, 1.0).x0)
     assert M.sampler_methods(SD, ["euler"], ["karras"])[0].own_endpoint is None
 
 
@@ -177,7 +177,7 @@ def test_tada_own_endpoint_is_what_many_steps_converge_to():
     x_T = g.sample_prior(256, SD.sigma_max, seed=0, dtype=torch.float64)
     m = M.sampler_methods(SD, ["sl_tada(detail=1)"], ["karras"])[0]
     own = m.own_endpoint(g.denoiser, x_T, 7, karras(400, SD.sigma_min, SD.sigma_max, dtype=torch.float64))
-    errs = [float((m.run(g.denoiser, x_T, n, 7) - own).square().mean().sqrt()) for n in (5, 10, 20, 40)]
+    errs = [float((m.run(g.denoiser, x_T, n, 7, 1.0).x0 - own).square().mean().sqrt()) for n in (5, 10, 20, 40)]
     assert all(b < a for a, b in zip(errs, errs[1:], strict=False)), errs
     assert errs[-1] < 0.2 * errs[0]
     ode = g.ode_endpoint(x_T, SD.sigma_max)

@@ -337,8 +337,10 @@ def test_no_seed_is_deterministic():
     assert torch.equal(sample_tada(bed, x, _karras(6)), sample_tada(bed, x, _karras(6)))
 
 
-def test_seed_near_the_top_of_the_64_bit_range_wraps():
-    assert tada_noise((3,), 2, 2**64 - 1).shape == (2, 3)
+def test_seed_near_the_top_of_the_64_bit_range_wraps_modulo_two_to_the_64():
+    wrapped = (2**64 - 1 + SEED_OFFSET) % 2**64  # = SEED_OFFSET - 1
+    direct = torch.randn((2, 3), generator=torch.Generator().manual_seed(wrapped), dtype=torch.float32)
+    assert torch.equal(tada_noise((3,), 2, 2**64 - 1), direct)
 
 
 # ---- ComfyUI edge cases -------------------------------------------------------------------------------------------
@@ -442,8 +444,13 @@ def test_default_order_per_model_family():
             default_order(ModelKind.flow())) == (2, 2, 2, 3)
 
 
-def test_seed_offset_is_a_fixed_nonzero_constant():
-    assert SEED_OFFSET != 0
+def test_the_sampler_draws_its_extra_noise_at_seed_plus_the_offset_never_at_comfyuis_seed():
+    bed = GaussianTestbed(dim=16)
+    x = bed.sample_prior(4, 80.0, seed=0)
+    ours = sample_tada(bed, x, _karras(6), extra_args={"seed": 7})
+    assert torch.equal(ours, sample_tada(bed, x, _karras(6), extra_args={"seed": 7 + SEED_OFFSET}, seed_offset=0))
+    raw = sample_tada(bed, x, _karras(6), extra_args={"seed": 7}, seed_offset=0)  # would reuse the initial noise
+    assert (ours - raw).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize(("options", "name"), [

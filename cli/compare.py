@@ -3,25 +3,25 @@
 Writes into ``--out``: ``grid.png`` (rows = sampler / schedule, columns = one noise seed each, labels drawn on the
 image), ``schedules.png`` (log σ against step for every schedule shown) and ``table.md`` / ``table.json`` (steps,
 counted NFE, wall time, FD_cls and SWD against the digits test split). The samplers and schedules default to our
-euler and dpmpp_2m, the karras and AYS baselines, and everything in ``nodes.registry`` — a registered method
-appears here without any change to this file.
+euler and dpmpp_2m, the karras and AYS baselines, and every sampler and self-contained schedule of the pack's own
+in ``solvers.catalogue`` — a catalogued method appears here without any change to this file. Every cell is one
+``catalogue.run``.
 """
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import torch
 
+from ..benchmarks.setups import noise
 from ..kernels.frechet import gaussian_stats
 from ..schedules.model_kind import ModelKind
+from ..solvers import catalogue
 from ..testbeds.digits import load_digits_split
-from ..testbeds.metrics import NFECounter, classifier_features, fd_cls, swd
-from . import methods as M
-from .setups import noise
+from ..testbeds.metrics import classifier_features, fd_cls, swd
 
-__all__ = ["DEFAULT_SAMPLERS", "DEFAULT_SCHEDULES", "compare", "default_samplers", "default_schedules"]
+__all__ = ["DEFAULT_SAMPLERS", "DEFAULT_SCHEDULES", "compare", "default_samplers", "default_schedules", "valid_names"]
 
 DEFAULT_SAMPLERS = ("euler", "dpmpp_2m")
 DEFAULT_SCHEDULES = ("karras", "ays")
@@ -29,11 +29,16 @@ CELL = 8 * 6  # digits are 8×8, drawn 6× with nearest-neighbour
 
 
 def default_samplers() -> list[str]:
-    return list(DEFAULT_SAMPLERS) + [n for n, (src, _) in M.sampler_table().items() if src == "registry"]
+    return list(DEFAULT_SAMPLERS) + [n for n, e in catalogue.SAMPLERS.items() if e.ours]
 
 
-def default_schedules(kind: ModelKind) -> list[str]:
-    return list(DEFAULT_SCHEDULES) + [n for n in M.schedule_table(kind) if n not in M.BASELINE_SCHEDULES]
+def default_schedules() -> list[str]:
+    return list(DEFAULT_SCHEDULES) + [n for n, e in catalogue.SCHEDULES.items() if e.ours and e.self_contained]
+
+
+def valid_names() -> tuple[list[str], list[str]]:
+    """Samplers and schedules compare can run: the catalogue's (schedules needing saved files excepted)."""
+    return list(catalogue.SAMPLERS), [n for n, e in catalogue.SCHEDULES.items() if e.self_contained]
 
 
 def model_kind(sigma_range: str, sigma_data: float) -> ModelKind:
@@ -52,38 +57,31 @@ def compare(steps: int, samplers, schedules, seed: int, columns: int, n_samples:
     test_stats = gaussian_stats(classifier_features(split.test, classifier))
     grid_noise = torch.cat([noise(1, seed + j) for j in range(columns)])
     batch = torch.cat([grid_noise, noise(n_samples, seed)])
-    sched_fns = M.schedule_table(kind)
     rows, cells = [], []
     log(f"compare: {len(samplers)} samplers × {len(schedules)} schedules at {steps} steps on the bundled EDM MLP "
         f"({kind.describe()}), N = {n_samples} for the metrics, {columns} grid columns from seed {seed}")
     skipped = []
-    for method in M.sampler_methods(kind, samplers, schedules):
-        try:
-            sigmas = sched_fns[method.schedule](steps)
-            counter = NFECounter(model)
-            torch.manual_seed(seed)  # for samplers that draw noise of their own
-            t0 = time.perf_counter()
-            x0 = method.run(counter, batch * float(sigmas[0]), steps, seed)
-            wall = time.perf_counter() - t0
-        except Exception as e:  # noqa: BLE001  (show the other combinations; say why this one is missing)
-            skipped.append(f"{method.label}: {type(e).__name__}: {e}")
-            log(f"  {method.label:<32} SKIPPED: {type(e).__name__}: {e}")
-            continue
-        samples = x0[columns:]
-        row = {"sampler": method.sampler, "schedule": method.schedule, "source": method.source, "steps": steps,
-               "nfe": counter.nfe, "wall_s": wall, "fd_cls": fd_cls(samples, test_stats, classifier),
-               "swd": swd(samples, split.test), "sigmas": [float(s) for s in sigmas]}
-        rows.append(row)
-        cells.append(x0[:columns])
-        log(f"  {method.label:<32} NFE {row['nfe']:>3}  FD_cls {row['fd_cls']:6.2f}  SWD {row['swd']:.3f}  "
-            f"{wall:.2f} s")
+    for sampler in samplers:
+        for schedule in schedules:
+            label = f"{sampler} / {schedule}"
+            try:
+                result = catalogue.run(sampler, schedule, model, batch, kind=kind, steps=steps, seed=seed)
+            except Exception as e:  # noqa: BLE001  (show the other combinations; say why this one is missing)
+                skipped.append(f"{label}: {type(e).__name__}: {e}")
+                log(f"  {label:<32} SKIPPED: {type(e).__name__}: {e}")
+                continue
+            rows.append(_row(sampler, schedule, steps, result, split, test_stats, classifier, columns))
+            cells.append(result.x0[:columns])
+            r = rows[-1]
+            log(f"  {label:<32} NFE {r['nfe']:>3}  FD_cls {r['fd_cls']:6.2f}  SWD {r['swd']:.3f}  {r['wall_s']:.2f} s")
     if not rows:
         raise RuntimeError("compare: every combination failed:\n" + "\n".join(skipped))
     floor = {"fd_cls": fd_cls(split.train, test_stats, classifier), "swd": swd(split.train, split.test)}
     out.mkdir(parents=True, exist_ok=True)
     labels = [(f"{r['sampler']} / {r['schedule']}", f"NFE {r['nfe']}  FD_cls {r['fd_cls']:.2f}") for r in rows]
     draw_grid(cells, labels, [f"seed {seed + j}" for j in range(columns)], out / "grid.png")
-    plot_schedules({s: sched_fns[s](steps) for s in schedules}, steps, kind, out / "schedules.png")
+    plot_schedules({s: catalogue.schedule_sigmas(s, kind, steps) for s in schedules}, steps, kind,
+                   out / "schedules.png")
     doc = {"schema": "schedule-lab/compare/v1", "model": "testbeds/weights/edm_mlp_digits", "kind": kind.describe(),
            "steps": steps, "seed": seed, "columns": columns, "n_samples": n_samples,
            "threads": torch.get_num_threads(), "against": "test split", "floor_train_vs_test": floor, "rows": rows,
@@ -92,6 +90,14 @@ def compare(steps: int, samplers, schedules, seed: int, columns: int, n_samples:
     (out / "table.md").write_text(table_markdown(doc))
     log(f"wrote {out / 'grid.png'}, {out / 'schedules.png'}, {out / 'table.md'}, {out / 'table.json'}")
     return doc
+
+
+def _row(sampler, schedule, steps, result, split, test_stats, classifier, columns) -> dict:
+    samples = result.x0[columns:]
+    source = "registry" if catalogue.SAMPLERS[catalogue.parse_sampler(sampler)[0]].ours else "ours"
+    return {"sampler": sampler, "schedule": schedule, "source": source, "steps": steps, "nfe": result.nfe,
+            "wall_s": result.wall_s, "fd_cls": fd_cls(samples, test_stats, classifier),
+            "swd": swd(samples, split.test), "sigmas": [float(s) for s in result.sigmas]}
 
 
 def table_markdown(doc: dict) -> str:

@@ -3,7 +3,7 @@
     schedule-lab compare [--steps 10] [--samplers ...] [--schedulers ...] [--seed 0] [--columns 8] [--out DIR]
     schedule-lab bench [run options]          (same as python -m schedule_lab.benchmarks.run)
 
-Also runnable as ``python -m schedule_lab.benchmarks.cli compare``.
+Also runnable as ``python -m schedule_lab.cli compare``. Every compare cell is one ``solvers.catalogue.run``.
 """
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ def _compare_parser(sub) -> None:
 def _run_compare(args, parser) -> int:
     import torch
 
+    from ..solvers.catalogue import parse_sampler
     from . import compare as C
-    from . import methods as M
 
     if args.steps < 1 or args.steps > 1000:
         parser.error(f"--steps {args.steps} is out of range; use 1 to 1000")
@@ -45,11 +45,14 @@ def _run_compare(args, parser) -> int:
         parser.error(f"--columns {args.columns} is out of range; use 1 to 64")
     if args.n_samples < 2 or args.threads < 1:
         parser.error("--n-samples must be >= 2 and --threads >= 1")
-    kind = C.model_kind(args.sigma_range, 0.5)  # sigma_data does not change any schedule
-    valid_samplers, valid_schedules = list(M.sampler_table()), list(M.schedule_table(kind))
+    valid_samplers, valid_schedules = C.valid_names()
     samplers = args.samplers or C.default_samplers()
-    schedules = args.schedulers or C.default_schedules(kind)
-    for what, names, valid in (("sampler", samplers, valid_samplers), ("scheduler", schedules, valid_schedules)):
+    schedules = args.schedulers or C.default_schedules()
+    try:
+        bases = [parse_sampler(n)[0] for n in samplers]
+    except ValueError as e:
+        parser.error(str(e))
+    for what, names, valid in (("sampler", bases, valid_samplers), ("scheduler", schedules, valid_schedules)):
         bad = [n for n in names if n not in valid]
         if bad:
             parser.error(f"unknown {what} {', '.join(map(repr, bad))}; valid {what}s: {', '.join(valid)}")
@@ -70,7 +73,7 @@ def main(argv=None) -> int:
     sub.add_parser("bench", help="the benchmark harness (python -m schedule_lab.benchmarks.run --help)",
                    add_help=False)
     if argv[:1] == ["bench"]:
-        from .run import main as bench
+        from ..benchmarks.run import main as bench
 
         return bench(argv[1:])
     args = parser.parse_args(argv)
