@@ -1,8 +1,9 @@
 """A/B Compare nodes (issue 11, V3 schema): entries chained with A/B Entry or written as a list, one grid.
 
-Every cell starts from the same noise (seed) with the same model, conditioning, CFG and latent; the grid labels
-each cell with its steps, realised model calls (NFE, counted, so adaptive samplers report what they used) and
-wall time. ``node_id`` values are permanent workflow identity.
+Every cell starts from the same noise (seed) with the same model, conditioning, CFG and latent, and runs through
+the public method catalogue's ``run`` (solvers/catalogue.py), as ``schedule-lab compare`` does; the grid labels
+each cell with its steps, realised model calls (NFE, counted by ``run``, so adaptive samplers report what they
+used) and wall time (sampling and decoding). ``node_id`` values are permanent workflow identity.
 """
 from __future__ import annotations
 
@@ -102,8 +103,7 @@ class ABCompare(io.ComfyNode):
             try:
                 sigmas = cell.sigmas if cell.sigmas is not None else host.scheduler_sigmas_for(
                     model, cell.scheduler, cell.steps, cell.denoise)
-                sampler = cell.sampler if cell.sampler is not None else host.sampler_by_name(
-                    cell.sampler_name, cell.options)
+                sampler = host.cell_sampler(cell.sampler_name, cell.options, cell.sampler)
             except Exception as e:  # noqa: BLE001 - name the entry whose recipe failed
                 raise ab_ops.ScheduleError(f"{cell.describe()}: {e}") from e
             plans.append((cell, sampler, sigmas))
@@ -115,13 +115,14 @@ class ABCompare(io.ComfyNode):
         for cell, sampler, sigmas in plans:
             host.interrupted_check()
             t0 = time.perf_counter()
-            samples, nfe = host.sample_cell(model, positive, negative, cfg, latent, sampler, sigmas, seed,
-                                            callback=lambda *a: bar.step())
+            samples, result = host.sample_cell(model, positive, negative, cfg, latent, sampler, sigmas, seed,
+                                               callback=lambda *_: bar.step())
             decoded = vae.decode(samples)
-            seconds = time.perf_counter() - t0
+            seconds, nfe = time.perf_counter() - t0, result.nfe  # NFE counted: adaptive samplers report theirs
             images.append(decoded.reshape(-1, *decoded.shape[-3:])[:1].float().cpu())
-            captions.append(ab_ops.cell_caption(cell.label, len(sigmas) - 1, nfe, seconds))
-            lines.append(f"{cell.label}: {len(sigmas) - 1} steps, NFE {nfe}, {seconds:.2f} s")
+            steps = len(result.schedules[0]) - 1 if result.schedules else len(sigmas) - 1
+            captions.append(ab_ops.cell_caption(cell.label, steps, nfe, seconds))
+            lines.append(f"{cell.label}: {steps} steps, NFE {nfe}, {seconds:.2f} s (sampler {result.wall_s:.2f} s)")
             host.show_text(node_id, f"A/B Compare: cell {len(lines)}/{len(plans)} done ({lines[-1]})")
         batch = torch.cat(images)
         grid = ab_ops.draw_grid(batch, captions, columns)

@@ -591,15 +591,16 @@ def json_response(data: dict, status: int = 200):
 # --------------------------------------------------------------------------------------------------
 # A/B Compare (issue 11): one cell = one sampler + one schedule from the same noise, counted model calls
 # --------------------------------------------------------------------------------------------------
-class _CountingModel:
-    """The denoiser a sampler function receives, counting its calls; every other attribute is the original's."""
+class _BoundModel:
+    """ComfyUI's denoiser inside ``guider.sample`` with its sampling ``extra_args`` (model_options, conditioning
+    bookkeeping) bound, so a sampler run by the catalogue calls it exactly as ComfyUI's own samplers do; every
+    other attribute is the original's."""
 
-    def __init__(self, model):
-        self._model, self.calls = model, 0
+    def __init__(self, model, extra_args: dict):
+        self._model, self._extra = model, extra_args
 
-    def __call__(self, *args, **kwargs):
-        self.calls += 1
-        return self._model(*args, **kwargs)
+    def __call__(self, x, sigma, **kwargs):
+        return self._model(x, sigma, **{**self._extra, **kwargs})
 
     def __getattr__(self, name):
         return getattr(self._model, name)
@@ -610,11 +611,20 @@ def sampler_names() -> list[str]:
     return list(getattr(samplers, "SAMPLER_NAMES", [])) if samplers else []
 
 
-def sampler_by_name(name: str, options: dict | None = None):
-    """A SAMPLER for a KSampler sampler name (stock or pack), with explicit options for pack samplers."""
+def cell_sampler(name: str, options: dict | None = None, sampler: Any = None):
+    """What an A/B cell samples with: a catalogue spec (``"sl_tada(detail=2)"``) when the name is in the public
+    method catalogue (so the node and ``schedule-lab compare`` run the same code), else the SAMPLER object (a
+    connected SAMPLER, or ComfyUI's sampler of that name)."""
+    from ..solvers import catalogue
+
+    if sampler is not None:
+        return sampler
+    if name in catalogue.SAMPLERS:
+        opts = ",".join(f"{k}={v}" for k, v in (options or {}).items())
+        return f"{name}({opts})" if opts else name
+    if options:
+        raise ScheduleError(f"sampler {name!r}: options {sorted(options)} apply only to catalogue samplers")
     samplers = _import("comfy.samplers")
-    if name in SAMPLERS:
-        return sampler_object(name, options or {})
     return samplers.sampler_object(name)
 
 
@@ -627,25 +637,37 @@ def scheduler_sigmas_for(model: Any, name: str, steps: int, denoise: float) -> t
 
 
 def sample_cell(model: Any, positive, negative, cfg: float, latent: dict, sampler: Any, sigmas: torch.Tensor,
-                seed: int, callback=None) -> tuple[torch.Tensor, int]:
-    """Sample one A/B cell like SamplerCustomAdvanced with RandomNoise(seed): returns (LATENT samples, model calls)."""
+                seed: int, callback=None):
+    """Sample one A/B cell as SamplerCustomAdvanced with RandomNoise(seed) would, through the catalogue's ``run``
+    (which counts model calls and times the sampler). ``sampler``: a catalogue spec or a SAMPLER object.
+    Returns (LATENT samples, catalogue Result)."""
+    from ..solvers import catalogue
+
     samplers, sample_mod = _import("comfy.samplers"), _import("comfy.sample")
     samples = sample_mod.fix_empty_latent_channels(model, latent["samples"])
     noise = sample_mod.prepare_noise(samples, seed, latent.get("batch_index"))
     guider = samplers.CFGGuider(model)
     guider.set_conds(positive, negative)
     guider.set_cfg(cfg)
-    fn, counter = sampler.sampler_function, {}
+    kind, box = model_kind_of(model), {}
+    if isinstance(sampler, str):
+        spec = sampler
+    else:
+        fn, options = sampler.sampler_function, dict(getattr(sampler, "extra_options", {}) or {})
 
-    def counted(m, x, s, *args, **kwargs):
-        counter["model"] = _CountingModel(m)
-        return fn(counter["model"], x, s, *args, **kwargs)
+        def spec(m, x, s, extra_args=None, callback=None, disable=None):
+            return fn(m, x, s, extra_args=extra_args, callback=callback, disable=disable, **options)
 
-    counted_sampler = samplers.KSAMPLER(counted, extra_options=dict(getattr(sampler, "extra_options", {}) or {}),
-                                        inpaint_options=dict(getattr(sampler, "inpaint_options", {}) or {}))
-    out = guider.sample(noise, samples, counted_sampler, sigmas, denoise_mask=latent.get("noise_mask"),
-                        callback=callback, disable_pbar=True, seed=seed)
-    return out.to("cpu"), counter["model"].calls if "model" in counter else 0
+    def through_catalogue(m, x, s, extra_args=None, callback=None, disable=None, **_):
+        extra = dict(extra_args or {})
+        # x is already ComfyUI's noised start (noise_scaling of the model kind), so sigma_start=1 keeps it as is
+        box["result"] = catalogue.run(spec, s, _BoundModel(m, extra), x, kind=kind, seed=seed, sigma_start=1.0,
+                                      provided=pack_settings(extra), callback=callback)
+        return box["result"].x0
+
+    out = guider.sample(noise, samples, samplers.KSAMPLER(through_catalogue), sigmas,
+                        denoise_mask=latent.get("noise_mask"), callback=callback, disable_pbar=True, seed=seed)
+    return out.to("cpu"), box["result"]
 
 
 def interrupted_check() -> None:
