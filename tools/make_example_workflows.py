@@ -116,15 +116,17 @@ def ays_in_ksampler():
     ckpt, pos, neg, lat = common(w)
     ks = _ksampler(w, (ckpt, 0), pos, neg, lat, [42, "fixed", 10, 7.0, "euler", "sl_ays_sd1", 1.0], (800, 200))
     _decode_and_save(w, ckpt, ks, "schedule_lab_ays", at=(1150, 200), gap=250)
+    _note(w, "The KSampler's scheduler list holds sl_ays_sd1: Align Your Steps without any extra node. The plot on "
+             "the KSampler shows its 10 noise levels against Karras (dashed) as you change steps or scheduler.")
     w.dump("ays_in_ksampler", "The stock KSampler with a Schedule Lab scheduler picked from its dropdown.")
 
 
 def save_and_inspect_schedule():
     w = Workflow()
     ckpt, pos, neg, lat = common(w)
-    sched = w.node("SL_Scheduler", (800, 0), ["sl_ays_sd1", 10, 1.0], size=(315, 130))
-    info = w.node("SL_ScheduleInfo", (1150, -250), [], size=(400, 240))
-    savesched = w.node("SL_SaveSchedule", (1150, 0), ["ays_sd1_10", "AYS SD1, 10 steps", True], size=(315, 130))
+    sched = w.node("SL_Scheduler", (800, -380), ["sl_ays_sd1", 10, 1.0], size=(315, 330))
+    info = w.node("SL_ScheduleInfo", (1150, -700), [], size=(400, 500))
+    savesched = w.node("SL_SaveSchedule", (1150, -150), ["ays_sd1_10", "AYS SD1, 10 steps", True], size=(400, 230))
     sel = w.node("KSamplerSelect", (800, 200), ["dpmpp_2m"], size=(315, 58))
     w.link(ckpt, 0, sched, "model")
     w.link(sched, 0, info, "sigmas")
@@ -132,6 +134,8 @@ def save_and_inspect_schedule():
     w.link(sched, 0, savesched, "sigmas")
     w.link(ckpt, 0, savesched, "model")
     _custom_advanced(w, ckpt, pos, neg, lat, sel, sched, "schedule_lab_custom")
+    _note(w, "Schedule Info reports the step sizes in log-SNR (look for big jumps) and plots the schedule after a "
+             "run; Save Schedule writes models/schedules/ays_sd1_10.json (overwrite is on, so it runs again).")
     w.dump("save_and_inspect_schedule",
            "SamplerCustomAdvanced driven by a Schedule Lab scheduler; the schedule is plotted by Schedule Info "
            "and saved to models/schedules by Save Schedule.")
@@ -178,6 +182,8 @@ def tada_detail_level_ksampler():
     w.link(ckpt, 0, detail, "model")
     ks = _ksampler(w, (detail, 0), pos, neg, lat, [42, "fixed", 8, 7.0, "sl_tada", "karras", 1.0], (800, 200))
     _decode_and_save(w, ckpt, ks, "schedule_lab_tada")
+    _note(w, "Detail Level 2 on the MODEL makes sl_tada in the stock KSampler add detail; compare with detail 1 "
+             "or with another sampler (the A/B detail-sweep workflow does that side by side).")
     w.dump("tada_detail_level_ksampler",
            "The stock KSampler with sampler sl_tada; the Detail Level node sets TADA's detail on the model "
            "(after a run it says whether the graph's sampler used it).")
@@ -187,9 +193,11 @@ def tada_sampler_custom_advanced():
     w = Workflow()
     ckpt, pos, neg, lat = common(w)
     tada = w.node("SL_TADASampler", (800, 0), [1.0, 2, "auto"], size=(315, 106))
-    sched = w.node("BasicScheduler", (800, -180), ["sl_ays_sd1", 8, 1.0], size=(315, 106))
+    sched = w.node("BasicScheduler", (800, -420), ["sl_ays_sd1", 8, 1.0], size=(315, 320))
     w.link(ckpt, 0, sched, "model")
     _custom_advanced(w, ckpt, pos, neg, lat, tada, sched, "schedule_lab_tada_custom")
+    _note(w, "The TADA Sampler node sets detail, n_aug and order explicitly for SamplerCustomAdvanced; the "
+             "scheduler plot shows the 8 AYS steps it samples.")
     w.dump("tada_sampler_custom_advanced",
            "The TADA Sampler node (detail, n_aug, order) driving SamplerCustomAdvanced on 8 AYS steps.")
 
@@ -198,13 +206,15 @@ def timestep_search():
     w = Workflow()
     ckpt, pos, neg, lat = common(w)
     sel = w.node("KSamplerSelect", (800, 200), ["dpmpp_2m"], size=(315, 58))
-    search = w.node("SL_TimestepSearch", (800, -400),
+    search = w.node("SL_TimestepSearch", (800, -780),
                     [4, 16, 8, 50, 4, 4, "endpoint", 0, "fixed", "searched_dpmpp_2m_4", True, "evolution + refine", 20],
-                    size=(340, 430))
+                    size=(340, 640))
     guider = _custom_advanced(w, ckpt, pos, neg, lat, sel, search, "schedule_lab_searched")
     w.link(guider, 0, search, "guider")
     w.link(lat, 0, search, "latent")
     w.link(sel, 0, search, "sampler")
+    _note(w, "Timestep Search is expensive: it runs the model many times (see its progress text). Its seed is on "
+             "'fixed', so a second queue reuses the saved result instead of searching again.")
     w.dump("timestep_search",
            "Timestep Search finds 4 noise levels for this model, prompt and sampler (evolution, then gradient "
            "refinement by finite differences; progress on the node; Cancel and run again to resume), saves them "
@@ -215,7 +225,7 @@ def timestep_search():
 def constant_rate_calibration():
     w = Workflow()
     ckpt, pos, neg, lat = common(w)
-    crs = w.node("SL_ConstantRateScheduler", (800, -350), [10, 1.0, "vx+cos", 1.5, 64, 24, 0, ""], size=(340, 300))
+    crs = w.node("SL_ConstantRateScheduler", (800, -620), [10, 1.0, "vx+cos", 1.5, 64, 24, 0, ""], size=(340, 560))
     sel = w.node("KSamplerSelect", (800, 200), ["dpmpp_2m"], size=(315, 58))
     guider = _custom_advanced(w, ckpt, pos, neg, lat, sel, crs, "schedule_lab_constant_rate")
     w.link(guider, 0, crs, "guider")
@@ -223,6 +233,8 @@ def constant_rate_calibration():
     ks = _ksampler(w, (crs, 2), pos, neg, lat, [42, "fixed", 10, 7.0, "dpmpp_2m", "sl_constant_rate", 1.0],
                    (1150, 700), title="KSampler on the calibrated MODEL")
     _decode_and_save(w, ckpt, ks, "schedule_lab_constant_rate_ksampler", at=(1450, 700))
+    _note(w, "The Constant-Rate Scheduler measures the model once (cached); before the run its plot shows the "
+             "data-free default. The KSampler below uses the calibration through the MODEL output.")
     w.dump("constant_rate_calibration",
            "Constant-Rate Scheduler: the schedule is measured on this model, prompt and CFG (through the same "
            "guider the sampler uses) once, cached in models/schedule_lab_calibration, and fed to "

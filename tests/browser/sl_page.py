@@ -82,6 +82,14 @@ SWAP_JS = """
       n.widgets.find(w => w.name === 'width').value = size;
       n.widgets.find(w => w.name === 'height').value = size;
     }
+    // the test budget: the expensive nodes' own work made small (the page still queues them as a user would)
+    const budget = {SL_TimestepSearch: {population: 4, generations: 1, reference_steps: 8, samples: 2, holdout: 0,
+                                        refine_iterations: 1},
+                    SL_ConstantRateScheduler: {samples: 4, points: 8}}[n.type] || {};
+    for (const [name, v] of Object.entries(budget)) {
+      const w = n.widgets.find(w => w.name === name);
+      if (w) w.value = v;
+    }
     if (n.type === 'CLIPTextEncode') {
       const lotus = window.LiteGraph.createNode('LotusConditioning');
       lotus.pos = [...n.pos];
@@ -98,8 +106,8 @@ SWAP_JS = """
 
 
 def swap_to_tiny_model(page, size: int = 64) -> None:
-    """Point the checkpoint loader at the tiny checkpoint, make latents small and replace the text encoders
-    (the tiny checkpoint has none) by ``LotusConditioning``."""
+    """Point the checkpoint loader at the tiny checkpoint, make latents small, replace the text encoders (the tiny
+    checkpoint has none) by ``LotusConditioning`` and give Timestep Search / Constant-Rate a small budget."""
     page.evaluate(SWAP_JS, [CHECKPOINT, size])
 
 

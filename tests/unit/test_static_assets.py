@@ -45,8 +45,11 @@ def test_workflow_uses_only_pack_and_core_nodes_and_real_names(path):
     ), "an example must show something of the pack"
     for n in doc["nodes"]:
         for v in n.get("widgets_values", []):
-            if isinstance(v, str) and v.startswith("sl_"):
-                assert v in SCHEDULERS or v in SAMPLERS, f"{path.name}: unknown pack name {v}"
+            # an A/B Compare entry_list holds 'sampler, scheduler, steps[, label]' lines: check each name in it
+            names = [f.strip() for line in v.splitlines() for f in line.split(",")[:2]] if isinstance(v, str) else []
+            for name in names:
+                if name.startswith("sl_"):
+                    assert name in SCHEDULERS or name in SAMPLERS, f"{path.name}: unknown pack name {name}"
 
 
 def test_workflows_are_up_to_date_with_their_builder(tmp_path, monkeypatch):
