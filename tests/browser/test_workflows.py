@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def test_workflow_loads_with_every_node_and_widget_in_place(page, shots, path):
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
-def test_workflow_runs_from_the_page_twice(page, shots, path):
+def test_workflow_runs_from_the_page_twice(page, shots, path, comfy):
     doc = json.loads(path.read_text())
     load_workflow(page, doc)
     swap_to_tiny_model(page)
@@ -48,6 +49,13 @@ def test_workflow_runs_from_the_page_twice(page, shots, path):
         out = queue_from_page(page)
         assert out["kind"] == "success", f"{path.name} run {run}: {json.dumps(out['detail'])[:1500]}"
     page.wait_for_timeout(500)
+    ab_nodes = [n["id"] for n in doc["nodes"] if n["type"] == "SL_ABCompare"]
+    if ab_nodes:  # the A/B grid is produced; keep it as an artefact
+        outputs = comfy.get(f"/history/{out['detail']['prompt_id']}")[out["detail"]["prompt_id"]]["outputs"]
+        (image,) = outputs[str(ab_nodes[0])]["images"]
+        grid = comfy.workdir / image["type"] / image.get("subfolder", "") / image["filename"]
+        assert grid.stat().st_size > 1000
+        shutil.copy(grid, shots / f"ab_grid_{path.stem}.png")
     for text in node_texts(page):
         assert text["text"].strip() and text["visible"], text
         assert text["overflowX"] <= 1 and text["insideRight"], f"text runs past the node's edge: {text}"
