@@ -30,13 +30,27 @@ const SOURCES = {
   },
   SL_ConstantRateScheduler: (n) => ({
     query: { scheduler: "sl_constant_rate", steps: w(n, "steps"), denoise: w(n, "denoise") ?? 1 },
-    note: "data-free default; the node measures the model when it runs",
+    note: `data-free default until it runs; calibration ≈ ${costs.constantRate(n)} model calls at batch 1`,
   }),
   SL_TimestepSearch: (n, files) => {
     const name = `${w(n, "filename") || ""}.json`;
     return files.includes(name)
       ? { query: { schedule: name, steps: 0, denoise: 1 }, note: `saved result ${name}` }
-      : { note: `not searched yet (${w(n, "nfe")} steps); run to search` };
+      : { note: `not searched yet (${w(n, "nfe")} steps): a search ≈ ${costs.search(n)} model calls` };
+  },
+};
+// Model calls a run will cost, from the formulas in the nodes' tooltips (shown before anything is queued).
+const costs = {
+  // points x samples, plus samples x 12 for the data-free reference (per latent batch)
+  constantRate: (n) => (w(n, "points") ?? 24) * (w(n, "samples") ?? 64) + (w(n, "samples") ?? 64) * 12,
+  // evolution: population x generations x samples x nfe; the Heun reference: about 2 x reference_steps;
+  // refinement: 2 x nfe sampler runs of nfe calls per iteration
+  search: (n) => {
+    const nfe = w(n, "nfe") ?? 4;
+    const opt = String(w(n, "optimiser") ?? "evolution");
+    const evo = opt.includes("evolution") ? (w(n, "population") ?? 16) * (w(n, "generations") ?? 8) * (w(n, "samples") ?? 4) * nfe : 0;
+    const refine = opt.includes("refine") ? (w(n, "refine_iterations") ?? 20) * 2 * nfe * nfe : 0;
+    return evo + refine + 2 * (w(n, "reference_steps") ?? 50);
   },
 };
 const SL_NODE = (type) => typeof type === "string" && type.startsWith("SL_");
