@@ -1,9 +1,14 @@
-"""Benchmarks and the standalone jobs (no ComfyUI needed).
+"""Benchmarks (no ComfyUI needed); every cell is one ``solvers.catalogue.run``.
 
 * ``run`` — the harness: sampler × schedule × NFE × seeds on the CPU testbeds → JSON + markdown (``--preset readme``).
-* ``cli`` — the ``schedule-lab`` console script (``compare``, ``bench``); ``compare`` — the A/B grid job.
-* ``methods`` — what a row runs (ours, registry, diffusers, ComfyUI) and NFE-matched step counts.
+* ``evaluate`` — the one evaluation every benchmark shares (``evaluate``; ``ScheduleScore`` for searched lists).
+* ``methods`` — what a row runs (catalogue samplers and schedules, diffusers, ComfyUI) and NFE-matched step counts.
+* ``report`` — markdown and the one results writer (``write_results``); ``setups`` — the testbeds as benchmarked
+  and the shared command-line options.
 * ``peers`` — diffusers schedulers driven by a k-diffusion denoiser on our sigma lists.
-* ``comfy_worker`` — ComfyUI's samplers in a subprocess when COMFYUI_PATH is set.
-* ``setups`` — the testbeds as benchmarked (model, sigma range, split scored against); ``report`` — markdown.
+* ``comfy_worker`` — ComfyUI's samplers in a subprocess when COMFYUI_PATH is set (``_bootstrap`` lets that
+  interpreter import the pack).
+* method studies: ``constant_rate_bench``, ``search_bench``, ``refine_gradient_bench``, ``tada_defaults``,
+  ``tada_overhead`` (``tada_targets`` reads TADA's targets off the harness's rows).
+The ``schedule-lab compare`` job lives in ``cli/``.
 """

@@ -10,28 +10,16 @@
    (simultaneous perturbation: one random ± direction per step, 2 sampler runs) at the same number of sampler runs
    as finite differences with batch 64 and at a quarter of it. Every optimiser uses Adam, lr 0.2, from uniform.
 """
-if __name__ == "__main__" and not __package__:  # run as a file: import the pack, then re-run as its module
-    import runpy
-    import sys
-    from pathlib import Path
+import argparse
+import statistics
+import time
+from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import _bootstrap
+import torch
 
-    _bootstrap.pack()
-    runpy.run_module("schedule_lab.benchmarks.refine_gradient_bench", run_name="__main__", alter_sys=True)
-    raise SystemExit
-
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
-
-from ..schedules.search.fitness import ReferenceSet, endpoint_rmse, run_sampler  # noqa: E402
-from ..schedules.search.genes import GeneSpace, uniform_genes  # noqa: E402
-from ..schedules.search.refine import (  # noqa: E402
+from ..schedules.search.fitness import ReferenceSet, endpoint_rmse, run_sampler
+from ..schedules.search.genes import GeneSpace, uniform_genes
+from ..schedules.search.refine import (
     differentiable,
     finite_difference_basis,
     logits_from_sigmas,
@@ -39,8 +27,10 @@ from ..schedules.search.refine import (  # noqa: E402
     refine,
     sigmas_from_logits,
 )
-from .search_bench import SAMPLERS, _Evaluator  # noqa: E402
-from .setups import load_testbed  # noqa: E402
+from .evaluate import ScheduleScore
+from .report import write_results
+from .search_bench import SAMPLERS
+from .setups import load_testbed, pin_threads
 
 STEPS = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 1e-4)
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "refine_gradient.md"
@@ -129,13 +119,13 @@ def quality(log=print):
     for name in ("exact-digits", "edm-digits"):
         tb = load_testbed(name, "sd1")
         for seed in (0, 1):
-            evaluate = _Evaluator(tb, seed)
+            score = ScheduleScore(tb, seed)
             ref = ReferenceSet(tb.model, tb.kind, (64,), n_search=256, n_holdout=128, seed=seed,
                                reference_steps=100, nfe=4)
             space = GeneSpace(tb.kind)
             uniform = space.sigmas(uniform_genes(space, 4))
             for sname, sampler in SAMPLERS.items():
-                rows.setdefault((name, "uniform"), []).append((evaluate(sampler, uniform)[0], 0, 0))
+                rows.setdefault((name, "uniform"), []).append((score(sname, uniform)[0], 0, 0))
                 for label, (how, kw) in runs.items():
                     t0 = time.perf_counter()
                     if how == "refine":
@@ -144,7 +134,7 @@ def quality(log=print):
                     else:
                         sigmas, n = spsa(tb.model, sampler, ref, uniform, seed=seed, **kw)
                         cost = (n, n)
-                    err = evaluate(sampler, sigmas)[0]
+                    err = score(sname, sigmas)[0]
                     rows.setdefault((name, label), []).append((err, *cost))
                     log(f"{name} seed {seed} {sname} {label}: rmse {err:.4f}, evaluations {cost[0]} "
                         f"({time.perf_counter() - t0:.1f} s)")
@@ -157,10 +147,11 @@ def quality(log=print):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m schedule_lab.benchmarks.refine_gradient_bench",
+                                description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
+    pin_threads(1)
     t0 = time.perf_counter()
     text = "\n".join([
         "# Forward-only gradients for LD3 refinement", "",
@@ -176,9 +167,8 @@ def main(argv=None):
         "",
         *quality(), "",
         f"Total wall time {time.perf_counter() - t0:.0f} s.", ""])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
     print(text)
+    write_results(args.out.parent, args.out.stem, text)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,30 @@
-"""Markdown for benchmark results: one table per testbed, mean ± std over seeds, floors underneath."""
+"""Benchmark results: markdown for one testbed (mean ± std over seeds, floors underneath) and the one writer every
+benchmark uses (``write_results``: ``<name>.md``, ``<name>.json``, ``<name>_summary.md`` with the ratios, printed)."""
 from __future__ import annotations
 
+import json
 import statistics
+from pathlib import Path
 
-__all__ = ["mean_std", "metric_columns", "testbed_markdown", "fmt"]
+__all__ = ["fmt", "mean_std", "metric_columns", "testbed_markdown", "write_results"]
+
+
+def write_results(out: Path, name: str, markdown: str, doc=None, summary: str | None = None, log=print) -> Path:
+    """Write ``<out>/<name>.md`` (and ``<name>.json`` from ``doc``, ``<name>_summary.md`` from ``summary``, the
+    table of ratios the README quotes, which is also printed); returns the markdown's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    md = out / f"{name}.md"
+    md.write_text(markdown)
+    written = [md]
+    if doc is not None:
+        written.append(out / f"{name}.json")
+        written[-1].write_text(json.dumps(doc, indent=1) + "\n")
+    if summary is not None:
+        written.append(out / f"{name}_summary.md")
+        written[-1].write_text(summary)
+        log(summary)
+    log("wrote " + ", ".join(str(p) for p in written))
+    return md
 
 #: metric key → (column title, decimals). Lower is better except mode agreement.
 METRICS = {

@@ -4,7 +4,6 @@
         [--sampler euler dpmpp_2m] [--seeds 0 1 2] [--out benchmarks/results/search_bench.md]
         [--from-json benchmarks/results/search_bench.json]   # re-render the table only
         [--methods "refine (finite differences)" ... --merge]  # run only these optimisers, merge into the JSON
-    (or python benchmarks/search_bench.py; that imports an installed ``schedule_lab`` first, if any)
 
 Per testbed (benchmarks.setups, SD1 sigma range), sampler, NFE and seed s:
 * the search sees only *training* noise: a ReferenceSet of 256 search + 128 held-out samples from seed s with a
@@ -18,38 +17,26 @@ Per testbed (benchmarks.setups, SD1 sigma range), sampler, NFE and seed s:
   gradient evaluation its backward pass, taken as twice a forward) plus the shared reference, and wall time.
 Lists searched on one testbed are also scored on the other (transfer rows).
 """
-if __name__ == "__main__" and not __package__:  # run as a file: import the pack, then re-run as its module
-    import runpy
-    import sys
-    from pathlib import Path
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import _bootstrap
+import torch
 
-    _bootstrap.pack()
-    runpy.run_module("schedule_lab.benchmarks.search_bench", run_name="__main__", alter_sys=True)
-    raise SystemExit
+from ..schedules import baseline
+from ..schedules.search.evolution import EvolutionConfig, EvolutionSearch
+from ..schedules.search.fitness import EndpointFitness, ReferenceSet
+from ..schedules.search.genes import GeneSpace, uniform_genes
+from ..schedules.search.refine import refine
+from ..solvers import catalogue
+from .evaluate import ScheduleScore
+from .report import write_results
+from .setups import common_args, load_testbed, pin_threads
 
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
-
-from ..schedules import baseline  # noqa: E402
-from ..schedules.search.evolution import EvolutionConfig, EvolutionSearch  # noqa: E402
-from ..schedules.search.fitness import EndpointFitness, ReferenceSet, run_sampler  # noqa: E402
-from ..schedules.search.genes import GeneSpace, uniform_genes  # noqa: E402
-from ..schedules.search.refine import refine  # noqa: E402
-from ..solvers.classic import sample_dpmpp_2m, sample_euler  # noqa: E402
-from ..testbeds.metrics import classifier_features, fd_cls, rmse  # noqa: E402
-from ..testbeds.reference import converged_endpoint  # noqa: E402
-from .setups import TESTBEDS, load_testbed, noise  # noqa: E402
-
-SAMPLERS = {"euler": sample_euler, "dpmpp_2m": sample_dpmpp_2m}
+#: The optimisers take the sampler function itself (refinement differentiates through it); scoring runs it by name.
+SAMPLERS = {name: catalogue.SAMPLERS[name].fn for name in ("euler", "dpmpp_2m")}
 EVAL_SAMPLES = 512
 EVAL_SEED_OFFSET = 10_000
 REFERENCE_STEPS = 100
@@ -115,29 +102,12 @@ def _baselines(tb, nfe):
     }
 
 
-class _Evaluator:
-    def __init__(self, tb, seed):
-        self.tb = tb
-        self.z = noise(EVAL_SAMPLES, EVAL_SEED_OFFSET + seed)
-        self.ref = converged_endpoint(tb.model, self.z * tb.kind.sigma_max, tb.kind.sigma_min, tb.kind.sigma_max,
-                                      steps=CONVERGED_STEPS)
-        self.target_stats = None
-
-    @torch.no_grad()
-    def __call__(self, sampler, sigmas):
-        x = run_sampler(sampler, self.tb.model, self.z, sigmas)
-        if self.target_stats is None:
-            from ..kernels.frechet import gaussian_stats
-
-            self.target_stats = gaussian_stats(classifier_features(self.tb.target))
-        return rmse(x, self.ref), fd_cls(x, self.target_stats)
-
-
 def run(testbeds, nfes, samplers, seeds, log=print, methods=METHODS):
     beds = {name: load_testbed(name, "sd1") for name in testbeds}
     rows = []
     for seed in seeds:
-        evaluators = {name: _Evaluator(tb, seed) for name, tb in beds.items()}
+        evaluators = {name: ScheduleScore(tb, seed, EVAL_SAMPLES, EVAL_SEED_OFFSET, CONVERGED_STEPS)
+                      for name, tb in beds.items()}
         for name, tb in beds.items():
             for sname in samplers:
                 sampler = SAMPLERS[sname]
@@ -149,7 +119,7 @@ def run(testbeds, nfes, samplers, seeds, log=print, methods=METHODS):
                     ref_calls, ref_time = opt.pop("reference")[1:]
                     lists.update(opt)
                     for method, (sigmas, calls, secs) in lists.items():
-                        err, fd = evaluators[name](sampler, sigmas)
+                        err, fd = evaluators[name](sname, sigmas)
                         rows.append({"testbed": name, "searched_on": name if method in opt else "-",
                                      "sampler": sname, "nfe": nfe, "seed": seed, "method": method,
                                      "rmse": err, "fd_cls": fd, "evaluations": calls[0], "cost_x3": calls[1],
@@ -164,7 +134,7 @@ def run(testbeds, nfes, samplers, seeds, log=print, methods=METHODS):
                         for method in ("evolution", "evolution + refine"):
                             if method not in lists:
                                 continue
-                            err, fd = evaluators[other](sampler, lists[method][0])
+                            err, fd = evaluators[other](sname, lists[method][0])
                             rows.append({"testbed": other, "searched_on": name, "sampler": sname, "nfe": nfe,
                                          "seed": seed, "method": f"{method} (from {name})", "rmse": err,
                                          "fd_cls": fd, "evaluations": 0, "cost_x3": 0, "reference_evaluations": 0,
@@ -264,13 +234,10 @@ def merge_rows(old: list, new: list) -> list:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--testbed", nargs="+", default=list(TESTBEDS), choices=list(TESTBEDS))
-    p.add_argument("--nfe", nargs="+", type=int, default=[4, 6])
+    p = argparse.ArgumentParser(prog="python -m schedule_lab.benchmarks.search_bench",
+                                description=__doc__.split("\n\n")[0])
+    common_args(p, nfe=[4, 6], out=DEFAULT_OUT)
     p.add_argument("--sampler", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--from-json", type=Path, help="re-render the table from a saved JSON instead of running")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
                    help="optimisers to run (baselines are scored only when all are run)")
@@ -279,15 +246,13 @@ def main(argv=None):
     args = p.parse_args(argv)
     if tuple(args.methods) != METHODS and not args.merge:
         p.error("--methods without --merge would write a table without the baselines; add --merge")
-    torch.set_num_threads(args.threads)
+    pin_threads(args.threads)
+    old = args.out.read_text().split("\nTotal wall time")[-1] if args.out.exists() else " not recorded.\n"
     if args.from_json is not None:
         rows = json.loads(args.from_json.read_text())
-        seeds = sorted({r["seed"] for r in rows})
-        old = args.out.read_text().split("\nTotal wall time")[-1] if args.out.exists() else " not recorded.\n"
-        text = report(rows, seeds) + "\nTotal wall time" + old
-        args.out.write_text(text)
-        args.out.with_name(args.out.stem + "_summary.md").write_text(summary(rows))
+        text = report(rows, sorted({r["seed"] for r in rows})) + "\nTotal wall time" + old
         print(text)
+        write_results(args.out.parent, args.out.stem, text, summary=summary(rows))
         return
     t0 = time.perf_counter()
     rows = run(args.testbed, args.nfe, args.sampler, args.seeds, methods=tuple(args.methods))
@@ -295,17 +260,12 @@ def main(argv=None):
     note = f"\nTotal wall time {wall:.0f} s on {args.threads} thread(s).\n"
     if args.merge:
         rows = merge_rows(json.loads(args.out.with_suffix(".json").read_text()), rows)
-        old = args.out.read_text().split("\nTotal wall time")[-1] if args.out.exists() else " not recorded.\n"
         note = (f"\nTotal wall time{old.rstrip()}\nMerged rows of {', '.join(args.methods)}: {wall:.0f} s on "
                 f"{args.threads} thread(s) (`--methods ... --merge`).\n")
         args.seeds = sorted({r["seed"] for r in rows})
     text = report(rows, args.seeds) + note
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
-    args.out.with_name(args.out.stem + "_summary.md").write_text(summary(rows))
     print(text)
-
+    write_results(args.out.parent, args.out.stem, text, rows, summary(rows))
 
 if __name__ == "__main__":
     main()

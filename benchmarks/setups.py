@@ -10,14 +10,17 @@ the SD1 range 0.0292–14.61 of ``ModelKind.vp()`` — the range the published A
 """
 from __future__ import annotations
 
+import argparse
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from ..schedules.model_kind import ModelKind
 from ..testbeds.digits import load_digits_split
 
-__all__ = ["SIGMA_RANGES", "TESTBEDS", "Testbed", "load_model", "load_testbed", "noise"]
+__all__ = ["SIGMA_RANGES", "TESTBEDS", "Testbed", "common_args", "load_model", "load_testbed", "noise", "pin_threads"]
 
 TESTBEDS = ("exact-digits", "edm-digits")
 
@@ -75,3 +78,26 @@ def load_testbed(name: str, sigma_range: str = "sd1") -> Testbed:
 def noise(n: int, seed: int, dim: int = 64) -> torch.Tensor:
     """Unit Gaussian noise (n, dim) from a seeded CPU generator; x_T = σ_max · noise."""
     return torch.randn(n, dim, generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float32)
+
+
+def common_args(p: argparse.ArgumentParser, *, nfe, seeds=(0, 1, 2), testbeds=TESTBEDS, out: Path | None = None,
+                n_samples: int | None = None) -> argparse.ArgumentParser:
+    """The options every benchmark shares: --testbed, --nfe, --seeds, --threads, and --out / --n-samples when given
+    a default."""
+    p.add_argument("--testbed", nargs="+", default=list(testbeds), choices=list(testbeds))
+    p.add_argument("--nfe", nargs="+", type=int, default=list(nfe), help="NFE budgets (model calls)")
+    p.add_argument("--seeds", nargs="+", type=int, default=list(seeds))
+    p.add_argument("--threads", type=int, default=1, help="torch threads (pinned; default 1)")
+    if out is not None:
+        p.add_argument("--out", type=Path, default=out)
+    if n_samples is not None:
+        p.add_argument("--n-samples", type=int, default=n_samples, help="samples per seed (FD is biased in N)")
+    return p
+
+
+def pin_threads(threads: int) -> None:
+    """Pin torch threads (oversubscription costs 20x on a shared CPU) and keep diffusers off the network."""
+    import torch
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(threads)

@@ -1,8 +1,7 @@
 """Defaults study for the TADA sampler (issue 3): order per model family, detail default and slider range.
 
-    python benchmarks/tada_defaults.py [--testbed gmm digits] [--schedule karras flow] [--samples-gmm 4000]
-        [--samples-digits 1000] [--out benchmarks/results/tada_defaults.md]
-    (or python -m schedule_lab.benchmarks.tada_defaults)
+    python -m schedule_lab.benchmarks.tada_defaults [--testbed gmm digits] [--schedule karras flow]
+        [--samples-gmm 4000] [--samples-digits 1000] [--out benchmarks/results/tada_defaults.md]
 
 Two testbeds with exact denoisers (no training, no model error): (a) a 16-d, 8-component Gaussian mixture with its
 closed-form posterior mean, scored by SWD against fresh draws of the mixture; (b) the exact empirical denoiser of
@@ -17,34 +16,22 @@ and DPM++(2M) on Karras. Decisions are taken on the *selection* seeds and confir
 disjoint from the unit tests' seeds 0–99). Score of a configuration = mean over NFE of log(SWD / best SWD of that
 NFE column), i.e. its average log-regret; 0 means best at every NFE.
 """
-if __name__ == "__main__" and not __package__:  # run as a file: import the pack, then re-run as its module
-    import runpy
-    import sys
-    from pathlib import Path
+import argparse
+import itertools
+import math
+import time
+from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import _bootstrap
+import torch
 
-    _bootstrap.pack()
-    runpy.run_module("schedule_lab.benchmarks.tada_defaults", run_name="__main__", alter_sys=True)
-    raise SystemExit
-
-
-import argparse  # noqa: E402
-import itertools  # noqa: E402
-import math  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
-
-from ..kernels.sliced_wasserstein import random_directions  # noqa: E402
-from ..schedules.model_kind import ModelKind  # noqa: E402
-from ..solvers.classic import sample_dpmpp_2m  # noqa: E402
-from ..solvers.tada import sample_tada  # noqa: E402
-from ..testbeds.digits import load_digits_split  # noqa: E402
-from ..testbeds.exact import ExactDenoiser  # noqa: E402
-from ..testbeds.reference import karras_sigmas  # noqa: E402
+from ..kernels.sliced_wasserstein import random_directions
+from ..schedules.model_kind import ModelKind
+from ..solvers import catalogue
+from ..testbeds.digits import load_digits_split
+from ..testbeds.exact import ExactDenoiser
+from ..testbeds.reference import karras_sigmas
+from .report import write_results
+from .setups import pin_threads
 
 NFES = (5, 8, 10, 15, 20)
 ORDERS = (1, 2, 3)
@@ -182,15 +169,16 @@ def configs(schedule):
              for n, o, k in itertools.product(N_AUGS, ORDERS, DETAILS)]
     rows += [(f"tada n2 o{o} k{k:g}", dict(n_aug=2, order=o, detail=k))
              for o, k in itertools.product((2, 3), RANGE_PROBE)]
-    out = [(label, _tada(opts)) for label, opts in rows]
+    out = [(label, _runner("sl_tada(" + ",".join(f"{k}={v!r}" for k, v in opts.items()) + ")"))
+           for label, opts in rows]
     if schedule == "karras":
-        out.append(("dpmpp_2m", lambda model, x, sigmas, seed, kind: sample_dpmpp_2m(model, x, sigmas)))
+        out.append(("dpmpp_2m", _runner("dpmpp_2m")))
     return out
 
 
-def _tada(opts):
+def _runner(spec):
     def run(model, x, sigmas, seed, kind):
-        return sample_tada(model, x, sigmas, extra_args={"seed": seed}, kind=kind, **opts)
+        return catalogue.run(spec, sigmas, model, x, kind=kind, seed=seed, sigma_start=1.0).x0
     return run
 
 
@@ -228,10 +216,10 @@ def check_parameterisation_invariance(setup_edm, n=64):
     """Max |Δ| between TADA on Karras sigmas (EDM kind) and on the same sigmas mapped to a flow model."""
     sig = karras_sigmas(8, 0.002, 80.0, dtype=torch.float64)
     x = 80.0 * torch.randn((n, *setup_edm["shape"]), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    ve = sample_tada(setup_edm["model"], x, sig, extra_args={"seed": 5}, order=3)
+    tada = _runner("sl_tada(order=3)")
+    ve = tada(setup_edm["model"], x, sig, 5, None)
     mean = torch.zeros(setup_edm["shape"], dtype=torch.float64)
-    flow = sample_tada(as_flow_model(setup_edm["model"], mean), x / 81.0, sig / (1 + sig), extra_args={"seed": 5},
-                       order=3, kind=ModelKind.flow())
+    flow = tada(as_flow_model(setup_edm["model"], mean), x / 81.0, sig / (1 + sig), 5, ModelKind.flow())
     return float((ve - flow).abs().max())
 
 
@@ -308,7 +296,8 @@ def _mean(vals):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m schedule_lab.benchmarks.tada_defaults",
+                                description=__doc__.split("\n\n")[0])
     p.add_argument("--testbed", nargs="+", default=["gmm", "digits"], choices=["gmm", "digits"])
     p.add_argument("--schedule", nargs="+", default=["karras", "flow"], choices=["karras", "flow"])
     p.add_argument("--samples-gmm", type=int, default=4000)
@@ -316,10 +305,10 @@ def main(argv=None):
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    pin_threads(args.threads)
     start = time.time()
     runs = setups(args.testbed, args.schedule, args.samples_gmm, args.samples_digits)
-    lines = ["# TADA defaults study", "", f"Generated by `python benchmarks/tada_defaults.py --testbed "
+    lines = ["# TADA defaults study", "", f"Generated by `python -m schedule_lab.benchmarks.tada_defaults --testbed "
              f"{' '.join(args.testbed)} --schedule {' '.join(args.schedule)}` (torch {torch.__version__}, "
              f"{args.threads} thread). Selection seeds {SELECTION_SEEDS}, held-out seeds {HELD_OUT_SEEDS}; "
              f"samples: GMM {args.samples_gmm}, digits {args.samples_digits}. The decisions drawn from these tables "
@@ -342,8 +331,7 @@ def main(argv=None):
     lines.append(f"Total time {time.time() - start:.0f} s.")
     text = "\n".join(lines) + "\n"
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    write_results(args.out.parent, args.out.stem, text)
     return 0
 
 

@@ -1,1 +1,2 @@
-"""The ComfyUI side of the pack: host.py is the only module that touches ComfyUI; registry.py lists our names."""
+"""The ComfyUI side of the pack: host/ is the only package that touches ComfyUI (host/access.py the only importer);
+registry.py lists our dropdown names."""

@@ -12,6 +12,7 @@ import time
 import torch
 
 from . import ab_ops, host
+from .node_list import node
 
 api = host.v3_api()
 io, ui = api.io, api.ui
@@ -20,6 +21,7 @@ CATEGORY = "sampling/custom_sampling/schedule_lab"
 Entries = io.Custom("SL_AB_ENTRIES")
 
 
+@node
 class ABEntryNode(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -55,6 +57,7 @@ class ABEntryNode(io.ComfyNode):
         return io.NodeOutput([*(previous or []), entry])
 
 
+@node
 class ABCompare(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -129,5 +132,3 @@ class ABCompare(io.ComfyNode):
         report = "\n".join(lines)
         return io.NodeOutput(grid, batch, report, ui={"text": (report,), **ui.PreviewImage(grid, cls=cls).as_dict()})
 
-
-NODES = [ABEntryNode, ABCompare]

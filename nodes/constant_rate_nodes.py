@@ -5,6 +5,7 @@ from ..schedules.constant_rate.cache import cached_velocity
 from ..schedules.constant_rate.construct import DEFAULT_XI
 from . import constant_rate_ops as ops
 from . import host, schedule_ops
+from .node_list import node
 
 api = host.v3_api()
 io, ui = api.io, api.ui
@@ -13,6 +14,7 @@ _MEASURE_TIP = "What 'change' is measured; steps are spread so each one changes 
     f"{name}: {text}" for name, text in ops.MEASURES.items())
 
 
+@node
 class ConstantRateScheduler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -99,5 +101,3 @@ class ConstantRateScheduler(io.ComfyNode):
         host.show_text(node_id, text.split("\n")[0])
         return io.NodeOutput(sigmas, text, calibrated, ui=ui.PreviewText(text))
 
-
-NODES = [ConstantRateScheduler]

@@ -1,7 +1,14 @@
-"""Wire the pack into ComfyUI: register dropdown names, the schedules folder, and the V3 node list."""
+"""Wire the pack into ComfyUI: register dropdown names, the schedules folder, and the V3 node list.
+
+The node list is every class marked ``@node`` in a ``nodes/*_nodes.py`` file (see :mod:`.node_list`): adding a
+node module is adding that one file.
+"""
 from __future__ import annotations
 
-from . import host
+import importlib
+from pathlib import Path
+
+from . import host, node_list
 
 host.ensure_schedule_folder()
 host.register_all()
@@ -10,15 +17,25 @@ from . import plot_route  # noqa: E402 - after the registration above, so the pl
 
 plot_route.register()
 
+#: The pack's node modules, found by file name (``nodes/<name>_nodes.py``), imported in this order.
+NODE_MODULES = tuple(sorted(p.stem for p in Path(__file__).parent.glob("*_nodes.py")))
+
+
+def load_node_modules() -> list[type]:
+    """Import every node module (each registers its classes) and return the registered node classes."""
+    for name in NODE_MODULES:
+        importlib.import_module(f"{__package__}.{name}")
+    return list(node_list.NODES)
+
+
 comfy_entrypoint = None
 _api = host.v3_api()
 if _api is not None:
-    from . import ab_nodes, constant_rate_nodes, schedule_nodes, search_nodes, tada_nodes
+    _nodes = load_node_modules()
 
     class ScheduleLabExtension(_api.ComfyExtension):
         async def get_node_list(self):
-            return [*schedule_nodes.NODES, *tada_nodes.NODES, *search_nodes.NODES, *constant_rate_nodes.NODES,
-                    *ab_nodes.NODES]
+            return list(_nodes)
 
     async def comfy_entrypoint():  # noqa: F811 - replaces the None above on V3 hosts
         return ScheduleLabExtension()

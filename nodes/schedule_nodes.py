@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ..schedules.model_kind import ModelKind
 from . import host, schedule_ops
+from .node_list import node
 from .plot_route import plot_axes
 from .registry import SCHEDULERS
 
@@ -21,6 +22,7 @@ _DENOISE_TIP = ("1.0 for text-to-image. Below 1 keeps only the last part of a lo
                 "does for img2img; 0 returns an empty schedule.")
 
 
+@node
 class PackScheduler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -50,6 +52,7 @@ class PackScheduler(io.ComfyNode):
         return io.NodeOutput(schedule_ops.pack_schedule(kind, scheduler, steps, denoise, found))
 
 
+@node
 class SaveSchedule(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -82,6 +85,7 @@ class SaveSchedule(io.ComfyNode):
         return io.NodeOutput(path, ui=ui.PreviewText(f"saved {path}"))
 
 
+@node
 class LoadSchedule(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -113,6 +117,7 @@ class LoadSchedule(io.ComfyNode):
                                                              steps, denoise, clamp_to_model))
 
 
+@node
 class ScheduleInfo(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -139,5 +144,3 @@ class ScheduleInfo(io.ComfyNode):
                 **plot_axes(sigmas, kind or ModelKind.vp())}  # no model: log-SNR of the sigma itself
         return io.NodeOutput(text, ui={"text": (text,), "schedule_lab_sigmas": [plot]})
 
-
-NODES = [PackScheduler, LoadSchedule, SaveSchedule, ScheduleInfo]

@@ -5,6 +5,7 @@ The classes only map sockets to :mod:`.search_ops`; ComfyUI is reached through :
 from __future__ import annotations
 
 from . import host, search_ops
+from .node_list import node
 
 api = host.v3_api()
 io = api.io
@@ -12,6 +13,7 @@ io = api.io
 CATEGORY = "sampling/custom_sampling/schedulers"
 
 
+@node
 class TimestepSearch(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -121,6 +123,7 @@ class TimestepSearch(io.ComfyNode):
         return io.NodeOutput(sigmas, report)
 
 
+@node
 class SearchedSteps(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -154,5 +157,3 @@ class SearchedSteps(io.ComfyNode):
         host.show_text(cls.hidden.unique_id if cls.hidden is not None else None, note)
         return io.NodeOutput(sigmas, note)
 
-
-NODES = [TimestepSearch, SearchedSteps]

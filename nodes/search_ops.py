@@ -6,7 +6,6 @@
   (``<name>.searchstate`` next to the schedule files, not listed as a schedule) and resumed when asked; the result
   is saved as a schedule file with the optimiser and its fitness history (schedules.search.results).
 * ``searched_steps`` — Searched Steps: a saved search or a preset as SIGMAS, resampled only on request.
-* ``searched_for_model`` — the ``sl_searched`` dropdown scheduler.
 """
 from __future__ import annotations
 
@@ -24,7 +23,7 @@ from ..schedules.search.fitness import EndpointFitness, FrechetFitness, Referenc
 from ..schedules.search.genes import GeneSpace, uniform_genes
 from ..schedules.search.presets import PRESETS, preset_sigmas
 from ..schedules.search.refine import FD_STEP, refine
-from ..schedules.search.results import SEARCH_METHOD, make_search_doc, same_model_family, searched_sigmas
+from ..schedules.search.results import SEARCH_METHOD, make_search_doc, same_model_family
 from ..schedules.search.state import load_state
 from ..schedules.validate import validate_denoise, validate_steps
 from ..solvers.classic import sample_heun
@@ -199,8 +198,3 @@ def searched_steps(choice: str, kind, read_path, steps: int = 0, denoise: float 
     out = truncate_for_denoise(lambda n: sigmas if n == saved else loglinear_resample(sigmas, n),
                                steps or saved, denoise)
     return out.to(torch.float32), note
-
-
-def searched_for_model(kind, steps: int, files, read_path) -> torch.Tensor:
-    """``sl_searched`` over the schedule files ``files`` (names) read through ``read_path(name)``."""
-    return searched_sigmas(kind, steps, [(name, read_path(name)) for name in files])

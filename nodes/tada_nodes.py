@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..solvers import tada
 from . import host
+from .node_list import node
 from .tada_ops import detail_report
 
 api = host.v3_api()
@@ -16,6 +17,7 @@ _DETAIL_TIP = (
 )
 
 
+@node
 class TADASampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -47,6 +49,7 @@ class TADASampler(io.ComfyNode):
         return io.NodeOutput(host.sampler_object("sl_tada", options))
 
 
+@node
 class DetailLevel(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -77,5 +80,3 @@ class DetailLevel(io.ComfyNode):
 
         return io.NodeOutput(host.with_settings(model, "schedule_lab_detail_level", watch, detail=detail))
 
-
-NODES = [TADASampler, DetailLevel]

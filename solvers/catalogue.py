@@ -3,7 +3,7 @@
 ``SAMPLERS`` and ``SCHEDULES`` map a name to an entry: the core function, a one-line description, its default
 options, capability flags and what it ``needs`` from whoever runs it (ComfyUI's host, a benchmark, the CLI). The
 stock baselines (euler, heun, dpmpp_2m; karras, exponential, simple, ays) sit next to ours (``sl_`` names).
-``schedule-lab compare``, every benchmark and the nodes that run a method go through :func:`run`;
+``schedule-lab compare``, every benchmark and (next) the A/B node make every cell with :func:`run`;
 ``nodes/registry.py`` says which of these names appear in ComfyUI's dropdowns.
 
 Flags of a sampler: ``adaptive`` (decides its own steps: NFE ≠ len(sigmas) − 1, per-image step counts; it reports

@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 #: Added to ComfyUI's seed for the extra noise: ComfyUI draws the initial noise with torch.manual_seed(seed) on the
-#: CPU, so the raw seed would give extra channels *equal* to the initial noise (spec §4 pitfall (b)).
+#: CPU, so the raw seed would give extra channels *equal* to the initial noise (docs/tada.md, "Initial state").
 SEED_OFFSET = 0x7ADA
 
 N_AUG_CHOICES = (1, 2, 3)
@@ -92,7 +92,8 @@ def initial_state(x: torch.Tensor, sigma0: float, t0: float, n_aug: int, detail:
     """Write X_{t0} ~ N(0, Σ_{t0}) conditioned exactly on gᵀX = ŷ0 = x/σ0 into ``out`` (n_aug, numel).
 
     X = w + c (ŷ0 − gᵀw) with w = L z, L Lᵀ = Σ_{t0}: the residual X − c ŷ0 = (I − c gᵀ) w is independent of
-    ŷ0, so any incoming latent (pure noise, img2img, denoise < 1) gets the right joint law (spec §4 (a)).
+    ŷ0, so any incoming latent (pure noise, img2img, denoise < 1) gets the right joint law (docs/tada.md,
+    "Initial state").
     N = 1 has no extra variables and uses no noise.
     """
     yhat = x.reshape(-1).to(out.dtype) / sigma0

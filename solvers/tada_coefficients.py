@@ -1,4 +1,4 @@
-"""The N×N float64 algebra of TADA (Chen et al. 2025, arXiv 2506.21757; spec: shared/specs/tada.md §1).
+"""The N×N float64 algebra of TADA (Chen et al. 2025, arXiv 2506.21757; docs/tada.md, "How a step works").
 
 Everything here acts on the N augmented variables X = (x⁽⁰⁾, …, x⁽ᴺ⁻¹⁾) identically for every pixel, so every
 object is an N-vector or an N×N matrix (numpy float64). Flow-matching time t runs from 0 (prior) to 1 (data),

@@ -1,7 +1,7 @@
 """Testbed 2: the exact (optimal) denoiser of an empirical dataset, as a k-diffusion model.
 
 It memorises: the converged ODE lands exactly on training points, and the flow map is discontinuous, so read
-testbeds.md §3 for the metrics that stay meaningful (mode agreement, SWD/FD against train with the
+docs/testbeds.md for the metrics that stay meaningful (mode agreement, SWD/FD against train with the
 converged-ODE floor, RMSE at an intermediate σ).
 """
 from __future__ import annotations

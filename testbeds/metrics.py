@@ -1,10 +1,10 @@
-"""Benchmark metrics (testbeds.md §6): NFE counted by a wrapper, solver error, distribution distances.
+"""Benchmark metrics (docs/testbeds.md): NFE counted by a wrapper, solver error, distribution distances.
 
 * ``NFECounter`` — counts model calls (NFE), not steps.
 * ``rmse`` — solver error against a converged endpoint.
 * ``fd_cls`` — Fréchet distance in the bundled digits classifier's penultimate feature space.
 * ``swd`` — sliced 2-Wasserstein distance (512 seeded projections).
-* ``mode_agreement``, ``nearest_index``, ``nearest_distance`` — for the memorising exact denoiser (§3).
+* ``mode_agreement``, ``nearest_index``, ``nearest_distance`` — for the memorising exact denoiser (docs/testbeds.md).
 Rows are compared flat: images (N, 1, 8, 8) and rows (N, 64) are interchangeable.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 * ``EDMDenoiserMLP`` — a residual MLP denoiser for the 8×8 digits with EDM preconditioning (Karras et al.
   2022, Table 1): D(x, σ) = c_skip(σ) x + c_out(σ) F(c_in(σ) x, c_noise(σ)), c_noise = ln(σ)/4, with a Fourier
-  embedding of c_noise. It is trained over the whole σ range [0.002, 80] (testbeds.md §4, sigma-range pitfall)
+  embedding of c_noise. It is trained over the whole σ range [0.002, 80] (docs/testbeds.md, sigma-range pitfall)
   and follows the k-diffusion model contract ``model(x, sigma_vec) -> denoised``.
 * ``DigitsClassifier`` — a small MLP digit classifier; its penultimate features define FD_cls.
 

@@ -1,6 +1,6 @@
 """Converged ODE endpoints: many-step Heun on Karras sigmas, cached on disk as .safetensors.
 
-The reference is what "solver error" is measured against (testbeds.md §6: RMSE to the converged ODE, mode
+The reference is what "solver error" is measured against (docs/testbeds.md: RMSE to the converged ODE, mode
 agreement). Heun-500 costs ~1000 NFE, so results are cached under a hash of everything that determines them:
 the model's identity (``key``, or the model's own ``cache_key``), the starting noise x_T and the sigmas.
 """

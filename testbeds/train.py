@@ -54,7 +54,7 @@ EVAL_SIGMAS = (0.002, 0.02, 0.1, 0.5, 1.0, 2.0, 5.0, 20.0, 80.0)
 def sample_training_sigmas(n: int, gen: torch.Generator, p_mean: float, p_std: float, loguniform_frac: float,
                            sigma_min: float, sigma_max: float) -> torch.Tensor:
     """σ for training: ln σ ~ N(p_mean, p_std²) (EDM), except a fraction drawn log-uniform on [σ_min, σ_max]
-    so that σ_max is in distribution (testbeds.md §4, sigma-range pitfall)."""
+    so that σ_max is in distribution (docs/testbeds.md, sigma-range pitfall)."""
     log_normal = p_mean + p_std * torch.randn(n, generator=gen)
     log_uniform = math.log(sigma_min) + torch.rand(n, generator=gen) * math.log(sigma_max / sigma_min)
     pick_uniform = torch.rand(n, generator=gen) < loguniform_frac

@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Pin threads before torch is imported anywhere (testbeds.md: oversubscription costs 20x).
+# Pin threads before torch is imported anywhere (docs/testbeds.md: oversubscription costs 20x).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 

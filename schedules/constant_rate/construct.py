@@ -7,12 +7,13 @@ holds the speed of change per unit λ, ``v_λ``, tabulated on ascending λ nodes
 ``v_c = v_λ / |dc/dλ|``; coordinates: ``"alpha_bar"`` (VP signal power ᾱ = sigmoid(2λ), the paper's α),
 ``"sigma"`` (VE sigma e^−λ) and ``"lambda"``.
 
-Schedule (spec §1): with t(c) = ∫ v_c^ξ dc / Z, the N noise levels sit at equal shares t_i = i/(N − 1). In λ the
+Schedule (docs/constant_rate.md, "How a schedule is built"): with t(c) = ∫ v_c^ξ dc / Z, the N noise levels sit
+at equal shares t_i = i/(N − 1). In λ the
 integrand is w(λ) = v_λ^ξ · |dc/dλ|^(1 − ξ), so ξ = 1 is coordinate-free and ξ ≠ 1 depends on ``coord``
 (default ``"alpha_bar"``, the paper's). log w is interpolated linearly between nodes and integrated exactly, so
 power laws in σ (Karras) and constants in λ (log-SNR uniform) come out exactly.
 
-Analytic velocities here; measured ones (Fréchet, v_x, v_ε) in :mod:`.constant_rate_measure`. Decisions and
+Analytic velocities here; measured ones (Fréchet, v_x, v_ε) in :mod:`.measure`. Decisions and
 measurements: docs/constant_rate.md.
 """
 from __future__ import annotations
@@ -182,7 +183,7 @@ def _local_linear(x: torch.Tensor, y: torch.Tensor, h: float) -> torch.Tensor:
 # Analytic velocities
 # ---------------------------------------------------------------------------------------------------------------
 def cos_velocity() -> Velocity:
-    """v_cos(ᾱ) = 1/√(ᾱ(1 − ᾱ)): with ξ = 1 its schedule is the cosine one, ᾱ = cos²(θ), θ linear in t (spec §2)."""
+    """v_cos(ᾱ) = 1/√(ᾱ(1 − ᾱ)): with ξ = 1 its schedule is the cosine one, ᾱ = cos²(θ), θ linear in t."""
     # per unit λ: v_λ = v_ᾱ · 2ᾱ(1 − ᾱ) = 2 √(ᾱ(1 − ᾱ)), written with sigmoids so 1 − ᾱ does not round to 0
     return Velocity.from_function(lambda lam: 2 * (torch.sigmoid(2 * lam) * torch.sigmoid(-2 * lam)).sqrt(),
                                   "lambda", "cos")
@@ -196,7 +197,8 @@ def power_velocity(exponent: float, coord: str = "sigma") -> Velocity:
 def gaussian_frechet_velocity(variances, mean_sq: float = 0.0, per_dim: bool = True,
                               nodes: int = ANALYTIC_NODES) -> Velocity:
     """Closed-form speed of √FD between diffused Gaussian data N(μ, Σ), Σ with eigenvalues ``variances``
-    (spec §4.3):  v(ᾱ)² = |μ|²/(4ᾱ) + Σ_i (λ_i − 1)² / (4(ᾱ λ_i + 1 − ᾱ)),  ``mean_sq`` = |μ|².
+    (docs/constant_rate.md, "Fréchet measure"):
+    v(ᾱ)² = |μ|²/(4ᾱ) + Σ_i (λ_i − 1)² / (4(ᾱ λ_i + 1 − ᾱ)),  ``mean_sq`` = |μ|².
     ``per_dim`` divides v² by the dimension (the scale does not change the schedule)."""
     lam_i = _f64(variances).reshape(-1)
     if len(lam_i) == 0 or (lam_i < 0).any() or not torch.isfinite(lam_i).all():
@@ -221,8 +223,8 @@ LATENT_SECOND_MOMENT = 1.0
 def default_velocity(kind: ModelKind | None = None) -> Velocity:
     """Data-free default: the closed-form Gaussian Fréchet velocity of the family's latent statistics, taken as a
     point mass of unit second moment per element (|μ|²/d = 1, Σ = 0): v(ᾱ)² ∝ 1/(4ᾱ) + 1/(4(1 − ᾱ)), which is
-    exactly v_cos (spec §2). Every kind shares it (``kind`` is accepted for symmetry); ξ and the kind's sigma
-    range shape the schedule."""
+    exactly v_cos (docs/constant_rate.md, "Data-free default"). Every kind shares it (``kind`` is accepted for
+    symmetry); ξ and the kind's sigma range shape the schedule."""
     dim = 4
     vel = gaussian_frechet_velocity(torch.zeros(dim, dtype=torch.float64), LATENT_SECOND_MOMENT * dim)
     return Velocity(vel.lam, vel.values, "default",
@@ -230,8 +232,9 @@ def default_velocity(kind: ModelKind | None = None) -> Velocity:
 
 
 def combine(parts: Sequence[tuple[Velocity, float]], lam_range: tuple[float, float] | None = None) -> Velocity:
-    """Σ_k w_k v_k / ∫v_k dλ with weights normalised to sum 1 ("vx + vcos", spec §2): each velocity is scaled to
-    unit integral over ``lam_range`` (default: the overlap of their nodes) so the weights mean shares of steps."""
+    """Σ_k w_k v_k / ∫v_k dλ with weights normalised to sum 1 ("vx + vcos", docs/constant_rate.md, "Combination"):
+    each velocity is scaled to unit integral over ``lam_range`` (default: the overlap of their nodes) so the
+    weights mean shares of steps."""
     if not parts:
         raise ScheduleError("combine needs at least one (velocity, weight) pair.")
     weights = []
@@ -341,8 +344,9 @@ def constant_rate_sigmas(velocity: Velocity, kind: ModelKind, steps: int, xi: fl
 
 def training_density(velocity: Velocity, kind: ModelKind, sigma, xi: float = DEFAULT_XI,
                      coord: str = "alpha_bar", smooth: float = 0.0) -> torch.Tensor:
-    """Normalised training density of noise levels, p(σ) ∝ w(λ(σ)) |dλ/dσ| (spec §1: t ~ U(0,1) through the
-    schedule). Integrates to 1 over the model's [sigma_min, sigma_max]; 0 outside (and, for flow models, above
+    """Normalised training density of noise levels, p(σ) ∝ w(λ(σ)) |dλ/dσ| (t ~ U(0,1) through the
+    schedule; docs/constant_rate.md, "Training schedules"). Integrates to 1 over the model's [sigma_min, sigma_max];
+    0 outside (and, for flow models, above
     σ(LAMBDA_CLIP[0]) = 0.99995). ``sigma`` in the kind's units."""
     xi, coord = check_xi(xi), _check_coord(coord)
     s = _f64(sigma)

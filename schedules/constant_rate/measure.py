@@ -1,4 +1,5 @@
-"""Measured velocities for constant-rate schedules (spec §2-§3): Fréchet, v_x and v_ε on a grid uniform in λ.
+"""Measured velocities for constant-rate schedules (docs/constant_rate.md, "Decisions"): Fréchet, v_x and v_ε on a
+grid uniform in λ.
 
 Every measure diffuses the *same* data x₀ with the *same* noise ε at every grid point (common random numbers:
 x_ᾱ = √ᾱ x₀ + √(1 − ᾱ) ε), takes a distance D_k between neighbouring points k, k + 1 and reports

@@ -1,4 +1,4 @@
-"""Evolutionary timestep search (AutoDiffusion, Li et al. ICCV 2023, arXiv 2309.10438; shared/specs/autodiffusion.md).
+"""Evolutionary timestep search (AutoDiffusion, Li et al. ICCV 2023, arXiv 2309.10438; decisions in docs/search.md).
 
 For a fixed model, sampler and NFE budget, find the ``nfe`` grid sigmas (genes, see ``genes``) that minimise a
 fitness (lower is better; see ``fitness``). One generation:

@@ -1,4 +1,4 @@
-"""Published searched timestep lists that map to a ComfyUI model family (shared/specs/autodiffusion.md §4).
+"""Published searched timestep lists that map to a ComfyUI model family (docs/search.md, "Decisions": presets).
 
 Only one list of the official AutoDiffusion code (github.com/lilijiangg/AutoDiffusion at 1292082) was searched for
 a model ComfyUI runs: SD v1.4 with DPM-Solver(2M, data prediction), CFG 7.5, 4 steps

@@ -1,5 +1,6 @@
-"""Timestep search in the real host (issue 5 §8): a small search on the tiny checkpoint end to end, the saved file
-through Searched Steps, sampling with sl_searched through the stock KSampler, and the errors that name the input."""
+"""Timestep search in the real host (docs/search.md, "Nodes"): a small search on the tiny checkpoint end to end, the
+saved file through Searched Steps, sampling with sl_searched through the stock KSampler, and the errors that name
+the input."""
 from __future__ import annotations
 
 import json

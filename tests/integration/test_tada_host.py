@@ -1,5 +1,5 @@
-"""TADA in the real host: KSampler dropdown (eps and flow), TADA Sampler + Detail Level in SamplerCustomAdvanced,
-previews, the Detail Level message, Cancel."""
+"""TADA in the real host: KSampler dropdown (eps and flow), TADA Sampler in SamplerCustomAdvanced, Detail Level's
+effect on the dropdown sampler, previews, the Detail Level message, Cancel."""
 from __future__ import annotations
 
 import pytest
@@ -18,11 +18,34 @@ def test_sl_tada_through_the_stock_ksampler(comfy, flow_shift):
 
 
 @pytest.mark.parametrize("flow_shift", [None, 3.0], ids=["eps", "flow"])
-def test_tada_sampler_and_detail_level_through_sampler_custom_advanced(comfy, flow_shift):
+def test_tada_sampler_through_sampler_custom_advanced(comfy, flow_shift):
     sigmas = {"class_type": "BasicScheduler", "inputs": {"model": "_model", "scheduler": "simple", "steps": 6,
                                                          "denoise": 1.0}}
     sampler = {"class_type": "SL_TADASampler", "inputs": {"detail": 2.0, "n_aug": 2, "order": "auto"}}
     _ok(comfy, comfy.run(G.custom_advanced(sigmas, sampler, flow_shift=flow_shift, prefix=f"sl_tada_sca_{flow_shift}")))
+
+
+def _pixels(comfy, entry):
+    import numpy as np
+    from PIL import Image
+
+    _ok(comfy, entry)
+    img = entry["outputs"]["save"]["images"][0]
+    return np.asarray(Image.open(comfy.workdir / "output" / img["subfolder"] / img["filename"]), dtype=np.int16)
+
+
+def test_detail_level_reaches_sl_tada_in_the_stock_ksampler(comfy):
+    """Same seed and schedule: KSampler 'sl_tada' fed Detail Level 3 makes another image than the default detail 1,
+    and the same image as the TADA Sampler node with detail 3 in SamplerCustomAdvanced."""
+    default = _pixels(comfy, comfy.run(G.ksampler("sl_tada", "karras", steps=6, seed=5, prefix="sl_dl_default")))
+    detailed = _pixels(comfy, comfy.run(_with_detail_level(G.ksampler("sl_tada", "karras", steps=6, seed=5,
+                                                                      prefix="sl_dl_3"), 3.0)))
+    sigmas = {"class_type": "BasicScheduler", "inputs": {"model": "_model", "scheduler": "karras", "steps": 6,
+                                                         "denoise": 1.0}}
+    sampler = {"class_type": "SL_TADASampler", "inputs": {"detail": 3.0, "n_aug": 2, "order": "auto"}}
+    node = _pixels(comfy, comfy.run(G.custom_advanced(sigmas, sampler, seed=5, prefix="sl_dl_node_3")))
+    assert abs(detailed - default).max() > 8, "Detail Level 3 changed nothing: the detail did not reach sl_tada"
+    assert abs(detailed - node).max() <= 1, abs(detailed - node).max()
 
 
 def _with_detail_level(graph: dict, detail: float) -> dict:

@@ -45,13 +45,131 @@ def test_only_the_host_adapter_imports_comfy():
         for level, name in _imports(path):
             if level == 0 and name.split(".")[0] in HOST_MODULES - {"nodes"}:
                 offenders.append(str(path.relative_to(ROOT)))
-    assert offenders == [], offenders  # host.py imports lazily through importlib, by name
+    assert offenders == [], offenders  # nodes/host/access.py imports lazily through importlib, by name
 
 
-def test_the_host_adapter_names_every_comfy_module_it_loads():
-    text = (ROOT / "nodes" / "host.py").read_text()
-    loaded = set(re.findall(r'_import\("([a-z_.]+)"\)', text))
-    assert loaded and loaded <= {m for m in loaded if m.split(".")[0] in HOST_MODULES}
+NODE_FILES = sorted((ROOT / "nodes").rglob("*.py"))
+ACCESS = ROOT / "nodes" / "host" / "access.py"
+#: Methods of the lists and dicts ComfyUI hands us (``SCHEDULER_NAMES.append``): the touch point is the container.
+CONTAINER_METHODS = {"append", "get", "items", "keys", "values", "setdefault", "update", "pop"}
+
+
+def _is_call_to(node, names) -> bool:
+    f = node.func if isinstance(node, ast.Call) else None
+    return (isinstance(f, ast.Name) and f.id in names) or (isinstance(f, ast.Attribute) and f.attr in names)
+
+
+def _touch_points(path: Path) -> tuple[set[str], set[str]]:
+    """ComfyUI symbols a module uses: chains from ``load("mod")`` / ``v3_api()`` through attributes, getattr,
+    hasattr and setattr, followed through local names (``io = api.io``). Returns (symbols, non-literal loads)."""
+    tree = ast.parse(path.read_text(), str(path))
+    names: dict[str, str] = {}
+    dynamic: set[str] = set()
+
+    def chain(e) -> str | None:
+        if isinstance(e, ast.Name):
+            return names.get(e.id)
+        if isinstance(e, ast.Attribute):
+            base = chain(e.value)
+            return None if base is None else f"{base}.{e.attr}"
+        if _is_call_to(e, {"load"}):
+            arg = e.args[0] if e.args else None
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                return arg.value
+            dynamic.add(f"{path.name}:{e.lineno}")
+        if _is_call_to(e, {"v3_api"}):
+            return "comfy_api.latest"
+        if _is_call_to(e, {"getattr"}) and len(e.args) >= 2 and isinstance(e.args[1], ast.Constant):
+            base = chain(e.args[0])
+            return None if base is None else f"{base}.{e.args[1].value}"
+        return None
+
+    for _ in range(4):  # follow assignments until nothing new (x = load(...); y = x.a; ...)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target, value = node.targets[0], node.value
+                unpack = isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple)
+                pairs = zip(target.elts, value.elts, strict=True) if unpack else [(target, value)]
+                for t, v in pairs:
+                    c = chain(v)
+                    if isinstance(t, ast.Name) and c is not None:
+                        names[t.id] = c
+    used = set()
+    for node in ast.walk(tree):
+        c = None
+        if isinstance(node, ast.Attribute):
+            c = chain(node)
+        elif (_is_call_to(node, {"getattr", "hasattr"}) and len(node.args) >= 2
+              and isinstance(node.args[1], ast.Constant)):
+            base = chain(node.args[0])
+            c = None if base is None else f"{base}.{node.args[1].value}"
+        elif _is_call_to(node, {"setattr"}):
+            c = chain(node.args[0])
+        elif _is_call_to(node, {"load"}):
+            chain(node)  # records a load() whose name is not a literal
+        if c is not None:
+            head, _, last = c.rpartition(".")
+            used.add(head if last in CONTAINER_METHODS else c)
+    return used, dynamic
+
+
+def _used_touch_points() -> set[str]:
+    used, dynamic = set(), set()
+    for path in NODE_FILES + [ROOT / "__init__.py"]:
+        u, d = _touch_points(path)
+        used |= u
+        dynamic |= d
+    assert dynamic == set(), f"load() with a name the check cannot read: {dynamic}"
+    return {u for u in used if not any(v.startswith(u + ".") for v in used)}  # the longest chains
+
+
+def test_compat_lists_exactly_the_comfy_symbols_the_pack_uses():
+    """Every ComfyUI symbol used is listed in COMPAT (with what breaks without it), and every listed one is used."""
+    from schedule_lab.nodes.host.access import COMPAT
+
+    used = _used_touch_points()
+    assert {u.split(".")[0] for u in used} <= HOST_MODULES - {"nodes"}
+    assert sorted(used - set(COMPAT)) == [], "used but not listed in nodes/host/access.py COMPAT"
+    assert sorted(set(COMPAT) - used) == [], "listed in COMPAT but not used"
+    assert all(COMPAT.values())
+
+
+def test_the_touch_point_check_sees_every_kind_of_use(tmp_path):
+    """The checker itself, on a sample: attributes, getattr/hasattr/setattr, names followed, container methods."""
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "def f():\n"
+        "    s = load('comfy.samplers')\n"
+        "    k = load('comfy.k_diffusion.sampling')\n"
+        "    s.SCHEDULER_NAMES.append('x')\n"
+        "    inst = getattr(getattr(load('server'), 'PromptServer', None), 'instance', None)\n"
+        "    if hasattr(inst, 'send_progress_text'):\n"
+        "        setattr(k, 'sample_x', f)\n"
+        "api = v3_api()\n"
+        "io, ui = api.io, api.ui\n"
+        "class N(io.ComfyNode):\n"
+        "    x = ui.PreviewText\n"
+        "load(name)\n")
+    used, dynamic = _touch_points(sample)
+    longest = {u for u in used if not any(v.startswith(u + ".") for v in used)}
+    assert longest == {"comfy.samplers.SCHEDULER_NAMES", "comfy.k_diffusion.sampling",
+                       "server.PromptServer.instance.send_progress_text", "comfy_api.latest.io.ComfyNode",
+                       "comfy_api.latest.ui.PreviewText"}
+    assert dynamic == {"sample.py:12"}
+
+
+def test_only_the_access_module_loads_modules_by_name():
+    """``nodes/host/access.py`` is the one place that imports ComfyUI (lazily, importlib); the rest calls load().
+    ``nodes/entry.py`` imports the pack's own ``nodes/*_nodes.py`` files by name (node self-registration)."""
+    offenders = []
+    for path in PACK_FILES:
+        if path.relative_to(ROOT).parts[0] in ("benchmarks", "tools") or path in (ACCESS, ROOT / "nodes" / "entry.py"):
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if _is_call_to(node, {"import_module", "__import__"}):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []
 
 
 @pytest.mark.parametrize("path", PACK_FILES, ids=lambda p: str(p.relative_to(ROOT)))

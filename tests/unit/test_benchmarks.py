@@ -242,3 +242,15 @@ def test_overhead_report_judges_the_ten_step_ratio_against_one_percent():
                 "machine": "y", "threads": 1, "samplers": {"sl_tada (n_aug 2, order 2)": r}}
 
     assert "| met |" in markdown(result(0.019), "cmd") and "| missed |" in markdown(result(0.021), "cmd")
+
+
+def test_the_results_writer_writes_markdown_json_and_the_summary_it_prints(tmp_path):
+    from schedule_lab.benchmarks.report import write_results
+
+    said = []
+    md = write_results(tmp_path / "r", "x", "# table\n", {"rows": [1.5]}, "| ratio | 0.8 |\n", log=said.append)
+    assert md.read_text() == "# table\n" and (tmp_path / "r" / "x_summary.md").read_text() == "| ratio | 0.8 |\n"
+    assert json.loads((tmp_path / "r" / "x.json").read_text()) == {"rows": [1.5]}
+    assert said[0] == "| ratio | 0.8 |\n" and "x.json" in said[1]
+    write_results(tmp_path / "s", "y", "only\n", log=said.append)
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["y.md"]

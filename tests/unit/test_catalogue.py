@@ -156,3 +156,26 @@ def test_compare_and_the_benchmark_make_identical_cells_through_run(tmp_path, mo
         bench = method.run(model, noise, 3, seed)
         assert torch.equal(bench.x0, result.x0) and torch.equal(bench.sigmas, result.sigmas)
         assert bench.nfe == result.nfe == C.SAMPLERS[C.parse_sampler(sampler)[0]].calls(3)
+
+
+def test_the_registry_is_a_leaf_that_lists_catalogue_entries_with_what_they_need():
+    import ast
+    from pathlib import Path
+
+    from schedule_lab.nodes import registry
+
+    tree = ast.parse((Path(registry.__file__)).read_text())
+    ours = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1]
+    assert ours == [], f"nodes/registry.py imports {ours} from nodes/"
+    for name, entry in registry.SCHEDULERS.items():
+        item = C.SCHEDULES[name]
+        assert entry.description == item.description and item.ours
+        assert entry.saved_files == ("schedule_paths" in item.needs)
+        assert set(entry.model_settings) == set(item.needs) & set(registry.MODEL_SETTINGS)
+        if entry.saved_files:
+            continue
+        assert torch.equal(entry.fn(SD, 6), C.schedule_sigmas(name, SD, 6))
+    for name, entry in registry.SAMPLERS.items():
+        item = C.SAMPLERS[name]
+        assert entry.fn is item.fn and entry.defaults == item.defaults and "kind" in item.needs
+        assert set(entry.model_settings) == set(item.needs) & set(registry.MODEL_SETTINGS)

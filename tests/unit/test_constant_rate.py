@@ -1,4 +1,4 @@
-"""Constant-rate schedules: the spec's oracles (§4) as assertions, plus bad input."""
+"""Constant-rate schedules: closed-form oracles (docs/constant_rate.md) as assertions, plus bad input."""
 from __future__ import annotations
 
 import math
@@ -67,7 +67,7 @@ def test_one_over_sigma_on_a_flow_model_is_uniform_in_its_log_snr():
 
 
 def _frechet_v_lambda(lam, mean_sq, variances):
-    """Spec §4.3 in λ: v_ᾱ² = (|μ|²/(4ᾱ) + Σ(λ_i − 1)²/(4(ᾱλ_i + 1 − ᾱ)))/d, v_λ = v_ᾱ · 2ᾱ(1 − ᾱ)."""
+    """Gaussian Fréchet velocity in λ: v_ᾱ² = (|μ|²/(4ᾱ) + Σ(λ_i − 1)²/(4(ᾱλ_i + 1 − ᾱ)))/d, v_λ = v_ᾱ · 2ᾱ(1 − ᾱ)."""
     a = torch.sigmoid(2 * lam)[:, None]
     v2 = (mean_sq / (4 * a[:, 0]) + ((variances - 1) ** 2 / (4 * (a * variances + 1 - a))).sum(1)) / len(variances)
     return v2.sqrt() * 2 * a[:, 0] * (1 - a[:, 0])
@@ -112,7 +112,7 @@ def test_veps_is_the_noise_implied_by_the_denoiser():
     kind = ModelKind.edm()
     vx = measure_velocity("vx", kind, data, bed.denoiser, points=16, batch=2000)
     ve = measure_velocity("veps", kind, data, bed.denoiser, points=16, batch=2000)
-    # ε̂ = (x − x̂₀)/σ changes most at low noise, x̂₀ at high noise (spec §2.3)
+    # ε̂ = (x − x̂₀)/σ changes most at low noise, x̂₀ at high noise (docs/constant_rate.md, "Benchmark")
     assert ve.values[-1] / ve.values[0] > vx.values[-1] / vx.values[0]
 
 

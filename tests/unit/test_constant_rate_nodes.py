@@ -1,12 +1,10 @@
 """Constant-Rate Scheduler: the node's plain functions, the dropdown entry and the host plumbing, without ComfyUI
-(stand-ins as in test_nodes_host.py; the real host is exercised in tests/integration)."""
+(the ``comfy`` stand-in of conftest.py; the real host is exercised in tests/integration)."""
 from __future__ import annotations
 
-import importlib.util
 import logging
 import sys
 import types
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,11 +18,10 @@ from schedule_lab.testbeds.gaussian import GaussianTestbed
 
 KIND = ModelKind.vp()
 
-# the ComfyUI stand-ins of test_nodes_host.py (tests are collected with --import-mode=importlib)
-_spec = importlib.util.spec_from_file_location("sl_unit_nodes_host", Path(__file__).with_name("test_nodes_host.py"))
-_stand_ins = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_stand_ins)
-_mix = _stand_ins._mix
+
+
+def _mix(ms_mod, base, pred):
+    return type(f"{base.__name__}_{pred.__name__}", (base, pred), {})()
 
 
 class CountingModel:
@@ -117,9 +114,6 @@ def test_report_says_where_the_schedule_came_from():
 # ---------------------------------------------------------------------------------------------------------------
 # sl_constant_rate in the KSampler dropdown
 # ---------------------------------------------------------------------------------------------------------------
-comfy = _stand_ins.comfy  # the same fixture: fake comfy modules in sys.modules, host warnings reset
-
-
 def test_dropdown_uses_the_calibration_attached_to_this_model_else_the_default(comfy, caplog):
     host.register_schedulers()
     S, M = comfy["comfy.samplers"], comfy["comfy.model_sampling"]

@@ -1,4 +1,4 @@
-"""Host adapter against a minimal stand-in of the few ``comfy`` symbols it uses.
+"""Host adapter against the stand-in of the few ``comfy`` symbols it uses (the ``comfy`` fixture, conftest.py).
 
 Behaviour on the real host is checked in tests/integration; here: idempotence, in-place appends,
 drift handling and the model_sampling → ModelKind mapping, fast and without ComfyUI.
@@ -8,78 +8,14 @@ from __future__ import annotations
 import math
 import sys
 import types
-from typing import NamedTuple
 
 import pytest
 import torch
 
 from schedule_lab.nodes import host
+from schedule_lab.nodes.host import registration
 from schedule_lab.nodes.registry import SCHEDULERS, Entry
-from schedule_lab.schedules import ModelKind, ScheduleError, scaled_linear_sigmas
-
-
-def _fake_comfy():
-    samplers = types.ModuleType("comfy.samplers")
-
-    class SchedulerHandler(NamedTuple):
-        handler: object
-        use_ms: bool = True
-
-    samplers.SchedulerHandler = SchedulerHandler
-    samplers.SCHEDULER_HANDLERS = {"simple": SchedulerHandler(lambda ms, n: None), "karras": SchedulerHandler(None)}
-    samplers.SCHEDULER_NAMES = list(samplers.SCHEDULER_HANDLERS)
-    samplers.KSAMPLER_NAMES = ["euler", "heun"]
-    samplers.SAMPLER_NAMES = samplers.KSAMPLER_NAMES + ["ddim"]
-
-    ms = types.ModuleType("comfy.model_sampling")
-    for name in ("EPS", "CONST", "X0", "IMG_TO_IMG", "COSMOS_RFLOW"):
-        setattr(ms, name, type(name, (), {}))
-    ms.V_PREDICTION = type("V_PREDICTION", (ms.EPS,), {})
-    ms.EDM = type("EDM", (ms.V_PREDICTION,), {})
-
-    class ModelSamplingDiscrete:
-        def __init__(self):
-            self.sigmas = scaled_linear_sigmas().float()
-            self.sigma_data = 1.0
-
-        sigma_min = property(lambda self: self.sigmas[0])
-        sigma_max = property(lambda self: self.sigmas[-1])
-
-    class ModelSamplingDiscreteFlow:
-        def __init__(self, shift=3.0):
-            self.shift, self.multiplier = shift, 1000.0
-            self.sigma_min, self.sigma_max = 0.001 * shift / (1 + (shift - 1) * 0.001), 1.0
-
-    class ModelSamplingFlux:
-        def __init__(self, mu=1.15):
-            self.shift, self.multiplier = mu, 1.0
-            self.sigma_min, self.sigma_max = 0.0001, 1.0
-
-    class ModelSamplingContinuousEDM:
-        sigma_min, sigma_max, sigma_data = 0.002, 120.0, 0.5
-
-    class StableCascadeSampling(ModelSamplingDiscrete):
-        pass
-
-    for cls in (ModelSamplingDiscrete, ModelSamplingDiscreteFlow, ModelSamplingFlux, ModelSamplingContinuousEDM,
-                StableCascadeSampling):
-        setattr(ms, cls.__name__, cls)
-
-    ksampling = types.ModuleType("comfy.k_diffusion.sampling")
-    comfy = types.ModuleType("comfy")
-    kd = types.ModuleType("comfy.k_diffusion")
-    comfy.samplers, comfy.model_sampling, comfy.k_diffusion, kd.sampling = samplers, ms, kd, ksampling
-    return {"comfy": comfy, "comfy.samplers": samplers, "comfy.model_sampling": ms, "comfy.k_diffusion": kd,
-            "comfy.k_diffusion.sampling": ksampling}
-
-
-@pytest.fixture
-def comfy(monkeypatch):
-    mods = _fake_comfy()
-    for name, mod in mods.items():
-        monkeypatch.setitem(sys.modules, name, mod)
-    host._warned.clear()
-    return mods
+from schedule_lab.schedules import ModelKind, ScheduleError
 
 
 def _mix(ms_mod, base, pred):
@@ -107,12 +43,13 @@ def test_registering_twice_changes_nothing(comfy):
 
 
 def test_samplers_resolve_by_comfy_naming_rule(comfy):
-    def fn(model, x, sigmas, extra_args=None, callback=None, disable=None):
-        return x
+    """ComfyUI runs sampler NAME as ``comfy.k_diffusion.sampling.sample_NAME``: that function runs the entry's."""
+    def fn(model, x, sigmas, extra_args=None, callback=None, disable=None, kind=None):
+        return x * 2 + len(sigmas)
 
     host.register_samplers({"sl_probe": Entry(fn, "probe")})
     S, K = comfy["comfy.samplers"], comfy["comfy.k_diffusion.sampling"]
-    assert K.sample_sl_probe.schedule_lab_entry.fn is fn and K.sample_sl_probe.schedule_lab_name == "sl_probe"
+    assert torch.equal(K.sample_sl_probe(None, torch.ones(2), torch.tensor([1.0, 0.0])), torch.full((2,), 4.0))
     assert S.SAMPLER_NAMES[-1] == "sl_probe" and S.KSAMPLER_NAMES[-1] == "sl_probe"
 
 
@@ -124,6 +61,27 @@ def test_registered_handler_returns_float32_sigmas_for_the_model(comfy):
     sig = handler.handler(_mix(M, M.ModelSamplingDiscrete, M.EPS), 10)
     assert sig.dtype == torch.float32 and len(sig) == 11 and sig[-1] == 0
     assert float(sig[0]) == pytest.approx(14.6146, rel=1e-4)
+
+
+def test_the_searched_dropdown_is_given_the_saved_schedule_files_by_the_host(comfy, monkeypatch, tmp_path):
+    from schedule_lab.schedules.files import save_schedule
+    from schedule_lab.schedules.search.results import make_search_doc
+
+    M = comfy["comfy.model_sampling"]
+    sd = ModelKind.vp()
+    save_schedule(tmp_path / "s.json", make_search_doc(torch.tensor([9.0, 2.0, 0.2, 0.0], dtype=torch.float64), sd,
+                                                       nfe=3, sampler="euler", fitness="endpoint", best_fitness=0.1,
+                                                       holdout_fitness=0.1, history=[], pack_version="test"))
+    fp = types.ModuleType("folder_paths")  # ComfyUI's folder registry, listing tmp_path as models/schedules
+    fp.models_dir, fp.folder_names_and_paths = str(tmp_path), {}
+    fp.get_filename_list = lambda folder: sorted(p.name for p in tmp_path.glob("*.json"))
+    fp.get_full_path = lambda folder, name: str(tmp_path / name) if (tmp_path / name).is_file() else None
+    monkeypatch.setitem(sys.modules, "folder_paths", fp)
+    host.register_schedulers()
+    handler = comfy["comfy.samplers"].SCHEDULER_HANDLERS["sl_searched"].handler
+    assert handler(_mix(M, M.ModelSamplingDiscrete, M.EPS), 3).tolist() == pytest.approx([9.0, 2.0, 0.2, 0.0])
+    with pytest.raises(ScheduleError, match="Timestep Search node with nfe=4"):
+        handler(_mix(M, M.ModelSamplingDiscrete, M.EPS), 4)
 
 
 def test_missing_scheduler_handler_warns_once_and_raises_nothing(comfy, caplog):
@@ -138,7 +96,7 @@ def test_register_all_never_raises(comfy, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("host changed")
 
-    monkeypatch.setattr(host, "register_schedulers", boom)
+    monkeypatch.setattr(registration, "register_schedulers", boom)
     assert host.register_all() == {"schedulers": [], "samplers": []}
 
 
@@ -157,10 +115,14 @@ def test_discrete_models_map_to_vp_kinds_with_their_table(comfy, pred, kind):
     assert k.to_timestep(torch.tensor(k.sigma_max)).item() == pytest.approx(999, abs=1e-3)
 
 
-def test_sd3_flow_maps_to_flow_kind_with_shift(comfy):
+def test_sd3_flow_maps_to_a_kind_with_comfys_shifted_sigma(comfy):
+    """ComfyUI's ModelSamplingDiscreteFlow: sigma(t) = shift·t / (1 + (shift − 1)·t), timestep = 1000·sigma."""
     M = comfy["comfy.model_sampling"]
     k = host.model_kind_from_sampling(_mix(M, M.ModelSamplingDiscreteFlow, M.CONST))
-    assert (k.kind, k.shift, k.multiplier) == ("flow", 3.0, 1000.0)
+    t = torch.tensor([0.001, 0.3, 0.7, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(k.from_flow_time(t), 3.0 * t / (1 + 2.0 * t))
+    torch.testing.assert_close(k.to_timestep(torch.tensor(0.5, dtype=torch.float64)),
+                               torch.tensor(500.0, dtype=torch.float64))
 
 
 def test_flux_exponential_shift_becomes_the_equivalent_sd3_shift(comfy):
@@ -172,10 +134,13 @@ def test_flux_exponential_shift_becomes_the_equivalent_sd3_shift(comfy):
     assert k.from_flow_time(torch.tensor(t)).item() == pytest.approx(math.exp(1.15) / (math.exp(1.15) + 1 / t - 1))
 
 
-def test_continuous_edm_maps_to_edm_kind(comfy):
+def test_continuous_edm_maps_to_a_kind_with_comfys_edm_timestep(comfy):
+    """ComfyUI's ModelSamplingContinuousEDM: timestep(sigma) = 0.25·log sigma (not a table index as for SD)."""
     M = comfy["comfy.model_sampling"]
     k = host.model_kind_from_sampling(_mix(M, M.ModelSamplingContinuousEDM, M.EDM))
-    assert (k.kind, k.sigma_max, k.sigma_data) == ("edm", 120.0, 0.5)
+    sigma = torch.tensor([0.002, 1.0, 120.0], dtype=torch.float64)
+    torch.testing.assert_close(k.to_timestep(sigma), 0.25 * torch.log(sigma))
+    torch.testing.assert_close(k.to_lambda(sigma), -torch.log(sigma))
 
 
 def test_unsupported_sampling_is_refused_by_name(comfy):
@@ -208,10 +173,3 @@ def test_pack_sampler_gets_the_model_kind_and_model_settings_with_explicit_optio
     sample(model, x, torch.tensor([1.0, 0.0]), extra_args=None)
     # "other" is not a model setting of this entry, so the stored 99 is ignored.
     assert seen == [("flow", 3.0, 7), ("flow", 0.5, 7), ("flow", 1.0, 7)]
-
-
-def test_tada_is_registered_as_a_pack_sampler():
-    from schedule_lab.nodes.registry import SAMPLERS
-    from schedule_lab.solvers.tada import sample_tada
-
-    assert SAMPLERS["sl_tada"].fn is sample_tada and "detail" in SAMPLERS["sl_tada"].model_settings

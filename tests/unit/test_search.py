@@ -1,5 +1,5 @@
-"""Timestep search (issue 5): gene operators, the evolutionary search, its saved state, fitness, LD3 refinement and
-the published presets. Oracles from shared/specs/autodiffusion.md §7."""
+"""Timestep search: gene operators, the evolutionary search, its saved state, fitness, LD3 refinement and the
+published presets, against the oracles and decisions of docs/search.md."""
 from __future__ import annotations
 
 import json
@@ -328,7 +328,7 @@ def test_refinement_reports_held_out_error_and_keeps_the_best_list():
 # -- presets ------------------------------------------------------------------------------------------------------
 
 def test_dpm_solver_preset_reproduces_the_papers_sigmas():
-    """Spec §4 table and oracle 3: t = 0.926074 → n = 925.07 → σ = 9.547 on SD1's table."""
+    """The paper's published list: t = 0.926074 → n = 925.07 → σ = 9.547 on SD1's table (docs/search.md)."""
     s = preset_sigmas("autodiffusion_sd1_dpmpp_2m_4", SD)
     assert s.tolist() == pytest.approx([9.547, 3.576, 1.616, 0.789, 0.1155, 0.0], abs=6e-4)
     # DPM-Solver interpolates log alpha in t; ComfyUI's sigma(t) interpolates log sigma: agree to 2e-5

@@ -121,12 +121,12 @@ def test_best_saved_search_picks_the_lowest_held_out_fitness_for_this_model_and_
 def test_sl_searched_reads_the_schedule_folder_and_skips_damaged_files(tmp_path):
     save_schedule(tmp_path / "good.json", _doc([9.0, 2.0, 0.2, 0.0], SD, 3, 0.1))
     (tmp_path / "broken.json").write_text("{not json")
-    files = ["broken.json", "good.json"]
-    sigmas = search_ops.searched_for_model(SD, 3, files, lambda n: str(tmp_path / n))
+    paths = [(n, str(tmp_path / n)) for n in ("broken.json", "good.json")]
+    sigmas = SCHEDULERS["sl_searched"].fn(SD, 3, schedule_paths=paths)
     assert sigmas.dtype == torch.float32 and sigmas.tolist() == pytest.approx([9.0, 2.0, 0.2, 0.0])
     assert SCHEDULERS["sl_searched"].saved_files
     with pytest.raises(ScheduleError, match="Timestep Search"):
-        search_ops.searched_for_model(ModelKind.edm(), 3, files, lambda n: str(tmp_path / n))
+        SCHEDULERS["sl_searched"].fn(ModelKind.edm(), 3, schedule_paths=paths)
 
 
 def test_searched_steps_loads_presets_and_marks_resampling(tmp_path):
@@ -153,15 +153,24 @@ def test_host_refuses_a_latent_that_does_not_fit_and_a_sampler_without_a_functio
         host.check_latent_fits(model, torch.zeros(1, 16, 8, 8))
     with pytest.raises(ScheduleError, match="sampler: "):
         host.sampler_function(object())
-    seen = {}
 
-    def sample_x(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=0.0):
-        seen["eta"] = eta
-        return x
 
-    run = host.sampler_function(SimpleNamespace(sampler_function=sample_x, extra_options={"eta": 0.5}))
-    run(None, torch.zeros(1), torch.tensor([1.0, 0.0]))
-    assert seen == {"eta": 0.5} and run.__name__ == "sample_x"
+def test_a_sampler_input_runs_with_its_own_options():
+    """A SAMPLER (TADA Sampler node: sl_tada with detail 3) driven by Timestep Search gives TADA's detail-3 result."""
+    from types import SimpleNamespace
+
+    from schedule_lab.nodes import host
+    from schedule_lab.solvers.tada import sample_tada
+    from schedule_lab.testbeds.gaussian import GaussianTestbed
+
+    bed = GaussianTestbed(8, mean=0.2, std=0.5)
+    x = torch.randn(2, 8, generator=torch.Generator().manual_seed(0)) * 10
+    sigmas = torch.tensor([10.0, 3.0, 1.0, 0.3, 0.0])
+    run = host.sampler_function(SimpleNamespace(sampler_function=sample_tada, extra_options={"detail": 3.0}))
+    out = run(bed.denoiser, x, sigmas, extra_args={"seed": 4})
+    assert torch.equal(out, sample_tada(bed.denoiser, x, sigmas, extra_args={"seed": 4}, detail=3.0))
+    assert not torch.allclose(out, sample_tada(bed.denoiser, x, sigmas, extra_args={"seed": 4}))
+    assert run.__name__ == "sample_tada"
 
 
 def test_search_bench_report_divides_by_the_same_seeds_baselines():

@@ -1,4 +1,5 @@
-"""solvers/tada.py: the oracles of shared/specs/tada.md §5 and the ComfyUI edge cases of issue 3."""
+"""solvers/tada.py: its oracles (reduction to Euler, the float64 algebra, the paper's tabulated values) and the
+ComfyUI edge cases of docs/tada.md ("ComfyUI notes")."""
 from __future__ import annotations
 
 import math
@@ -61,7 +62,7 @@ class _TriModal:
         return (torch.softmax(logits, -1) * post).sum(-1)
 
 
-# ---- §5 oracles: reduction to Euler -------------------------------------------------------------------------
+# ---- oracles: reduction to Euler -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("detail", [0.3, 1.0, 5.0])
 def test_n_aug_1_order_1_equals_euler_on_ve_sigmas(detail):
@@ -91,7 +92,7 @@ def test_flow_kind_on_the_same_snr_grid_equals_ve_run():
     assert (ve - flow).abs().max() < 1e-9
 
 
-# ---- §5 oracles: the float64 algebra ------------------------------------------------------------------------
+# ---- oracles: the float64 algebra ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n", [2, 3])
 def test_first_order_open_loop_step_equals_exact_closed_loop_step(n):

@@ -1,0 +1,115 @@
+"""The one module of the pack that imports ComfyUI (lazily, by name).
+
+Every other module reaches ComfyUI through :func:`load` (and :func:`v3_api`), so a symbol missing in some
+ComfyUI version (version drift) logs one warning and disables only what needs it; the pack's own nodes keep
+working. :data:`COMPAT` lists every ComfyUI symbol the pack uses and what breaks without it;
+``tests/unit/test_architecture.py`` checks the list against the code in both directions.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+
+log = logging.getLogger("schedule_lab")
+
+_SAMPLING_KINDS = "reading the model kind (eps / v / EDM / flow)"
+_DROPDOWN_SCHEDULERS = "pack schedulers in the KSampler dropdown"
+_V3 = "the Schedule Lab nodes (V3 node API)"
+
+#: Every ComfyUI symbol the pack uses (module.attribute...), and what breaks without it.
+COMPAT: dict[str, str] = {
+    "comfy.samplers.SCHEDULER_HANDLERS": _DROPDOWN_SCHEDULERS,
+    "comfy.samplers.SCHEDULER_NAMES": _DROPDOWN_SCHEDULERS,
+    "comfy.samplers.SchedulerHandler": _DROPDOWN_SCHEDULERS + " (ComfyUI >= 2025-01)",
+    "comfy.samplers.KSAMPLER_NAMES": "pack samplers in the KSampler dropdown",
+    "comfy.samplers.SAMPLER_NAMES": "pack samplers in the KSampler dropdown",
+    "comfy.samplers.KSAMPLER": "pack SAMPLER nodes, Timestep Search and the Constant-Rate Scheduler",
+    "comfy.k_diffusion.sampling": "pack samplers in the KSampler dropdown (sample_<name> functions set on it)",
+    "comfy.model_sampling.EPS": _SAMPLING_KINDS,
+    "comfy.model_sampling.V_PREDICTION": _SAMPLING_KINDS,
+    "comfy.model_sampling.EDM": _SAMPLING_KINDS,
+    "comfy.model_sampling.CONST": _SAMPLING_KINDS,
+    "comfy.model_sampling.ModelSamplingFlux": _SAMPLING_KINDS + " (Flux's shift)",
+    "comfy.model_sampling.StableCascadeSampling": "refusing Stable Cascade models by name",
+    "comfy.model_sampling.ModelSamplingCosmosRFlow": "refusing Cosmos models by name",
+    "comfy.model_sampling.COSMOS_RFLOW": "refusing Cosmos models by name",
+    "comfy.model_sampling.X0": "refusing x0-prediction models by name",
+    "comfy.model_sampling.IMG_TO_IMG": "refusing image-to-image models by name",
+    "comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE": "Detail Level telling when it had no effect",
+    "comfy.sample.fix_empty_latent_channels": "matching an empty latent's channels to the model (Timestep Search, "
+                                              "Constant-Rate Scheduler)",
+    "comfy.utils.ProgressBar": "progress bars of Timestep Search and the Constant-Rate Scheduler",
+    "comfy.model_management.throw_exception_if_processing_interrupted": "Cancel during long node work",
+    "comfyui_version.__version__": "the ComfyUI version in the registration log line",
+    "folder_paths.models_dir": "the models/schedules and models/schedule_lab_calibration folders",
+    "folder_paths.folder_names_and_paths": "the models/schedules and models/schedule_lab_calibration folders",
+    "folder_paths.get_filename_list": "the schedule dropdowns of Load Schedule and Searched Steps",
+    "folder_paths.get_full_path": "reading schedule files",
+    "folder_paths.get_folder_paths": "writing schedule files and the calibration cache",
+    "server.PromptServer.instance.send_progress_text": "text shown on a node while it works",
+    # issue 11: live plots (route, stock scheduler names) and A/B Compare (cells sampled like SamplerCustomAdvanced)
+    "comfy.samplers.calculate_sigmas": "live schedule plots of KSampler's scheduler names; A/B Compare schedules",
+    "server.PromptServer.instance.routes": "the live schedule plot route (/schedule_lab/plot)",
+    "comfy.samplers.CFGGuider": "A/B Compare (each cell sampled through a CFG guider)",
+    "comfy.samplers.sampler_object": "A/B Compare entries naming a stock sampler",
+    "comfy.sample.prepare_noise": "A/B Compare (the same noise for every cell, as RandomNoise makes it)",
+    "comfy_api.latest.io.Conditioning.Input": _V3 + ": A/B Compare",
+    "comfy_api.latest.io.Vae.Input": _V3 + ": A/B Compare",
+    "comfy_api.latest.io.Image.Output": _V3 + ": A/B Compare",
+    "comfy_api.latest.io.Custom": _V3 + ": the A/B entries socket",
+    "comfy_api.latest.ui.PreviewImage": _V3 + ": the A/B grid on the node",
+    "comfy_api.latest.ComfyExtension": _V3,
+    "comfy_api.latest.ui.PreviewText": _V3 + ": text previews",
+    "comfy_api.latest.io.ComfyNode": _V3,
+    "comfy_api.latest.io.Schema": _V3,
+    "comfy_api.latest.io.NodeOutput": _V3,
+    "comfy_api.latest.io.Hidden.unique_id": _V3 + ": progress text on the right node",
+    "comfy_api.latest.io.NumberDisplay.slider": _V3 + ": the Detail Level slider",
+    "comfy_api.latest.io.Boolean.Input": _V3,
+    "comfy_api.latest.io.Combo.Input": _V3,
+    "comfy_api.latest.io.Float.Input": _V3,
+    "comfy_api.latest.io.Int.Input": _V3,
+    "comfy_api.latest.io.String.Input": _V3,
+    "comfy_api.latest.io.String.Output": _V3,
+    "comfy_api.latest.io.Model.Input": _V3,
+    "comfy_api.latest.io.Model.Output": _V3,
+    "comfy_api.latest.io.Sigmas.Input": _V3,
+    "comfy_api.latest.io.Sigmas.Output": _V3,
+    "comfy_api.latest.io.Sampler.Input": _V3,
+    "comfy_api.latest.io.Sampler.Output": _V3,
+    "comfy_api.latest.io.Guider.Input": _V3,
+    "comfy_api.latest.io.Latent.Input": _V3,
+}
+
+_warned: set[str] = set()
+
+
+def warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        log.warning("[Schedule Lab] %s", message)
+
+
+def load(name: str):
+    """The ComfyUI module ``name``, or None (after one warning) when this ComfyUI cannot import it."""
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:  # noqa: BLE001 - any import failure is version drift for us
+        uses = sorted({v for k, v in COMPAT.items() if k.startswith(name + ".")}) or ["some features"]
+        warn_once(name, f"cannot import {name} ({exc}); {'; '.join(uses)} disabled")
+        return None
+
+
+def comfy_version() -> str:
+    mod = load("comfyui_version")
+    return getattr(mod, "__version__", "unknown") if mod else "unknown"
+
+
+def v3_api():
+    """ComfyUI's V3 node API module (``io``, ``ui``, ``ComfyExtension``) or None on older hosts."""
+    api = load("comfy_api.latest")
+    if api is None or not (hasattr(api, "io") and hasattr(api, "ui") and hasattr(api, "ComfyExtension")):
+        warn_once("v3", "this ComfyUI has no V3 node API (comfy_api.latest, ComfyUI >= 0.3.48); the "
+                  "Schedule Lab nodes are unavailable, the KSampler dropdown entries still work")
+        return None
+    return api

@@ -1,0 +1,75 @@
+"""The pack's folders under ComfyUI's ``models/``: ``schedules`` (schedule files) and ``schedule_lab_calibration``
+(the constant-rate calibration cache), both registered with ``folder_paths`` so extra_model_paths.yaml applies."""
+from __future__ import annotations
+
+import os
+
+from ...schedules.errors import ScheduleError
+from .access import load
+
+SCHEDULE_FOLDER = "schedules"
+CALIBRATION_FOLDER = "schedule_lab_calibration"
+
+
+def ensure_schedule_folder() -> None:
+    """Register ``models/schedules`` (extensions: .json) with ComfyUI's folder_paths, idempotently."""
+    fp = load("folder_paths")
+    if fp is None:
+        return
+    default = os.path.join(fp.models_dir, SCHEDULE_FOLDER)
+    if SCHEDULE_FOLDER in fp.folder_names_and_paths:
+        paths, _ = fp.folder_names_and_paths[SCHEDULE_FOLDER]
+        if default not in paths:
+            paths.append(default)
+        fp.folder_names_and_paths[SCHEDULE_FOLDER] = (paths, {".json"})
+    else:
+        fp.folder_names_and_paths[SCHEDULE_FOLDER] = ([default], {".json"})
+
+
+def schedule_files() -> list[str]:
+    fp = load("folder_paths")
+    if fp is None:
+        return []
+    ensure_schedule_folder()
+    return fp.get_filename_list(SCHEDULE_FOLDER)
+
+
+def schedule_read_path(name: str) -> str:
+    """Full path of an existing schedule file, found only inside ComfyUI's schedule folders."""
+    fp = load("folder_paths")
+    ensure_schedule_folder()
+    path = fp.get_full_path(SCHEDULE_FOLDER, name) if fp else None
+    if path is None:
+        raise ScheduleError(f"schedule: no file named {name!r} in models/{SCHEDULE_FOLDER}; "
+                            "save one with the Save Schedule node or copy it there, then refresh")
+    return path
+
+
+def saved_schedule_paths() -> list[tuple[str, str]]:
+    """``(name, path)`` of every schedule file, what registry entries with ``saved_files`` need."""
+    return [(name, schedule_read_path(name)) for name in schedule_files()]
+
+
+def schedule_write_dir() -> str:
+    """The first (default) schedule folder, created if missing."""
+    fp = load("folder_paths")
+    if fp is None:
+        raise ScheduleError("schedule: ComfyUI's folder_paths is unavailable; cannot save schedules")
+    ensure_schedule_folder()
+    directory = fp.get_folder_paths(SCHEDULE_FOLDER)[0]
+    os.makedirs(directory, exist_ok=True)
+    return directory
+
+
+def calibration_dir() -> str:
+    """Folder of the calibration cache: ``models/schedule_lab_calibration``, or the last path configured for
+    ``schedule_lab_calibration`` in extra_model_paths.yaml; created if missing."""
+    fp = load("folder_paths")
+    if fp is None:
+        raise ScheduleError("calibration cache: ComfyUI's folder_paths is unavailable; update ComfyUI")
+    if CALIBRATION_FOLDER not in fp.folder_names_and_paths:
+        fp.folder_names_and_paths[CALIBRATION_FOLDER] = ([os.path.join(fp.models_dir, CALIBRATION_FOLDER)],
+                                                        {".json"})
+    directory = fp.get_folder_paths(CALIBRATION_FOLDER)[-1]
+    os.makedirs(directory, exist_ok=True)
+    return directory
