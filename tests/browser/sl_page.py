@@ -83,7 +83,7 @@ SWAP_JS = """
       n.widgets.find(w => w.name === 'height').value = size;
     }
     // the test budget: the expensive nodes' own work made small (the page still queues them as a user would)
-    const budget = {SL_TimestepSearch: {population: 4, generations: 1, reference_steps: 8, samples: 2, holdout: 0,
+    const budget = {SL_TimestepSearch: {population: 4, generations: 1, reference_steps: 8, samples: 2, holdout: 2,
                                         refine_iterations: 1},
                     SL_ConstantRateScheduler: {samples: 4, points: 8}}[n.type] || {};
     for (const [name, v] of Object.entries(budget)) {
