@@ -83,3 +83,13 @@ def test_readme_tables_are_the_generated_ones(generated):
     assert rows
     missing = [row for row in rows if row not in readme]
     assert not missing, f"README rows differ from benchmarks/results/{generated}: {missing[:2]}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_every_workflow_has_a_template_thumbnail_and_a_note(path):
+    """ComfyUI 0.3.64's template browser shows <name>.jpg beside <name>.json (tools/make_workflow_thumbnails.py)."""
+    thumb = path.with_suffix(".jpg")
+    assert thumb.exists() and thumb.read_bytes()[:3] == b"\xff\xd8\xff", f"{thumb.name} missing or not a JPEG"
+    doc = json.loads(path.read_text())
+    notes = [n["widgets_values"][0] for n in doc["nodes"] if n["type"] == "Note"]
+    assert notes and notes[0].strip(), "a note node says what to look at"
