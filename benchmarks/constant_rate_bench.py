@@ -1,4 +1,4 @@
-"""Constant-rate schedules on the CPU testbeds: the defaults study and the benchmark of issue 4.
+"""Constant-rate schedules on the CPU testbeds: the defaults study and the benchmark (docs/constant_rate.md).
 
     python -m schedule_lab.benchmarks.constant_rate_bench [--study] [--nfe 5 10 20] [--seeds 0 1 2]
         [--n-samples 1000] [--out benchmarks/results]
@@ -49,7 +49,8 @@ CAL_SAMPLES, CAL_POINTS = 256, 32
 MEASURES = ("default", "frechet", "frechet-cls", "vx", "veps", "vx+cos")
 SAMPLERS = ("dpmpp_2m", "euler", "sl_tada")
 BASELINES = ("karras", "exponential", "ays")
-TARGET_NFE = (5, 10)  # issue 4: best measure ≤ 0.8 × karras and ≤ AYS for DPM-Solver++(2M) at these budgets
+TARGET_NFE = (5, 10)  # docs/constant_rate.md, "Benchmark": best measure ≤ 0.8 × karras and ≤ AYS for
+                      # DPM-Solver++(2M) at these budgets
 
 
 def _calibration_data(bed: Testbed) -> torch.Tensor:

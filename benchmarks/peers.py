@@ -9,7 +9,7 @@ directly comparable with our samplers' output from the same x_T. How each peer g
 * ``"vp"`` — DPMSolverMultistepScheduler (diffusers 0.42 accepts only integer ``timesteps``, which would round
   the sigmas onto the 1000-entry table): ``set_timesteps(n)`` on the SD "scaled_linear" betas, then the driver
   replaces ``scheduler.sigmas`` — the table its ``step`` reads σ_s, σ_t from — with our list (VE sigma, ending
-  in 0). a(σ) = 1/√(1 + σ²) (testbeds.md §5's VP route: x0 = D(x_t/√ᾱ, √((1−ᾱ)/ᾱ))).
+  in 0). a(σ) = 1/√(1 + σ²) (docs/testbeds.md, "Peers": x0 = D(x_t/√ᾱ, √((1−ᾱ)/ᾱ))).
 * ``"flow"`` — UniPCMultistepScheduler takes custom sigmas only as rectified-flow sigmas, so the driver uses
   its public ``set_timesteps(sigmas=s)`` with ``use_flow_sigmas=True, flow_shift=1`` and s = σ/(1 + σ), the flow
   noise level with the same half-log-SNR λ = −log σ. a(σ) = 1/(1 + σ). UniPC is written in λ, so this is the

@@ -43,8 +43,9 @@ PRESETS = {
     "readme": dict(testbed=["exact-digits"], nfe=[5, 10, 20], seeds=[0, 1, 2], n_samples=1000, samplers=[],
                    schedules=["karras", "ays"], peers=["diffusers.DPMSolverMultistep", "diffusers.UniPCMultistep"],
                    comfy_samplers=[], name="readme_table"),
-    # Issue 3 item 5: TADA at several detail values (order and n_aug at their defaults) against the diffusers peers,
-    # both testbeds, plus the ablation n_aug=1 (no momentum variables: TADA's integrator on the standard ODE).
+    # docs/tada.md, "Benchmark against the peers": TADA at several detail values (order and n_aug at their defaults)
+    # against the diffusers peers, both testbeds, plus the ablation n_aug=1 (no momentum variables: TADA's integrator
+    # on the standard ODE).
     # NFE 6 and 7 are there for the "≤ 7 NFE" target.
     "tada": dict(testbed=["exact-digits", "edm-digits"], nfe=[5, 6, 7, 8, 10, 15, 20], seeds=[0, 1, 2],
                  n_samples=1000, samplers=[f"sl_tada(detail={d})" for d in TADA_DETAILS] + ["sl_tada(n_aug=1)"],

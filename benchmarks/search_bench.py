@@ -1,4 +1,5 @@
-"""Timestep-search benchmark (issue 5): evolution, LD3 refinement and both chained, against uniform, Karras and AYS.
+"""Timestep-search benchmark (docs/search.md, "Benchmark"): evolution, LD3 refinement and both chained, against
+uniform, Karras and AYS.
 
     python -m schedule_lab.benchmarks.search_bench [--testbed exact-digits edm-digits] [--nfe 4 6]
         [--sampler euler dpmpp_2m] [--seeds 0 1 2] [--out benchmarks/results/search_bench.md]

@@ -1,12 +1,12 @@
-"""The benchmark testbeds (testbeds.md §6): a model, the sigma range it is sampled over and what it is scored against.
+"""The benchmark testbeds (docs/testbeds.md): a model, the sigma range it is sampled over and what it is scored against.
 
 * ``exact-digits`` — the exact (memorising) denoiser of the digits train split. Scored against the *train* split
   (its converged ODE reproduces training images); mode agreement with the converged ODE is meaningful here.
 * ``edm-digits`` — the bundled EDM-preconditioned MLP (testbeds.models.load_edm_mlp). Scored against the *test*
   split (the model learnt from train); no mode agreement.
 
-Both are sampled over the same sigma range so schedules are compared on equal terms (testbeds.md §3(d)): by default
-the SD1 range 0.0292–14.61 of ``ModelKind.vp()`` — the range the published AYS SD1 table covers.
+Both are sampled over the same sigma range so schedules are compared on equal terms (docs/testbeds.md, "Metrics"):
+by default the SD1 range 0.0292–14.61 of ``ModelKind.vp()`` — the range the published AYS SD1 table covers.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Defaults study for the TADA sampler (issue 3): order per model family, detail default and slider range.
+"""Defaults study for the TADA sampler (docs/tada.md, "Decisions"): order per model family, detail default and slider
+range.
 
     python -m schedule_lab.benchmarks.tada_defaults [--testbed gmm digits] [--schedule karras flow]
         [--samples-gmm 4000] [--samples-digits 1000] [--out benchmarks/results/tada_defaults.md]

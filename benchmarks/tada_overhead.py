@@ -1,4 +1,5 @@
-"""TADA's own per-step work against one forward of an SD1.5-architecture UNet (issue 3, item 5 "Overhead").
+"""TADA's own per-step work against one forward of an SD1.5-architecture UNet (docs/tada.md, "Memory and per-step
+overhead").
 
     python -m schedule_lab.benchmarks.tada_overhead [--threads 1] [--repeats 3] [--out benchmarks/results]
 

@@ -1,4 +1,5 @@
-"""Issue 3's TADA targets, read off a benchmark result (``run.py --preset tada``), as numbers and markdown.
+"""The TADA targets (docs/tada.md, "Benchmark against the peers"), read off a benchmark result (``run.py --preset
+tada``), as numbers and markdown.
 
 Targets (distribution distances FD_cls and SWD against the data, mean over seeds):
 

@@ -1,4 +1,4 @@
-"""A/B Compare nodes (issue 11, V3 schema): entries chained with A/B Entry or written as a list, one grid.
+"""A/B Compare nodes (V3 schema): entries chained with A/B Entry or written as a list, one grid.
 
 Every cell starts from the same noise (seed) with the same model, conditioning, CFG and latent, and runs through
 the public method catalogue's ``run`` (solvers/catalogue.py), as ``schedule-lab compare`` does; the grid labels
@@ -18,7 +18,11 @@ api = host.v3_api()
 io, ui = api.io, api.ui
 
 CATEGORY = "sampling/custom_sampling/schedule_lab"
-Entries = io.Custom("SL_AB_ENTRIES")
+
+
+def _entries():
+    """The A/B entries socket (built when a schema is, so a host without ``io.Custom`` disables only these nodes)."""
+    return io.Custom("SL_AB_ENTRIES")
 
 
 @node
@@ -43,9 +47,9 @@ class ABEntryNode(io.ComfyNode):
                 io.Sampler.Input("sampler", optional=True, tooltip="Optional: any SAMPLER (e.g. TADA Sampler)."),
                 io.Sigmas.Input("sigmas", optional=True, tooltip="Optional: any SIGMAS (e.g. a Schedule Lab "
                                 "scheduler, Timestep Search, AYS)."),
-                Entries.Input("previous", optional=True, tooltip="Optional: earlier entries of the chain."),
+                _entries().Input("previous", optional=True, tooltip="Optional: earlier entries of the chain."),
             ],
-            outputs=[Entries.Output("entries", display_name="entries",
+            outputs=[_entries().Output("entries", display_name="entries",
                                     tooltip="The chain so far, for A/B Compare or the next entry.")],
         )
 
@@ -85,7 +89,7 @@ class ABCompare(io.ComfyNode):
                                "first entry (detail needs sl_tada by name)."),
                 io.String.Input("sweep_values", default="0.5, 1, 2", tooltip="Comma-separated values for the sweep."),
                 io.Int.Input("columns", default=0, min=0, max=16, tooltip="Grid columns; 0 = as square as possible."),
-                Entries.Input("entries", optional=True, tooltip="A chain of A/B Entry nodes."),
+                _entries().Input("entries", optional=True, tooltip="A chain of A/B Entry nodes."),
             ],
             outputs=[io.Image.Output("grid", display_name="grid", tooltip="All cells in one labelled image."),
                      io.Image.Output("images", display_name="images",
@@ -116,7 +120,7 @@ class ABCompare(io.ComfyNode):
         bar = host.Progress(steps_total)
         images, captions, lines = [], [], []
         for cell, sampler, sigmas in plans:
-            host.interrupted_check()
+            host.check_interrupted()
             t0 = time.perf_counter()
             samples, result = host.sample_cell(model, positive, negative, cfg, latent, sampler, sigmas, seed,
                                                callback=lambda *_: bar.step())

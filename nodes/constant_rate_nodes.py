@@ -52,8 +52,11 @@ class ConstantRateScheduler(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=False,
                              tooltip="Seed of the calibration noise (and of the data-free samples)."),
                 io.String.Input("save_as", default="", optional=True, tooltip="Optional: also save the schedule "
-                                "as a schedule file in models/schedules under this name, replaced on every run "
-                                "(empty = do not save)."),
+                                "as a schedule file in models/schedules under this name (empty = do not save). An "
+                                "existing file of that name is replaced only when overwrite is on."),
+                io.Boolean.Input("overwrite", default=False, optional=True, tooltip="With save_as: replace an "
+                                 "existing schedule file of the same name. Off: an existing name is an error before "
+                                 "any model call, nothing is written."),
             ],
             outputs=[io.Sigmas.Output(tooltip="Descending noise levels ending in 0."),
                      io.String.Output("report", tooltip="Where the schedule came from, model calls, and the sigmas."),
@@ -64,8 +67,13 @@ class ConstantRateScheduler(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, guider, latent, steps, denoise, measure, xi, samples, points, seed, save_as="") -> io.NodeOutput:
+    def execute(cls, guider, latent, steps, denoise, measure, xi, samples, points, seed, save_as="",
+                overwrite=False) -> io.NodeOutput:
         ops.check_measure(measure)
+        ops.check_settings(steps, denoise, xi)  # before a calibration that could take minutes
+        saving = bool(save_as and save_as.strip())
+        if saving:
+            schedule_ops.check_save_target(save_as, host.schedule_write_dir(), overwrite)
         model = guider.model_patcher
         kind = host.model_kind_of(model)
         latent_samples = latent["samples"]
@@ -81,7 +89,8 @@ class ConstantRateScheduler(io.ComfyNode):
                     bar[0].step()
 
                 def work(call, kind_in, latent_in):
-                    return ops.calibrate(call, kind_in, latent_in, measure, points, samples, seed, progress=progress)
+                    return ops.calibrate(call, kind_in, latent_in, measure, points, samples, seed, progress=progress,
+                                         should_stop=host.check_interrupted)
 
                 return host.calibrate_with_guider(guider, latent, work, seed)
 
@@ -91,11 +100,11 @@ class ConstantRateScheduler(io.ComfyNode):
         calibrated = host.with_model_setting(model, "velocity", velocity)
         sigmas = ops.schedule(velocity, kind, steps, denoise, xi)
         text = ops.report(velocity, status, sigmas)
-        if save_as and save_as.strip():
+        if saving:
             params = {"measure": measure, "xi": float(xi), "samples": int(samples), "points": int(points),
                       "seed": int(seed), "model_calls": velocity.info.get("model_calls", 0)}
             path = schedule_ops.save_schedule_file(sigmas, kind, save_as, host.schedule_write_dir(),
-                                                   method="constant_rate", params=params, overwrite=True)
+                                                   method="constant_rate", params=params, overwrite=overwrite)
             text += f"\nsaved {path}"
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
         host.show_text(node_id, text.split("\n")[0])

@@ -17,6 +17,7 @@ from ..schedules.constant_rate.calibrate import (  # noqa: F401  (the node's voc
     XI_MIN,
     calibrate,
     check_measure,
+    check_settings,
     latent_features,
     schedule,
     settings,

@@ -24,14 +24,18 @@ NODE_MODULES = tuple(sorted(p.stem for p in Path(__file__).parent.glob("*_nodes.
 def load_node_modules() -> list[type]:
     """Import every node module (each registers its classes) and return the registered node classes."""
     for name in NODE_MODULES:
-        importlib.import_module(f"{__package__}.{name}")
+        try:
+            importlib.import_module(f"{__package__}.{name}")
+        except AttributeError as e:  # a class body needs an API member this ComfyUI lacks: only this module is lost
+            host.warn_once(f"nodes-{name}", f"the nodes of {name} are disabled on this ComfyUI: {e}")
     return list(node_list.NODES)
 
 
 comfy_entrypoint = None
 _api = host.v3_api()
 if _api is not None:
-    _nodes = load_node_modules()
+    # a node needing an io member this host lacks is left out with one warning; the others load
+    _nodes = host.definable_nodes(load_node_modules())
 
     class ScheduleLabExtension(_api.ComfyExtension):
         async def get_node_list(self):

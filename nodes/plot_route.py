@@ -1,4 +1,4 @@
-"""The live-plot route (issue 11): ``GET /schedule_lab/plot`` computes a schedule for the web extension.
+"""The live-plot route: ``GET /schedule_lab/plot`` computes a schedule for the web extension.
 
 The browser draws a node's schedule while its widgets change, before anything is queued, so the server computes it
 from the widget values alone: a scheduler name from KSampler's list (stock or pack) or a saved schedule file, with

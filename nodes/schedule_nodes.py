@@ -111,6 +111,11 @@ class LoadSchedule(io.ComfyNode):
         )
 
     @classmethod
+    def fingerprint_inputs(cls, schedule=None, **_) -> str:
+        """The file's content hash (as LoadImage hashes its image): a rewritten file is read again."""
+        return schedule_ops.file_fingerprint(schedule, host.schedule_read_path)
+
+    @classmethod
     def execute(cls, model, schedule, steps, denoise, clamp_to_model=False) -> io.NodeOutput:
         kind = host.model_kind_of(model)
         return io.NodeOutput(schedule_ops.load_schedule_file(host.schedule_read_path(schedule), kind,

@@ -8,8 +8,16 @@ import os
 
 import torch
 
+from ..schedules import safe_json
 from ..schedules.errors import ScheduleError
-from ..schedules.files import adapt_to_kind, load_schedule, make_schedule_doc, safe_schedule_name, save_schedule
+from ..schedules.files import (
+    MAX_FILE_BYTES,
+    adapt_to_kind,
+    load_schedule,
+    make_schedule_doc,
+    safe_schedule_name,
+    save_schedule,
+)
 from ..schedules.model_kind import ModelKind
 from ..schedules.resample import loglinear_resample, truncate_for_denoise
 from ..schedules.validate import validate_denoise, validate_sigmas, validate_steps
@@ -29,23 +37,39 @@ def pack_schedule(kind: ModelKind, scheduler: str, steps: int, denoise: float,
     return truncate_for_denoise(lambda n: entry.fn(kind, n, **(found or {})), steps, denoise).to(torch.float32)
 
 
-def save_schedule_file(sigmas: torch.Tensor, kind: ModelKind, filename: str, directory: str,
-                       method: str = "manual", params: dict | None = None, overwrite: bool = False) -> str:
-    """Validate, then write atomically ``directory/filename`` (name checked for path tricks). Returns the path."""
+def check_save_target(filename: str, directory: str, overwrite: bool) -> str:
+    """The path a schedule named ``filename`` would be written to; refuses a name that cannot travel, and an existing
+    file unless ``overwrite`` (nodes call it before long work, so a refusal costs nothing)."""
     try:
         name = safe_schedule_name(filename)
     except ScheduleError as e:
         raise ScheduleError(f"filename: {e}") from None
-    split = bool(len(sigmas)) and float(sigmas[-1]) != 0.0
-    sigmas = validate_sigmas(sigmas, name="sigmas", split=split)
     path = os.path.join(directory, name)
     if os.path.exists(path) and not overwrite:
         raise ScheduleError(f"filename: {name!r} already exists in the schedules folder; choose another "
                             "name or enable overwrite")
+    return path
+
+
+def save_schedule_file(sigmas: torch.Tensor, kind: ModelKind, filename: str, directory: str,
+                       method: str = "manual", params: dict | None = None, overwrite: bool = False) -> str:
+    """Validate, then write atomically ``directory/filename`` (name checked for path tricks). Returns the path."""
+    path = check_save_target(filename, directory, overwrite)
+    split = bool(len(sigmas)) and float(sigmas[-1]) != 0.0
+    sigmas = validate_sigmas(sigmas, name="sigmas", split=split)
     doc = make_schedule_doc(sigmas, kind, method=method, params=params or {}, pack_version=PACK_VERSION,
                             split=split)
     save_schedule(path, doc)
     return path
+
+
+def file_fingerprint(name, read_path) -> str:
+    """What ComfyUI compares to decide whether Load Schedule must run again: the sha256 of the file's bytes (a
+    missing or unreadable file gives its error text, so the node runs and reports it)."""
+    try:
+        return safe_json.digest(read_path(name), MAX_FILE_BYTES)
+    except ScheduleError as e:
+        return f"unreadable: {e}"
 
 
 def load_schedule_file(path: str, kind: ModelKind, steps: int = 0, denoise: float = 1.0,
@@ -60,12 +84,9 @@ def load_schedule_file(path: str, kind: ModelKind, steps: int = 0, denoise: floa
         validate_steps(steps)
     doc = load_schedule(path)
     try:
-        sigmas = adapt_to_kind(doc, kind, clamp=clamp_to_model)
+        sigmas = adapt_to_kind(doc, kind, clamp=clamp_to_model, clamp_hint="enable clamp_to_model")
     except ScheduleError as e:
-        if clamp_to_model:
-            raise ScheduleError(f"schedule: {e}") from None
-        raise ScheduleError(f"schedule: {str(e).split('; pass clamp=True')[0]}; enable clamp_to_model to move "
-                            "such levels onto the model's range, or use a schedule made for this model") from None
+        raise ScheduleError(f"schedule {os.path.basename(path)!r}: {e}") from None
     saved = len(sigmas) - 1
     return truncate_for_denoise(lambda n: sigmas if n == saved else loglinear_resample(sigmas, n),
                                 steps or saved, denoise).to(torch.float32)

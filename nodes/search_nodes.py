@@ -78,6 +78,9 @@ class TimestepSearch(io.ComfyNode):
                              "steps for optimiser refine or evolution + refine (ignored by evolution). Each costs "
                              "2 x nfe sampler runs on the search samples plus a held-out check every 2 steps. "
                              "20 is a quick polish after evolution; from uniform 40-60 reach more."),
+                io.Boolean.Input("overwrite", default=False, optional=True, tooltip="Replace an existing schedule "
+                                 "file of the same name. Off: an existing name is an error before any model call, "
+                                 "nothing is written (a cancelled search has written no file yet and resumes)."),
             ],
             outputs=[io.Sigmas.Output(tooltip="The searched schedule (descending noise levels ending in 0)."),
                      io.String.Output("report", tooltip="Generations, refinement iterations, fitness, model "
@@ -88,7 +91,7 @@ class TimestepSearch(io.ComfyNode):
     @classmethod
     def execute(cls, guider, latent, sampler, nfe, population, generations, reference_steps, samples, holdout,
                 fitness, seed, filename, resume, target_latent=None, optimiser="evolution",
-                refine_iterations=20) -> io.NodeOutput:
+                refine_iterations=20, overwrite=False) -> io.NodeOutput:
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
         kind = host.model_kind_of(guider.model_patcher)
         fn = host.sampler_function(sampler)
@@ -112,11 +115,12 @@ class TimestepSearch(io.ComfyNode):
 
         def work(model, x, extra_args):
             return search_ops.run_search(
-                model, kind, tuple(x.shape[1:]), fn, sampler_name=fn.__name__.removeprefix("sample_"), nfe=nfe,
+                model, kind, tuple(x.shape[1:]), fn, sampler_name=host.sampler_name(sampler), nfe=nfe,
                 population=population, generations=generations, reference_steps=reference_steps, seed=seed,
                 fitness=fitness, samples=samples, holdout=holdout, directory=host.schedule_write_dir(),
                 filename=filename, resume=resume, progress=progress, extra_args=extra_args, device=x.device,
-                target=target, optimiser=optimiser, refine_iterations=refine_iterations)
+                target=target, optimiser=optimiser, refine_iterations=refine_iterations,
+                should_stop=host.check_interrupted, overwrite=overwrite)
 
         sigmas, _, report = host.run_with_guider(guider, latent, work, seed)
         host.show_text(node_id, report)
@@ -149,6 +153,11 @@ class SearchedSteps(io.ComfyNode):
                      io.String.Output("info", tooltip="Where the schedule comes from, and whether it was resampled.")],
             hidden=[io.Hidden.unique_id],
         )
+
+    @classmethod
+    def fingerprint_inputs(cls, schedule=None, **_) -> str:
+        """A file's content hash, so a rewritten file (a new search under the same name) is read again."""
+        return search_ops.choice_fingerprint(schedule, host.schedule_read_path)
 
     @classmethod
     def execute(cls, model, schedule, steps, denoise) -> io.NodeOutput:

@@ -17,17 +17,19 @@ import torch
 
 from ..schedules.errors import ScheduleError
 from ..schedules.files import adapt_to_kind, doc_kind, load_schedule, safe_schedule_name, save_schedule
+from ..schedules.latents import latent_features, shape_checked
 from ..schedules.resample import loglinear_resample, truncate_for_denoise
 from ..schedules.search.evolution import EvolutionConfig, EvolutionSearch
 from ..schedules.search.fitness import EndpointFitness, FrechetFitness, ReferenceSet
 from ..schedules.search.genes import GeneSpace, uniform_genes
 from ..schedules.search.presets import PRESETS, preset_sigmas
 from ..schedules.search.refine import FD_STEP, refine
-from ..schedules.search.results import SEARCH_METHOD, make_search_doc, same_model_family
+from ..schedules.search.results import SEARCH_METHOD, check_search_params, make_search_doc, same_model_family
 from ..schedules.search.state import load_state
 from ..schedules.validate import validate_denoise, validate_steps
 from ..solvers.classic import sample_heun
 from ..version import PACK_VERSION
+from .schedule_ops import file_fingerprint
 
 FITNESSES = ("endpoint", "frechet_pooled")
 OPTIMISERS = ("evolution", "refine", "evolution + refine")
@@ -35,14 +37,6 @@ REFINE_LR = {"refine": 0.2, "evolution + refine": 0.1}  # from uniform / after e
 REFINE_EVAL_EVERY = 2  # held-out check every 2 iterations (one run of the held-out samples)
 STATE_SUFFIX = ".searchstate"
 PRESET_PREFIX = "preset: "
-
-
-def pooled_features(x: torch.Tensor) -> torch.Tensor:
-    """Cheap features for the Fréchet fitness on latents: each channel average-pooled to at most 4×4."""
-    x = x.detach().float()
-    if x.ndim == 4:
-        x = torch.nn.functional.adaptive_avg_pool2d(x, (min(4, x.shape[2]), min(4, x.shape[3])))
-    return x.reshape(x.shape[0], -1).cpu().double()
 
 
 def state_path(directory, filename: str) -> Path:
@@ -54,7 +48,7 @@ def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, popu
                generations: int = 8, reference_steps: int = 50, seed: int = 0, fitness: str = "endpoint",
                samples: int = 8, holdout: int = 8, directory, filename: str, resume: bool = True,
                progress=None, extra_args=None, device=None, reference_sampler=sample_heun, target=None,
-               optimiser: str = "evolution", refine_iterations: int = 20):
+               optimiser: str = "evolution", refine_iterations: int = 20, should_stop=None, overwrite: bool = True):
     """Search ``nfe`` steps for ``sampler`` on ``model``; returns ``(sigmas float32, path, report)``.
 
     ``model`` is a k-diffusion denoiser, ``shape`` one latent's shape, ``sampler`` a k-diffusion sampler function.
@@ -64,13 +58,18 @@ def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, popu
     ``progress(info)`` is called per evaluation of the evolution (``info["stage"] == "evolution"``) and per
     refinement iteration (``"refine"``) and may raise (Cancel): the evolution's state is saved first, and the next
     run with ``resume`` continues it (refinement restarts: it is deterministic). ``target`` (user latents in the
-    model's space, ≥ 2) replaces the reference endpoints as the Fréchet fitness's target. Every bad input is a
-    ScheduleError naming it.
+    model's space, ≥ 2) replaces the reference endpoints as the Fréchet fitness's target. ``should_stop()`` is
+    called before every model call (reference, candidates, refinement) and may raise to cancel within one call.
+    ``overwrite=False`` refuses an existing schedule file of the same name before any model call. Every bad input is
+    a ScheduleError naming it.
     """
     try:
         path = Path(directory) / safe_schedule_name(filename)
     except ScheduleError as e:
         raise ScheduleError(f"filename: {e}") from None
+    if not overwrite and path.exists():
+        raise ScheduleError(f"filename: {path.name!r} already exists in the schedules folder; choose another name "
+                            "or turn on overwrite.")
     if fitness not in FITNESSES:
         raise ScheduleError(f"fitness={fitness!r} is unknown; choose one of {', '.join(FITNESSES)}.")
     if optimiser not in OPTIMISERS:
@@ -102,15 +101,18 @@ def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, popu
     # not depend on the draw: resample_noise=False keeps elites from being re-scored on identical noise
     config = EvolutionConfig(population=population, top_k=max(1, population // 4), mutations=population // 2,
                              crossovers=population // 4, generations=generations, resample_noise=False).check()
+    model = shape_checked(model, tuple(shape))
     ref = ReferenceSet(model, kind, shape, n_search=samples, n_holdout=holdout, seed=seed,
                        reference_steps=reference_steps, nfe=nfe, extra_args=extra_args, device=device,
-                       reference_sampler=reference_sampler)
+                       reference_sampler=reference_sampler, should_stop=should_stop)
     if fitness == "endpoint":
-        fit = EndpointFitness(model, sampler, ref)
+        fit = EndpointFitness(model, sampler, ref, should_stop=should_stop)
     else:
-        fit = FrechetFitness(model, sampler, ref, pooled_features,
-                             target=None if target is None else target.to(ref.noise))
-    label = f"{fitness}/{sampler_name}/samples={samples}+{holdout}/reference={reference_steps}{target_tag}"
+        fit = FrechetFitness(model, sampler, ref, latent_features,
+                             target=None if target is None else target.to(ref.noise), should_stop=should_stop)
+    # the latent shape is part of what was searched: a state saved for another size is not resumed
+    label = (f"{fitness}/{sampler_name}/samples={samples}+{holdout}/reference={reference_steps}{target_tag}"
+             f"/latent={'x'.join(str(int(d)) for d in shape)}")
     calls = {"reference": ref.model_calls}
     resumed = False
     history, genes, config_doc, evaluations = [], None, {}, 0
@@ -132,7 +134,7 @@ def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, popu
         ref_progress = None if progress is None else (lambda info: progress({**info, "stage": "refine"}))
         refined = refine(model, sampler, ref, sigmas, iterations=refine_iterations, lr=REFINE_LR[optimiser],
                          batch=None, eval_every=REFINE_EVAL_EVERY, seed=seed, progress=ref_progress,
-                         gradient="finite_difference")
+                         gradient="finite_difference", should_stop=should_stop)
         sigmas = refined.sigmas
         calls["refine"] = refined.model_calls
     before = fit.model_calls
@@ -168,6 +170,13 @@ def schedule_choices(files: list[str]) -> list[str]:
     return [PRESET_PREFIX + name for name in PRESETS] + list(files)
 
 
+def choice_fingerprint(choice, read_path) -> str:
+    """Searched Steps' fingerprint for ComfyUI's cache: a preset's name, or the chosen file's content hash."""
+    if not isinstance(choice, str) or choice.startswith(PRESET_PREFIX):
+        return str(choice)
+    return file_fingerprint(choice, read_path)
+
+
 def searched_steps(choice: str, kind, read_path, steps: int = 0, denoise: float = 1.0):
     """SIGMAS of a preset or a saved search for ``kind``; ``steps`` 0 keeps the searched count, any other value
     resamples log-linearly (and says so). Returns ``(sigmas float32, note)``."""
@@ -182,7 +191,7 @@ def searched_steps(choice: str, kind, read_path, steps: int = 0, denoise: float 
             raise ScheduleError(f"schedule: {e}") from None
         note = f"preset {name}: {PRESETS[name].note} Source: {PRESETS[name].source}."
     else:
-        doc = load_schedule(read_path(choice))
+        doc = check_search_params(load_schedule(read_path(choice)), f"schedule file {choice!r}")
         if doc["provenance"].get("method") != SEARCH_METHOD:
             raise ScheduleError(f"schedule: {choice!r} is not a saved timestep search (method "
                                 f"{doc['provenance'].get('method')!r}); use Load Schedule for other files.")

@@ -448,11 +448,13 @@ class ModelKind:
         return f"rectified-flow model (shift {self.shift:g}, timestep multiplier {self.multiplier:g}); {rng}"
 
 
-def convert_sigmas(sigmas, src_kind: ModelKind, dst_kind: ModelKind, clamp: bool = False) -> torch.Tensor:
+def convert_sigmas(sigmas, src_kind: ModelKind, dst_kind: ModelKind, clamp: bool = False,
+                   clamp_hint: str = "pass clamp=True") -> torch.Tensor:
     """Map sigmas of ``src_kind`` to the sigmas of ``dst_kind`` with the same lambda (same SNR); 0 stays 0.
 
     Results outside ``dst_kind``'s ``[sigma_min, sigma_max]`` by more than ``RANGE_RTOL`` (relative) raise
-    ScheduleError, unless ``clamp=True``, which moves them onto the nearest bound; values within the
+    ScheduleError (whose fix says ``clamp_hint``), unless ``clamp=True``, which moves them onto the nearest bound;
+    values within the
     tolerance are always moved onto the bound.
     """
     s = _f64(sigmas, "sigmas")
@@ -467,7 +469,7 @@ def convert_sigmas(sigmas, src_kind: ModelKind, dst_kind: ModelKind, clamp: bool
         raise ScheduleError(
             f"sigma {s[i].item():.6g} of the {src_kind.kind} model maps to {out[i].item():.6g} on the "
             f"{dst_kind.kind} model, outside its range [{lo:.6g}, {hi:.6g}] "
-            f"({int(bad.sum())} of {len(bad)} values); pass clamp=True to move such values onto the range, "
+            f"({int(bad.sum())} of {len(bad)} values); {clamp_hint} to move such values onto the range, "
             "or use a schedule made for this model."
         )
     out = torch.where(zero, out, out.clamp(lo, hi))

@@ -6,7 +6,7 @@ from collections.abc import Callable
 import torch
 
 from .errors import ScheduleError
-from .validate import validate_denoise, validate_sigmas, validate_steps
+from .validate import MAX_DENOISE_STEPS, MAX_STEPS, denoise_expansion, validate_denoise, validate_sigmas, validate_steps
 
 
 def loglinear_interp(values, n_points: int) -> torch.Tensor:
@@ -54,7 +54,9 @@ def truncate_for_denoise(schedule_fn: Callable[[int], torch.Tensor], steps: int,
     """KSampler's denoise rule: build ``int(steps / denoise)`` steps and keep the last ``steps + 1`` sigmas.
 
     ``denoise > 0.9999`` gives ``schedule_fn(steps)`` and ``denoise <= 0`` an empty tensor (ComfyUI's
-    scheduler nodes return ``FloatTensor([])``, which samplers treat as "do nothing").
+    scheduler nodes return ``FloatTensor([])``, which samplers treat as "do nothing"). The step cap applies to
+    ``steps`` (what the user typed); the longer list the rule builds may have up to MAX_DENOISE_STEPS steps, and a
+    denoise asking for more is refused naming denoise.
     """
     steps = validate_steps(steps)
     denoise = validate_denoise(denoise)
@@ -62,4 +64,12 @@ def truncate_for_denoise(schedule_fn: Callable[[int], torch.Tensor], steps: int,
         return schedule_fn(steps)
     if denoise <= 0.0:
         return torch.zeros(0, dtype=torch.float32)
-    return schedule_fn(int(steps / denoise))[-(steps + 1):]
+    total = int(steps / denoise)
+    if total <= MAX_STEPS:
+        return schedule_fn(total)[-(steps + 1):]
+    if total > MAX_DENOISE_STEPS:
+        raise ScheduleError(f"denoise={denoise:g} with steps={steps} means a schedule of {total:,} steps of which "
+                            f"the last {steps} are kept; use denoise >= {steps / MAX_DENOISE_STEPS:.2g} (or fewer "
+                            "steps).")
+    with denoise_expansion():
+        return schedule_fn(total)[-(steps + 1):].clone()

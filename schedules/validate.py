@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from contextvars import ContextVar
 from numbers import Integral, Real
 
 import torch
@@ -10,6 +12,21 @@ from .errors import ScheduleError
 
 #: ComfyUI's KSampler and scheduler nodes accept at most 10000 steps.
 MAX_STEPS = 10000
+#: KSampler's denoise rule builds ``int(steps / denoise)`` steps and keeps the last ``steps``: that longer list is
+#: not a count the user typed, so it may exceed MAX_STEPS, up to this (8 MB of float64; stock ``karras`` builds the
+#: same list).
+MAX_DENOISE_STEPS = 1_000_000
+_step_limit: ContextVar[int] = ContextVar("schedule_lab_step_limit", default=MAX_STEPS)
+
+
+@contextmanager
+def denoise_expansion():
+    """Within this block schedule functions accept up to MAX_DENOISE_STEPS steps (``truncate_for_denoise``)."""
+    token = _step_limit.set(MAX_DENOISE_STEPS)
+    try:
+        yield
+    finally:
+        _step_limit.reset(token)
 
 
 def validate_sigmas(sigmas, name: str = "sigmas", split: bool = False) -> torch.Tensor:
@@ -60,7 +77,7 @@ def validate_steps(steps) -> int:
         isinstance(steps, Integral) or (isinstance(steps, float) and steps.is_integer())
     ):
         raise ScheduleError(f"steps={steps!r} must be a whole number; pass an int such as 20.")
-    if not 1 <= steps <= MAX_STEPS:
+    if not 1 <= steps <= _step_limit.get():
         raise ScheduleError(f"steps={steps!r} is out of range; use 1 to {MAX_STEPS} steps.")
     return int(steps)
 

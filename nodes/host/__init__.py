@@ -16,8 +16,8 @@ Node modules use the names re-exported here (``host.model_kind_of(model)``).
 """
 from __future__ import annotations
 
-from .access import COMPAT, _warned, comfy_version, log, v3_api, warn_once
-from .cells import cell_sampler, interrupted_check, sample_cell, sampler_names, scheduler_sigmas_for
+from .access import COMPAT, IO_MEMBERS, UI_MEMBERS, _warned, comfy_version, definable_nodes, log, v3_api, warn_once
+from .cells import cell_sampler, sample_cell, sampler_names, scheduler_sigmas_for
 from .fingerprints import guider_fingerprint, model_fingerprint
 from .folders import (
     CALIBRATION_FOLDER,
@@ -35,8 +35,9 @@ from .guider import (
     latent_to_model_space,
     run_with_guider,
     sampler_function,
+    sampler_name,
 )
-from .kinds import model_kind_from_sampling, model_kind_in_sampler, model_kind_of
+from .kinds import KNOWN_SAMPLING, REFUSED_SAMPLING, model_kind_from_sampling, model_kind_in_sampler, model_kind_of
 from .patches import (
     SETTINGS_KEY,
     attach_model_setting,
@@ -46,17 +47,19 @@ from .patches import (
     with_settings,
 )
 from .plots import add_get_route, json_response, model_sampling_preset, scheduler_names, stock_sigmas
-from .progress import Progress, show_text
+from .progress import Progress, check_interrupted, show_text
 from .registration import comfy_sampler, register_all, register_samplers, register_schedulers, sampler_object
 
 __all__ = [
-    "CALIBRATION_FOLDER", "COMPAT", "Progress", "SCHEDULE_FOLDER", "SETTINGS_KEY", "_warned", "attach_model_setting",
+    "IO_MEMBERS", "KNOWN_SAMPLING", "REFUSED_SAMPLING", "UI_MEMBERS", "check_interrupted", "sampler_name",
+    "definable_nodes", "CALIBRATION_FOLDER", "COMPAT", "Progress", "SCHEDULE_FOLDER", "SETTINGS_KEY", "_warned",
+    "attach_model_setting",
     "calibrate_with_guider", "calibration_dir", "check_latent_fits", "comfy_sampler", "comfy_version",
     "ensure_schedule_folder", "guider_fingerprint", "latent_to_model_space", "log", "model_fingerprint",
     "model_kind_from_sampling", "model_kind_in_sampler", "model_kind_of", "model_settings_of", "pack_settings",
     "register_all", "register_samplers", "register_schedulers", "run_with_guider", "sampler_function",
     "sampler_object", "saved_schedule_paths", "schedule_files", "schedule_read_path", "schedule_write_dir",
     "show_text", "v3_api", "warn_once", "with_model_setting", "with_settings",
-    "add_get_route", "cell_sampler", "interrupted_check", "json_response", "model_sampling_preset", "sample_cell",
+    "add_get_route", "cell_sampler", "json_response", "model_sampling_preset", "sample_cell",
     "sampler_names", "scheduler_names", "scheduler_sigmas_for", "stock_sigmas",
 ]

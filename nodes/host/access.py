@@ -25,16 +25,16 @@ COMPAT: dict[str, str] = {
     "comfy.samplers.SAMPLER_NAMES": "pack samplers in the KSampler dropdown",
     "comfy.samplers.KSAMPLER": "pack SAMPLER nodes, Timestep Search and the Constant-Rate Scheduler",
     "comfy.k_diffusion.sampling": "pack samplers in the KSampler dropdown (sample_<name> functions set on it)",
-    "comfy.model_sampling.EPS": _SAMPLING_KINDS,
-    "comfy.model_sampling.V_PREDICTION": _SAMPLING_KINDS,
-    "comfy.model_sampling.EDM": _SAMPLING_KINDS,
-    "comfy.model_sampling.CONST": _SAMPLING_KINDS,
-    "comfy.model_sampling.ModelSamplingFlux": _SAMPLING_KINDS + " (Flux's shift)",
     "comfy.model_sampling.StableCascadeSampling": "refusing Stable Cascade models by name",
     "comfy.model_sampling.ModelSamplingCosmosRFlow": "refusing Cosmos models by name",
     "comfy.model_sampling.COSMOS_RFLOW": "refusing Cosmos models by name",
     "comfy.model_sampling.X0": "refusing x0-prediction models by name",
     "comfy.model_sampling.IMG_TO_IMG": "refusing image-to-image models by name",
+    "comfy.model_sampling.IMG_TO_IMG_FLOW": "refusing image-to-image flow models by name (newer ComfyUI)",
+    "comfy.model_sampling.IMG_TO_IMG_VELOCITY": "refusing image-to-image velocity models by name (newer ComfyUI)",
+    "comfy.model_sampling.V_PREDICTION_DDPM": "refusing CogVideoX-style v-prediction by name (newer ComfyUI)",
+    "comfy.model_sampling.ModelSamplingAV": "refusing audio-video flow models by name (newer ComfyUI)",
+    "comfy.samplers.KSampler.SAMPLERS": "the sampler name a Timestep Search records",
     "comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE": "Detail Level telling when it had no effect",
     "comfy.sample.fix_empty_latent_channels": "matching an empty latent's channels to the model (Timestep Search, "
                                               "Constant-Rate Scheduler)",
@@ -47,7 +47,7 @@ COMPAT: dict[str, str] = {
     "folder_paths.get_full_path": "reading schedule files",
     "folder_paths.get_folder_paths": "writing schedule files and the calibration cache",
     "server.PromptServer.instance.send_progress_text": "text shown on a node while it works",
-    # issue 11: live plots (route, stock scheduler names) and A/B Compare (cells sampled like SamplerCustomAdvanced)
+    # live plots (route, stock scheduler names) and A/B Compare (cells sampled like SamplerCustomAdvanced)
     "comfy.samplers.calculate_sigmas": "live schedule plots of KSampler's scheduler names; A/B Compare schedules",
     "server.PromptServer.instance.routes": "the live schedule plot route (/schedule_lab/plot)",
     "comfy.samplers.CFGGuider": "A/B Compare (each cell sampled through a CFG guider)",
@@ -105,11 +105,62 @@ def comfy_version() -> str:
     return getattr(mod, "__version__", "unknown") if mod else "unknown"
 
 
+#: V3 API modules, versioned first: a pinned version keeps its members when ``latest`` moves on (0.3.64 ships
+#: comfy_api.v0_0_2 beside comfy_api.latest). COMPAT names the members under comfy_api.latest.
+V3_MODULES = ("comfy_api.v0_0_2", "comfy_api.latest")
+#: Every ``io`` / ``ui`` member the pack's node modules use (test_host_drift reads the node sources and fails if one is
+#: missing here). A host lacking some disables only the nodes that use them, with one warning.
+IO_MEMBERS = ("ComfyNode", "Schema", "NodeOutput", "Hidden.unique_id", "Int.Input", "Float.Input", "Combo.Input",
+              "Boolean.Input", "String.Input", "String.Output", "Model.Input", "Model.Output", "Sigmas.Input",
+              "Sigmas.Output", "Latent.Input", "Guider.Input", "Sampler.Input", "Sampler.Output",
+              "NumberDisplay.slider", "Conditioning.Input", "Vae.Input", "Image.Output", "Custom")
+UI_MEMBERS = ("PreviewText", "PreviewImage")
+
+
+def _missing(module, members: tuple[str, ...]) -> list[str]:
+    out = []
+    for dotted in members:
+        obj = module
+        for part in dotted.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                out.append(dotted)
+                break
+    return out
+
+
 def v3_api():
-    """ComfyUI's V3 node API module (``io``, ``ui``, ``ComfyExtension``) or None on older hosts."""
-    api = load("comfy_api.latest")
-    if api is None or not (hasattr(api, "io") and hasattr(api, "ui") and hasattr(api, "ComfyExtension")):
-        warn_once("v3", "this ComfyUI has no V3 node API (comfy_api.latest, ComfyUI >= 0.3.48); the "
-                  "Schedule Lab nodes are unavailable, the KSampler dropdown entries still work")
+    """ComfyUI's V3 node API module (``io``, ``ui``, ``ComfyExtension``): the versioned module where the host has one,
+    else ``comfy_api.latest``; None on older hosts. Missing ``io``/``ui`` members are warned about once, by name."""
+    api = None
+    for name in V3_MODULES:
+        try:
+            candidate = importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - a missing or broken module is version drift
+            continue
+        if all(hasattr(candidate, n) for n in ("io", "ui", "ComfyExtension")):
+            api = candidate
+            break
+    if api is None:
+        warn_once("v3", "this ComfyUI has no V3 node API (comfy_api.v0_0_2 / comfy_api.latest, ComfyUI >= 0.3.48); "
+                  "the Schedule Lab nodes are unavailable, the KSampler dropdown entries still work")
         return None
+    missing = [f"io.{m}" for m in _missing(api.io, IO_MEMBERS)] + [f"ui.{m}" for m in _missing(api.ui, UI_MEMBERS)]
+    if missing:
+        warn_once("v3-members", f"this ComfyUI's {api.__name__} lacks {', '.join(missing)}; the Schedule Lab nodes "
+                  "that use them are disabled, the others and the KSampler dropdown entries still work")
     return api
+
+
+def definable_nodes(nodes: list) -> list:
+    """The node classes whose schema this host can build (``define_schema`` reads ``io`` members): a node needing a
+    member this ComfyUI lacks is left out with one warning naming it and the member; the others load."""
+    usable = []
+    for node in nodes:
+        try:
+            node.define_schema()
+        except AttributeError as e:
+            warn_once(f"node-{node.__name__}", f"node {node.__name__} is disabled on this ComfyUI: {e}")
+            continue
+        usable.append(node)
+    return usable

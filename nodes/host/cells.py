@@ -1,4 +1,4 @@
-"""A/B Compare (issue 11): one cell = one sampler and one schedule from the same noise, run through the catalogue."""
+"""A/B Compare: one cell = one sampler and one schedule from the same noise, run through the catalogue."""
 from __future__ import annotations
 
 from typing import Any
@@ -89,9 +89,3 @@ def sample_cell(model: Any, positive, negative, cfg: float, latent: dict, sample
     out = guider.sample(noise, samples, samplers.KSAMPLER(through_catalogue), sigmas,
                         denoise_mask=latent.get("noise_mask"), callback=callback, disable_pbar=True, seed=seed)
     return out.to("cpu"), box["result"]
-
-
-def interrupted_check() -> None:
-    mm = load("comfy.model_management")
-    if mm is not None and hasattr(mm, "throw_exception_if_processing_interrupted"):
-        mm.throw_exception_if_processing_interrupted()

@@ -37,6 +37,9 @@ def _digest_value(h, value, depth: int = 0) -> None:
     elif isinstance(getattr(value, "cond", None), torch.Tensor):  # ComfyUI's CONDRegular & co.
         h.update(type(value).__name__.encode())
         _digest_tensor(h, value.cond)
+    elif hasattr(value, "weights"):  # ComfyUI's weight adapters (LoRAAdapter & co., comfy.weight_adapter)
+        h.update(type(value).__name__.encode())
+        _digest_value(h, value.weights, depth + 1)
 
 
 def model_fingerprint(model: Any) -> str:
@@ -49,8 +52,8 @@ def model_fingerprint(model: Any) -> str:
         _digest_tensor(h, t)
     for key in sorted(getattr(model, "patches", {}) or {}):
         h.update(str(key).encode())
-        for patch in model.patches[key]:
-            h.update(repr([p for p in patch if isinstance(p, (int, float))]).encode())
+        for patch in model.patches[key]:  # (strength, weights or adapter, strength_model, offset, function)
+            _digest_value(h, list(patch))  # the LoRA's weights, not only its strength
     return h.hexdigest()[:32]
 
 

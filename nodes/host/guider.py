@@ -35,6 +35,28 @@ def sampler_function(sampler: Any):
     return run
 
 
+def sampler_name(sampler: Any) -> str:
+    """The dropdown name of a SAMPLER (what a searched file records): a pack sampler's own name, else the KSampler
+    name whose k-diffusion function this is (``dpm_fast`` is ``dpm_fast_function`` inside ComfyUI), else
+    k-diffusion's ``sample_<name>`` rule, else the function's name marked as such."""
+    fn = getattr(sampler, "sampler_function", None)
+    own = getattr(fn, "schedule_lab_name", None)
+    if own:
+        return own
+    samplers, ksampling = load("comfy.samplers"), load("comfy.k_diffusion.sampling")
+    names = list(getattr(getattr(samplers, "KSampler", None), "SAMPLERS", []) or [])
+    for name in names:
+        if ksampling is not None and vars(ksampling).get(f"sample_{name}") is fn:
+            return name
+    raw = getattr(fn, "__name__", type(sampler).__name__)
+    for name in names:  # ComfyUI's wrappers: dpm_fast -> dpm_fast_function
+        if raw == f"{name}_function":
+            return name
+    if raw.startswith("sample_"):  # k-diffusion's naming rule, for a host whose lists we cannot read
+        return raw.removeprefix("sample_")
+    return f"function {raw}"
+
+
 def latent_to_model_space(model: Any, samples: torch.Tensor) -> torch.Tensor:
     """VAE latents (e.g. from VAE Encode) in the space the sampler works in (the model's process_latent_in)."""
     return model.model.process_latent_in(samples)

@@ -1,4 +1,4 @@
-"""Live plots (issue 11): a ``model_sampling`` per model-family preset, ComfyUI's scheduler table, HTTP routes."""
+"""Live plots: a ``model_sampling`` per model-family preset, ComfyUI's scheduler table, HTTP routes."""
 from __future__ import annotations
 
 from typing import Any

@@ -1,7 +1,7 @@
 """Progress bars, Cancel and text on a node, for long work outside the sampler loop."""
 from __future__ import annotations
 
-from .access import load, log
+from .access import load, log, warn_once
 
 
 class Progress:
@@ -18,6 +18,18 @@ class Progress:
             self._check_cancel()  # raises when the user pressed Cancel
         if self._bar is not None:
             self._bar.update(n)
+
+
+def check_interrupted() -> None:
+    """Raise ComfyUI's interruption if the user pressed Cancel (the ``should_stop`` hook the core calls before every
+    model call); a no-op outside ComfyUI or where the host lacks the check."""
+    mm = load("comfy.model_management")
+    check = getattr(mm, "throw_exception_if_processing_interrupted", None)
+    if check is None:
+        warn_once("interrupt", "this ComfyUI has no throw_exception_if_processing_interrupted; Cancel takes effect "
+                  "only between progress steps of Schedule Lab's long work")
+        return
+    check()
 
 
 def show_text(node_id: str | None, text: str) -> None:

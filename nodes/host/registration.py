@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from ...schedules.validate import denoise_expansion
 from ..registry import SAMPLERS, SCHEDULERS, Entry
 from .access import comfy_version, load, log, warn_once
 from .folders import saved_schedule_paths
@@ -23,7 +24,9 @@ def _scheduler_handler(entry: Entry):
         found = model_settings_of(model_sampling, entry.model_settings)
         if entry.saved_files:
             found["schedule_paths"] = saved_schedule_paths()
-        return entry.fn(model_kind_from_sampling(model_sampling), int(steps), **found).to(torch.float32)
+        # KSampler asks for int(steps / denoise) steps (its own steps are capped at 10000): not a count the user typed
+        with denoise_expansion():
+            return entry.fn(model_kind_from_sampling(model_sampling), int(steps), **found).to(torch.float32)
 
     handler.__name__ = f"schedule_lab_{entry.fn.__name__}"
     handler.__doc__ = entry.description

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .. import safe_json as sj
 from ..errors import ScheduleError
 from ..files import atomic_write_text, canonical_json, doc_hash
 from .construct import Velocity
@@ -54,29 +55,54 @@ def save_velocity(folder, key: str, model_id: str, settings: dict, velocity: Vel
     return atomic_write_text(_path(folder, key), json.dumps(doc, allow_nan=False) + "\n", "calibration")
 
 
+#: A record of 256 points is ~20 KB; the velocity of the widest grid the node allows (256 points) with room.
+MAX_RECORD_BYTES = 1024 * 1024
+MAX_NODES = 4096
+_FIX = "it is deleted and measured again"
+
+
+def check_record(doc, source: str) -> dict:
+    """Types, ranges and lengths of a velocity record, before the checksum or any tensor is made."""
+    sj.obj(doc, source, "record", _FIX, ("format", "version", "key", "model", "settings", "velocity", "sha256"))
+    if doc["format"] != FORMAT or doc["version"] != VERSION:
+        raise ScheduleError(f"{source} is not a velocity record of this version; {_FIX}.")
+    sj.string(doc["key"], source, "key", _FIX, 64)
+    sj.string(doc["model"], source, "model", _FIX, 200)
+    sj.obj(doc["settings"], source, "settings", _FIX)
+    sj.string(doc["sha256"], source, "sha256", _FIX, 64)
+    vel = sj.obj(doc["velocity"], source, "velocity", _FIX, ("lambda", "v"))
+    for name, lo in (("lambda", -1e3), ("v", 0.0)):
+        sj.array(vel[name], source, f"velocity.{name}", _FIX, 2, MAX_NODES,
+                 lambda x, f, lo=lo: sj.number(x, source, f, _FIX, lo, 1e300))
+    if len(vel["lambda"]) != len(vel["v"]):
+        raise ScheduleError(f"{source}: velocity has {len(vel['lambda'])} nodes but {len(vel['v'])} values; {_FIX}.")
+    sj.string(vel.get("measure", ""), source, "velocity.measure", _FIX, 100)
+    sj.obj(vel.get("info", {}), source, "velocity.info", _FIX)
+    return doc
+
+
 def load_velocity(folder, key: str) -> tuple[Velocity | None, str]:
     """(velocity, "hit") for a sound record; (None, "miss") when absent; (None, "corrupt: why") after deleting a
-    record that is unreadable, edited, or recorded under another key."""
+    record that is unreadable, edited, or recorded under another key. A folder in the record's place is refused
+    (ScheduleError naming it) before anything is measured, since the result could not be stored."""
     path = _path(folder, key)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if path.is_dir():
+        raise ScheduleError(f"calibration cache entry {path.name!r} is a folder, so the calibration cannot be "
+                            f"stored; remove the folder {path.name!r} from models/schedule_lab_calibration.")
+    if not path.exists():
         return None, "miss"
-    except (OSError, UnicodeDecodeError) as e:
-        return _discard(path, f"unreadable ({e})")
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        return _discard(path, f"not JSON ({e.msg})")
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
-        return _discard(path, "not a velocity record of this version")
+        doc = check_record(sj.read(path, "calibration record", _FIX, MAX_RECORD_BYTES),
+                           f"calibration record {path.name!r}")
+    except ScheduleError as e:
+        return _discard(path, str(e))
     try:
-        sound = doc.get("sha256") == doc_hash(doc)
+        sound = doc["sha256"] == doc_hash(doc)
     except (TypeError, ValueError):
         sound = False
     if not sound:
         return _discard(path, "checksum mismatch (edited or truncated)")
-    if doc.get("key") != key:
+    if doc["key"] != key:
         return _discard(path, "recorded under another key")
     try:
         return Velocity.from_dict(doc["velocity"]), "hit"

@@ -270,6 +270,14 @@ class EvolutionSearch:
                 raise ScheduleError(f"{source} was saved by a different search ({key}: saved {doc[key]!r}, now "
                                     f"{mine[key]!r}); use the same settings to resume, or start a new search.")
         space = self.space
+        last = self.config.generations - 1
+        if not 0 <= doc["generation"] <= last or (doc["done"] and doc["generation"] != last):
+            raise ScheduleError(f"{source} is at generation {doc['generation']} (done: {doc['done']}), outside the "
+                                f"{self.config.generations} generations of this search; delete it and start the "
+                                "search again.")
+        if doc["done"] and (not doc["archive"] or not doc["history"]):
+            raise ScheduleError(f"{source} says the search is done but holds no result; delete it and start the "
+                                "search again.")
         try:
             self.generation = int(doc["generation"])
             self.done = bool(doc["done"])

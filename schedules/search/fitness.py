@@ -25,8 +25,8 @@ from ..baseline import karras
 from ..errors import ScheduleError
 from ..model_kind import ModelKind
 
-__all__ = ["EndpointFitness", "FrechetFitness", "ReferenceSet", "check_reference_steps", "endpoint_rmse",
-           "run_sampler"]
+__all__ = ["CountedModel", "EndpointFitness", "FrechetFitness", "ReferenceSet", "check_reference_steps",
+           "endpoint_rmse", "run_sampler"]
 
 
 def check_reference_steps(reference_steps, nfe: int) -> int:
@@ -51,13 +51,25 @@ def run_sampler(sampler, model, noise: torch.Tensor, sigmas: torch.Tensor, extra
     return sampler(model, noise * s[0], s, extra_args=extra_args, disable=True)
 
 
-class _Counted:
-    """Counts model calls (``calls``) and per-sample evaluations (``samples``, the sum of the batch sizes)."""
+class CountedModel:
+    """Counts model calls (``calls``) and per-sample evaluations (``samples``, the sum of the batch sizes).
 
-    def __init__(self, model):
-        self.model, self.calls, self.samples = model, 0, 0
+    Any other attribute is the wrapped model's: ComfyUI's SDE samplers read ``model.inner_model`` (the model
+    sampling and patcher behind the k-diffusion denoiser), and pack samplers find the model kind there.
+    ``should_stop()`` (if given) is asked before every model call and may raise to cancel within one call.
+    """
+
+    def __init__(self, model, should_stop=None):
+        self.model, self.calls, self.samples, self.should_stop = model, 0, 0, should_stop
+
+    def __getattr__(self, name):
+        if name in ("model", "calls", "samples", "should_stop"):  # not set yet (copy/pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self.model, name)
 
     def __call__(self, x, sigma, **kw):
+        if self.should_stop is not None:
+            self.should_stop()
         self.calls += 1
         self.samples += x.shape[0]
         return self.model(x, sigma, **kw)
@@ -73,11 +85,14 @@ class ReferenceSet:
         nfe: the search budget; the reference must use at least as many steps.
         endpoints: precomputed endpoints for all samples (e.g. from a disk cache); skips the model calls.
         reference_sampler: the many-step sampler (default Heun, solvers.classic), same contract as the others.
+        should_stop: called before every model call (reference and candidates); raises to cancel (e.g. ComfyUI's
+            interrupt check through the host adapter), so Cancel takes effect within one model call.
     """
 
     def __init__(self, model, kind: ModelKind, shape, n_search: int = 64, n_holdout: int = 64, seed: int = 0,
                  reference_steps: int = 100, nfe: int = 2, extra_args=None, dtype=torch.float32,
-                 endpoints: torch.Tensor | None = None, device=None, reference_sampler=sample_heun):
+                 endpoints: torch.Tensor | None = None, device=None, reference_sampler=sample_heun,
+                 should_stop=None):
         for name, v, lo in (("n_search", n_search, 2), ("n_holdout", n_holdout, 0)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
                 raise ScheduleError(f"{name}={v!r} must be a whole number >= {lo}; 32-256 samples are typical.")
@@ -92,7 +107,7 @@ class ReferenceSet:
         self.extra_args = extra_args
         self.model_calls = self.model_samples = 0
         if endpoints is None:
-            counted = _Counted(model)
+            counted = CountedModel(model, should_stop)
             sig = karras(self.reference_steps, kind.sigma_min, kind.sigma_max, dtype=torch.float64)
             self.endpoints = run_sampler(reference_sampler, counted, self.noise, sig, extra_args)
             self.model_calls, self.model_samples = counted.calls, counted.samples
@@ -115,10 +130,10 @@ class ReferenceSet:
 
 
 class _SamplingFitness:
-    def __init__(self, model, sampler, reference: ReferenceSet, batch: int | None = None):
+    def __init__(self, model, sampler, reference: ReferenceSet, batch: int | None = None, should_stop=None):
         if batch is not None and (isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 2):
             raise ScheduleError(f"batch={batch!r} must be None (all search samples) or a whole number >= 2.")
-        self.model = _Counted(model)
+        self.model = CountedModel(model, should_stop)
         self.sampler, self.reference, self.batch = sampler, reference, batch
 
     @property
@@ -156,8 +171,8 @@ class FrechetFitness(_SamplingFitness):
     """
 
     def __init__(self, model, sampler, reference: ReferenceSet, features: Callable[[torch.Tensor], torch.Tensor],
-                 target=None, batch: int | None = None):
-        super().__init__(model, sampler, reference, batch)
+                 target=None, batch: int | None = None, should_stop=None):
+        super().__init__(model, sampler, reference, batch, should_stop)
         self.features = features
         if target is None:
             target = reference.endpoints[: reference.n_search]

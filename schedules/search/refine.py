@@ -39,7 +39,7 @@ import torch
 from ..errors import ScheduleError
 from ..model_kind import ModelKind
 from ..validate import validate_sigmas
-from .fitness import ReferenceSet, endpoint_rmse, run_sampler
+from .fitness import CountedModel, ReferenceSet, endpoint_rmse, run_sampler
 
 __all__ = ["GRADIENTS", "RefineResult", "differentiable", "finite_difference_basis", "logits_from_sigmas",
            "loss_gradient", "refine", "sigmas_from_logits"]
@@ -146,7 +146,7 @@ def loss_gradient(model, sampler, reference: ReferenceSet, logits: torch.Tensor,
 
 def refine(model, sampler, reference: ReferenceSet, init_sigmas, iterations: int = 60, lr: float = 0.2,
            batch: int | None = 64, eval_every: int = 5, seed: int = 0, progress=None,
-           gradient: str = "autograd", fd_step: float = FD_STEP) -> RefineResult:
+           gradient: str = "autograd", fd_step: float = FD_STEP, should_stop=None) -> RefineResult:
     """Refine ``init_sigmas`` (descending, ending in 0) for ``sampler`` on ``model``.
 
     Defaults are the benchmark's from-uniform setting (60 Adam steps, lr 0.2, 64 samples per step: docs/search.md).
@@ -155,7 +155,7 @@ def refine(model, sampler, reference: ReferenceSet, init_sigmas, iterations: int
     iteration and may raise to cancel. Needs a reference with held-out samples (``n_holdout >= 2``).
     ``gradient``: ``"autograd"`` (backward through sampler and model) or ``"finite_difference"`` (forward calls
     only, ``2·nfe`` sampler runs per iteration, works under ``torch.inference_mode()``; ``fd_step`` is the step in
-    logit space).
+    logit space). ``should_stop()`` is called before every model call and may raise to cancel within one call.
     """
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
         raise ScheduleError(f"iterations={iterations!r} must be a whole number >= 1 (20-100 is typical).")
@@ -175,16 +175,8 @@ def refine(model, sampler, reference: ReferenceSet, init_sigmas, iterations: int
     kind = reference.kind
     fd = gradient == "finite_difference"
     fn = sampler if fd else differentiable(sampler)
-    calls = {"all": 0, "grad": 0, "all_samples": 0, "grad_samples": 0}
-    in_gradient = [False]
-
-    def counted(x, sigma, **kw):
-        grad = in_gradient[0]
-        calls["all"] += 1
-        calls["grad"] += grad
-        calls["all_samples"] += x.shape[0]
-        calls["grad_samples"] += x.shape[0] * grad
-        return model(x, sigma, **kw)
+    counted = CountedModel(model, should_stop)  # keeps the model's attributes (SDE samplers read inner_model)
+    grad_calls = grad_samples = 0
 
     # finite differences perturb float64 logits by fd_step; autograd keeps them in the noise's dtype (as before)
     w = logits_from_sigmas(init_sigmas, kind).to(torch.float64 if fd else reference.noise.dtype)
@@ -203,11 +195,10 @@ def refine(model, sampler, reference: ReferenceSet, init_sigmas, iterations: int
     result.holdout_rmse.append((0, best))
     for it in range(1, iterations + 1):
         idx = torch.arange(n) if batch is None or batch >= n else torch.randperm(n, generator=gen)[:batch]
-        in_gradient[0] = True
-        try:
-            grad, loss = loss_gradient(counted, fn, reference, w, idx, gradient, fd_step)
-        finally:
-            in_gradient[0] = False
+        before = counted.calls, counted.samples
+        grad, loss = loss_gradient(counted, fn, reference, w, idx, gradient, fd_step)
+        grad_calls += counted.calls - before[0]
+        grad_samples += counted.samples - before[1]
         if not (torch.isfinite(grad).all() and math.isfinite(loss)):
             break  # a diverging sampler; keep the best list so far
         w.grad = grad.to(w.dtype)
@@ -222,8 +213,8 @@ def refine(model, sampler, reference: ReferenceSet, init_sigmas, iterations: int
         if progress is not None:
             progress({"iteration": it, "iterations": iterations, "train_rmse": result.train_rmse[-1],
                       "holdout_rmse": result.holdout_rmse[-1][1], "best_holdout_rmse": best,
-                      "model_calls": calls["all"], "gradient": gradient})
+                      "model_calls": counted.calls, "gradient": gradient})
     result.overfit = result.holdout_rmse[-1][1] > 1.05 * best
-    result.model_calls, result.gradient_calls = calls["all"], calls["grad"]
-    result.model_samples, result.gradient_samples = calls["all_samples"], calls["grad_samples"]
+    result.model_calls, result.gradient_calls = counted.calls, grad_calls
+    result.model_samples, result.gradient_samples = counted.samples, grad_samples
     return result

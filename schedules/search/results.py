@@ -21,11 +21,13 @@ import math
 
 import torch
 
+from .. import safe_json as sj
 from ..errors import ScheduleError
 from ..files import doc_kind, doc_sigmas, load_schedule, make_schedule_doc
 from ..model_kind import ModelKind
 
-__all__ = ["SEARCH_METHOD", "best_saved_search", "make_search_doc", "same_model_family", "searched_sigmas"]
+__all__ = ["SEARCH_METHOD", "best_saved_search", "check_search_params", "make_search_doc", "same_model_family",
+           "searched_sigmas"]
 
 SEARCH_METHOD = "timestep_search"
 
@@ -42,6 +44,22 @@ def make_search_doc(sigmas, kind: ModelKind, *, nfe: int, sampler: str, fitness:
               "refine": None if refine is None else dict(refine),
               "model_calls": None if model_calls is None else {str(k): int(v) for k, v in model_calls.items()}}
     return make_schedule_doc(sigmas, kind, SEARCH_METHOD, params, pack_version)
+
+
+def check_search_params(doc: dict, source: str) -> dict:
+    """The params a saved search is picked and described by (types and ranges), for a checked schedule document;
+    other methods pass unchanged."""
+    prov = doc["provenance"]
+    if prov.get("method") != SEARCH_METHOD:
+        return doc
+    fix = "run the Timestep Search again, or delete the file"
+    params = sj.obj(prov.get("params"), source, "provenance.params", fix, ("nfe", "sampler"))
+    sj.integer(params["nfe"], source, "params.nfe", fix, 1, 10000)
+    sj.string(params["sampler"], source, "params.sampler", fix, 200)
+    for name in ("best_fitness", "holdout_fitness"):
+        sj.number(params.get(name), source, f"params.{name}", fix, optional=True)
+    sj.array(params.get("history", []), source, "params.history", fix, 0, 100_000)
+    return doc
 
 
 def _finite(v):
@@ -93,12 +111,10 @@ def best_saved_search(docs, kind: ModelKind, steps: int) -> tuple[str, torch.Ten
 
 def searched_sigmas(kind: ModelKind, steps: int, schedule_paths=()) -> torch.Tensor:
     """``sl_searched``: the best saved search for ``kind`` and ``steps`` among ``schedule_paths``, an iterable of
-    ``(name, path)`` of the user's schedule files (the host lists them). A damaged or foreign file is skipped (it is
-    Load Schedule's business, not the dropdown's); none fitting is a ScheduleError (see best_saved_search)."""
-    docs = []
-    for name, path in schedule_paths:
-        try:
-            docs.append((name, load_schedule(path)))
-        except ScheduleError:
-            continue
+    ``(name, path)`` of the user's schedule files (the host lists them). A damaged or foreign file is skipped with one
+    warning naming it (safe_json.scan; Load Schedule reports it in full) and never stops the others; none fitting is
+    a ScheduleError (see best_saved_search)."""
+    paths = dict(schedule_paths)
+    docs = sj.scan(paths, lambda name: check_search_params(load_schedule(paths[name]), f"schedule file {name!r}"),
+                   "schedule file")
     return best_saved_search(docs, kind, int(steps))[1].to(torch.float32)

@@ -118,7 +118,7 @@ def test_every_pack_node_can_be_placed_and_is_photographed(page, shots):
 
 
 @pytest.mark.parametrize("node_type, calls", [
-    ("SL_ConstantRateScheduler", 2304),  # 24 points x 64 samples + 64 x 12 (the defaults; issue 11's figure)
+    ("SL_ConstantRateScheduler", 2304),  # 24 points x 64 samples + 64 x 12 (the defaults)
     ("SL_TimestepSearch", 2148),  # 16 x 8 x 4 samples x 4 steps + 2 x 50 reference steps
 ])
 def test_costly_nodes_show_their_model_calls_before_they_start(page, node_type, calls):

@@ -1,4 +1,4 @@
-"""Issue 11 on the real host: the live-plot route and the A/B Compare node."""
+"""The live-plot route and the A/B Compare node on the real host (README, "In the graph")."""
 from __future__ import annotations
 
 import json

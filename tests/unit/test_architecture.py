@@ -231,3 +231,23 @@ def test_root_package_imports_without_comfy_and_exposes_nothing():
     out = subprocess.run([sys.executable, "-c", code, str(ROOT / "__init__.py"), str(ROOT)], capture_output=True,
                          text=True, check=True, cwd="/")
     assert out.stdout.split() == ["False", "False", "False"]
+
+
+def test_code_cites_only_documents_inside_the_repository():
+    """A reader of this repository cannot open the specs or the issue tracker: code points at docs/*.md instead, and
+    every doc (and quoted section heading) it points at exists."""
+    outside, missing = [], []
+    for path in PACK_FILES + sorted((ROOT / "tests").rglob("*.py")):
+        if path == Path(__file__).resolve():
+            continue
+        text = path.read_text()
+        where = str(path.relative_to(ROOT))
+        if re.search(r"shared/specs|\b[Ii]ssue \d|\bspec §|\btestbeds\.md §", text):
+            outside.append(where)
+        for doc, section in re.findall(r"(docs/[a-z_]+\.md)(?:, \"([^\"]+)\")?", text):
+            if not (ROOT / doc).is_file():
+                missing.append(f"{where}: {doc}")
+            elif section and not re.search(rf"^#+ .*{re.escape(' '.join(section.split()))}", (ROOT / doc).read_text(),
+                                           re.M):
+                missing.append(f"{where}: {doc} \"{section}\"")
+    assert outside == [] and missing == [], (outside, missing)

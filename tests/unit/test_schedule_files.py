@@ -144,7 +144,7 @@ def test_a_failed_replace_leaves_the_old_file_and_no_temporary(tmp_path, monkeyp
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(ScheduleError, match="'s.json' cannot be written \\(disk full\\)"):
         save_schedule(path, _doc(karras(20, SD1.sigma_min, SD1.sigma_max)))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["s.json"]
@@ -155,7 +155,7 @@ def test_a_failed_write_creates_no_file(tmp_path, monkeypatch):
         raise OSError("I/O error")
 
     monkeypatch.setattr(os, "fsync", boom)
-    with pytest.raises(OSError, match="I/O error"):
+    with pytest.raises(ScheduleError, match="'new.json' cannot be written \\(I/O error\\)"):
         save_schedule(tmp_path / "new.json", _doc())
     assert list(tmp_path.iterdir()) == []
 

@@ -96,7 +96,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(files.os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(ScheduleError, match="cannot be written \\(disk full\\)"):
         save_velocity(tmp_path, cache_key("m", SETTINGS), "m", SETTINGS, _velocity())
     assert list(tmp_path.iterdir()) == []
 
