@@ -207,7 +207,7 @@ def timestep_search():
     ckpt, pos, neg, lat = common(w)
     sel = w.node("KSamplerSelect", (800, 200), ["dpmpp_2m"], size=(315, 58))
     search = w.node("SL_TimestepSearch", (800, -780),
-                    [4, 16, 8, 50, 4, 4, "endpoint", 0, "fixed", "searched_dpmpp_2m_4", True, "evolution + refine", 20],
+                    [4, 16, 8, 50, 4, 4, "endpoint", 0, "fixed", "searched_dpmpp_2m_4", True, "evolution + refine", 20, True],
                     size=(340, 640))
     guider = _custom_advanced(w, ckpt, pos, neg, lat, sel, search, "schedule_lab_searched")
     w.link(guider, 0, search, "guider")
@@ -225,7 +225,7 @@ def timestep_search():
 def constant_rate_calibration():
     w = Workflow()
     ckpt, pos, neg, lat = common(w)
-    crs = w.node("SL_ConstantRateScheduler", (800, -620), [10, 1.0, "vx+cos", 1.5, 64, 24, 0, ""], size=(340, 560))
+    crs = w.node("SL_ConstantRateScheduler", (800, -620), [10, 1.0, "vx+cos", 1.5, 64, 24, 0, "", False], size=(340, 560))
     sel = w.node("KSamplerSelect", (800, 200), ["dpmpp_2m"], size=(315, 58))
     guider = _custom_advanced(w, ckpt, pos, neg, lat, sel, crs, "schedule_lab_constant_rate")
     w.link(guider, 0, crs, "guider")
@@ -289,7 +289,7 @@ def ab_searched_vs_ays():
     w.link(pos, 0, guider, "positive")
     w.link(neg, 0, guider, "negative")
     search = w.node("SL_TimestepSearch", (1150, 650),
-                    [4, 8, 2, 20, 2, 0, "endpoint", 0, "fixed", "searched_ab_dpmpp_2m_4", True, "evolution", 20],
+                    [4, 8, 2, 20, 2, 0, "endpoint", 0, "fixed", "searched_ab_dpmpp_2m_4", True, "evolution", 20, True],
                     size=(340, 430))
     w.link(guider, 0, search, "guider")
     w.link(lat, 0, search, "latent")
