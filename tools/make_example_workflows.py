@@ -207,7 +207,8 @@ def timestep_search():
     ckpt, pos, neg, lat = common(w)
     sel = w.node("KSamplerSelect", (800, 200), ["dpmpp_2m"], size=(315, 58))
     search = w.node("SL_TimestepSearch", (800, -780),
-                    [4, 16, 8, 50, 4, 4, "endpoint", 0, "fixed", "searched_dpmpp_2m_4", True, "evolution + refine", 20, True],
+                    [4, 16, 8, 50, 4, 4, "endpoint", 0, "fixed", "searched_dpmpp_2m_4", True, "evolution + refine", 20,
+                     True],
                     size=(340, 640))
     guider = _custom_advanced(w, ckpt, pos, neg, lat, sel, search, "schedule_lab_searched")
     w.link(guider, 0, search, "guider")
@@ -225,7 +226,8 @@ def timestep_search():
 def constant_rate_calibration():
     w = Workflow()
     ckpt, pos, neg, lat = common(w)
-    crs = w.node("SL_ConstantRateScheduler", (800, -620), [10, 1.0, "vx+cos", 1.5, 64, 24, 0, "", False], size=(340, 560))
+    crs = w.node("SL_ConstantRateScheduler", (800, -620), [10, 1.0, "vx+cos", 1.5, 64, 24, 0, "", False],
+                 size=(340, 560))
     sel = w.node("KSamplerSelect", (800, 200), ["dpmpp_2m"], size=(315, 58))
     guider = _custom_advanced(w, ckpt, pos, neg, lat, sel, crs, "schedule_lab_constant_rate")
     w.link(guider, 0, crs, "guider")
