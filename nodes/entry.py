@@ -13,6 +13,10 @@ from . import host, node_list
 host.ensure_schedule_folder()
 host.register_all()
 
+from . import plot_route  # noqa: E402 - after the registration above, so the plot lists pack schedulers
+
+plot_route.register()
+
 #: The pack's node modules, found by file name (``nodes/<name>_nodes.py``), imported in this order.
 NODE_MODULES = tuple(sorted(p.stem for p in Path(__file__).parent.glob("*_nodes.py")))
 

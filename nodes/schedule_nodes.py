@@ -5,8 +5,10 @@ workflow identity; display names may change.
 """
 from __future__ import annotations
 
+from ..schedules.model_kind import ModelKind
 from . import host, schedule_ops
 from .node_list import node
+from .plot_route import plot_axes
 from .registry import SCHEDULERS
 
 api = host.v3_api()
@@ -143,6 +145,7 @@ class ScheduleInfo(io.ComfyNode):
     def execute(cls, sigmas, model=None) -> io.NodeOutput:
         kind = host.model_kind_of(model) if model is not None else None
         text = schedule_ops.schedule_info(sigmas, kind)
-        plot = {"sigmas": [float(s) for s in sigmas]}
+        plot = {"label": "this schedule", "kind": (kind or ModelKind.vp()).kind,
+                **plot_axes(sigmas, kind or ModelKind.vp())}  # no model: log-SNR of the sigma itself
         return io.NodeOutput(text, ui={"text": (text,), "schedule_lab_sigmas": [plot]})
 

@@ -32,6 +32,10 @@ OUTPUTS = {
     "SL_TimestepSearch": [("SIGMAS", "SIGMAS"), ("report", "STRING")],
     "SL_SearchedSteps": [("SIGMAS", "SIGMAS"), ("info", "STRING")],
     "SL_ConstantRateScheduler": [("SIGMAS", "SIGMAS"), ("report", "STRING"), ("model", "MODEL")],
+    "SL_ABEntry": [("entries", "SL_AB_ENTRIES")],
+    "SL_ABCompare": [("grid", "IMAGE"), ("images", "IMAGE"), ("report", "STRING")],
+    "PreviewImage": [],
+    "Note": [],
 }
 INPUTS = {
     "CLIPTextEncode": [("clip", "CLIP")],
@@ -52,6 +56,10 @@ INPUTS = {
                           ("target_latent", "LATENT")],
     "SL_SearchedSteps": [("model", "MODEL")],
     "SL_ConstantRateScheduler": [("guider", "GUIDER"), ("latent", "LATENT")],
+    "SL_ABEntry": [("sampler", "SAMPLER"), ("sigmas", "SIGMAS"), ("previous", "SL_AB_ENTRIES")],
+    "SL_ABCompare": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                     ("latent", "LATENT"), ("vae", "VAE"), ("entries", "SL_AB_ENTRIES")],
+    "PreviewImage": [("images", "IMAGE")],
 }
 
 
@@ -108,15 +116,17 @@ def ays_in_ksampler():
     ckpt, pos, neg, lat = common(w)
     ks = _ksampler(w, (ckpt, 0), pos, neg, lat, [42, "fixed", 10, 7.0, "euler", "sl_ays_sd1", 1.0], (800, 200))
     _decode_and_save(w, ckpt, ks, "schedule_lab_ays", at=(1150, 200), gap=250)
+    _note(w, "The KSampler's scheduler list holds sl_ays_sd1: Align Your Steps without any extra node. The plot on "
+             "the KSampler shows its 10 noise levels against Karras (dashed) as you change steps or scheduler.")
     w.dump("ays_in_ksampler", "The stock KSampler with a Schedule Lab scheduler picked from its dropdown.")
 
 
 def save_and_inspect_schedule():
     w = Workflow()
     ckpt, pos, neg, lat = common(w)
-    sched = w.node("SL_Scheduler", (800, 0), ["sl_ays_sd1", 10, 1.0], size=(315, 130))
-    info = w.node("SL_ScheduleInfo", (1150, -250), [], size=(400, 240))
-    savesched = w.node("SL_SaveSchedule", (1150, 0), ["ays_sd1_10", "AYS SD1, 10 steps", False], size=(315, 130))
+    sched = w.node("SL_Scheduler", (800, -380), ["sl_ays_sd1", 10, 1.0], size=(315, 330))
+    info = w.node("SL_ScheduleInfo", (1150, -700), [], size=(400, 500))
+    savesched = w.node("SL_SaveSchedule", (1150, -150), ["ays_sd1_10", "AYS SD1, 10 steps", True], size=(400, 230))
     sel = w.node("KSamplerSelect", (800, 200), ["dpmpp_2m"], size=(315, 58))
     w.link(ckpt, 0, sched, "model")
     w.link(sched, 0, info, "sigmas")
@@ -124,6 +134,8 @@ def save_and_inspect_schedule():
     w.link(sched, 0, savesched, "sigmas")
     w.link(ckpt, 0, savesched, "model")
     _custom_advanced(w, ckpt, pos, neg, lat, sel, sched, "schedule_lab_custom")
+    _note(w, "Schedule Info reports the step sizes in log-SNR (look for big jumps) and plots the schedule after a "
+             "run; Save Schedule writes models/schedules/ays_sd1_10.json (overwrite is on, so it runs again).")
     w.dump("save_and_inspect_schedule",
            "SamplerCustomAdvanced driven by a Schedule Lab scheduler; the schedule is plotted by Schedule Info "
            "and saved to models/schedules by Save Schedule.")
@@ -170,6 +182,8 @@ def tada_detail_level_ksampler():
     w.link(ckpt, 0, detail, "model")
     ks = _ksampler(w, (detail, 0), pos, neg, lat, [42, "fixed", 8, 7.0, "sl_tada", "karras", 1.0], (800, 200))
     _decode_and_save(w, ckpt, ks, "schedule_lab_tada")
+    _note(w, "Detail Level 2 on the MODEL makes sl_tada in the stock KSampler add detail; compare with detail 1 "
+             "or with another sampler (the A/B detail-sweep workflow does that side by side).")
     w.dump("tada_detail_level_ksampler",
            "The stock KSampler with sampler sl_tada; the Detail Level node sets TADA's detail on the model "
            "(after a run it says whether the graph's sampler used it).")
@@ -179,9 +193,11 @@ def tada_sampler_custom_advanced():
     w = Workflow()
     ckpt, pos, neg, lat = common(w)
     tada = w.node("SL_TADASampler", (800, 0), [1.0, 2, "auto"], size=(315, 106))
-    sched = w.node("BasicScheduler", (800, -180), ["sl_ays_sd1", 8, 1.0], size=(315, 106))
+    sched = w.node("BasicScheduler", (800, -420), ["sl_ays_sd1", 8, 1.0], size=(315, 320))
     w.link(ckpt, 0, sched, "model")
     _custom_advanced(w, ckpt, pos, neg, lat, tada, sched, "schedule_lab_tada_custom")
+    _note(w, "The TADA Sampler node sets detail, n_aug and order explicitly for SamplerCustomAdvanced; the "
+             "scheduler plot shows the 8 AYS steps it samples.")
     w.dump("tada_sampler_custom_advanced",
            "The TADA Sampler node (detail, n_aug, order) driving SamplerCustomAdvanced on 8 AYS steps.")
 
@@ -190,13 +206,16 @@ def timestep_search():
     w = Workflow()
     ckpt, pos, neg, lat = common(w)
     sel = w.node("KSamplerSelect", (800, 200), ["dpmpp_2m"], size=(315, 58))
-    search = w.node("SL_TimestepSearch", (800, -400),
-                    [4, 16, 8, 50, 4, 4, "endpoint", 0, "searched_dpmpp_2m_4", True, "evolution + refine", 20, False],
-                    size=(340, 430))
+    search = w.node("SL_TimestepSearch", (800, -780),
+                    [4, 16, 8, 50, 4, 4, "endpoint", 0, "fixed", "searched_dpmpp_2m_4", True, "evolution + refine", 20,
+                     True],
+                    size=(340, 640))
     guider = _custom_advanced(w, ckpt, pos, neg, lat, sel, search, "schedule_lab_searched")
     w.link(guider, 0, search, "guider")
     w.link(lat, 0, search, "latent")
     w.link(sel, 0, search, "sampler")
+    _note(w, "Timestep Search is expensive: it runs the model many times (see its progress text). Its seed is on "
+             "'fixed', so a second queue reuses the saved result instead of searching again.")
     w.dump("timestep_search",
            "Timestep Search finds 4 noise levels for this model, prompt and sampler (evolution, then gradient "
            "refinement by finite differences; progress on the node; Cancel and run again to resume), saves them "
@@ -207,8 +226,8 @@ def timestep_search():
 def constant_rate_calibration():
     w = Workflow()
     ckpt, pos, neg, lat = common(w)
-    crs = w.node("SL_ConstantRateScheduler", (800, -350), [10, 1.0, "vx+cos", 1.5, 64, 24, 0, "", False],
-                 size=(340, 300))
+    crs = w.node("SL_ConstantRateScheduler", (800, -620), [10, 1.0, "vx+cos", 1.5, 64, 24, 0, "", False],
+                 size=(340, 560))
     sel = w.node("KSamplerSelect", (800, 200), ["dpmpp_2m"], size=(315, 58))
     guider = _custom_advanced(w, ckpt, pos, neg, lat, sel, crs, "schedule_lab_constant_rate")
     w.link(guider, 0, crs, "guider")
@@ -216,11 +235,77 @@ def constant_rate_calibration():
     ks = _ksampler(w, (crs, 2), pos, neg, lat, [42, "fixed", 10, 7.0, "dpmpp_2m", "sl_constant_rate", 1.0],
                    (1150, 700), title="KSampler on the calibrated MODEL")
     _decode_and_save(w, ckpt, ks, "schedule_lab_constant_rate_ksampler", at=(1450, 700))
+    _note(w, "The Constant-Rate Scheduler measures the model once (cached); before the run its plot shows the "
+             "data-free default. The KSampler below uses the calibration through the MODEL output.")
     w.dump("constant_rate_calibration",
            "Constant-Rate Scheduler: the schedule is measured on this model, prompt and CFG (through the same "
            "guider the sampler uses) once, cached in models/schedule_lab_calibration, and fed to "
            "SamplerCustomAdvanced. Its MODEL output carries the calibration, so the stock KSampler with the "
            "'sl_constant_rate' scheduler uses it too.")
+
+
+def _ab_compare(w: Workflow, ckpt, pos, neg, lat, widgets, at=(800, 150), entries: int | None = None) -> int:
+    """A/B Compare on the checkpoint's model/VAE, its grid shown by a Preview Image node."""
+    ab = w.node("SL_ABCompare", at, widgets, size=(380, 420))
+    for src, slot, name in ((ckpt, 0, "model"), (pos, 0, "positive"), (neg, 0, "negative"), (lat, 0, "latent"),
+                            (ckpt, 2, "vae")):
+        w.link(src, slot, ab, name)
+    if entries is not None:
+        w.link(entries, 0, ab, "entries")
+    preview = w.node("PreviewImage", (at[0] + 420, at[1]), size=(520, 520))
+    w.link(ab, 0, preview, "images")
+    return ab
+
+
+def _note(w: Workflow, text: str, at=(0, -250)) -> None:
+    w.node("Note", at, [text], size=(420, 160), title="What to look at")
+
+
+def ab_tada_detail_sweep():
+    w = Workflow()
+    ckpt, pos, neg, lat = common(w)
+    _ab_compare(w, ckpt, pos, neg, lat, [7.0, 42, "fixed", "sl_tada, karras, 8, TADA\ndpmpp_2m, karras, 8, dpmpp_2m",
+                                         "detail", "0.5, 1, 2", 0])
+    _note(w, "A/B Compare: TADA at detail 0.5, 1 and 2 next to dpmpp_2m, same seed, 8 karras steps each. Look at "
+             "fine texture (fur, snow) across the TADA cells; every cell shows its model calls and time.")
+    w.dump("ab_tada_vs_dpmpp_2m_detail_sweep", "A/B grid: TADA detail sweep (0.5, 1, 2) against dpmpp_2m, 8 steps.")
+
+
+def ab_constant_rate_vs_karras():
+    w = Workflow()
+    ckpt, pos, neg, lat = common(w)
+    _ab_compare(w, ckpt, pos, neg, lat, [7.0, 42, "fixed",
+                                         "dpmpp_2m, sl_constant_rate, 10, constant-rate\ndpmpp_2m, karras, 10, karras",
+                                         "none", "0.5, 1, 2", 0])
+    _note(w, "A/B Compare: the constant-rate schedule (data-free default; feed the Constant-Rate Scheduler's MODEL "
+             "to use a measured one) against karras, dpmpp_2m, 10 steps each, same seed.")
+    w.dump("ab_constant_rate_vs_karras", "A/B grid: constant-rate schedule against karras (dpmpp_2m, 10 steps).")
+
+
+def ab_searched_vs_ays():
+    w = Workflow()
+    ckpt, pos, neg, lat = common(w)
+    sel = w.node("KSamplerSelect", (800, 650), ["dpmpp_2m"], size=(315, 58))
+    guider = w.node("CFGGuider", (800, 750), [7.0], size=(315, 98))
+    w.link(ckpt, 0, guider, "model")
+    w.link(pos, 0, guider, "positive")
+    w.link(neg, 0, guider, "negative")
+    search = w.node("SL_TimestepSearch", (1150, 650),
+                    [4, 8, 2, 20, 2, 0, "endpoint", 0, "fixed", "searched_ab_dpmpp_2m_4", True, "evolution", 20, True],
+                    size=(340, 430))
+    w.link(guider, 0, search, "guider")
+    w.link(lat, 0, search, "latent")
+    w.link(sel, 0, search, "sampler")
+    ays = w.node("SL_ABEntry", (800, -200), ["AYS", "dpmpp_2m", "sl_ays_sd1", 4, 1.0], size=(315, 200))
+    found = w.node("SL_ABEntry", (1150, -200), ["searched", "dpmpp_2m", "karras", 4, 1.0], size=(315, 200))
+    w.link(search, 0, found, "sigmas")
+    w.link(ays, 0, found, "previous")
+    _ab_compare(w, ckpt, pos, neg, lat, [7.0, 42, "fixed", "", "none", "0.5, 1, 2", 0], at=(1550, 150),
+                entries=found)
+    _note(w, "A/B Compare of two 4-step schedules for dpmpp_2m: Align Your Steps (SD1 table) and the one Timestep "
+             "Search finds for this model and prompt (a small search: 8 candidates x 2 generations). Entries are "
+             "chained: A/B Entry 'AYS' feeds A/B Entry 'searched', which takes the searched SIGMAS.")
+    w.dump("ab_searched_vs_ays", "A/B grid: a Timestep Search schedule against Align Your Steps, 4 steps.")
 
 
 if __name__ == "__main__":
@@ -231,4 +316,7 @@ if __name__ == "__main__":
     tada_sampler_custom_advanced()
     timestep_search()
     constant_rate_calibration()
+    ab_tada_detail_sweep()
+    ab_constant_rate_vs_karras()
+    ab_searched_vs_ays()
     print(f"wrote {sorted(p.name for p in OUT.glob('*.json'))}")

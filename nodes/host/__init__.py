@@ -9,6 +9,8 @@
 * :mod:`.guider` — running pack code inside ``guider.sample``;
 * :mod:`.fingerprints` — model / guider identity for the calibration cache;
 * :mod:`.progress` — progress bars, Cancel, text on a node;
+* :mod:`.plots` — model-family presets, ComfyUI's scheduler table and the HTTP route hook for the live plots;
+* :mod:`.cells` — A/B Compare cells sampled inside ``guider.sample`` through the catalogue's ``run``;
 * :mod:`.tpdm` — TPDM: ``models/tpm``, the model family and its feature taps (Apply TPM).
 
 Node modules use the names re-exported here (``host.model_kind_of(model)``).
@@ -16,6 +18,7 @@ Node modules use the names re-exported here (``host.model_kind_of(model)``).
 from __future__ import annotations
 
 from .access import COMPAT, IO_MEMBERS, UI_MEMBERS, _warned, comfy_version, definable_nodes, log, v3_api, warn_once
+from .cells import cell_sampler, sample_cell, sampler_names, scheduler_sigmas_for
 from .fingerprints import guider_fingerprint, model_fingerprint
 from .folders import (
     CALIBRATION_FOLDER,
@@ -44,6 +47,7 @@ from .patches import (
     with_model_setting,
     with_settings,
 )
+from .plots import add_get_route, json_response, model_sampling_preset, scheduler_names, stock_sigmas
 from .progress import Progress, check_interrupted, show_text
 from .registration import comfy_sampler, register_all, register_samplers, register_schedulers, sampler_object
 from .tpdm import apply_tpm, ensure_tpm_folder, family_of, tpm_files, tpm_read_path
@@ -59,4 +63,6 @@ __all__ = [
     "register_all", "register_samplers", "register_schedulers", "run_with_guider", "sampler_function",
     "sampler_object", "saved_schedule_paths", "schedule_files", "schedule_read_path", "schedule_write_dir",
     "show_text", "v3_api", "warn_once", "with_model_setting", "with_settings",
+    "add_get_route", "cell_sampler", "json_response", "model_sampling_preset", "sample_cell",
+    "sampler_names", "scheduler_names", "scheduler_sigmas_for", "stock_sigmas",
 ]

@@ -49,6 +49,17 @@ COMPAT: dict[str, str] = {
     "folder_paths.get_full_path": "reading schedule files and TPM files",
     "folder_paths.get_folder_paths": "writing schedule files and the calibration cache",
     "server.PromptServer.instance.send_progress_text": "text shown on a node while it works",
+    # live plots (route, stock scheduler names) and A/B Compare (cells sampled like SamplerCustomAdvanced)
+    "comfy.samplers.calculate_sigmas": "live schedule plots of KSampler's scheduler names; A/B Compare schedules",
+    "server.PromptServer.instance.routes": "the live schedule plot route (/schedule_lab/plot)",
+    "comfy.samplers.CFGGuider": "A/B Compare (each cell sampled through a CFG guider)",
+    "comfy.samplers.sampler_object": "A/B Compare entries naming a stock sampler",
+    "comfy.sample.prepare_noise": "A/B Compare (the same noise for every cell, as RandomNoise makes it)",
+    "comfy_api.latest.io.Conditioning.Input": _V3 + ": A/B Compare",
+    "comfy_api.latest.io.Vae.Input": _V3 + ": A/B Compare",
+    "comfy_api.latest.io.Image.Output": _V3 + ": A/B Compare",
+    "comfy_api.latest.io.Custom": _V3 + ": the A/B entries and the TPM sockets",
+    "comfy_api.latest.ui.PreviewImage": _V3 + ": the A/B grid on the node",
     "comfy_api.latest.ComfyExtension": _V3,
     "comfy_api.latest.ui.PreviewText": _V3 + ": text previews",
     "comfy_api.latest.io.ComfyNode": _V3,
@@ -70,7 +81,6 @@ COMPAT: dict[str, str] = {
     "comfy_api.latest.io.Sampler.Output": _V3,
     "comfy_api.latest.io.Guider.Input": _V3,
     "comfy_api.latest.io.Latent.Input": _V3,
-    "comfy_api.latest.io.Custom": _V3 + ": the TPM socket (Load TPM -> Apply TPM)",
 }
 
 _warned: set[str] = set()
@@ -105,8 +115,8 @@ V3_MODULES = ("comfy_api.v0_0_2", "comfy_api.latest")
 IO_MEMBERS = ("ComfyNode", "Schema", "NodeOutput", "Hidden.unique_id", "Int.Input", "Float.Input", "Combo.Input",
               "Boolean.Input", "String.Input", "String.Output", "Model.Input", "Model.Output", "Sigmas.Input",
               "Sigmas.Output", "Latent.Input", "Guider.Input", "Sampler.Input", "Sampler.Output",
-              "NumberDisplay.slider", "Custom")
-UI_MEMBERS = ("PreviewText",)
+              "NumberDisplay.slider", "Conditioning.Input", "Vae.Input", "Image.Output", "Custom")
+UI_MEMBERS = ("PreviewText", "PreviewImage")
 
 
 def _missing(module, members: tuple[str, ...]) -> list[str]:

@@ -68,9 +68,10 @@ def _socket(io_type: str):
 
 
 Model, Sigmas, Sampler, Guider, Latent = (_socket(t) for t in ("MODEL", "SIGMAS", "SAMPLER", "GUIDER", "LATENT"))
+Conditioning, Vae, Image = (_socket(t) for t in ("CONDITIONING", "VAE", "IMAGE"))  # A/B Compare
 
 
-def Custom(io_type: str):  # noqa: N802 - ComfyUI's name: a socket type of the pack's own (the TPM socket)
+def Custom(io_type: str):  # noqa: N802 - ComfyUI's name: a socket type of the pack's own (A/B entries, the TPM)
     return _socket(io_type)
 
 
@@ -172,6 +173,14 @@ class PreviewText:
         return {"text": (self.value,)}
 
 
+class PreviewImage:
+    def __init__(self, image, animated: bool = False, cls=None, **kwargs):
+        self.image = image
+
+    def as_dict(self):
+        return {"images": [], "animated": (False,)}
+
+
 class ComfyExtension:
     async def on_load(self) -> None:
         pass
@@ -180,11 +189,11 @@ class ComfyExtension:
 def _api_modules() -> dict[str, types.ModuleType]:
     io = types.ModuleType("comfy_api.latest.io")
     for name in ("NumberDisplay", "Hidden", "Input", "WidgetInput", "Output", "Model", "Sigmas", "Sampler",
-                 "Guider", "Latent", "Custom", "Boolean", "Int", "Float", "String", "Combo", "Schema", "ComfyNode",
-                 "NodeOutput"):
+                 "Guider", "Latent", "Boolean", "Int", "Float", "String", "Combo", "Schema", "ComfyNode",
+                 "NodeOutput", "Conditioning", "Vae", "Image", "Custom"):
         setattr(io, name, globals()[name])
     ui = types.ModuleType("comfy_api.latest.ui")
-    ui.PreviewText = PreviewText
+    ui.PreviewText, ui.PreviewImage = PreviewText, PreviewImage
     latest = types.ModuleType("comfy_api.latest")
     latest.io, latest.ui, latest.ComfyExtension = io, ui, ComfyExtension
     root = types.ModuleType("comfy_api")

@@ -357,14 +357,15 @@ def test_the_plot_script_draws_200000_sigmas_without_overflowing_the_stack(tmp_p
     import subprocess
     from pathlib import Path
 
-    src = (Path(__file__).resolve().parents[2] / "web" / "js" / "schedule_plot.js").read_text()
-    src = src.replace('import { app } from "../../scripts/app.js";', "const app = { registerExtension() {} };")
-    (tmp_path / "plot.mjs").write_text(src)
+    # the chart is a pure ES module (no ComfyUI import), loaded as it is: copied, never rewritten
+    src = (Path(__file__).resolve().parents[2] / "web" / "js" / "schedule_chart.js").read_text()
+    (tmp_path / "chart.mjs").write_text(src)
     (tmp_path / "run.mjs").write_text(
-        'import { plotPoints } from "./plot.mjs";\n'
+        'import { chartRange, points } from "./chart.mjs";\n'
         "const s = Array.from({ length: 200000 }, (_, i) => 200000 - i);\n"
-        "const p = plotPoints(s, 116, 116, 8);\n"
+        'const state = { data: { sigmas: s, log_sigma: s.map(Math.log) }, axis: "log σ" };\n'
+        'const p = points(state.data.log_sigma, chartRange(state), 116, 116, "log σ");\n'
         "console.log(JSON.stringify([p.length, p[0][1], p[p.length - 1][1]]));\n")
     out = subprocess.run(["node", str(tmp_path / "run.mjs")], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-300:]
-    assert json.loads(out.stdout) == [200000, 8, 108]
+    assert json.loads(out.stdout) == [200000, 16, 102]  # top and bottom of the plot area (padding 16 / 14)

@@ -26,7 +26,7 @@ from schedule_lab.testbeds.gaussian import GaussianTestbed
 #: Permanent workflow identity: saved workflows refer to nodes by these ids.
 NODE_IDS = {"SL_Scheduler", "SL_SaveSchedule", "SL_LoadSchedule", "SL_ScheduleInfo", "SL_TADASampler",
             "SL_DetailLevel", "SL_TimestepSearch", "SL_SearchedSteps", "SL_ConstantRateScheduler", "SL_LoadTPM",
-            "SL_ApplyTPM", "SL_AdaptiveStepsSampler"}
+            "SL_ApplyTPM", "SL_AdaptiveStepsSampler", "SL_ABEntry", "SL_ABCompare"}
 #: The stand-in models and the kinds the core would be given for them, built without the host.
 MODELS = {"eps": (("ModelSamplingDiscrete", "EPS"), ModelKind.vp("eps")),
           "flow": (("ModelSamplingDiscreteFlow", "CONST"), ModelKind.flow(shift=3.0)),
@@ -152,7 +152,10 @@ def test_schedule_info_reports_and_plots_the_input_sigmas(v3):
     lam = kind.to_lambda(sigmas[:-1].double())
     steps = ", ".join(f"{float(d):.3f}" for d in lam[1:] - lam[:-1])
     assert f"log-SNR steps: {steps}" in out[0] and out[0].startswith("steps: 3")
-    assert out.ui == {"text": (out[0],), "schedule_lab_sigmas": [{"sigmas": sigmas.tolist()}]}
+    (plot,) = out.ui["schedule_lab_sigmas"]
+    assert out.ui["text"] == (out[0],) and plot["sigmas"] == sigmas.tolist() and plot["kind"] == "flow"
+    # the plot's log-SNR axis is the model kind's: 2 lambda, none for the final 0
+    assert plot["log_snr"][:-1] == pytest.approx((2 * lam).tolist()) and plot["log_snr"][-1] is None
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -1,63 +1,280 @@
-// Schedule Lab: draw the schedule (log sigma per step) on the Schedule Info node after it runs.
-import { app } from "../../scripts/app.js";
+// Schedule Lab: live schedule plots on every node that makes a schedule, and node texts that wrap.
+//
+// Imports resolve from the extension's real URL, /extensions/<pack folder>/js/schedule_plot.js: three levels up
+// is the server root, where ComfyUI serves /scripts/app.js and /scripts/api.js (shims into the frontend bundle).
+import { app } from "../../../scripts/app.js";
+import { api } from "../../../scripts/api.js";
+import { drawChart, nearestStep, AXES } from "./schedule_chart.js";
 
-const NODE_ID = "SL_ScheduleInfo";
-const PLOT_HEIGHT = 120;
+const PLOT_HEIGHT = 190;
+const FAMILIES = ["sd1", "sdxl", "sd2v", "sd3", "flux"];
 
-export function plotPoints(sigmas, width, height, pad = 8) {
-  // Map positive sigmas to canvas points: x = step, y = log(sigma) (top = largest). The final 0 is drawn
-  // on the bottom edge. Returns [] for fewer than two values.
-  const positive = sigmas.filter((s) => s > 0);
-  if (sigmas.length < 2 || positive.length === 0) return [];
-  const logs = positive.map(Math.log);
-  const hi = logs.reduce((a, b) => Math.max(a, b), -Infinity);
-  const lo = logs.reduce((a, b) => Math.min(a, b), Infinity);
-  const span = hi - lo || 1;
-  const n = sigmas.length - 1;
-  return sigmas.map((s, i) => {
-    const x = pad + ((width - 2 * pad) * i) / n;
-    const y = s > 0 ? pad + ((height - 2 * pad) * (hi - Math.log(s))) / span : height - pad;
-    return [x, y];
+// Node type -> how its widgets describe a schedule the server can compute before queueing. Each returns
+// {query} (sent to /schedule_lab/plot) or {note} when there is nothing to draw yet. Nothing here is saved.
+const w = (node, name) => node.widgets?.find((x) => x.name === name)?.value;
+const byName = (node) => ({ scheduler: w(node, "scheduler"), steps: w(node, "steps"), denoise: w(node, "denoise") ?? 1 });
+const fromFile = (node, file) => (file ? { schedule: file, steps: w(node, "steps") || 0, denoise: w(node, "denoise") ?? 1 } : null);
+const SOURCES = {
+  SL_Scheduler: (n) => ({ query: byName(n) }),
+  BasicScheduler: (n) => ({ query: byName(n) }),
+  KSampler: (n) => ({ query: byName(n) }),
+  KSamplerAdvanced: (n) => ({ query: { scheduler: w(n, "scheduler"), steps: w(n, "steps"), denoise: 1 } }),
+  SL_LoadSchedule: (n) => {
+    const q = fromFile(n, w(n, "schedule"));
+    return q ? { query: q } : { note: "no schedule file in models/schedules yet" };
+  },
+  SL_SearchedSteps: (n) => {
+    const choice = w(n, "schedule");
+    return choice ? { query: { searched: choice, steps: w(n, "steps") || 0, denoise: w(n, "denoise") ?? 1 } }
+      : { note: "no searched schedule yet: run Timestep Search" };
+  },
+  SL_ConstantRateScheduler: (n) => ({
+    query: { scheduler: "sl_constant_rate", steps: w(n, "steps"), denoise: w(n, "denoise") ?? 1 },
+    note: `data-free default until it runs; calibration ≈ ${costs.constantRate(n)} model calls at batch 1`,
+  }),
+  SL_TimestepSearch: (n, files) => {
+    const name = `${w(n, "filename") || ""}.json`;
+    return files.includes(name)
+      ? { query: { schedule: name, steps: 0, denoise: 1 }, note: `saved result ${name}` }
+      : { note: `not searched yet (${w(n, "nfe")} steps): a search ≈ ${costs.search(n)} model calls` };
+  },
+};
+// Model calls a run will cost, from the formulas in the nodes' tooltips (shown before anything is queued).
+const costs = {
+  // points x samples, plus samples x 12 for the data-free reference (per latent batch)
+  constantRate: (n) => (w(n, "points") ?? 24) * (w(n, "samples") ?? 64) + (w(n, "samples") ?? 64) * 12,
+  // evolution: population x generations x samples x nfe; the Heun reference: about 2 x reference_steps;
+  // refinement: 2 x nfe sampler runs of nfe calls per iteration
+  search: (n) => {
+    const nfe = w(n, "nfe") ?? 4;
+    const opt = String(w(n, "optimiser") ?? "evolution");
+    const evo = opt.includes("evolution") ? (w(n, "population") ?? 16) * (w(n, "generations") ?? 8) * (w(n, "samples") ?? 4) * nfe : 0;
+    const refine = opt.includes("refine") ? (w(n, "refine_iterations") ?? 20) * 2 * nfe * nfe : 0;
+    return evo + refine + 2 * (w(n, "reference_steps") ?? 50);
+  },
+};
+const SL_NODE = (type) => typeof type === "string" && type.startsWith("SL_");
+
+let savedFiles = [];
+async function refreshFiles() {
+  try {
+    const r = await api.fetchApi("/schedule_lab/schedules");
+    if (r.ok) savedFiles = (await r.json()).schedules || [];
+  } catch (e) {
+    console.warn("[Schedule Lab] could not list saved schedules", e);
+  }
+  return savedFiles;
+}
+
+async function fetchPlot(query, family) {
+  const params = new URLSearchParams({ family });
+  for (const [k, v] of Object.entries(query)) {
+    if (v === undefined || v === null) continue;
+    if (k === "steps" && (query.schedule || query.searched) && !v) params.set("keep_steps", "1");
+    else params.set(k, String(v));
+  }
+  if (!params.has("steps")) params.set("steps", "10");
+  const r = await api.fetchApi(`/schedule_lab/plot?${params}`);
+  const body = await r.json();
+  if (!r.ok) throw new Error(body.error || `HTTP ${r.status}`);
+  return body;
+}
+
+function select(options, value, title) {
+  const el = document.createElement("select");
+  el.title = title;
+  el.style.cssText = "font-size:10px;background:#222;color:#ddd;border:1px solid #444;border-radius:3px;max-width:33%";
+  for (const o of options) el.append(new Option(o, o));
+  el.value = value;
+  return el;
+}
+
+function addPlot(node, options = {}) {
+  if (node.slPlot) return node.slPlot;
+  const root = document.createElement("div");
+  root.className = "schedule-lab-plot";
+  root.style.cssText = "display:flex;flex-direction:column;gap:2px;width:100%;height:100%;min-height:0";
+  const bar = document.createElement("div");
+  bar.style.cssText = "display:flex;gap:3px;flex:0 0 auto";
+  const state = { family: "sd1", axis: "log σ", reference: "karras", data: null, ghost: null, note: "",
+                  error: "", draws: 0, hover: -1, hoverText: "", fixed: options.fixed || false };
+  const family = select(FAMILIES, state.family, "Model family the plot assumes (the real model is known only when it runs)");
+  const axis = select(Object.keys(AXES), state.axis, "Vertical axis");
+  const reference = select(["karras", "none"], state.reference, "Ghost overlay: a reference schedule at the same steps");
+  bar.append(family, axis, reference);
+  const canvas = document.createElement("canvas");
+  canvas.style.cssText = "width:100%;flex:1 1 auto;min-height:0;border-radius:4px;background:#181818";
+  root.append(bar, canvas);
+  const widget = node.addDOMWidget("sl_plot", "schedule_lab_plot", root, {
+    serialize: false,
+    hideOnZoom: false,
+    getMinHeight: () => PLOT_HEIGHT,
+    getMaxHeight: () => PLOT_HEIGHT * 2,
   });
+  widget.serialize = false;
+  const plot = { node, widget, canvas, state, root };
+  const redraw = () => {
+    const rect = canvas.getBoundingClientRect();
+    const scale = window.devicePixelRatio || 1;
+    const width = Math.max(120, Math.round((rect.width || node.size[0] - 20) * scale));
+    const height = Math.max(80, Math.round((rect.height || PLOT_HEIGHT - 30) * scale));
+    if (canvas.width !== width || canvas.height !== height) Object.assign(canvas, { width, height });
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(scale, 0, 0, scale, 0, 0);
+    drawChart(ctx, width / scale, height / scale, state);
+    state.draws += 1;
+  };
+  plot.redraw = redraw;
+  plot.refresh = async () => {
+    if (state.fixed) return redraw();
+    const source = SOURCES[node.type];
+    if (!source) return;
+    const files = await refreshFiles();
+    updateReferences(files);
+    const { query, note } = source(node, files) || {};
+    state.note = note || "";
+    state.error = "";
+    try {
+      const data = query ? await fetchPlot(query, state.family) : null;
+      const steps = data?.steps || Number(query?.steps) || 10;
+      const ghost = state.reference === "none" ? null
+        : await fetchPlot(state.reference === "karras" ? { scheduler: "karras", steps, denoise: query?.denoise ?? 1 }
+                                                        : { schedule: state.reference, steps, denoise: 1 }, state.family);
+      Object.assign(state, { data, ghost });
+    } catch (e) {
+      state.data = null;
+      state.error = String(e.message || e);
+    }
+    redraw();
+  };
+  const updateReferences = (files) => {
+    const want = ["karras", "none", ...files];
+    if ([...reference.options].map((o) => o.value).join() === want.join()) return;
+    reference.replaceChildren(...want.map((o) => new Option(o, o)));
+    reference.value = want.includes(state.reference) ? state.reference : "karras";
+  };
+  let timer = null;
+  plot.schedule = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => plot.refresh(), 60);
+  };
+  family.onchange = () => { state.family = family.value; plot.schedule(); };
+  axis.onchange = () => { state.axis = axis.value; redraw(); };
+  reference.onchange = () => { state.reference = reference.value; plot.schedule(); };
+  canvas.addEventListener("mousemove", (e) => {
+    const rect = canvas.getBoundingClientRect();
+    const hit = nearestStep(state, e.clientX - rect.left, rect.width);
+    if (hit.index !== state.hover) {
+      state.hover = hit.index;
+      state.hoverText = hit.text;
+      canvas.title = hit.text;
+      redraw();
+    }
+  });
+  canvas.addEventListener("mouseleave", () => { state.hover = -1; state.hoverText = ""; redraw(); });
+  new ResizeObserver(() => redraw()).observe(canvas);
+  node.slPlot = plot;
+  return plot;
+}
+
+function addText(node) {
+  if (node.slText) return node.slText;
+  const el = document.createElement("div");
+  el.className = "schedule-lab-text";
+  el.style.cssText = "white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word;overflow-x:hidden;"
+    + "overflow-y:auto;font:11px/1.35 monospace;color:#ccc;background:#1b1b1b;border-radius:4px;padding:4px 6px;"
+    + "box-sizing:border-box;width:100%;height:100%;max-height:100%";
+  const widget = node.addDOMWidget("sl_text", "schedule_lab_text", el, {
+    serialize: false,
+    hideOnZoom: false,
+    getMinHeight: () => 60,
+    getMaxHeight: () => 260,
+  });
+  widget.serialize = false;
+  node.slText = { el, widget };
+  return node.slText;
+}
+
+function showText(node, text) {
+  const { el } = addText(node);
+  el.textContent = text;
+  fitNode(node);
+}
+
+function fitNode(node) {
+  const min = node.computeSize();
+  if (node.size[0] < min[0] || node.size[1] < min[1]) {
+    node.setSize([Math.max(node.size[0], min[0]), Math.max(node.size[1], min[1])]);
+  }
+  node.setDirtyCanvas?.(true, true);
+}
+
+function hookWidgets(node) {
+  for (const widget of node.widgets || []) {
+    if (widget.slHooked || widget.name === "sl_plot" || widget.name === "sl_text") continue;
+    const callback = widget.callback;
+    widget.callback = function () {
+      const out = callback?.apply(this, arguments);
+      node.slPlot?.schedule();
+      return out;
+    };
+    widget.slHooked = true;
+  }
+}
+
+function setUp(node) {
+  // Expensive pack nodes start with a fixed seed, so a second queue does not silently redo a search (a loaded
+  // workflow's own value is applied after this).
+  if (SL_NODE(node.type)) {
+    for (const widget of node.widgets || []) {
+      if (widget.name === "control_after_generate") widget.value = "fixed";
+    }
+  }
+  if (SOURCES[node.type]) {
+    addPlot(node);
+    hookWidgets(node);
+    fitNode(node);
+    node.slPlot.schedule();
+  }
+  if (node.type === "SL_ScheduleInfo") {
+    addPlot(node, { fixed: true });
+    fitNode(node);
+  }
 }
 
 app.registerExtension({
   name: "schedule_lab.schedule_plot",
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData.name !== NODE_ID) return;
+    const name = nodeData.name;
+    if (!SOURCES[name] && !SL_NODE(name)) return;
 
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function () {
+      const out = onNodeCreated?.apply(this, arguments);
+      setUp(this);
+      return out;
+    };
+
+    const onConfigure = nodeType.prototype.onConfigure;
+    nodeType.prototype.onConfigure = function () {
+      const out = onConfigure?.apply(this, arguments);
+      hookWidgets(this);
+      fitNode(this);
+      this.slPlot?.schedule();
+      return out;
+    };
+
+    if (!SL_NODE(name)) return;
     const onExecuted = nodeType.prototype.onExecuted;
     nodeType.prototype.onExecuted = function (message) {
       onExecuted?.apply(this, arguments);
+      const text = message?.text;
+      if (text?.length) showText(this, Array.isArray(text) ? text.join("\n") : String(text));
       const plot = message?.schedule_lab_sigmas?.[0];
-      this.slSigmas = plot ? plot.sigmas : null;
-      if (this.slSigmas && this.size[1] < PLOT_HEIGHT + 80) {
-        this.setSize([this.size[0], this.size[1] + PLOT_HEIGHT]);
+      if (plot && this.slPlot) {
+        this.slPlot.state.data = plot;
+        this.slPlot.redraw();
       }
-      this.setDirtyCanvas(true, true);
-    };
-
-    const onDrawForeground = nodeType.prototype.onDrawForeground;
-    nodeType.prototype.onDrawForeground = function (ctx) {
-      onDrawForeground?.apply(this, arguments);
-      if (!this.slSigmas || this.flags?.collapsed) return;
-      const w = this.size[0];
-      const top = this.size[1] - PLOT_HEIGHT;
-      ctx.save();
-      ctx.translate(0, top);
-      ctx.fillStyle = "rgba(0,0,0,0.25)";
-      ctx.fillRect(4, 0, w - 8, PLOT_HEIGHT - 4);
-      const pts = plotPoints(this.slSigmas, w, PLOT_HEIGHT - 4);
-      ctx.strokeStyle = "#6cf";
-      ctx.lineWidth = 1.5;
-      ctx.beginPath();
-      pts.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
-      ctx.stroke();
-      ctx.fillStyle = "#fff";
-      pts.forEach(([x, y]) => ctx.fillRect(x - 1.5, y - 1.5, 3, 3));
-      ctx.font = "10px sans-serif";
-      ctx.fillText(`log σ, ${this.slSigmas.length - 1} steps`, 10, 12);
-      ctx.restore();
     };
   },
 });

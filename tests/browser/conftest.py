@@ -1,0 +1,100 @@
+"""Browser fixtures: the real ComfyUI frontend in headless Chromium, against the real-host server.
+
+The server is the real-host fixture of ``tests/integration/conftest.py`` (imported, not copied): ComfyUI 0.3.64 on
+CPU with this pack linked in and the tiny checkpoint. Chromium is Debian's (``apt-get install chromium``), driven by
+Playwright with an explicit ``executable_path`` (Playwright's own browser download is not used). Outside CI a
+missing Chromium or Playwright skips these tests with the reason; under ``CI=true`` it stops the run instead.
+Screenshots are written to ``out/browser/`` as test artefacts.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+SHOTS = ROOT / "out" / "browser"
+sys.path.insert(0, str(HERE))
+
+
+def _load_integration_conftest():
+    path = HERE.parent / "integration" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("sl_integration_conftest", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_host = _load_integration_conftest()
+comfy_workdir, comfy = _host.comfy_workdir, _host.comfy  # the real-host server fixtures, reused
+IN_CI, COMFYUI_PATH, NO_HOST = _host.IN_CI, _host.COMFYUI_PATH, _host.NO_HOST
+
+CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def chromium_path() -> str | None:
+    return os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def browser_problem() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if not COMFYUI_PATH:
+        return NO_HOST
+    if importlib.util.find_spec("playwright") is None:
+        return ("Playwright is not installed in this interpreter: \"$COMFYUI_PYTHON\" -m pip install playwright "
+                "(the browser tests run with the host venv's python)")
+    if chromium_path() is None:
+        return "Chromium is not installed: apt-get install -y chromium (or set CHROMIUM to its path)"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    mine = [item for item in items if HERE in Path(str(item.fspath)).parents]
+    if not mine:
+        return
+    problem = browser_problem()
+    if problem is None:
+        problem = _host.host_problem()
+        if problem:
+            pytest.exit(problem, returncode=3)
+        return
+    if IN_CI:  # CI must never pass by skipping the browser
+        pytest.exit(f"CI=true but the browser tests cannot run: {problem}", returncode=3)
+    for item in mine:
+        item.add_marker(pytest.mark.skip(reason=problem))
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="session")
+def shots() -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    return SHOTS
+
+
+@pytest.fixture()
+def page(browser, comfy):
+    """A fresh page with the ComfyUI frontend loaded and the pack's extensions registered; ``page.sl_console``
+    holds (type, text) of every console message and page error."""
+    from sl_page import open_comfy
+
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    pg = context.new_page()
+    open_comfy(pg, comfy.base)
+    yield pg
+    context.close()

@@ -1,0 +1,181 @@
+"""Page helpers for the browser tests: open the frontend, load a workflow the way drag-and-drop does, queue it."""
+from __future__ import annotations
+
+import json
+import time
+
+PACK_URL = "/extensions/schedule_lab/"
+CHECKPOINT = "sl_tiny_sd2.safetensors"  # the integration fixture writes it (tests/integration/sl_graphs.py)
+
+
+SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False}
+
+
+def open_comfy(page, base: str) -> None:
+    page.sl_console = []
+    page.on("console", lambda m: page.sl_console.append((m.type, m.text + " @ " + str(m.location.get("url", "")))))
+    page.on("pageerror", lambda e: page.sl_console.append(("pageerror", f"{e} @ {e.stack or ''}")))
+    # A first visit shows the template browser and tutorial; a returning user does not.
+    page.request.post(f"{base}/api/settings", data=json.dumps(SETTINGS),
+                      headers={"Content-Type": "application/json"})
+    page.goto(base + "/", wait_until="domcontentloaded")
+    # Node definitions are registered after every extension has been imported (or has failed to).
+    page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph"
+                           " && window.LiteGraph.registered_node_types['SL_Scheduler']", timeout=120_000)
+    page.wait_for_timeout(500)
+
+
+def pack_console_errors(page) -> list[str]:
+    """Console errors and page errors that come from the pack (its URL or its extension name)."""
+    return [text for kind, text in page.sl_console
+            if kind in ("error", "pageerror") and ("schedule_lab" in text or "Schedule Lab" in text)]
+
+
+def load_workflow(page, doc: dict) -> None:
+    """``app.loadGraphData``: what the frontend does with a dropped or template workflow file."""
+    page.evaluate("doc => window.app.loadGraphData(doc, true, true, 'test')", doc)
+    page.wait_for_timeout(300)
+
+
+NODE_STATE_JS = """
+() => window.app.graph._nodes.map(n => ({
+  id: n.id, type: n.type, has_errors: !!n.has_errors, registered: !!window.LiteGraph.registered_node_types[n.type],
+  widgets: (n.widgets || []).filter(w => w.serialize !== false)
+    .map(w => ({name: w.name, type: w.type, value: w.value,
+                values: (w.options && Array.isArray(w.options.values)) ? w.options.values : null,
+                min: w.options ? w.options.min : null, max: w.options ? w.options.max : null})),
+}))
+"""
+
+
+def node_states(page) -> list[dict]:
+    return page.evaluate(NODE_STATE_JS)
+
+
+def widget_problems(states: list[dict], doc: dict) -> list[str]:
+    """Values that landed on a widget which cannot hold them (a shifted widget list), or a count mismatch."""
+    saved = {n["id"]: n.get("widgets_values", []) for n in doc["nodes"]}
+    problems = []
+    for n in states:
+        want = saved.get(n["id"], [])
+        if isinstance(want, list) and len(want) != len(n["widgets"]):
+            problems.append(f"{n['type']} #{n['id']}: {len(want)} saved values for {len(n['widgets'])} widgets "
+                            f"{[w['name'] for w in n['widgets']]}")
+        for w in n["widgets"]:
+            v = w["value"]
+            if w["values"] is not None and v not in w["values"] and w["name"] != "ckpt_name":
+                problems.append(f"{n['type']} #{n['id']}: {w['name']}={v!r} is not one of its options")
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and w["min"] is not None \
+                    and not (w["min"] <= v <= (w["max"] if w["max"] is not None else float("inf"))):
+                problems.append(f"{n['type']} #{n['id']}: {w['name']}={v!r} outside [{w['min']}, {w['max']}]")
+            if w["type"] in ("number", "slider") and not isinstance(v, (int, float)):
+                problems.append(f"{n['type']} #{n['id']}: number widget {w['name']} holds {v!r}")
+    return problems
+
+
+SWAP_JS = """
+([ckpt, size]) => {
+  const g = window.app.graph;
+  for (const n of [...g._nodes]) {
+    if (n.type === 'CheckpointLoaderSimple') n.widgets.find(w => w.name === 'ckpt_name').value = ckpt;
+    if (n.type === 'EmptyLatentImage') {
+      n.widgets.find(w => w.name === 'width').value = size;
+      n.widgets.find(w => w.name === 'height').value = size;
+    }
+    // the test budget: the expensive nodes' own work made small (the page still queues them as a user would)
+    const budget = {SL_TimestepSearch: {population: 4, generations: 1, reference_steps: 8, samples: 2, holdout: 2,
+                                        refine_iterations: 1},
+                    SL_ConstantRateScheduler: {samples: 4, points: 8}}[n.type] || {};
+    for (const [name, v] of Object.entries(budget)) {
+      const w = n.widgets.find(w => w.name === name);
+      if (w) w.value = v;
+    }
+    if (n.type === 'CLIPTextEncode') {
+      const lotus = window.LiteGraph.createNode('LotusConditioning');
+      lotus.pos = [...n.pos];
+      g.add(lotus);
+      const targets = (n.outputs[0].links || []).map(id => g.links[id] ?? g.links.get?.(id))
+        .filter(Boolean).map(l => [l.target_id, l.target_slot]);
+      g.remove(n);
+      for (const [tid, slot] of targets) lotus.connect(0, g.getNodeById(tid), slot);
+    }
+  }
+  g.setDirtyCanvas(true, true);
+}
+"""
+
+
+def swap_to_tiny_model(page, size: int = 64) -> None:
+    """Point the checkpoint loader at the tiny checkpoint, make latents small, replace the text encoders (the tiny
+    checkpoint has none) by ``LotusConditioning`` and give Timestep Search / Constant-Rate a small budget."""
+    page.evaluate(SWAP_JS, [CHECKPOINT, size])
+
+
+QUEUE_JS = """
+async () => {
+  const api = window.comfyAPI.api.api;
+  const done = new Promise((resolve) => {
+    const finish = (kind) => (e) => resolve({kind, detail: e.detail});
+    api.addEventListener('execution_success', finish('success'), {once: true});
+    api.addEventListener('execution_error', finish('error'), {once: true});
+    api.addEventListener('execution_interrupted', finish('interrupted'), {once: true});
+  });
+  const res = await window.app.queuePrompt(0, 1);
+  return await done;
+}
+"""
+
+
+def queue_from_page(page, timeout_s: float = 600) -> dict:
+    """Queue the graph as the Run button does and wait for the end of that prompt."""
+    t0 = time.time()
+    page.set_default_timeout(timeout_s * 1000)
+    out = page.evaluate(QUEUE_JS)
+    out["seconds"] = time.time() - t0
+    return out
+
+
+def fit_view(page) -> None:
+    """Zoom the canvas so the whole graph is visible (for screenshots)."""
+    page.evaluate("""() => { const c = window.app.canvas;
+      const ns = window.app.graph._nodes; if (!ns.length) return;
+      const xs = ns.flatMap(n => [n.pos[0], n.pos[0] + n.size[0]]);
+      const ys = ns.flatMap(n => [n.pos[1] - 30, n.pos[1] + n.size[1]]);
+      const b = [Math.min(...xs) - 20, Math.min(...ys) - 20, Math.max(...xs) - Math.min(...xs) + 40,
+                 Math.max(...ys) - Math.min(...ys) + 40];
+      c.ds.fitToBounds ? c.ds.fitToBounds(b, {zoom: 0.95}) : null; c.setDirty(true, true); }""")
+    page.wait_for_timeout(600)
+
+
+def node_screenshot(page, node_id: int, path) -> None:
+    """A screenshot of one node (its bounds on the page, title included)."""
+    box = page.evaluate("""id => { const c = window.app.canvas, n = window.app.graph.getNodeById(id);
+      const s = c.ds.scale, o = c.ds.offset, r = c.canvas.getBoundingClientRect();
+      return {x: r.left + (n.pos[0] + o[0]) * s - 4, y: r.top + (n.pos[1] - 32 + o[1]) * s - 4,
+              width: n.size[0] * s + 8, height: (n.size[1] + 32) * s + 8}; }""", node_id)
+    page.screenshot(path=str(path), clip=box)
+
+
+CANVAS_INK_JS = """id => { const n = window.app.graph.getNodeById(id); const c = n.slPlot && n.slPlot.canvas;
+  if (!c || !c.width) return -1;
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let ink = 0;
+  for (let i = 0; i < d.length; i += 4)
+    if (Math.abs(d[i] - 24) + Math.abs(d[i+1] - 24) + Math.abs(d[i+2] - 24) > 60) ink++;
+  return ink; }"""
+
+
+def plot_ink(page, node_id: int) -> int:
+    """Pixels of the node's plot canvas that differ clearly from its background (-1: no plot)."""
+    return page.evaluate(CANVAS_INK_JS, node_id)
+
+
+TEXTS_JS = """() => window.app.graph._nodes.filter(n => n.slText).map(n => {
+  const el = n.slText.el, r = el.getBoundingClientRect(), c = window.app.canvas, s = c.ds.scale, o = c.ds.offset,
+        cr = c.canvas.getBoundingClientRect();
+  const right = cr.left + (n.pos[0] + o[0] + n.size[0]) * s;
+  return {id: n.id, type: n.type, text: el.textContent, overflowX: el.scrollWidth - el.clientWidth,
+          visible: r.width > 0 && r.height > 0, insideRight: r.right <= right + 2}; })"""
+
+
+def node_texts(page) -> list[dict]:
+    return page.evaluate(TEXTS_JS)

@@ -1,0 +1,126 @@
+"""Live schedule plots in the real frontend: drawn before queueing, redrawn on a widget change, hover read-out,
+not saved into the workflow; screenshots of every pack node."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from sl_page import node_screenshot, pack_console_errors, plot_ink
+
+# Nodes whose widgets alone describe a schedule the route can compute (the rest draw a note until they run).
+COMPUTED = ["SL_Scheduler", "BasicScheduler", "KSampler", "KSamplerAdvanced", "SL_ConstantRateScheduler"]
+NOTE_ONLY = ["SL_TimestepSearch", "SL_LoadSchedule", "SL_SearchedSteps"]
+
+ADD_JS = """type => { window.app.graph.clear(); const n = window.LiteGraph.createNode(type);
+  n.pos = [120, 120]; window.app.graph.add(n); window.app.canvas.ds.scale = 1; window.app.canvas.ds.offset = [0, 0];
+  window.app.canvas.setDirty(true, true); return n.id; }"""
+PLOT_JS = """id => { const p = window.app.graph.getNodeById(id).slPlot;
+  return p ? {draws: p.state.draws, steps: p.state.data ? p.state.data.steps : null,
+              label: p.state.data && p.state.data.label,
+              ghost: p.state.ghost ? p.state.ghost.label : null, error: p.state.error, note: p.state.note,
+              hover: p.state.hoverText} : null; }"""
+
+
+def _add(page, node_type: str) -> int:
+    node_id = page.evaluate(ADD_JS, node_type)
+    page.wait_for_function(f"() => {{ const p = window.app.graph.getNodeById({node_id}).slPlot;"
+                           " return p && p.state.draws > 0 && (p.state.data || p.state.note || p.state.error); }",
+                           timeout=20_000)
+    page.wait_for_timeout(300)
+    return node_id
+
+
+def _plot(page, node_id: int) -> dict:
+    return page.evaluate(PLOT_JS, node_id)
+
+
+def _set_widget(page, node_id: int, name: str, value) -> None:
+    page.evaluate("([id, name, v]) => { const w = window.app.graph.getNodeById(id).widgets.find(w => w.name === name);"
+                  " w.value = v; w.callback && w.callback(v); }", [node_id, name, value])
+
+
+@pytest.mark.parametrize("node_type", COMPUTED)
+def test_plot_draws_before_queueing_and_redraws_on_a_widget_change(page, shots, node_type):
+    node_id = _add(page, node_type)
+    first = _plot(page, node_id)
+    assert first["error"] == "" and first["steps"] and first["ghost"] == "karras", first
+    assert plot_ink(page, node_id) > 300, "the plot canvas is blank"
+    node_screenshot(page, node_id, shots / f"node_{node_type}.png")
+    _set_widget(page, node_id, "steps", first["steps"] + 3)
+    page.wait_for_function(f"() => window.app.graph.getNodeById({node_id}).slPlot.state.data.steps === "
+                           f"{first['steps'] + 3}", timeout=20_000)
+    after = _plot(page, node_id)
+    assert after["draws"] > first["draws"], (first, after)
+    assert plot_ink(page, node_id) > 300, "the plot canvas is blank after the change"
+    assert pack_console_errors(page) == []
+
+
+def test_hover_shows_the_value_of_the_step_under_the_mouse(page):
+    node_id = _add(page, "SL_Scheduler")
+    box = page.evaluate("id => { const r = window.app.graph.getNodeById(id).slPlot.canvas.getBoundingClientRect();"
+                        " return [r.left, r.top, r.width, r.height]; }", node_id)
+    page.mouse.move(box[0] + 36, box[1] + box[3] / 2)  # the left edge of the plot area: step 0
+    page.wait_for_timeout(200)
+    hover = _plot(page, node_id)["hover"]
+    sigma0 = page.evaluate(f"() => window.app.graph.getNodeById({node_id}).slPlot.state.data.sigmas[0]")
+    assert hover.startswith("step 0: σ=") and f"{sigma0:.3f}"[:4] in hover, hover
+
+
+def test_axis_and_reference_change_the_drawing(page):
+    node_id = _add(page, "BasicScheduler")
+    before = _plot(page, node_id)["draws"]
+    page.evaluate("id => { const s = window.app.graph.getNodeById(id).slPlot.root.querySelectorAll('select')[1];"
+                  " s.value = 'log-SNR'; s.dispatchEvent(new Event('change')); }", node_id)
+    page.wait_for_timeout(200)
+    assert _plot(page, node_id)["draws"] > before
+    page.evaluate("id => { const s = window.app.graph.getNodeById(id).slPlot.root.querySelectorAll('select')[2];"
+                  " s.value = 'none'; s.dispatchEvent(new Event('change')); }", node_id)
+    page.wait_for_function(f"() => window.app.graph.getNodeById({node_id}).slPlot.state.ghost === null",
+                           timeout=10_000)
+    assert plot_ink(page, node_id) > 300
+
+
+@pytest.mark.parametrize("node_type", NOTE_ONLY)
+def test_nodes_without_a_schedule_yet_say_so_on_the_plot(page, shots, node_type):
+    node_id = _add(page, node_type)
+    plot = _plot(page, node_id)
+    assert plot["note"] or plot["steps"], plot
+    assert plot_ink(page, node_id) > 50
+    node_screenshot(page, node_id, shots / f"node_{node_type}.png")
+    assert pack_console_errors(page) == []
+
+
+def test_plot_is_not_saved_and_widgets_round_trip(page):
+    node_id = _add(page, "SL_Scheduler")
+    _set_widget(page, node_id, "steps", 17)
+    _set_widget(page, node_id, "scheduler", "sl_ays_sdxl")
+    saved = page.evaluate("() => window.app.graph.serialize()")
+    node = next(n for n in saved["nodes"] if n["id"] == node_id)
+    assert node["widgets_values"] == ["sl_ays_sdxl", 17, 1]
+    assert "sl_plot" not in json.dumps(saved)
+    page.evaluate("doc => window.app.loadGraphData(doc, true, true, 'roundtrip')", saved)
+    page.wait_for_timeout(500)
+    again = page.evaluate("() => window.app.graph.serialize()")
+    assert [n["widgets_values"] for n in again["nodes"]] == [n["widgets_values"] for n in saved["nodes"]]
+
+
+def test_every_pack_node_can_be_placed_and_is_photographed(page, shots):
+    types = page.evaluate("() => Object.keys(window.LiteGraph.registered_node_types).filter(t => t.startsWith('SL_'))")
+    assert len(types) >= 11, types
+    for node_type in types:
+        node_id = page.evaluate(ADD_JS, node_type)
+        page.wait_for_timeout(400)
+        node_screenshot(page, node_id, shots / f"node_{node_type}.png")
+        controls = page.evaluate(f"() => window.app.graph.getNodeById({node_id}).widgets"
+                                 ".filter(w => w.name === 'control_after_generate').map(w => w.value)")
+        assert all(v == "fixed" for v in controls), f"{node_type}: a new node's seed must not randomise"
+    assert pack_console_errors(page) == []
+
+
+@pytest.mark.parametrize("node_type, calls", [
+    ("SL_ConstantRateScheduler", 2304),  # 24 points x 64 samples + 64 x 12 (the defaults)
+    ("SL_TimestepSearch", 2148),  # 16 x 8 x 4 samples x 4 steps + 2 x 50 reference steps
+])
+def test_costly_nodes_show_their_model_calls_before_they_start(page, node_type, calls):
+    node_id = _add(page, node_type)
+    assert f"≈ {calls} model calls" in _plot(page, node_id)["note"]
