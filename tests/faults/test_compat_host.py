@@ -11,7 +11,8 @@ from schedule_lab.nodes.host.access import COMPAT, IO_MEMBERS, UI_MEMBERS, V3_MO
 
 #: Touch points that exist only inside a running server (``server`` cannot be imported without one: read its source)
 #: or on newer ComfyUI (refused by name where present).
-ONLY_RUNNING = {"server.PromptServer.instance.send_progress_text": ("PromptServer", "send_progress_text")}
+ONLY_RUNNING = {"server.PromptServer.instance.send_progress_text": ("PromptServer", "send_progress_text"),
+                "server.PromptServer.instance.routes": ("PromptServer", "routes")}
 NEWER = {"comfy.model_sampling.IMG_TO_IMG_FLOW", "comfy.model_sampling.IMG_TO_IMG_VELOCITY",
          "comfy.model_sampling.V_PREDICTION_DDPM", "comfy.model_sampling.ModelSamplingAV"}
 
@@ -62,6 +63,13 @@ def test_the_newer_classes_are_absent_here_so_their_refusal_is_read_not_run(comf
 
 def test_the_running_server_methods_exist_in_this_hosts_source(comfy_python):
     tree = ast.parse((Path(comfy_python[0]) / "server.py").read_text())
-    methods = {(c.name, f.name) for c in ast.walk(tree) if isinstance(c, ast.ClassDef)
-               for f in c.body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))}
-    assert set(ONLY_RUNNING.values()) <= methods
+    members = set()  # methods, and attributes the class sets on self (``self.routes = routes``)
+    for c in ast.walk(tree):
+        if isinstance(c, ast.ClassDef):
+            for f in c.body:
+                if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    members.add((c.name, f.name))
+                    members |= {(c.name, t.attr) for a in ast.walk(f) if isinstance(a, ast.Assign)
+                                for t in a.targets if isinstance(t, ast.Attribute)
+                                and isinstance(t.value, ast.Name) and t.value.id == "self"}
+    assert set(ONLY_RUNNING.values()) <= members
