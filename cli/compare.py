@@ -61,11 +61,13 @@ def compare(steps: int, samplers, schedules, seed: int, columns: int, n_samples:
     log(f"compare: {len(samplers)} samplers × {len(schedules)} schedules at {steps} steps on the bundled EDM MLP "
         f"({kind.describe()}), N = {n_samples} for the metrics, {columns} grid columns from seed {seed}")
     skipped = []
+    provided = bundled_tpm(model) if sigma_range == "model" else {}
     for sampler in samplers:
         for schedule in schedules:
             label = f"{sampler} / {schedule}"
             try:
-                result = catalogue.run(sampler, schedule, model, batch, kind=kind, steps=steps, seed=seed)
+                result = catalogue.run(_tpdm_floor(sampler, kind), schedule, model, batch, kind=kind, steps=steps,
+                                       seed=seed, provided=provided)
             except Exception as e:  # noqa: BLE001  (show the other combinations; say why this one is missing)
                 skipped.append(f"{label}: {type(e).__name__}: {e}")
                 log(f"  {label:<32} SKIPPED: {type(e).__name__}: {e}")
@@ -90,6 +92,24 @@ def compare(steps: int, samplers, schedules, seed: int, columns: int, n_samples:
     (out / "table.md").write_text(table_markdown(doc))
     log(f"wrote {out / 'grid.png'}, {out / 'schedules.png'}, {out / 'table.md'}, {out / 'table.json'}")
     return doc
+
+
+def bundled_tpm(model) -> dict:
+    """What ``sl_tpdm`` needs on the bundled model: the TPM trained for it (testbeds/weights/tpm_edm_digits, trained
+    on the model's own EDM range by ``schedule-lab tpdm train``) and the tap that reads the model's features. The
+    schedule then only gives the start level and ``steps`` is the cap, as in ComfyUI's KSampler."""
+    from ..solvers.tpdm.official import load_tpm
+    from ..testbeds.models import WEIGHTS_DIR
+    from ..testbeds.taps import tap_for
+
+    tpm, _ = load_tpm(WEIGHTS_DIR / "tpm_edm_digits.safetensors")
+    return {"tpdm": (tpm.eval(), tap_for(model).read)}
+
+
+def _tpdm_floor(sampler: str, kind: ModelKind) -> str:
+    """``sl_tpdm`` without options stops at the model's smallest noise level, as the Adaptive Steps Sampler node does
+    in ComfyUI (and as the bundled TPM was trained), not at the sampler's generic 0.001."""
+    return f"sl_tpdm(min_sigma={kind.sigma_min!r})" if sampler == "sl_tpdm" else sampler
 
 
 def _row(sampler, schedule, steps, result, split, test_stats, classifier, columns) -> dict:

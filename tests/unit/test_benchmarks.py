@@ -138,6 +138,27 @@ def test_compare_cli_writes_grid_plot_and_a_table_row_per_combination(tmp_path):
     assert (out / "table.md").read_text().count("\n| ") == 1 + 4  # header + one line per combination
 
 
+def test_compare_runs_sl_tpdm_with_thebundled_tpm_each_image_stopping_within_the_step_cap(tmp_path):
+    """The main job shows TPDM on the model its bundled TPM was trained for: no SKIPPED row, the cap respected,
+    the same batched calls as the catalogue's run of sl_tpdm with that TPM and tap, per-image step counts that
+    differ."""
+    from schedule_lab.benchmarks.setups import noise
+    from schedule_lab.cli.compare import bundled_tpm, compare, model_kind
+    from schedule_lab.solvers import catalogue
+    from schedule_lab.testbeds.models import load_edm_mlp
+
+    doc = compare(12, ["sl_tpdm"], ["karras"], seed=3, columns=2, n_samples=16, out=tmp_path, log=lambda *_: None)
+    assert doc["skipped"] == [] and [(r["sampler"], r["schedule"]) for r in doc["rows"]] == [("sl_tpdm", "karras")]
+    assert 1 <= doc["rows"][0]["nfe"] <= 12
+    model = load_edm_mlp()
+    kind = model_kind("model", model.sigma_data)  # compare's kind: the model's own EDM range
+    batch = torch.cat([noise(1, 3), noise(1, 4), noise(16, 3)])
+    res = catalogue.run(f"sl_tpdm(min_sigma={kind.sigma_min})", "karras", model, batch, kind=kind, steps=12, seed=3,
+                        provided=bundled_tpm(model))
+    assert res.nfe == doc["rows"][0]["nfe"] and all(1 <= len(s) - 1 <= 12 for s in res.schedules)
+    assert len({len(s) for s in res.schedules}) > 1  # images stop on their own
+
+
 def test_compare_defaults_include_every_registered_sampler_and_scheduler():
     from schedule_lab.cli.compare import default_samplers, default_schedules
     from schedule_lab.nodes.registry import SAMPLERS, SCHEDULERS
