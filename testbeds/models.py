@@ -23,7 +23,7 @@ from torch import nn
 
 __all__ = [
     "CLASSIFIER_FILE", "EDM_MLP_FILE", "WEIGHTS_DIR", "DigitsClassifier", "EDMDenoiserMLP",
-    "load_classifier", "load_edm_mlp", "read_sidecar",
+    "load_bundled", "load_classifier", "load_edm_mlp", "read_sidecar",
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -138,25 +138,27 @@ def read_sidecar(name: str, weights_dir=None) -> dict:
     return json.loads((Path(weights_dir or WEIGHTS_DIR) / f"{name}.json").read_text())
 
 
-def _load(cls, name: str, weights_dir) -> nn.Module:
+def load_bundled(cls, name: str, weights_dir=None, retrain: str = "") -> nn.Module:
+    """A bundled model: ``cls(**config)`` from the sidecar (JSON lists become the tuples constructors take), weights
+    from ``<name>.safetensors`` in float32, eval mode, no grad. ``retrain``: the train options named when missing."""
     folder = Path(weights_dir or WEIGHTS_DIR)
     path = folder / f"{name}.safetensors"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing; train it with `python -m schedule_lab.testbeds.train "
-                                f"--out {folder}`")
-    model = cls(**read_sidecar(name, folder)["config"])
-    state = {k: v.to(torch.float32) for k, v in load_file(str(path)).items()}
-    model.load_state_dict(state)
+                                f"{retrain + ' ' if retrain else ''}--out {folder}`")
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in read_sidecar(name, folder)["config"].items()}
+    model = cls(**config)
+    model.load_state_dict({k: v.to(torch.float32) for k, v in load_file(str(path)).items()})
     return model.eval().requires_grad_(False)
 
 
 @lru_cache(maxsize=4)
 def load_edm_mlp(weights_dir=None) -> EDMDenoiserMLP:
     """The bundled EDM MLP digits denoiser (eval mode, float32, no grad). Cached: never modify it in place."""
-    return _load(EDMDenoiserMLP, EDM_MLP_FILE, weights_dir)
+    return load_bundled(EDMDenoiserMLP, EDM_MLP_FILE, weights_dir)
 
 
 @lru_cache(maxsize=4)
 def load_classifier(weights_dir=None) -> DigitsClassifier:
     """The bundled digits classifier (eval mode, float32, no grad). Cached: do not modify it in place."""
-    return _load(DigitsClassifier, CLASSIFIER_FILE, weights_dir)
+    return load_bundled(DigitsClassifier, CLASSIFIER_FILE, weights_dir)

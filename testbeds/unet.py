@@ -15,13 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .models import WEIGHTS_DIR, FourierEmbedding, read_sidecar
+from .models import FourierEmbedding, load_bundled
 
 __all__ = ["PATCH_CLASSIFIER_FILE", "PATCH_UNET_FILE", "PatchClassifier", "PatchUNet", "load_patch_classifier",
            "load_patch_unet"]
@@ -149,30 +148,14 @@ class PatchClassifier(nn.Module):
         return self.head(self.features(x))
 
 
-def _load(cls, name: str, weights_dir) -> nn.Module:
-    from safetensors.torch import load_file
-
-    folder = Path(weights_dir or WEIGHTS_DIR)
-    path = folder / f"{name}.safetensors"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; train it with `python -m schedule_lab.testbeds.train "
-                                f"--which patches --out {folder}`")
-    config = dict(read_sidecar(name, folder)["config"])
-    if "mult" in config:
-        config["mult"] = tuple(config["mult"])
-    model = cls(**config)
-    model.load_state_dict({k: v.to(torch.float32) for k, v in load_file(str(path)).items()})
-    return model.eval().requires_grad_(False)
-
-
 @lru_cache(maxsize=4)
 def load_patch_unet(weights_dir=None) -> PatchUNet:
     """The bundled natural-image UNet (eval, float32, no grad). Cached: never modify it in place."""
-    return _load(PatchUNet, PATCH_UNET_FILE, weights_dir)
+    return load_bundled(PatchUNet, PATCH_UNET_FILE, weights_dir, retrain="--which patches")
 
 
 @lru_cache(maxsize=4)
 def load_patch_classifier(weights_dir=None) -> PatchClassifier:
     """The bundled patch-source classifier (eval, float32, no grad). Cached: do not modify it in place."""
-    return _load(PatchClassifier, PATCH_CLASSIFIER_FILE, weights_dir)
+    return load_bundled(PatchClassifier, PATCH_CLASSIFIER_FILE, weights_dir, retrain="--which patches")
 
