@@ -86,7 +86,9 @@ class ABCompare(io.ComfyNode):
                                 "'sampler, scheduler, steps[, label]', after any chained entries."),
                 io.Combo.Input("sweep", options=list(ab_ops.SWEEPS), default="none", tooltip="none: one cell per "
                                "entry. Otherwise one cell per value of sweep_values, varying this setting of the "
-                               "first entry (detail needs sl_tada by name)."),
+                               "first entry (detail needs sl_tada by name; xi, the constant-rate exponent ξ, "
+                               "needs scheduler sl_constant_rate by name and uses the calibration the MODEL carries, "
+                               "else the data-free default)."),
                 io.String.Input("sweep_values", default="0.5, 1, 2", tooltip="Comma-separated values for the sweep."),
                 io.Int.Input("columns", default=0, min=0, max=16, tooltip="Grid columns; 0 = as square as possible."),
                 _entries().Input("entries", optional=True, tooltip="A chain of A/B Entry nodes."),
@@ -108,8 +110,12 @@ class ABCompare(io.ComfyNode):
         plans = []
         for cell in cells:
             try:
-                sigmas = cell.sigmas if cell.sigmas is not None else host.scheduler_sigmas_for(
-                    model, cell.scheduler, cell.steps, cell.denoise)
+                if cell.xi is not None:  # a ξ-sweep cell: sl_constant_rate with this exponent
+                    sigmas = ab_ops.constant_rate_cell_sigmas(host.model_kind_of(model), cell.steps, cell.denoise,
+                                                              cell.xi, host.model_velocity(model))
+                else:
+                    sigmas = cell.sigmas if cell.sigmas is not None else host.scheduler_sigmas_for(
+                        model, cell.scheduler, cell.steps, cell.denoise)
                 sampler = host.cell_sampler(cell.sampler_name, cell.options, cell.sampler)
             except Exception as e:  # noqa: BLE001 - name the entry whose recipe failed
                 raise ab_ops.ScheduleError(f"{cell.describe()}: {e}") from e

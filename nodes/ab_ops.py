@@ -12,9 +12,13 @@ from typing import Any
 
 import torch
 
+from ..schedules.constant_rate.calibrate import XI_MAX, XI_MIN
 from ..schedules.errors import ScheduleError
+from ..schedules.model_kind import ModelKind
+from ..schedules.resample import truncate_for_denoise
 
 SWEEPS = ("none", "detail", "steps", "denoise", "xi")
+CONSTANT_RATE = "sl_constant_rate"
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class ABEntry:
     sampler: Any = None  # a SAMPLER object wins over sampler_name
     sigmas: torch.Tensor | None = None  # SIGMAS win over scheduler/steps/denoise
     options: dict = field(default_factory=dict)  # explicit pack-sampler options (detail, ...)
+    xi: float | None = None  # constant-rate exponent ξ (an sl_constant_rate entry of a ξ sweep); None = its default
 
     def describe(self) -> str:
         return f"entry {self.label!r}"
@@ -101,10 +106,25 @@ def expand_sweep(entries: list[ABEntry], sweep: str, values_text: str) -> list[A
                 raise ScheduleError(f"{base.describe()}: a detail sweep needs the sampler given by name as sl_tada "
                                     "(a connected SAMPLER keeps its own detail)")
             cells.append(replace(base, options={**base.options, "detail": v}, label=f"{base.label} · detail {v:g}"))
-        else:  # xi
-            raise ScheduleError("sweep: xi needs the Constant-Rate Scheduler's calibration, which A/B Compare "
-                                "cannot run yet; compare Constant-Rate Scheduler outputs as SIGMAS entries instead")
+        else:  # xi: the constant-rate schedule's exponent
+            if base.sigmas is not None or base.scheduler != CONSTANT_RATE:
+                raise ScheduleError(f"{base.describe()}: a xi sweep needs the scheduler given by name as "
+                                    f"{CONSTANT_RATE} (connected SIGMAS keep their own xi); feed A/B Compare the "
+                                    "Constant-Rate Scheduler's MODEL output to sweep xi on a measured calibration")
+            if not XI_MIN <= v <= XI_MAX:
+                raise ScheduleError(f"sweep_values: xi {v:g} must lie in [{XI_MIN:g}, {XI_MAX:g}] (the Constant-Rate "
+                                    "Scheduler's range; 1 = equal change per step)")
+            cells.append(replace(base, xi=v, label=f"{base.label} · ξ {v:g}"))
     return cells + list(entries[1:])
+
+
+def constant_rate_cell_sigmas(kind: ModelKind, steps: int, denoise: float, xi: float, velocity=None) -> torch.Tensor:
+    """Sigmas of a ξ-sweep cell: the catalogue's ``sl_constant_rate`` schedule (the calibration the MODEL carries,
+    else the data-free default, exactly as in KSampler's dropdown) with ξ set, under KSampler's denoise rule."""
+    from ..solvers import catalogue
+
+    fn = catalogue.SCHEDULES[CONSTANT_RATE].fn
+    return truncate_for_denoise(lambda n: fn(kind, n, velocity=velocity, xi=xi), steps, denoise).to(torch.float32)
 
 
 def check_labels(cells: list[ABEntry]) -> None:

@@ -18,7 +18,7 @@ Node modules use the names re-exported here (``host.model_kind_of(model)``).
 from __future__ import annotations
 
 from .access import COMPAT, IO_MEMBERS, UI_MEMBERS, _warned, comfy_version, definable_nodes, log, v3_api, warn_once
-from .cells import cell_sampler, sample_cell, sampler_names, scheduler_sigmas_for
+from .cells import cell_sampler, model_velocity, sample_cell, sampler_names, scheduler_sigmas_for
 from .fingerprints import guider_fingerprint, model_fingerprint
 from .folders import (
     CALIBRATION_FOLDER,
@@ -64,5 +64,5 @@ __all__ = [
     "sampler_object", "saved_schedule_paths", "schedule_files", "schedule_read_path", "schedule_write_dir",
     "show_text", "v3_api", "warn_once", "with_model_setting", "with_settings",
     "add_get_route", "cell_sampler", "json_response", "model_sampling_preset", "sample_cell",
-    "sampler_names", "scheduler_names", "scheduler_sigmas_for", "stock_sigmas",
+    "sampler_names", "scheduler_names", "scheduler_sigmas_for", "stock_sigmas", "model_velocity",
 ]

@@ -8,7 +8,7 @@ import torch
 from ...schedules.errors import ScheduleError
 from .access import load
 from .kinds import model_kind_of
-from .patches import pack_settings
+from .patches import model_settings_of, pack_settings
 from .plots import stock_sigmas
 
 
@@ -55,6 +55,11 @@ def scheduler_sigmas_for(model: Any, name: str, steps: int, denoise: float) -> t
 
     ms = model.get_model_object("model_sampling")
     return truncate_for_denoise(lambda n: stock_sigmas(ms, name, n), steps, denoise).to(torch.float32)
+
+
+def model_velocity(model: Any):
+    """The Constant-Rate calibration this MODEL carries (the Constant-Rate Scheduler's MODEL output), or None."""
+    return model_settings_of(model.get_model_object("model_sampling"), ("velocity",)).get("velocity")
 
 
 def sample_cell(model: Any, positive, negative, cfg: float, latent: dict, sampler: Any, sigmas: torch.Tensor,

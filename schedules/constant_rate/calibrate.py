@@ -150,9 +150,11 @@ def schedule(velocity: Velocity, kind: ModelKind, steps: int, denoise: float = 1
                                 steps, denoise).to(torch.float32)
 
 
-def dropdown_sigmas(kind: ModelKind, steps: int, velocity: Velocity | None = None) -> torch.Tensor:
+def dropdown_sigmas(kind: ModelKind, steps: int, velocity: Velocity | None = None,
+                    xi: float | None = None) -> torch.Tensor:
     """``sl_constant_rate`` in KSampler: the calibration carried by this MODEL (the Constant-Rate Scheduler node's
-    MODEL output) if any, else the data-free default; logs which."""
+    MODEL output) if any, else the data-free default; logs which. ``xi`` None: the per-step-count default (A/B
+    Compare's ξ sweep sets it)."""
     if velocity is None:
         log.info("[Schedule Lab] sl_constant_rate: this model carries no calibration, using the data-free default "
                  "(to use a measured one, feed the KSampler the MODEL output of the Constant-Rate Scheduler node; "
@@ -161,4 +163,4 @@ def dropdown_sigmas(kind: ModelKind, steps: int, velocity: Velocity | None = Non
     else:
         log.info("[Schedule Lab] sl_constant_rate: using the %s calibration measured on this model (%s model calls)",
                  velocity.measure, velocity.info.get("model_calls", "?"))
-    return schedule(velocity, kind, steps)
+    return schedule(velocity, kind, steps, xi=xi)

@@ -114,3 +114,35 @@ def test_ab_compare_refuses_a_bad_entry_naming_it(comfy):
     assert entry["status"]["status_str"] == "error"
     message = json.dumps(entry["status"]["messages"])
     assert "entry 'A'" in message and "labels must tell cells apart" in message
+
+
+def test_ab_compare_xi_sweep_cell_at_the_default_xi_equals_ksampler_sl_constant_rate(comfy):
+    """Oracle: KSampler's sl_constant_rate (no calibration on the MODEL: the data-free default) uses the per-step
+    default ξ; the ξ-sweep cell at that ξ gives the same image from the same seed, another ξ does not."""
+    import numpy as np
+
+    from schedule_lab.schedules.constant_rate.construct import default_schedule_settings
+    from schedule_lab.schedules.model_kind import ModelKind
+
+    xi = default_schedule_settings(4, ModelKind.vp())["xi"]  # the tiny checkpoint is an SD2 eps (VP) model
+    g = _ab_graph("euler, sl_constant_rate, 4, CR\neuler, karras, 4, K", sweep="xi", values=f"{xi}, 3")
+    g["ks"] = {"class_type": "KSampler", "inputs": {
+        "model": ["ckpt", 0], "seed": 3, "steps": 4, "cfg": 2.0, "sampler_name": "euler",
+        "scheduler": "sl_constant_rate", "positive": ["pos", 0], "negative": ["neg", 0],
+        "latent_image": ["latent", 0], "denoise": 1.0}}
+    g["_model"] = ["ckpt", 0]
+    g = finish(g, ["ks", 0], "sl_ab_xi_reference")
+    entry = comfy.run(g)
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:2000]
+    report = entry["outputs"]["ab"]["text"][0].splitlines()
+    assert [line.split(":")[0] for line in report] == [f"CR · ξ {xi:g}", "CR · ξ 3", "K"], report
+    cells, reference = _images(comfy, entry, "save_ab"), _images(comfy, entry, "save")
+    assert np.array_equal(np.asarray(cells[0]), np.asarray(reference[0]))
+    assert not np.array_equal(np.asarray(cells[1]), np.asarray(reference[0]))
+
+
+def test_ab_compare_refuses_a_xi_sweep_on_another_scheduler_naming_the_entry(comfy):
+    entry = comfy.run(_ab_graph("euler, karras, 4, K", sweep="xi", values="1, 2"))
+    assert entry["status"]["status_str"] == "error"
+    message = json.dumps(entry["status"]["messages"])
+    assert "entry 'K'" in message and "sl_constant_rate" in message
