@@ -111,6 +111,11 @@ class LoadSchedule(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, schedule) -> bool | str:
+        """Before the run: a missing file says which file to put where (instead of ComfyUI's "Value not in list")."""
+        return host.schedule_missing(schedule) or True
+
+    @classmethod
     def fingerprint_inputs(cls, schedule=None, **_) -> str:
         """The file's content hash (as LoadImage hashes its image): a rewritten file is read again."""
         return schedule_ops.file_fingerprint(schedule, host.schedule_read_path)

@@ -155,6 +155,12 @@ class SearchedSteps(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, schedule) -> bool | str:
+        """Before the run: a missing file says which file to put where (instead of ComfyUI's "Value not in list");
+        an unknown preset lists the presets."""
+        return search_ops.choice_missing(schedule, host.schedule_missing) or True
+
+    @classmethod
     def fingerprint_inputs(cls, schedule=None, **_) -> str:
         """A file's content hash, so a rewritten file (a new search under the same name) is read again."""
         return search_ops.choice_fingerprint(schedule, host.schedule_read_path)

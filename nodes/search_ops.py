@@ -177,6 +177,22 @@ def choice_fingerprint(choice, read_path) -> str:
     return file_fingerprint(choice, read_path)
 
 
+def choice_missing(choice, schedule_missing) -> str | None:
+    """Searched Steps' validation before a run: None when the choice can be read; else what to do (an unknown
+    preset lists the presets; a missing file says which file to put where, naming Timestep Search)."""
+    if not isinstance(choice, str):
+        return f"schedule: {choice!r} is not a schedule name"
+    if choice.startswith(PRESET_PREFIX):
+        if choice[len(PRESET_PREFIX):] in PRESETS:
+            return None
+        return f"schedule: unknown preset {choice!r}; choose one of {', '.join(PRESET_PREFIX + p for p in PRESETS)}"
+    message = schedule_missing(choice)
+    if message is None:
+        return None
+    return (message + " A searched file is written by the Timestep Search node (run the timestep_search example "
+            "workflow with filename set to this name), or pick a 'preset: ...' entry.")
+
+
 def searched_steps(choice: str, kind, read_path, steps: int = 0, denoise: float = 1.0):
     """SIGMAS of a preset or a saved search for ``kind``; ``steps`` 0 keeps the searched count, any other value
     resamples log-linearly (and says so). Returns ``(sigmas float32, note)``."""

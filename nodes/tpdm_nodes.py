@@ -33,6 +33,11 @@ class LoadTPM(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, tpm_name) -> bool | str:
+        """Before the run: a missing file says which file to put where (instead of ComfyUI's "Value not in list")."""
+        return host.tpm_missing(tpm_name) or True
+
+    @classmethod
     def execute(cls, tpm_name) -> io.NodeOutput:
         return io.NodeOutput(load_tpm_file(host.tpm_read_path(tpm_name), tpm_name))
 

@@ -25,8 +25,10 @@ from .folders import (
     SCHEDULE_FOLDER,
     calibration_dir,
     ensure_schedule_folder,
+    missing_file_message,
     saved_schedule_paths,
     schedule_files,
+    schedule_missing,
     schedule_read_path,
     schedule_write_dir,
 )
@@ -50,12 +52,13 @@ from .patches import (
 from .plots import add_get_route, json_response, model_sampling_preset, scheduler_names, stock_sigmas
 from .progress import Progress, check_interrupted, show_text
 from .registration import comfy_sampler, register_all, register_samplers, register_schedulers, sampler_object
-from .tpdm import apply_tpm, ensure_tpm_folder, family_of, tpm_files, tpm_read_path
+from .tpdm import apply_tpm, ensure_tpm_folder, family_of, tpm_files, tpm_missing, tpm_read_path
 
 __all__ = [
     "IO_MEMBERS", "KNOWN_SAMPLING", "REFUSED_SAMPLING", "UI_MEMBERS", "check_interrupted", "sampler_name",
     "definable_nodes", "CALIBRATION_FOLDER", "COMPAT", "Progress", "SCHEDULE_FOLDER", "apply_tpm", "ensure_tpm_folder",
-    "family_of", "tpm_files", "tpm_read_path", "SETTINGS_KEY", "_warned",
+    "family_of", "tpm_files", "tpm_missing", "tpm_read_path", "schedule_missing", "missing_file_message",
+    "SETTINGS_KEY", "_warned",
     "attach_model_setting",
     "calibrate_with_guider", "calibration_dir", "check_latent_fits", "comfy_sampler", "comfy_version",
     "ensure_schedule_folder", "guider_fingerprint", "latent_to_model_space", "log", "model_fingerprint",

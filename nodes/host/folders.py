@@ -34,15 +34,43 @@ def schedule_files() -> list[str]:
     return fp.get_filename_list(SCHEDULE_FOLDER)
 
 
+#: What to do about a missing schedule file (Load Schedule / Searched Steps / the plot route).
+SCHEDULE_HINT = ("Save Schedule writes such files (Timestep Search too); or copy the .json file there.")
+
+
+def missing_file_message(folder: str, name: str, what: str, hint: str) -> str:
+    """Which file to put where: ``models/<folder>/<name>``, the folder this ComfyUI actually reads first (it may be
+    set by extra_model_paths.yaml), and how to get the file. Used by the loaders' validation and at run time."""
+    fp = load("folder_paths")
+    where = ""
+    try:
+        folders = fp.get_folder_paths(folder) if fp is not None else []
+    except Exception:  # noqa: BLE001 - the message must never fail
+        folders = []
+    if folders:
+        where = f" (here: {os.path.join(folders[0], str(name))})"
+    return (f"no file named {name!r} in models/{folder}: put {what} at ComfyUI/models/{folder}/{name}{where}, "
+            f"then refresh the page (press R). {hint}")
+
+
 def schedule_read_path(name: str) -> str:
     """Full path of an existing schedule file, found only inside ComfyUI's schedule folders."""
     fp = load("folder_paths")
     ensure_schedule_folder()
     path = fp.get_full_path(SCHEDULE_FOLDER, name) if fp else None
     if path is None:
-        raise ScheduleError(f"schedule: no file named {name!r} in models/{SCHEDULE_FOLDER}; "
-                            "save one with the Save Schedule node or copy it there, then refresh")
+        raise ScheduleError("schedule: " + missing_file_message(SCHEDULE_FOLDER, name, "the schedule file (.json)",
+                                                                SCHEDULE_HINT))
     return path
+
+
+def schedule_missing(name) -> str | None:
+    """The missing-file message for a schedule name, or None when the file is there (validation before a run)."""
+    try:
+        schedule_read_path(name)
+    except ScheduleError as e:
+        return str(e)
+    return None
 
 
 def saved_schedule_paths() -> list[tuple[str, str]]:

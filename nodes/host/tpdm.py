@@ -19,11 +19,14 @@ from typing import Any
 from ...schedules.errors import ScheduleError
 from ..tpdm_ops import TPDMState, check_tpm_fits
 from .access import load
-from .folders import schedule_write_dir
+from .folders import missing_file_message, schedule_write_dir
 from .patches import with_settings
 from .progress import show_text
 
 TPM_FOLDER = "tpm"
+#: How to get a TPM file (Load TPM's missing-file message).
+TPM_HINT = ("A TPM is trained for one model: `schedule-lab tpdm train` makes one (docs/tpdm.md), or use the official "
+            "SD3-Medium TPM converted to .safetensors (pickled .pt/.ckpt files are refused).")
 WRAPPER_KEY = "schedule_lab_tpdm"
 
 
@@ -56,9 +59,18 @@ def tpm_read_path(name: str) -> str:
     ensure_tpm_folder()
     path = fp.get_full_path(TPM_FOLDER, name) if fp else None
     if path is None:
-        raise ScheduleError(f"tpm_name: no file named {name!r} in models/{TPM_FOLDER}; copy the .safetensors TPM "
-                            "there and refresh.")
+        raise ScheduleError("tpm_name: " + missing_file_message(TPM_FOLDER, name, "the time predictor (.safetensors)",
+                                                                TPM_HINT))
     return path
+
+
+def tpm_missing(name) -> str | None:
+    """The missing-file message for a TPM name, or None when the file is there (validation before a run)."""
+    try:
+        tpm_read_path(name)
+    except ScheduleError as e:
+        return str(e)
+    return None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -295,3 +295,19 @@ def test_constant_rate_measures_once_then_reads_the_cache_and_the_model_carries_
                                constant_rate_ops.schedule(velocity, ModelKind.vp(), 6), rtol=1e-4, atol=1e-6)
     with pytest.raises(ScheduleError, match="measure: 'fid' is unknown"):
         _constant_rate(v3, guider, "fid")
+
+
+def test_schedule_loaders_validation_says_which_file_to_put_where(v3):
+    model, sigmas = v3.model(), torch.tensor([14.6, 3.0, 0.5, 0.0])
+    _run(v3.nodes["SL_SaveSchedule"], sigmas=sigmas, model=model, filename="here", note="", overwrite=True)
+    load, searched = v3.nodes["SL_LoadSchedule"], v3.nodes["SL_SearchedSteps"]
+    assert load.validate_inputs(schedule="here.json") is True
+    message = load.validate_inputs(schedule="ays_sd1_10.json")
+    assert message.startswith("schedule: no file named 'ays_sd1_10.json' in models/schedules: put the schedule file "
+                              "(.json) at ComfyUI/models/schedules/ays_sd1_10.json")
+    assert str(v3.models / "schedules" / "ays_sd1_10.json") in message
+    missing = searched.validate_inputs(schedule="searched_dpmpp_2m_4.json")
+    assert "ComfyUI/models/schedules/searched_dpmpp_2m_4.json" in missing and "Timestep Search" in missing
+    first_preset = next(c for c in searched.define_schema().inputs[1].options if c.startswith("preset: "))
+    assert searched.validate_inputs(schedule=first_preset) is True
+    assert "unknown preset" in searched.validate_inputs(schedule="preset: nope")

@@ -97,3 +97,13 @@ def test_adaptive_steps_sampler_options_reach_sl_tpdm_and_bad_ones_name_the_inpu
     guider = v3.Guider(v3.model(), lambda x, s: x * 0)
     with pytest.raises(ScheduleError, match="Apply TPM"):
         guider.sample(torch.zeros(1, 4, 4, 4), torch.zeros(1, 4, 4, 4), sampler, torch.tensor([14.6, 0.0]))
+
+
+def test_load_tpm_validation_says_which_file_to_put_where(v3):
+    name = _tpm_file(v3, "small.safetensors")
+    node = v3.nodes["SL_LoadTPM"]
+    assert node.validate_inputs(tpm_name=name) is True
+    message = node.validate_inputs(tpm_name="tpm_sd3_medium.safetensors")
+    assert message.startswith("tpm_name: no file named 'tpm_sd3_medium.safetensors' in models/tpm: put the time "
+                              "predictor (.safetensors) at ComfyUI/models/tpm/tpm_sd3_medium.safetensors")
+    assert str(v3.models / "tpm" / "tpm_sd3_medium.safetensors") in message and "schedule-lab tpdm train" in message
