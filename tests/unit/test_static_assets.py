@@ -5,6 +5,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,26 @@ PACK_NODES = set(re.findall(r'node_id="(SL_[A-Za-z0-9_]+)"',
 # Core ComfyUI nodes the examples may use (checked against the real host in tests/integration).
 CORE_NODES = {"CheckpointLoaderSimple", "CLIPTextEncode", "EmptyLatentImage", "KSampler", "KSamplerAdvanced",
               "VAEDecode", "SaveImage", "KSamplerSelect", "RandomNoise", "CFGGuider", "SamplerCustomAdvanced",
-              "SamplerCustom", "BasicScheduler", "ModelSamplingSD3", "PreviewImage", "Note"}
+              "SamplerCustom", "BasicScheduler", "ModelSamplingSD3", "PreviewImage", "Note",
+              # the SD3 / Flux loaders of ComfyUI 0.3.64's own templates
+              "UNETLoader", "DualCLIPLoader", "VAELoader", "ModelSamplingFlux", "FluxGuidance", "ConditioningZeroOut",
+              "EmptySD3LatentImage"}
+# Widgets that name a file the user must have: (node type, widget index) -> folder under ComfyUI/models.
+FILE_WIDGETS = {("CheckpointLoaderSimple", 0): "checkpoints", ("UNETLoader", 0): "diffusion_models",
+                ("DualCLIPLoader", 0): "text_encoders", ("DualCLIPLoader", 1): "text_encoders", ("VAELoader", 0): "vae",
+                ("SL_LoadTPM", 0): "tpm", ("SL_LoadSchedule", 0): "schedules", ("SL_SearchedSteps", 0): "schedules"}
+
+
+def model_files(doc: dict) -> list[tuple[int, str, str]]:
+    """(node id, folder, file name) of every file the workflow's loaders read (a Searched Steps preset is none)."""
+    out = []
+    for n in doc["nodes"]:
+        for (node_type, index), folder in FILE_WIDGETS.items():
+            if n["type"] == node_type:
+                name = n["widgets_values"][index]
+                if not name.startswith("preset: "):
+                    out.append((n["id"], folder, name))
+    return out
 
 
 def test_there_are_example_workflows():
@@ -57,13 +77,56 @@ def test_workflows_are_up_to_date_with_their_builder(tmp_path, monkeypatch):
 
     spec = importlib.util.spec_from_file_location("mkwf", ROOT / "tools" / "make_example_workflows.py")
     mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, mod)  # dataclasses look their module up while the class is built
     spec.loader.exec_module(mod)
     monkeypatch.setattr(mod, "OUT", tmp_path)
-    mod.ays_in_ksampler()
-    mod.save_and_inspect_schedule()
-    mod.constant_rate_calibration()
+    names = mod.build_all()
+    assert sorted(names) == sorted(p.stem for p in WORKFLOWS), "run python tools/make_example_workflows.py"
     for built in tmp_path.glob("*.json"):
         assert built.read_text() == (ROOT / "example_workflows" / built.name).read_text(), built.name
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_the_note_says_which_file_to_put_where(path):
+    """A missing model must be named with its place: every file a loader reads is in the note as
+    ComfyUI/models/<folder>/<name>; downloadable ones also in the node's properties.models, which ComfyUI's
+    frontend turns into its missing-models dialog ("<folder> / <name>" with a download button)."""
+    doc = json.loads(path.read_text())
+    note = next(n["widgets_values"][0] for n in doc["nodes"] if n["type"] == "Note")
+    files = model_files(doc)
+    assert files, "every example reads at least its model"
+    nodes = {n["id"]: n for n in doc["nodes"]}
+    for node_id, folder, name in files:
+        assert f"ComfyUI/models/{folder}/{name}" in note, f"{path.name}: the note does not place {folder}/{name}"
+        if folder in ("checkpoints", "diffusion_models", "text_encoders", "vae"):
+            listed = {(m["directory"], m["name"]) for m in nodes[node_id]["properties"].get("models", [])}
+            assert (folder, name) in listed, f"{path.name}: {nodes[node_id]['type']} lacks properties.models"
+            url = next(m["url"] for m in nodes[node_id]["properties"]["models"] if m["name"] == name)
+            assert url.startswith("https://huggingface.co/") and name in url  # the frontend downloads only these
+
+
+FAMILY_LOADERS = {"sd15": "v1-5", "sdxl": "sd_xl_base", "sd3": "sd3_medium", "flux": "flux1-dev"}
+
+
+def test_every_family_has_tada_constant_rate_and_an_ab_comparison():
+    by_family: dict[str, set[str]] = {}
+    for path in WORKFLOWS:
+        doc = json.loads(path.read_text())
+        names = " ".join(name for _, _, name in model_files(doc))
+        family = next(f for f, key in FAMILY_LOADERS.items() if key in names)
+        values = json.dumps([n.get("widgets_values") for n in doc["nodes"]])
+        types = {n["type"] for n in doc["nodes"]}
+        by_family.setdefault(family, set()).update(
+            {"tada"} if "sl_tada" in values or "SL_TADASampler" in types else set())
+        by_family[family].update({"constant-rate"} if "SL_ConstantRateScheduler" in types else set())
+        by_family[family].update({"ab"} if "SL_ABCompare" in types else set())
+    for family in FAMILY_LOADERS:
+        assert by_family.get(family, set()) >= {"tada", "constant-rate", "ab"}, (family, by_family.get(family))
+
+
+def test_every_pack_node_has_an_example_workflow():
+    used = {n["type"] for p in WORKFLOWS for n in json.loads(p.read_text())["nodes"]}
+    assert PACK_NODES - used == set()
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
@@ -87,9 +150,20 @@ def test_readme_tables_are_the_generated_ones(generated):
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
 def test_every_workflow_has_a_template_thumbnail_and_a_note(path):
-    """ComfyUI 0.3.64's template browser shows <name>.jpg beside <name>.json (tools/make_workflow_thumbnails.py)."""
+    """ComfyUI 0.3.64's template browser shows <name>.jpg beside <name>.json (tools/make_workflow_thumbnails.py):
+    a real picture (the browser tests' screenshot of the graph after its run), not a blank or a stub."""
+    import numpy as np
+    from PIL import Image
+
     thumb = path.with_suffix(".jpg")
     assert thumb.exists() and thumb.read_bytes()[:3] == b"\xff\xd8\xff", f"{thumb.name} missing or not a JPEG"
+    image = Image.open(thumb)
+    assert image.format == "JPEG" and image.mode == "RGB"
+    assert image.width == 480 and 200 <= image.height <= 480, image.size  # the card's 4:3-ish frame
+    pixels = np.asarray(image, dtype=np.float32)
+    assert pixels.std() > 12, f"{thumb.name} is (nearly) blank"
+    colours = len(np.unique((pixels // 16).reshape(-1, 3), axis=0))
+    assert colours > 40, f"{thumb.name} has only {colours} colour bins: not a screenshot of a graph"
     doc = json.loads(path.read_text())
     notes = [n["widgets_values"][0] for n in doc["nodes"] if n["type"] == "Note"]
     assert notes and notes[0].strip(), "a note node says what to look at"
