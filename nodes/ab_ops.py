@@ -114,7 +114,8 @@ def expand_sweep(entries: list[ABEntry], sweep: str, values_text: str) -> list[A
             if not XI_MIN <= v <= XI_MAX:
                 raise ScheduleError(f"sweep_values: xi {v:g} must lie in [{XI_MIN:g}, {XI_MAX:g}] (the Constant-Rate "
                                     "Scheduler's range; 1 = equal change per step)")
-            cells.append(replace(base, xi=v, label=f"{base.label} · ξ {v:g}"))
+            # "xi", not "ξ": the grid's built-in font has no Greek glyphs
+            cells.append(replace(base, xi=v, label=f"{base.label} · xi {v:g}"))
     return cells + list(entries[1:])
 
 

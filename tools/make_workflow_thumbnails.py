@@ -16,6 +16,15 @@ SHOTS = ROOT / "out" / "browser"
 WIDTH = 480
 
 
+def thumbnail(shot: Image.Image) -> Image.Image:
+    """The template-card picture of a browser-test screenshot: the canvas without the frontend's side and top bars,
+    WIDTH pixels wide (the browser tests compare a fresh one with the committed file)."""
+    image = shot.convert("RGB")
+    left = 64 * image.width // 1600  # drop the frontend's sidebar
+    image = image.crop((left, 80 * image.height // 1000, image.width, image.height))
+    return image.resize((WIDTH, round(image.height * WIDTH / image.width)), Image.LANCZOS)
+
+
 def main() -> None:
     made = []
     for workflow in sorted((ROOT / "example_workflows").glob("*.json")):
@@ -24,11 +33,7 @@ def main() -> None:
         if shot is None:
             print(f"no screenshot for {workflow.stem}; run the browser tests first")
             continue
-        image = Image.open(shot).convert("RGB")
-        left = 64 * image.width // 1600  # drop the frontend's sidebar
-        image = image.crop((left, 80 * image.height // 1000, image.width, image.height))
-        image = image.resize((WIDTH, round(image.height * WIDTH / image.width)), Image.LANCZOS)
-        image.save(workflow.with_suffix(".jpg"), quality=72, optimize=True)
+        thumbnail(Image.open(shot)).save(workflow.with_suffix(".jpg"), quality=72, optimize=True)
         made.append(workflow.with_suffix(".jpg").name)
     print(f"wrote {made}")
 

@@ -87,10 +87,54 @@ def shots() -> Path:
     return SHOTS
 
 
+# The tiny checkpoint's UNet feature sizes (conv_in 320, output norm 320, time_embed 1280): what Apply TPM taps.
+TINY_UNET_SIZES = (320, 320, 1280)
+
+
+def pack_files_in(workdir: Path, workflows: list[Path]) -> dict[str, list[str]]:
+    """The pack files the example workflows read, made in the test host's model folders: each TPM a random-weight
+    time predictor of the tiny checkpoint's layout, built and saved by the pack's own TPM classes (.safetensors);
+    each schedule file the pack's own writer's output (AYS SD1, 10 steps, for the model kind of the tiny model)."""
+    import json
+
+    import torch
+
+    from schedule_lab.schedules.files import make_schedule_doc, save_schedule
+    from schedule_lab.schedules.model_kind import ModelKind
+    from schedule_lab.solvers import catalogue
+    from schedule_lab.solvers.tpdm.official import save_tpm
+    from schedule_lab.solvers.tpdm.tpm import TimePredictor
+    from schedule_lab.version import PACK_VERSION
+
+    made: dict[str, list[str]] = {"tpm": [], "schedules": []}
+    for path in workflows:
+        for node in json.loads(path.read_text())["nodes"]:
+            name = (node.get("widgets_values") or [""])[0]
+            if node["type"] == "SL_LoadTPM" and not (workdir / "tpm" / name).exists():
+                torch.manual_seed(0)
+                c1, c2, d = TINY_UNET_SIZES
+                save_tpm(workdir / "tpm" / name, TimePredictor(c1 + c2, d, width=8, init_bias=(2.5, 1.0),
+                                                               h1_channels=c1), family="unet")
+                made["tpm"].append(name)
+            if node["type"] == "SL_LoadSchedule" and not (workdir / "schedules" / name).exists():
+                kind = ModelKind.vp()
+                sigmas = catalogue.schedule_sigmas("sl_ays_sd1", kind, 10).to(torch.float32)
+                save_schedule(str(workdir / "schedules" / name),
+                              make_schedule_doc(sigmas, kind, method="saved", params={"note": "browser tests"},
+                                                pack_version=PACK_VERSION))
+                made["schedules"].append(name)
+    return made
+
+
+@pytest.fixture(scope="session")
+def pack_files(comfy) -> dict[str, list[str]]:
+    return pack_files_in(comfy.workdir, sorted((ROOT / "example_workflows").glob("*.json")))
+
+
 @pytest.fixture()
-def page(browser, comfy):
+def page(browser, comfy, pack_files):
     """A fresh page with the ComfyUI frontend loaded and the pack's extensions registered; ``page.sl_console``
-    holds (type, text) of every console message and page error."""
+    holds (type, text) of every console message and page error. The pack files the workflows read exist."""
     from sl_page import open_comfy
 
     context = browser.new_context(viewport={"width": 1600, "height": 1000})

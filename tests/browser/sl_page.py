@@ -9,6 +9,8 @@ CHECKPOINT = "sl_tiny_sd2.safetensors"  # the integration fixture writes it (tes
 
 
 SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False}
+# Widgets naming the user's model files, which the test host does not have (the run swaps them for the tiny model).
+MODEL_FILE_WIDGETS = {"ckpt_name", "unet_name", "clip_name1", "clip_name2", "vae_name"}
 
 
 def open_comfy(page, base: str) -> None:
@@ -31,9 +33,12 @@ def pack_console_errors(page) -> list[str]:
             if kind in ("error", "pageerror") and ("schedule_lab" in text or "Schedule Lab" in text)]
 
 
-def load_workflow(page, doc: dict) -> None:
-    """``app.loadGraphData``: what the frontend does with a dropped or template workflow file."""
-    page.evaluate("doc => window.app.loadGraphData(doc, true, true, 'test')", doc)
+def load_workflow(page, doc: dict, missing_models_dialog: bool = False) -> None:
+    """``app.loadGraphData``: what the frontend does with a dropped or template workflow file. The missing-models
+    dialog (from the loaders' ``properties.models``) is shown only when asked: the test host has none of the models,
+    and the dialog would cover the screenshots."""
+    page.evaluate("([doc, dialog]) => window.app.loadGraphData(doc, true, true, 'test', "
+                  "{showMissingModelsDialog: dialog})", [doc, missing_models_dialog])
     page.wait_for_timeout(300)
 
 
@@ -63,7 +68,7 @@ def widget_problems(states: list[dict], doc: dict) -> list[str]:
                             f"{[w['name'] for w in n['widgets']]}")
         for w in n["widgets"]:
             v = w["value"]
-            if w["values"] is not None and v not in w["values"] and w["name"] != "ckpt_name":
+            if w["values"] is not None and v not in w["values"] and w["name"] not in MODEL_FILE_WIDGETS:
                 problems.append(f"{n['type']} #{n['id']}: {w['name']}={v!r} is not one of its options")
             if isinstance(v, (int, float)) and not isinstance(v, bool) and w["min"] is not None \
                     and not (w["min"] <= v <= (w["max"] if w["max"] is not None else float("inf"))):
@@ -76,12 +81,35 @@ def widget_problems(states: list[dict], doc: dict) -> list[str]:
 SWAP_JS = """
 ([ckpt, size]) => {
   const g = window.app.graph;
-  for (const n of [...g._nodes]) {
-    if (n.type === 'CheckpointLoaderSimple') n.widgets.find(w => w.name === 'ckpt_name').value = ckpt;
-    if (n.type === 'EmptyLatentImage') {
-      n.widgets.find(w => w.name === 'width').value = size;
-      n.widgets.find(w => w.name === 'height').value = size;
+  const linkOf = (id) => g.links[id] ?? g.links.get?.(id);
+  // Every link leaving `node`: [output slot, target node, target slot].
+  const outgoing = (node) => (node.outputs || []).flatMap((o, slot) => (o.links || []).map(linkOf).filter(Boolean)
+    .map(l => [slot, g.getNodeById(l.target_id), l.target_slot]));
+  // Put a new node of `type` in place of `node`; its output slotMap[s] takes over the links of output s.
+  const replace = (node, type, slotMap, target = null) => {
+    const links = outgoing(node);
+    const fresh = target || window.LiteGraph.createNode(type);
+    if (!target) { fresh.pos = [...node.pos]; g.add(fresh); }
+    g.remove(node);
+    for (const [slot, dst, dstSlot] of links) fresh.connect(slotMap[slot], dst, dstSlot);
+    return fresh;
+  };
+  let tiny = null;  // one tiny checkpoint for a family's separate model and VAE loaders
+  const tinyCheckpoint = (at) => {
+    if (!tiny) {
+      tiny = window.LiteGraph.createNode('CheckpointLoaderSimple');
+      tiny.pos = [...at]; g.add(tiny);
+      tiny.widgets.find(w => w.name === 'ckpt_name').value = ckpt;
     }
+    return tiny;
+  };
+  for (const n of [...g._nodes]) {
+    if (n.type === 'CheckpointLoaderSimple' && n !== tiny) n.widgets.find(w => w.name === 'ckpt_name').value = ckpt;
+    // Flux: the diffusion model and the VAE from separate loaders -> the tiny checkpoint's MODEL and VAE
+    if (n.type === 'UNETLoader') replace(n, null, {0: 0}, tinyCheckpoint(n.pos));
+    if (n.type === 'VAELoader') replace(n, null, {0: 2}, tinyCheckpoint(n.pos));
+    // SD3 / Flux latents have 16 channels, the tiny SD2-shaped model 4: the SD1/SD2 empty latent instead
+    if (n.type === 'EmptySD3LatentImage') replace(n, 'EmptyLatentImage', {0: 0});
     // the test budget: the expensive nodes' own work made small (the page still queues them as a user would)
     const budget = {SL_TimestepSearch: {population: 4, generations: 1, reference_steps: 8, samples: 2, holdout: 2,
                                         refine_iterations: 1},
@@ -90,14 +118,13 @@ SWAP_JS = """
       const w = n.widgets.find(w => w.name === name);
       if (w) w.value = v;
     }
-    if (n.type === 'CLIPTextEncode') {
-      const lotus = window.LiteGraph.createNode('LotusConditioning');
-      lotus.pos = [...n.pos];
-      g.add(lotus);
-      const targets = (n.outputs[0].links || []).map(id => g.links[id] ?? g.links.get?.(id))
-        .filter(Boolean).map(l => [l.target_id, l.target_slot]);
-      g.remove(n);
-      for (const [tid, slot] of targets) lotus.connect(0, g.getNodeById(tid), slot);
+    if (n.type === 'CLIPTextEncode') replace(n, 'LotusConditioning', {0: 0});
+  }
+  for (const n of [...g._nodes]) {
+    if (n.type === 'DualCLIPLoader') g.remove(n);  // its only users were the text encoders
+    if (n.type === 'EmptyLatentImage') {
+      n.widgets.find(w => w.name === 'width').value = size;
+      n.widgets.find(w => w.name === 'height').value = size;
     }
   }
   g.setDirtyCanvas(true, true);
@@ -106,8 +133,11 @@ SWAP_JS = """
 
 
 def swap_to_tiny_model(page, size: int = 64) -> None:
-    """Point the checkpoint loader at the tiny checkpoint, make latents small, replace the text encoders (the tiny
-    checkpoint has none) by ``LotusConditioning`` and give Timestep Search / Constant-Rate a small budget."""
+    """Point every model loader at the tiny SD2-shaped checkpoint (CheckpointLoaderSimple by name; Flux's UNETLoader
+    and VAELoader replaced by one tiny CheckpointLoaderSimple, its DualCLIPLoader removed), replace the text encoders
+    (the tiny checkpoint has none) by ``LotusConditioning``, the 16-channel SD3/Flux empty latent by a 4-channel
+    one, make latents small and give Timestep Search / Constant-Rate a small budget. ModelSamplingSD3/Flux and
+    FluxGuidance stay: the pack's nodes then run on a flow-kind model as they would on SD3/Flux."""
     page.evaluate(SWAP_JS, [CHECKPOINT, size])
 
 

@@ -1,6 +1,7 @@
 """Every example workflow through the real frontend: loads like a dropped file, runs from the page twice."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import urllib.parse
 import urllib.request
@@ -20,6 +21,36 @@ from sl_page import (
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
+
+
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _difference(a, b) -> float:
+    import numpy as np
+
+    return float(np.abs(np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32)).mean())
+
+
+def check_thumbnail_is_this_run(path: Path, shot: Path) -> None:
+    """The committed template thumbnail is a picture of this workflow after its run: made from a screenshot like the
+    one just taken (tools/make_workflow_thumbnails.py), closer to it than any other workflow's thumbnail is."""
+    from PIL import Image
+
+    fresh = _tool("make_workflow_thumbnails").thumbnail(Image.open(shot))
+    committed = Image.open(path.with_suffix(".jpg")).convert("RGB")
+    assert committed.size == fresh.size, (committed.size, fresh.size)
+    own = _difference(committed, fresh)
+    others = {p.stem: _difference(Image.open(p.with_suffix(".jpg")).convert("RGB"), fresh) for p in WORKFLOWS
+              if p != path and Image.open(p.with_suffix(".jpg")).size == fresh.size}
+    nearest = min(others, key=others.get)
+    assert own < 8 and own < others[nearest], (
+        f"{path.stem}.jpg is not this workflow's picture (mean difference {own:.1f}; {nearest}.jpg: "
+        f"{others[nearest]:.1f}): run python tools/make_workflow_thumbnails.py after the browser tests")
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -65,3 +96,71 @@ def test_workflow_runs_from_the_page_twice(page, shots, path, comfy):
         assert text["overflowX"] <= 1 and text["insideRight"], f"text runs past the node's edge: {text}"
     page.screenshot(path=str(shots / f"workflow_{path.stem}_ran.png"))
     assert pack_console_errors(page) == []
+    check_thumbnail_is_this_run(path, shots / f"workflow_{path.stem}_ran.png")
+
+
+def _doc(name: str) -> dict:
+    return json.loads((ROOT / "example_workflows" / f"{name}.json").read_text())
+
+
+@pytest.mark.parametrize("name, listed", [
+    ("sdxl_tada_detail_level", ["checkpoints / sd_xl_base_1.0.safetensors"]),
+    ("flux_tada_detail_level", ["diffusion_models / flux1-dev.safetensors", "text_encoders / clip_l.safetensors",
+                                "text_encoders / t5xxl_fp16.safetensors", "vae / ae.safetensors"]),
+])
+def test_a_workflow_with_models_the_user_lacks_lists_them_with_their_folders(page, shots, name, listed):
+    """Dropped on ComfyUI without the models: the frontend's missing-models dialog names each file and its folder
+    (from the loaders' properties.models), with a download button; the note node says the same."""
+    load_workflow(page, _doc(name), missing_models_dialog=True)
+    dialog = page.locator(".comfy-missing-models")
+    dialog.wait_for(timeout=20_000)
+    text = dialog.inner_text()
+    for label in listed:
+        assert label in text, text
+    page.screenshot(path=str(shots / f"missing_models_{name}.png"))
+
+
+@pytest.mark.parametrize("name, node_type, missing, folder", [
+    ("sd3_tpdm_ksampler", "SL_LoadTPM", "tpm_not_here.safetensors", "tpm"),
+    ("load_schedule", "SL_LoadSchedule", "schedule_not_here.json", "schedules"),
+])
+def test_a_missing_pack_file_is_named_with_its_folder_when_queued(page, shots, name, node_type, missing, folder):
+    """Queued without the pack file: the error the frontend shows names models/<folder>/<file> (the pack's
+    validation), before any model runs."""
+    doc = _doc(name)
+    for node in doc["nodes"]:
+        if node["type"] == node_type:
+            node["widgets_values"][0] = missing
+    load_workflow(page, doc)
+    swap_to_tiny_model(page)
+    page.evaluate("() => window.app.queuePrompt(0, 1)")
+    want = f"ComfyUI/models/{folder}/{missing}"
+    page.wait_for_function(f"() => document.body.innerText.includes({json.dumps(want)})", timeout=30_000)
+    page.screenshot(path=str(shots / f"missing_file_{name}.png"))
+
+
+def test_template_browser_shows_every_workflow_with_its_thumbnail(page, shots):
+    """ComfyUI 0.3.64's template browser (frontend 1.27): the pack's category (named by locales/en/main.json), one
+    card per workflow with its thumbnail loaded; a card's title and description are its file name (1.27 reads no
+    other field for custom-node templates, docs/workflows.md). Clicking a card loads that workflow."""
+    page.evaluate("() => window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    page.get_by_role("option", name="Schedule Lab").click()
+    search = page.get_by_placeholder("Search templates...")
+    for path in WORKFLOWS:  # the grid renders a window of cards: find each through the dialog's own search box
+        search.fill(path.stem)
+        card = page.locator(f"[data-testid='template-workflow-{path.stem}']")
+        card.scroll_into_view_if_needed(timeout=20_000)
+        image = card.locator("img")
+        image.wait_for(timeout=20_000)
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(),
+                               timeout=20_000)
+        assert image.evaluate("img => img.naturalWidth") == 480, path.stem
+        assert card.locator("p").inner_text() == path.stem.replace("_", " ")
+    search.fill("tada")  # the issue's case: searching TADA finds the Detail Level workflows
+    page.locator("[data-testid='template-workflow-sdxl_tada_detail_level']").wait_for(timeout=20_000)
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(shots / "template_browser.png"))
+    search.fill("sd3_tpdm_ksampler")
+    page.locator("[data-testid='template-workflow-sd3_tpdm_ksampler']").click()
+    page.wait_for_function("() => window.app.graph._nodes.some(n => n.type === 'SL_LoadTPM')", timeout=20_000)
+    assert sorted(n["type"] for n in node_states(page)) == sorted(n["type"] for n in _doc("sd3_tpdm_ksampler")["nodes"])

@@ -135,7 +135,7 @@ def test_ab_compare_xi_sweep_cell_at_the_default_xi_equals_ksampler_sl_constant_
     entry = comfy.run(g)
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:2000]
     report = entry["outputs"]["ab"]["text"][0].splitlines()
-    assert [line.split(":")[0] for line in report] == [f"CR · ξ {xi:g}", "CR · ξ 3", "K"], report
+    assert [line.split(":")[0] for line in report] == [f"CR · xi {xi:g}", "CR · xi 3", "K"], report
     cells, reference = _images(comfy, entry, "save_ab"), _images(comfy, entry, "save")
     assert np.array_equal(np.asarray(cells[0]), np.asarray(reference[0]))
     assert not np.array_equal(np.asarray(cells[1]), np.asarray(reference[0]))

@@ -83,7 +83,7 @@ def _constant_rate_entries(text="dpmpp_2m, sl_constant_rate, 6, CR\ndpmpp_2m, ka
 
 def test_xi_sweep_varies_the_first_constant_rate_entry_and_keeps_the_others():
     cells = ab_ops.expand_sweep(_constant_rate_entries(), "xi", "1, 1.5, 2")
-    assert [c.label for c in cells] == ["CR · ξ 1", "CR · ξ 1.5", "CR · ξ 2", "K"]
+    assert [c.label for c in cells] == ["CR · xi 1", "CR · xi 1.5", "CR · xi 2", "K"]
     assert [c.xi for c in cells] == [1.0, 1.5, 2.0, None]
 
 
