@@ -542,7 +542,7 @@ def sdxl_ab_searched_vs_ays():
     w.dump("sdxl_ab_searched_vs_ays", "SDXL A/B grid: a Timestep Search schedule against Align Your Steps, 4 steps.")
 
 
-def _tpm(w: Workflow, g: Graph, at=(350, -260)) -> int:
+def _tpm(w: Workflow, g: Graph, at=(500, -330)) -> int:
     load = w.node("SL_LoadTPM", at, [SD3_TPM.name], size=(315, 58))
     apply = w.node("SL_ApplyTPM", (at[0], at[1] + 100), [""], size=(340, 200))
     w.ref(g.model, apply, "model")

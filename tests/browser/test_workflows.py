@@ -30,27 +30,37 @@ def _tool(name: str):
     return module
 
 
-def _difference(a, b) -> float:
+def _structure(image):
+    """The picture's layout: grey, blurred and reduced to 32 x 18, so a few pixels of zoom or a changed number in a
+    node's text do not count, but nodes elsewhere, another graph or a blank frame do."""
     import numpy as np
+    from PIL import Image, ImageFilter
 
-    return float(np.abs(np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32)).mean())
+    grey = image.convert("L").filter(ImageFilter.GaussianBlur(6)).resize((32, 18), Image.BILINEAR)
+    return np.asarray(grey, dtype=np.float32)
+
+
+#: Largest mean difference (grey levels) between the committed thumbnail's layout and this run's. Measured
+#: (docs/workflows.md): 0.05-2.05 for up-to-date thumbnails over two runs; a blank frame 7.1; a graph of another
+#: layout 3-4 (ays_in_ksampler's against an A/B layout 4.1). Workflows sharing a layout (an SD1.5/SDXL twin, two A/B
+#: graphs) differ by 0.1-1.3, and a thumbnail stale by a small edit (a longer note) by 0.2-2.2: not caught here.
+SAME_LAYOUT = 3.0
 
 
 def check_thumbnail_is_this_run(path: Path, shot: Path) -> None:
-    """The committed template thumbnail is a picture of this workflow after its run: made from a screenshot like the
-    one just taken (tools/make_workflow_thumbnails.py), closer to it than any other workflow's thumbnail is."""
+    """The committed template thumbnail is a picture of this workflow after its run: the same frame as one made now
+    from this run's screenshot (tools/make_workflow_thumbnails.py) and the same layout, outputs included. (Two
+    workflows whose graphs are the same after the swap, e.g. an SD1.5 and an SDXL twin, look alike by design.)"""
     from PIL import Image
 
     fresh = _tool("make_workflow_thumbnails").thumbnail(Image.open(shot))
     committed = Image.open(path.with_suffix(".jpg")).convert("RGB")
     assert committed.size == fresh.size, (committed.size, fresh.size)
-    own = _difference(committed, fresh)
-    others = {p.stem: _difference(Image.open(p.with_suffix(".jpg")).convert("RGB"), fresh) for p in WORKFLOWS
-              if p != path and Image.open(p.with_suffix(".jpg")).size == fresh.size}
-    nearest = min(others, key=others.get)
-    assert own < 8 and own < others[nearest], (
-        f"{path.stem}.jpg is not this workflow's picture (mean difference {own:.1f}; {nearest}.jpg: "
-        f"{others[nearest]:.1f}): run python tools/make_workflow_thumbnails.py after the browser tests")
+    difference = float(abs(_structure(committed) - _structure(fresh)).mean())
+    print(f"thumbnail {path.stem}: layout difference {difference:.2f}")
+    assert difference < SAME_LAYOUT, (
+        f"{path.stem}.jpg does not show this workflow after its run (layout difference {difference:.1f}): run "
+        "python tools/make_workflow_thumbnails.py after the browser tests")
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
