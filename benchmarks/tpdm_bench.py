@@ -9,8 +9,10 @@ Every row runs through ``solvers.catalogue.run`` (the one runner of the benchmar
 * ``edm-digits`` — the EDM MLP on the SD1 range 0.0292–14.61, ``tpm_edm_digits``, FD_cls (the digits classifier),
   N = 1000, Heun-500 references; writes ``tpdm_bench.*``.
 * ``patch-unet`` — the natural-image UNet (3×16×16) on its own EDM range 0.002–80, ``tpm_patch_unet``, FD_patch
-  (the patch classifier's features, against held-out-strip crops), N = 500, Heun-100 references (within 1e-3
-  pixel RMSE of Heun-200 at 60 steps already); writes ``tpdm_bench_patch_unet.*``.
+  (the patch classifier's features, against held-out-strip crops), N = 256, Heun-64 references (the defaults
+  suite's; Heun-60 is within 1.0e-3 pixel RMSE of Heun-200 on average, 3e-3 at most); writes
+  ``tpdm_bench_patch_unet.*``. N and the reference are smaller than the digits' so that the run (a reference per
+  starting level and seed, the search, 5 schedules × 3 budgets) fits in about 15 minutes on one thread.
 
 * **TPM** — the catalogue's ``sl_tpdm`` with the TPM's mode (deterministic), from the range's σ_max, one Euler
   step per model call, each image stopping on its own below the range's σ_min (the stopping step lands on 0).
@@ -62,7 +64,7 @@ DEFAULT_TPM = WEIGHTS / "tpm_edm_digits.safetensors"
 BENCHES = {
     "edm-digits": dict(sigma_range="sd1", tpm=DEFAULT_TPM, n=1000, ref_steps=500, name="tpdm_bench", fd="FD_cls",
                        shape=(64,)),
-    "patch-unet": dict(sigma_range="edm", tpm=WEIGHTS / "tpm_patch_unet.safetensors", n=500, ref_steps=100,
+    "patch-unet": dict(sigma_range="edm", tpm=WEIGHTS / "tpm_patch_unet.safetensors", n=256, ref_steps=64,
                        name="tpdm_bench_patch_unet", fd="FD_patch", shape=(3, 16, 16)),
 }
 FIXED = ("karras", "ays", "exponential", "sl_constant_rate")
@@ -332,8 +334,8 @@ def main(argv=None) -> int:
                    help="edm-digits (EDM MLP, SD1 range) or patch-unet (natural-image UNet, EDM range 0.002-80)")
     p.add_argument("--tpm", type=Path, default=None, help="the trained TPM file (default: the testbed's bundled one)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--n-samples", type=int, default=None, help="samples per seed (default 1000 digits, 500 patches)")
-    p.add_argument("--ref-steps", type=int, default=None, help="Heun steps of the converged endpoint (500 / 100)")
+    p.add_argument("--n-samples", type=int, default=None, help="samples per seed (default 1000 digits, 256 patches)")
+    p.add_argument("--ref-steps", type=int, default=None, help="Heun steps of the converged endpoint (500 / 64)")
     p.add_argument("--no-search", action="store_true", help="leave out the searched schedule")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)

@@ -73,6 +73,17 @@ def build_parser(prog: str = "schedule-lab tpdm train") -> argparse.ArgumentPars
     return p
 
 
+def tensors_sha256(path) -> str:
+    """sha256 over a ``.safetensors`` file's tensors (sorted names, dtype, shape, bytes): equal for equal weights,
+    whereas the file's own sha256 also depends on the order safetensors writes the metadata in, which varies."""
+    from safetensors.torch import load_file
+
+    h = hashlib.sha256()
+    for name, t in sorted(load_file(str(path)).items()):
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode() + t.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def _scorer(name: str, model, tau: float, classifier=None):
     if ":" in name:
         module, _, attr = name.partition(":")
@@ -166,6 +177,7 @@ def main(argv=None) -> int:
         last = history[-10:]
         record = {
             "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size,
+            "tensors_sha256": tensors_sha256(path),
             "testbed": args.testbed, "tpm_config": tpm.config,
             "parameters": sum(p.numel() for p in tpm.parameters()),
             "sampler": {"kind": kind_note, "sigma_start": cfg.sigma_start,
