@@ -131,7 +131,7 @@ def _tpm_runs(bed, tpm, tap, seeds, n, refs, target_stats, log):
         runs.append({"nfe": sum(steps) / len(steps), "rmse": rmse(res.x0, refs[seed]),
                      "fd_cls": fd_cls(res.x0, target_stats, bed.classifier), "swd": swd(res.x0, bed.target)})
         log(f"  tpdm seed {seed}: mean NFE {runs[-1]['nfe']:.2f} (batched calls {res.nfe}), "
-            f"RMSE {runs[-1]['rmse']:.4f}, FD_cls {runs[-1]['fd_cls']:.3f}")
+            f"RMSE {runs[-1]['rmse']:.4f}, FD {runs[-1]['fd_cls']:.3f}")
     timing = {"model_s": t_model, "tpm_s": t_tpm, "total_s": t_total, "tpm_share": t_tpm / t_total}
     return runs, steps_all, timing
 
@@ -229,7 +229,7 @@ def run(tpm_path: Path, seeds, n: int, search: bool, log=print, testbed: str = "
             "sigma_range": [bed.kind.sigma_min, bed.kind.sigma_max], "range_note": bed.range_note,
             "reference": f"Heun-{ref_steps} karras",
             "mean_nfe": mean_nfe, "nfes": nfes, "rows": rows, "steps_histogram": dict(sorted(hist.items())),
-            "cost": cost, "threads": torch.get_num_threads()}
+            "cost": cost, "threads": torch.get_num_threads(), "floors": fixed.get("floors", [])}
 
 
 def targets(res: dict) -> list[dict]:
@@ -296,6 +296,11 @@ def markdown(res: dict, tg: list[dict]) -> tuple[str, str]:
     for r in res["rows"]:
         nfe = f"{r['mean']['nfe']:.2f} (mean, adaptive)" if r["nfe_target"] is None else str(r["nfe_target"])
         lines.append(f"| {r['method']} | {nfe} | {_ms(r, 'rmse', '{:.4f}')} | {_ms(r, 'fd_cls', '{:.3f}')} |")
+    for f in res.get("floors", []):  # what the distance is with no solver error, and between real data sets
+        fds = f["fd_cls"] if isinstance(f["fd_cls"], list) else [f["fd_cls"]]
+        mean, sd = mean_std(fds)
+        spread = f" ± {sd:.3f}" if len(fds) > 1 else ""
+        lines.append(f"| floor: {f['name']} | {f['nfe']} | – | {mean:.3f}{spread} |")
     lines += ["", "Per-image step counts (all seeds): "
               + ", ".join(f"{k}: {v}" for k, v in res["steps_histogram"].items()), ""]
     c = res["cost"]

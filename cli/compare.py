@@ -95,15 +95,14 @@ def compare(steps: int, samplers, schedules, seed: int, columns: int, n_samples:
 
 
 def bundled_tpm(model) -> dict:
-    """What ``sl_tpdm`` needs on the bundled model: the TPM trained for it by ``schedule-lab tpdm train``
-    (``testbeds.models.bundled_tpm_path``: tpm_edm_digits for the EDM MLP, tpm_patch_unet for the patch UNet) and the
-    tap that reads the model's features. The schedule then only gives the start level and ``steps`` is the cap, as
-    in ComfyUI's KSampler."""
+    """What ``sl_tpdm`` needs on the bundled model: the TPM trained for it (testbeds/weights/tpm_edm_digits, trained
+    on the model's own EDM range by ``schedule-lab tpdm train``) and the tap that reads the model's features. The
+    schedule then only gives the start level and ``steps`` is the cap, as in ComfyUI's KSampler."""
     from ..solvers.tpdm.official import load_tpm
-    from ..testbeds.models import bundled_tpm_path
+    from ..testbeds.models import WEIGHTS_DIR
     from ..testbeds.taps import tap_for
 
-    tpm, _ = load_tpm(bundled_tpm_path(model))
+    tpm, _ = load_tpm(WEIGHTS_DIR / "tpm_edm_digits.safetensors")
     return {"tpdm": (tpm.eval(), tap_for(model).read)}
 
 

@@ -162,3 +162,32 @@ def test_train_cli_on_the_patch_unet_records_its_range_reward_and_testbed(tmp_pa
     assert record["sampler"]["sigma_start"] == 80.0 and record["sampler"]["min_sigma"] == 0.002
     assert tpm.config == {"in_channels": 32, "temb_dim": 128, "width": 16, "h1_channels": 16}
     assert 1 <= record["history"][0]["steps_mean"] <= 6
+
+
+def test_patch_testbed_enters_the_shared_harness_with_its_classifier_and_768_values():
+    pytest.importorskip("skimage")  # the photographs' crops (the pack's [lab] extra)
+    from schedule_lab.benchmarks import methods as M
+    from schedule_lab.benchmarks.evaluate import evaluate
+    from schedule_lab.benchmarks.setups import load_testbed, noise
+    from schedule_lab.kernels.frechet import frechet_distance, gaussian_stats
+    from schedule_lab.schedules.baseline import karras
+    from schedule_lab.solvers.classic import sample_euler
+    from schedule_lab.testbeds.reference import converged_endpoint
+    from schedule_lab.testbeds.unet import load_patch_classifier
+
+    bed = load_testbed("patch-unet", "edm")
+    assert bed.dim == 768 and bed.target.shape == (1000, 768) and bed.kind.sigma_max == 80.0
+    assert bed.classifier is load_patch_classifier()
+    (row,) = evaluate(M.sampler_methods(bed.kind, ["euler"], ["karras"]), bed, [3], [0], n_samples=8, ref_steps=4,
+                      log=lambda *_: None)["rows"]
+    # recomputed by hand: Euler on 3 Karras steps from 80·noise, against Heun-4 from the same x_T, FD in the patch
+    # classifier's features against the held-out crops
+    x_T = noise(8, 0, 768) * 80.0
+    x0 = sample_euler(bed.model, x_T, karras(3, 0.002, 80.0), disable=True)
+    ref = converged_endpoint(bed.model, x_T, 0.002, 80.0, steps=4)
+    assert row["rmse"][0] == pytest.approx(float((x0 - ref).double().square().mean().sqrt()), rel=1e-6)
+    clf = load_patch_classifier()
+    with torch.no_grad():
+        fd = frechet_distance(*gaussian_stats(clf.features(x0).double()),
+                              *gaussian_stats(clf.features(bed.target).double()))
+    assert row["fd_cls"][0] == pytest.approx(fd, rel=1e-6)
