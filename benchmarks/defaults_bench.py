@@ -35,8 +35,7 @@ import torch
 from ..kernels.frechet import frechet_distance, gaussian_stats
 from ..kernels.sliced_wasserstein import sliced_wasserstein
 from ..schedules.baseline import karras
-from ..solvers.classic import sample_dpmpp_2m, sample_euler
-from ..solvers.tada import sample_tada
+from ..solvers import catalogue
 from ..testbeds.reference import converged_endpoint
 from ..testbeds.suite import TUNING_TESTBEDS, Part, kind, load_part
 
@@ -46,6 +45,7 @@ CHOSEN_FILE = RESULTS / "defaults_chosen.json"
 NFES = (4, 5, 6, 8, 10, 15, 20)
 STOCK = {"dpmpp_2m": "dpmpp_2m/karras", "euler": "euler/karras", "tada": "dpmpp_2m/karras"}
 COMMAND = "python -m schedule_lab.benchmarks.defaults_bench --stage tune"
+TADA_SEED = 7  # extra_args["seed"] of every row (TADA's extra noise)
 
 TADA_CANDIDATES = tuple([f"tada(detail={d},order=2)/karras" for d in (1, 2, 4, 8, 16)]
                         + [f"tada(detail={d},order=3)/karras" for d in (4, 16)])
@@ -103,10 +103,12 @@ def crs_sigmas(velocity, steps: int, xi: float, end: str) -> torch.Tensor:
     as shipped (last positive level σ_min); ``land`` = steps + 1 levels placed, σ_min dropped."""
     from ..nodes.constant_rate_ops import schedule
 
+    # end="hold" explicitly: schedule()'s own default now follows the per-NFE table (land), which would make
+    # "hold" rows land and "land" rows drop two levels
     if end == "hold":
-        return schedule(velocity, kind(), steps, xi=xi)
+        return schedule(velocity, kind(), steps, xi=xi, end="hold")
     if end == "land":
-        full = schedule(velocity, kind(), steps + 1, xi=xi)
+        full = schedule(velocity, kind(), steps + 1, xi=xi, end="hold")
         return torch.cat([full[:-2], full[-1:]])
     raise ValueError(f"end={end!r}")
 
@@ -118,21 +120,29 @@ def sigmas_for(spec: str, testbed: str, part: str, steps: int) -> torch.Tensor:
     if sched == "crs":
         vel = _velocity(testbed, part, opts["measure"])
         return crs_sigmas(vel, steps, float(opts["xi"]), opts["end"])
+    if sched == "searched":
+        from .defaults_search import searched_sigmas
+
+        return searched_sigmas(spec, testbed, part, steps)
     raise ValueError(f"unknown schedule in {spec!r}")
 
 
-def run_spec(spec: str, p: Part, nfe: int) -> torch.Tensor:
+def catalogue_sampler(spec: str) -> str:
+    """The catalogue name (with options) of a spec's sampler: ``tada(detail=2,order=2)`` → ``sl_tada(...)``."""
     sampler, opts, _, _ = _split(spec)
-    sig = sigmas_for(spec, p.testbed, p.part, nfe).to(torch.float32)
-    x = sig[0] * p.noise
-    if sampler == "dpmpp_2m":
-        return sample_dpmpp_2m(p.model, x, sig, disable=True)
-    if sampler == "euler":
-        return sample_euler(p.model, x, sig, disable=True)
+    name = {"dpmpp_2m": "dpmpp_2m", "euler": "euler", "tada": "sl_tada"}.get(sampler)
+    if name is None:
+        raise ValueError(f"unknown sampler in {spec!r}")
     if sampler == "tada":
-        return sample_tada(p.model, x, sig, extra_args={"seed": 7}, disable=True, detail=float(opts["detail"]),
-                           order=int(opts["order"]), kind=kind())
-    raise ValueError(f"unknown sampler in {spec!r}")
+        return f"sl_tada(detail={float(opts['detail'])!r},order={int(opts['order'])})"
+    return name
+
+
+def run_spec(spec: str, p: Part, nfe: int) -> torch.Tensor:
+    """One row's samples: the catalogue's run of the spec's sampler on its sigmas from σ_0 · noise (TADA's extra
+    noise seeded 7)."""
+    sig = sigmas_for(spec, p.testbed, p.part, nfe).to(torch.float32)
+    return catalogue.run(catalogue_sampler(spec), sig, p.model, p.noise, kind=kind(), seed=TADA_SEED).x0
 
 
 # ------------------------------------------------------------------------------------------------------------

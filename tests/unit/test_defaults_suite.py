@@ -165,3 +165,30 @@ def test_shipped_per_nfe_defaults_are_the_ones_the_defaults_benchmark_chose():
     assert tada.SETTINGS_BY_NFE == tada_table
     assert construct.SETTINGS_BY_NFE == crs_table
     assert construct.MEASURED_SETTINGS_BY_NFE == measured_table
+
+
+# ---- the benchmark's rows are the shipped code's ---------------------------------------------------------------
+@pytest.mark.parametrize("measure", ["data-free", "cos+karras"])
+@pytest.mark.parametrize("steps", [4, 5, 10])
+def test_benchmark_constant_rate_rows_are_the_construction_with_the_ends_they_name(measure, steps):
+    """defaults_bench's ``crs(..., end=E)`` is ``constant_rate_sigmas(..., end=E)`` for both ends, whatever the
+    per-NFE default of schedule() is (the bench once left end to that default: its "hold" rows then landed)."""
+    from schedule_lab.benchmarks.defaults_bench import crs_sigmas, kind
+    from schedule_lab.schedules.constant_rate.construct import data_free_velocity
+
+    v = data_free_velocity(measure, kind())
+    for end in ("hold", "land"):
+        want = constant_rate_sigmas(v, kind(), steps, xi=1.25, end=end).to(torch.float32)
+        assert torch.allclose(crs_sigmas(v, steps, 1.25, end), want, rtol=1e-6, atol=0), end
+    assert crs_sigmas(v, steps, 1.25, "hold")[-2] == pytest.approx(kind().sigma_min)
+    assert crs_sigmas(v, steps, 1.25, "land")[-2] > 2 * kind().sigma_min  # land: no step ends at σ_min
+
+
+def test_benchmark_rows_run_through_the_catalogue_with_the_specs_sampler_and_options():
+    from schedule_lab.benchmarks.defaults_bench import catalogue_sampler
+
+    assert catalogue_sampler("tada(detail=2,order=3)/karras") == "sl_tada(detail=2.0,order=3)"
+    assert catalogue_sampler("dpmpp_2m/crs(measure=data-free,xi=1.5,end=land)") == "dpmpp_2m"
+    assert catalogue_sampler("euler/searched(opt=refine,init=crs)") == "euler"
+    with pytest.raises(ValueError, match="unknown sampler"):
+        catalogue_sampler("heun/karras")
