@@ -31,6 +31,14 @@ EDM_MLP_FILE = "edm_mlp_digits"
 CLASSIFIER_FILE = "digits_classifier"
 
 
+def content_key(module: nn.Module, prefix: str) -> str:
+    """``prefix:<sha256 of the module's config and weights>``, the key of testbeds.reference's endpoint cache."""
+    h = hashlib.sha256(json.dumps(module.config, sort_keys=True).encode())
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode() + t.detach().cpu().contiguous().numpy().tobytes())
+    return f"{prefix}:{h.hexdigest()[:24]}"
+
+
 class FourierEmbedding(nn.Module):
     """[cos 2πf·c, sin 2πf·c] with fixed random frequencies f ~ N(0, scale²) (saved with the weights)."""
 
@@ -106,10 +114,7 @@ class EDMDenoiserMLP(nn.Module):
     def cache_key(self) -> str:
         """A content hash of config and weights, for testbeds.reference's endpoint cache."""
         if self._cache_key is None:
-            h = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
-            for name, t in sorted(self.state_dict().items()):
-                h.update(name.encode() + t.detach().cpu().contiguous().numpy().tobytes())
-            self._cache_key = f"edm-mlp:{h.hexdigest()[:24]}"
+            self._cache_key = content_key(self, "edm-mlp")
         return self._cache_key
 
 

@@ -12,15 +12,13 @@ Training: ``python -m schedule_lab.testbeds.train --which patches`` (docs/defaul
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from functools import lru_cache
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .models import FourierEmbedding, load_bundled
+from .models import FourierEmbedding, content_key, load_bundled
 
 __all__ = ["PATCH_CLASSIFIER_FILE", "PATCH_UNET_FILE", "PatchClassifier", "PatchUNet", "load_patch_classifier",
            "load_patch_unet"]
@@ -119,10 +117,7 @@ class PatchUNet(nn.Module):
     def cache_key(self) -> str:
         """A content hash of config and weights, for testbeds.reference's endpoint cache."""
         if self._cache_key is None:
-            h = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
-            for name, t in sorted(self.state_dict().items()):
-                h.update(name.encode() + t.detach().cpu().contiguous().numpy().tobytes())
-            self._cache_key = f"patch-unet:{h.hexdigest()[:24]}"
+            self._cache_key = content_key(self, "patch-unet")
         return self._cache_key
 
 

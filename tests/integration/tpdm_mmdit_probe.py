@@ -24,7 +24,6 @@ def main(comfy_root: str, pack_root: str) -> None:
     pack = importlib.util.module_from_spec(spec)
     sys.modules["schedule_lab"] = pack
     spec.loader.exec_module(pack)
-    import comfy.model_patcher
     import comfy.samplers
     import comfy.supported_models
 
@@ -39,17 +38,8 @@ def main(comfy_root: str, pack_root: str) -> None:
                    "adm_in_channels": 64, "out_channels": 16, "pos_embed_max_size": 16, "num_patches": 256,
                    "context_embedder_config": {"target": "torch.nn.Linear",
                                                "params": {"in_features": 32, "out_features": hidden}}}
-    config = comfy.supported_models.SD3(unet_config)
-    config.set_inference_dtype(torch.float32, None)
-    model = config.get_model({})
-    for p in [*model.diffusion_model.parameters(), *model.diffusion_model.buffers()]:  # pos_embed is an empty buffer
-        if p.dtype.is_floating_point:
-            torch.nn.init.normal_(p, std=0.05)
-    patcher = comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
-    dm = model.diffusion_model
-    family, sizes = tpdm_host.family_of(patcher)
-    tpm = TimePredictor(sizes[0] + sizes[1], sizes[2], width=8)
-    patched = tpdm_host.apply_tpm(patcher, tpm, {"schedule_lab.tpm": "{}", "family": "mmdit"}, "x.safetensors", None)
+    dm, family, sizes, patched = _tapped(tpdm_host, TimePredictor, comfy.supported_models.SD3(unet_config), 0.05,
+                                         "mmdit")
 
     seen = {"put": [], "read": [], "ref_h1": [], "ref_h2": []}
     put, read = taps.FeatureStash.put, taps.FeatureStash.read
@@ -122,6 +112,26 @@ def _check(seen, dm, labels_out, cfg):
     }
 
 
+def _tapped(tpdm_host, TimePredictor, config, std: float, family_name: str):  # noqa: N803
+    """A random-weight model of ``config`` (a comfy.supported_models entry) on CPU in fp32, with Apply TPM's taps and
+    an 8-wide TPM sized from it: (diffusion_model, family, sizes, patched ModelPatcher)."""
+    import comfy.model_patcher
+
+    config.set_inference_dtype(torch.float32, None)
+    model = config.get_model({})
+    dm = model.diffusion_model
+    with torch.no_grad():
+        for p in [*dm.parameters(), *dm.buffers()]:  # SD3's pos_embed is an empty buffer
+            if p.dtype.is_floating_point:
+                torch.nn.init.normal_(p, std=std)
+    patcher = comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
+    family, sizes = tpdm_host.family_of(patcher)
+    patched = tpdm_host.apply_tpm(patcher, TimePredictor(sizes[0] + sizes[1], sizes[2], width=8),
+                                  {"schedule_lab.tpm": "{}", "family": family_name}, f"{family_name}.safetensors",
+                                  None)
+    return dm, family, sizes, patched
+
+
 def _keep(store: dict, key: str, value) -> None:
     """Record the first value (a forward hook must return None, or it replaces the module's output)."""
     store.setdefault(key, value)
@@ -129,7 +139,6 @@ def _keep(store: dict, key: str, value) -> None:
 
 def _unet(comfy, tpdm_host, host, TimePredictor, seen):  # noqa: N803
     """The tiny SD2-shaped UNet of make_tiny_checkpoint.py: the taps against independent module hooks."""
-    import comfy.model_patcher
     import comfy.samplers
     import comfy.supported_models
 
@@ -138,18 +147,8 @@ def _unet(comfy, tpdm_host, host, TimePredictor, seen):  # noqa: N803
                    "num_res_blocks": [1], "transformer_depth": [1], "transformer_depth_output": [1, 1],
                    "transformer_depth_middle": 1, "context_dim": 1024, "use_linear_in_transformer": True,
                    "num_head_channels": 64, "adm_in_channels": None}
-    config = comfy.supported_models.SD20(unet_config)
-    config.set_inference_dtype(torch.float32, None)
-    model = config.get_model({})
-    dm = model.diffusion_model
-    with torch.no_grad():
-        for p in [*dm.parameters(), *dm.buffers()]:
-            if p.dtype.is_floating_point:
-                torch.nn.init.normal_(p, std=0.02)
-    patcher = comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
-    family, sizes = tpdm_host.family_of(patcher)
-    patched = tpdm_host.apply_tpm(patcher, TimePredictor(sizes[0] + sizes[1], sizes[2], width=8),
-                                  {"schedule_lab.tpm": "{}", "family": "unet"}, "u.safetensors", None)
+    dm, family, sizes, patched = _tapped(tpdm_host, TimePredictor, comfy.supported_models.SD20(unet_config), 0.02,
+                                         "unet")
     seen["put"].clear()
     refs = {}
     handles = [dm.input_blocks[0][0].register_forward_hook(lambda m, a, o: _keep(refs, "h1", o.clone())),
@@ -173,7 +172,6 @@ def _unet(comfy, tpdm_host, host, TimePredictor, seen):  # noqa: N803
 
 def _flux(tpdm_host, host, TimePredictor, seen):  # noqa: N803
     """A tiny random Flux (guidance-distilled, CFG 1: cond only): the experimental taps against independent hooks."""
-    import comfy.model_patcher
     import comfy.samplers
     import comfy.supported_models
 
@@ -181,18 +179,8 @@ def _flux(tpdm_host, host, TimePredictor, seen):  # noqa: N803
                    "out_channels": 16, "vec_in_dim": 32, "context_in_dim": 32, "hidden_size": 64, "mlp_ratio": 2.0,
                    "num_heads": 2, "depth": 1, "depth_single_blocks": 1, "axes_dim": [8, 12, 12], "theta": 10000,
                    "qkv_bias": True}
-    config = comfy.supported_models.Flux(unet_config)
-    config.set_inference_dtype(torch.float32, None)
-    model = config.get_model({})
-    dm = model.diffusion_model
-    with torch.no_grad():
-        for p in [*dm.parameters(), *dm.buffers()]:
-            if p.dtype.is_floating_point:
-                torch.nn.init.normal_(p, std=0.05)
-    patcher = comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
-    family, sizes = tpdm_host.family_of(patcher)
-    patched = tpdm_host.apply_tpm(patcher, TimePredictor(sizes[0] + sizes[1], sizes[2], width=8),
-                                  {"schedule_lab.tpm": "{}", "family": "flux"}, "f.safetensors", None)
+    dm, family, sizes, patched = _tapped(tpdm_host, TimePredictor, comfy.supported_models.Flux(unet_config), 0.05,
+                                         "flux")
     seen["put"].clear()
     seen["read"].clear()
     refs = {}
