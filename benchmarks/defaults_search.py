@@ -276,6 +276,13 @@ def write_tables(rows: dict, nfes) -> dict:
     return chosen
 
 
+def shipped_search_table(path=CHOSEN_FILE) -> dict[int, tuple[str, str]]:
+    """``schedules.search.defaults.SETTINGS_BY_NFE`` as the rule wrote it: {nfe: (optimiser, initial list)}."""
+    chosen = json.loads(Path(path).read_text())
+    names = {"uniform": "uniform", "karras": "karras", "crs": "constant_rate"}
+    return {int(n): (c["optimiser"], names[c["init"]]) for n, c in chosen["search"].items()}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m schedule_lab.benchmarks.defaults_search")
     ap.add_argument("--parts", nargs="*", default=["tuning", "held_out"])

@@ -192,3 +192,18 @@ def test_benchmark_rows_run_through_the_catalogue_with_the_specs_sampler_and_opt
     assert catalogue_sampler("euler/searched(opt=refine,init=crs)") == "euler"
     with pytest.raises(ValueError, match="unknown sampler"):
         catalogue_sampler("heun/karras")
+
+
+def test_shipped_search_settings_are_the_ones_the_rule_chose():
+    """schedules.search.defaults.SETTINGS_BY_NFE is a copy of benchmarks/results/defaults_search.json (written by
+    `python -m schedule_lab.benchmarks.defaults_search`, the rule of docs/defaults.md §3b)."""
+    from schedule_lab.benchmarks.defaults_search import CHOSEN_FILE, shipped_search_table
+    from schedule_lab.schedules.search import defaults
+
+    assert defaults.SETTINGS_BY_NFE == shipped_search_table(CHOSEN_FILE)
+    for optimiser, init in defaults.SETTINGS_BY_NFE.values():
+        assert optimiser in defaults.OPTIMISERS and init in defaults.INITS
+    grid = sorted(defaults.SETTINGS_BY_NFE)
+    assert defaults.default_search_settings(grid[0] - 2) == defaults.SETTINGS_BY_NFE[grid[0]]
+    assert defaults.default_search_settings(7) == defaults.SETTINGS_BY_NFE[max(n for n in grid if n <= 7)]
+    assert defaults.default_search_settings(200) == defaults.SETTINGS_BY_NFE[grid[-1]]
