@@ -183,11 +183,15 @@ def choose_search(rows: dict, testbeds, nfes) -> dict:
     return out
 
 
-def best_few_step(rows: dict, testbeds, nfes=(4, 5, 6)) -> dict:
-    """Per NFE: the row (shipped default or combination) with the lowest worst tuning sw2 ratio to stock."""
+NO_SEARCH = ("sl_tada (karras)", "sl_constant_rate (dpmpp_2m)", "sl_tada on sl_constant_rate")
+
+
+def best_few_step(rows: dict, testbeds, nfes=(4, 5, 6), only=None) -> dict:
+    """Per NFE: the row (shipped default or combination; ``only``: these labels) with the lowest worst tuning sw2
+    ratio to stock."""
     out = {}
     for n in nfes:
-        specs = {k: v for k, v in combo_specs(n).items() if v != STOCK["dpmpp_2m"]}
+        specs = {k: v for k, v in combo_specs(n).items() if v != STOCK["dpmpp_2m"] and (only is None or k in only)}
         have = [tb for tb in testbeds if all(row_key(tb, "tuning", s, n) in rows
                                              for s in (*specs.values(), STOCK["dpmpp_2m"]))]
         if not have:
@@ -243,7 +247,8 @@ def per_testbed(rows: dict, part: str, testbeds, n: int, metric: str) -> list[st
 def write_tables(rows: dict, nfes) -> dict:
     chosen = {"command": COMMAND, "rule": "docs/defaults.md §3b", "nfes": list(nfes),
               "search": choose_search(rows, TUNING_TESTBEDS, nfes),
-              "best_few_step": best_few_step(rows, TUNING_TESTBEDS, [n for n in nfes if n <= 6])}
+              "best_few_step": best_few_step(rows, TUNING_TESTBEDS, [n for n in nfes if n <= 6]),
+              "best_without_search": best_few_step(rows, TUNING_TESTBEDS, [n for n in nfes if n <= 6], NO_SEARCH)}
     CHOSEN_FILE.write_text(json.dumps(chosen, indent=1) + "\n")
     searched = {tb: _load_searched(tb) for tb in TESTBEDS}
     md = ["# Combinations and searched lists (docs/defaults.md §3b)", "",
@@ -258,6 +263,10 @@ def write_tables(rows: dict, nfes) -> dict:
     md += ["", "## Best few-step setting (lowest worst tuning sw2 ratio)", "",
            "| NFE | row | spec | worst tuning sw2 ratio |", "|---|---|---|---|"]
     for n, b in chosen["best_few_step"].items():
+        md.append(f"| {n} | {b['label']} | `{b['spec']}` | {b['worst_tuning_sw2']:.2f} |")
+    md += ["", "## Best few-step setting without a search (shipped defaults and TADA on constant-rate)", "",
+           "| NFE | row | spec | worst tuning sw2 ratio |", "|---|---|---|---|"]
+    for n, b in chosen["best_without_search"].items():
         md.append(f"| {n} | {b['label']} | `{b['spec']}` | {b['worst_tuning_sw2']:.2f} |")
     for part, tbs in (("tuning", TUNING_TESTBEDS), ("held_out", TESTBEDS)):
         for metric in ("sw2", "rmse"):

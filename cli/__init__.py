@@ -32,6 +32,8 @@ def _compare_parser(sub) -> None:
                    help="samplers to compare (default: euler, dpmpp_2m and every registered sampler)")
     p.add_argument("--schedulers", nargs="+", metavar="NAME",
                    help="schedules to compare (default: karras, ays and every registered scheduler)")
+    p.add_argument("--preset", metavar="NAME", help="run a preset (solvers/presets.py, e.g. sl_few_steps) beside "
+                   "the stock dpmpp_2m + karras at the preset's steps, instead of every sampler and schedule")
     p.add_argument("--seed", type=int, default=0, help="first noise seed; grid column j uses seed + j")
     p.add_argument("--columns", type=int, default=8, help="grid columns (seeds), 1-64 (default 8)")
     p.add_argument("--n-samples", type=int, default=None,
@@ -48,6 +50,15 @@ def _run_compare(args, parser) -> int:
     from ..solvers.catalogue import parse_sampler
     from . import compare as C
 
+    if args.preset is not None:
+        from ..solvers.presets import PRESETS
+
+        if args.preset not in PRESETS:
+            parser.error(f"unknown preset {args.preset!r}; presets: {', '.join(PRESETS)}")
+        preset = PRESETS[args.preset]
+        args.samplers = args.samplers or [preset.sampler, "dpmpp_2m"]
+        args.schedulers = args.schedulers or [preset.scheduler, "karras"]
+        args.steps = preset.steps if args.steps is None else args.steps
     args.steps = C.default_steps(args.model) if args.steps is None else args.steps
     args.n_samples = (500 if args.model == "patches" else 1000) if args.n_samples is None else args.n_samples
     if args.steps < 1 or args.steps > 1000:

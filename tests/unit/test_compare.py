@@ -153,3 +153,17 @@ def test_compare_cli_rejects_an_unknown_name_listing_the_valid_ones(capsys):
     with pytest.raises(SystemExit):
         main(["compare", "--model", "no_such_model"])
     assert "patches" in capsys.readouterr().err
+
+
+def test_compare_preset_runs_the_pair_beside_the_stock_default_at_its_steps(tmp_path):
+    _need_skimage()
+    from schedule_lab.cli import main
+
+    out = tmp_path / "preset"
+    assert main(["compare", "--preset", "sl_few_steps", "--columns", "1", "--n-samples", "8", "--out", str(out)]) == 0
+    doc = json.loads((out / "table.json").read_text())
+    assert doc["steps"] == 5 and [(r["sampler"], r["schedule"]) for r in doc["rows"]] == [
+        ("sl_tada", "sl_constant_rate"), ("sl_tada", "karras"), ("dpmpp_2m", "sl_constant_rate"),
+        ("dpmpp_2m", "karras")]
+    with pytest.raises(SystemExit):
+        main(["compare", "--preset", "no_such_preset"])

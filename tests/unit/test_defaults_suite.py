@@ -207,3 +207,19 @@ def test_shipped_search_settings_are_the_ones_the_rule_chose():
     assert defaults.default_search_settings(grid[0] - 2) == defaults.SETTINGS_BY_NFE[grid[0]]
     assert defaults.default_search_settings(7) == defaults.SETTINGS_BY_NFE[max(n for n in grid if n <= 7)]
     assert defaults.default_search_settings(200) == defaults.SETTINGS_BY_NFE[grid[-1]]
+
+
+def test_the_few_step_preset_is_the_studys_best_setting_without_a_search():
+    """solvers.presets.PRESETS["sl_few_steps"] (sl_tada on sl_constant_rate) is the row the rule of §3b found best
+    without a search at its step count (benchmarks/results/defaults_search.json, best_without_search)."""
+    import json
+
+    from schedule_lab.benchmarks.defaults_search import CHOSEN_FILE
+    from schedule_lab.solvers import catalogue
+    from schedule_lab.solvers.presets import PRESETS
+
+    preset = PRESETS["sl_few_steps"]
+    assert preset.sampler in catalogue.SAMPLERS and preset.scheduler in catalogue.SCHEDULES
+    best = json.loads(CHOSEN_FILE.read_text())["best_without_search"][str(preset.steps)]
+    assert best["label"] == "sl_tada on sl_constant_rate"
+    assert preset.entry_line("few steps") == "sl_tada, sl_constant_rate, 5, few steps"
