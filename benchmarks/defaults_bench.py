@@ -38,6 +38,7 @@ from ..schedules.baseline import karras
 from ..solvers import catalogue
 from ..testbeds.reference import converged_endpoint
 from ..testbeds.suite import TUNING_TESTBEDS, Part, kind, load_part
+from .defaults_searched import _split, catalogue_sampler, searched_sigmas
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROWS_DIR = RESULTS / "defaults_rows"  # one JSON per testbed, so testbeds can run in parallel processes
@@ -61,32 +62,6 @@ CURRENT = {"tada": "tada(detail=1,order=2)/karras", "crs": "dpmpp_2m/crs(measure
 # ------------------------------------------------------------------------------------------------------------
 # specs
 # ------------------------------------------------------------------------------------------------------------
-def _options(body: str) -> dict:
-    out = {}
-    for item in filter(None, body.split(",")):
-        k, v = item.split("=")
-        try:
-            out[k] = int(v)
-        except ValueError:
-            try:
-                out[k] = float(v)
-            except ValueError:
-                out[k] = v
-    return out
-
-
-def _split(spec: str) -> tuple[str, dict, str, dict]:
-    sampler, schedule = spec.split("/", 1)
-
-    def parse(s):
-        if "(" in s:
-            name, body = s[:-1].split("(", 1)
-            return name, _options(body)
-        return s, {}
-
-    return (*parse(sampler), *parse(schedule))
-
-
 @lru_cache(maxsize=64)
 def _velocity(testbed: str, part: str, measure: str):
     from ..nodes.constant_rate_ops import calibrate
@@ -121,21 +96,8 @@ def sigmas_for(spec: str, testbed: str, part: str, steps: int) -> torch.Tensor:
         vel = _velocity(testbed, part, opts["measure"])
         return crs_sigmas(vel, steps, float(opts["xi"]), opts["end"])
     if sched == "searched":
-        from .defaults_search import searched_sigmas
-
         return searched_sigmas(spec, testbed, part, steps)
     raise ValueError(f"unknown schedule in {spec!r}")
-
-
-def catalogue_sampler(spec: str) -> str:
-    """The catalogue name (with options) of a spec's sampler: ``tada(detail=2,order=2)`` → ``sl_tada(...)``."""
-    sampler, opts, _, _ = _split(spec)
-    name = {"dpmpp_2m": "dpmpp_2m", "euler": "euler", "tada": "sl_tada"}.get(sampler)
-    if name is None:
-        raise ValueError(f"unknown sampler in {spec!r}")
-    if sampler == "tada":
-        return f"sl_tada(detail={float(opts['detail'])!r},order={int(opts['order'])})"
-    return name
 
 
 def run_spec(spec: str, p: Part, nfe: int) -> torch.Tensor:

@@ -22,35 +22,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import time
 from pathlib import Path
 
 import torch
 
-from ..testbeds.suite import TESTBEDS, TUNING_TESTBEDS, kind, load_part
-from .defaults_bench import (
-    RESULTS,
-    STOCK,
-    _split,
-    catalogue_sampler,
-    ensure,
-    load_rows,
-    ratios,
-    row_key,
-    save_rows,
-    worst,
-)
+from ..testbeds.suite import TESTBEDS, TUNING_TESTBEDS, kind
+from .defaults_bench import RESULTS, STOCK, _split, ensure, load_rows, ratios, row_key, save_rows, worst
+from .defaults_searched import SEARCHED_DIR, _load_searched, crs_spec, run_search, searched_sigmas  # noqa: F401
 
-SEARCHED_DIR = RESULTS / "defaults_searched"
 CHOSEN_FILE = RESULTS / "defaults_search.json"
 COMMAND = "python -m schedule_lab.benchmarks.defaults_search"
-SEARCH_SEEDS = {"tuning": 301, "held_out": 401}
-N_SEARCH, N_HOLDOUT = 128, 64
 #: Candidate settings of the search, in the order of docs/defaults.md §3b (ties go to the first, the node's default).
 SEARCH_SETTINGS = ("opt=evolution,init=uniform", "opt=refine,init=karras", "opt=refine,init=crs")
 CURRENT_SEARCH = SEARCH_SETTINGS[0]
-REFINE = {"iterations": 20, "lr": 0.2, "batch": 32, "eval_every": 2, "gradient": "finite_difference"}
 FIRST_NFES = (4, 5, 6, 8, 10)
 
 
@@ -62,13 +46,6 @@ def tada_spec(nfe: int) -> str:
 
     detail, order = default_settings(nfe, kind())
     return f"tada(detail={detail:g},order={order})"
-
-
-def crs_spec(nfe: int) -> str:
-    from ..schedules.constant_rate.construct import default_schedule_settings
-
-    c = default_schedule_settings(nfe, kind())
-    return f"crs(measure={c['measure']},xi={c['xi']:g},end={c['end']})"
 
 
 def search_specs(nfe: int) -> dict[str, str]:
@@ -86,76 +63,6 @@ def combo_specs(nfe: int) -> dict[str, str]:
             "sl_constant_rate (dpmpp_2m)": f"dpmpp_2m/{crs_spec(nfe)}",
             "sl_tada on sl_constant_rate": f"{tada_spec(nfe)}/{crs_spec(nfe)}",
             **search_specs(nfe)}
-
-
-# ------------------------------------------------------------------------------------------------------------
-# searched lists
-# ------------------------------------------------------------------------------------------------------------
-def _searched_path(testbed: str) -> Path:
-    return SEARCHED_DIR / f"{testbed}.json"
-
-
-def _load_searched(testbed: str) -> dict:
-    path = _searched_path(testbed)
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _save_searched(testbed: str, key: str, entry: dict) -> None:
-    SEARCHED_DIR.mkdir(parents=True, exist_ok=True)
-    mine = _load_searched(testbed)
-    mine[key] = entry
-    tmp = _searched_path(testbed).with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(mine, indent=0, sort_keys=True) + "\n")
-    os.replace(tmp, _searched_path(testbed))
-
-
-def searched_sigmas(spec: str, testbed: str, part: str, steps: int) -> torch.Tensor:
-    """The list ``spec``'s search found on ``testbed``'s ``part`` at ``steps`` (searched once, then cached)."""
-    key = f"{testbed}|{part}|{spec}|{steps}"
-    cached = _load_searched(testbed).get(key)
-    if cached is None:
-        cached = run_search(spec, testbed, part, steps)
-        _save_searched(testbed, key, cached)
-    return torch.tensor(cached["sigmas"], dtype=torch.float64)
-
-
-def run_search(spec: str, testbed: str, part: str, nfe: int) -> dict:
-    """One search (docs/defaults.md §3b): ``spec``'s sampler, settings from its ``searched(...)`` options."""
-    from ..schedules.search.evolution import EvolutionConfig, EvolutionSearch
-    from ..schedules.search.fitness import EndpointFitness, ReferenceSet
-    from ..schedules.search.genes import GeneSpace
-    from ..schedules.search.refine import refine
-    from ..solvers import catalogue
-    from ..solvers.classic import sample_heun
-    from .defaults_bench import sigmas_for
-
-    _, _, _, opts = _split(spec)
-    p = load_part(testbed, part)
-    sampler = catalogue.bind_sampler(catalogue_sampler(spec), kind())
-    tada = spec.startswith("tada")
-    reference_sampler = sampler if tada else sample_heun  # TADA is searched against its own ODE's endpoint
-    t0 = time.perf_counter()
-    ref = ReferenceSet(p.model, kind(), (p.dim,), n_search=N_SEARCH, n_holdout=N_HOLDOUT, seed=SEARCH_SEEDS[part],
-                       reference_steps=p.reference_steps, nfe=nfe, extra_args={"seed": 7},
-                       reference_sampler=reference_sampler)
-    t_ref = time.perf_counter() - t0
-    if opts["opt"] == "evolution":
-        fit = EndpointFitness(p.model, sampler, ref, batch=64)
-        result = EvolutionSearch(GeneSpace(kind()), nfe, fit, EvolutionConfig(population=16, generations=8),
-                                 seed=0, label="endpoint").run()
-        sigmas, calls = result.sigmas, fit.model_calls
-    elif opts["opt"] == "refine":
-        init_spec = {"karras": STOCK["dpmpp_2m"], "crs": f"dpmpp_2m/{crs_spec(nfe)}"}[opts["init"]]
-        init = sigmas_for(init_spec, testbed, part, nfe).to(torch.float64)
-        result = refine(p.model, sampler, ref, init, seed=0, **REFINE)
-        sigmas, calls = result.sigmas, result.model_calls
-        fit = EndpointFitness(p.model, sampler, ref)
-    else:
-        raise ValueError(f"unknown search setting in {spec!r}")
-    holdout = fit.holdout(sigmas.to(torch.float32))
-    return {"sigmas": [float(s) for s in sigmas], "holdout_rmse": float(holdout), "model_calls": int(calls),
-            "reference_calls": int(ref.model_calls), "seconds": round(time.perf_counter() - t0, 2),
-            "reference_seconds": round(t_ref, 2)}
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -223,3 +223,15 @@ def test_the_few_step_preset_is_the_studys_best_setting_without_a_search():
     best = json.loads(CHOSEN_FILE.read_text())["best_without_search"][str(preset.steps)]
     assert best["label"] == "sl_tada on sl_constant_rate"
     assert preset.entry_line("few steps") == "sl_tada, sl_constant_rate, 5, few steps"
+
+
+@pytest.mark.parametrize("nfe", [4, 5, 6, 8, 10])
+def test_search_from_the_constant_rate_list_starts_from_the_rows_constant_rate_list(nfe):
+    """The refinement 'init=crs' starts from exactly the list of the shipped data-free constant-rate row."""
+    from schedule_lab.benchmarks.defaults_bench import sigmas_for
+    from schedule_lab.benchmarks.defaults_searched import _init_sigmas, crs_spec
+
+    row = sigmas_for(f"dpmpp_2m/{crs_spec(nfe)}", "gmm-16", "tuning", nfe)
+    assert torch.equal(_init_sigmas("crs", nfe).float(), row.float())
+    assert torch.equal(_init_sigmas("karras", nfe).float(), sigmas_for("dpmpp_2m/karras", "gmm-16", "tuning",
+                                                                         nfe).float())
