@@ -35,10 +35,10 @@ import torch
 from ..kernels.frechet import frechet_distance, gaussian_stats
 from ..kernels.sliced_wasserstein import sliced_wasserstein
 from ..schedules.baseline import karras
-from ..solvers.classic import sample_dpmpp_2m, sample_euler
-from ..solvers.tada import sample_tada
+from ..solvers import catalogue
 from ..testbeds.reference import converged_endpoint
 from ..testbeds.suite import TUNING_TESTBEDS, Part, kind, load_part
+from .defaults_searched import _split, catalogue_sampler, searched_sigmas
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROWS_DIR = RESULTS / "defaults_rows"  # one JSON per testbed, so testbeds can run in parallel processes
@@ -46,6 +46,7 @@ CHOSEN_FILE = RESULTS / "defaults_chosen.json"
 NFES = (4, 5, 6, 8, 10, 15, 20)
 STOCK = {"dpmpp_2m": "dpmpp_2m/karras", "euler": "euler/karras", "tada": "dpmpp_2m/karras"}
 COMMAND = "python -m schedule_lab.benchmarks.defaults_bench --stage tune"
+TADA_SEED = 7  # extra_args["seed"] of every row (TADA's extra noise)
 
 TADA_CANDIDATES = tuple([f"tada(detail={d},order=2)/karras" for d in (1, 2, 4, 8, 16)]
                         + [f"tada(detail={d},order=3)/karras" for d in (4, 16)])
@@ -61,32 +62,6 @@ CURRENT = {"tada": "tada(detail=1,order=2)/karras", "crs": "dpmpp_2m/crs(measure
 # ------------------------------------------------------------------------------------------------------------
 # specs
 # ------------------------------------------------------------------------------------------------------------
-def _options(body: str) -> dict:
-    out = {}
-    for item in filter(None, body.split(",")):
-        k, v = item.split("=")
-        try:
-            out[k] = int(v)
-        except ValueError:
-            try:
-                out[k] = float(v)
-            except ValueError:
-                out[k] = v
-    return out
-
-
-def _split(spec: str) -> tuple[str, dict, str, dict]:
-    sampler, schedule = spec.split("/", 1)
-
-    def parse(s):
-        if "(" in s:
-            name, body = s[:-1].split("(", 1)
-            return name, _options(body)
-        return s, {}
-
-    return (*parse(sampler), *parse(schedule))
-
-
 @lru_cache(maxsize=64)
 def _velocity(testbed: str, part: str, measure: str):
     from ..nodes.constant_rate_ops import calibrate
@@ -103,10 +78,12 @@ def crs_sigmas(velocity, steps: int, xi: float, end: str) -> torch.Tensor:
     as shipped (last positive level σ_min); ``land`` = steps + 1 levels placed, σ_min dropped."""
     from ..nodes.constant_rate_ops import schedule
 
+    # end="hold" explicitly: schedule()'s own default now follows the per-NFE table (land), which would make
+    # "hold" rows land and "land" rows drop two levels
     if end == "hold":
-        return schedule(velocity, kind(), steps, xi=xi)
+        return schedule(velocity, kind(), steps, xi=xi, end="hold")
     if end == "land":
-        full = schedule(velocity, kind(), steps + 1, xi=xi)
+        full = schedule(velocity, kind(), steps + 1, xi=xi, end="hold")
         return torch.cat([full[:-2], full[-1:]])
     raise ValueError(f"end={end!r}")
 
@@ -118,21 +95,16 @@ def sigmas_for(spec: str, testbed: str, part: str, steps: int) -> torch.Tensor:
     if sched == "crs":
         vel = _velocity(testbed, part, opts["measure"])
         return crs_sigmas(vel, steps, float(opts["xi"]), opts["end"])
+    if sched == "searched":
+        return searched_sigmas(spec, testbed, part, steps)
     raise ValueError(f"unknown schedule in {spec!r}")
 
 
 def run_spec(spec: str, p: Part, nfe: int) -> torch.Tensor:
-    sampler, opts, _, _ = _split(spec)
+    """One row's samples: the catalogue's run of the spec's sampler on its sigmas from σ_0 · noise (TADA's extra
+    noise seeded 7)."""
     sig = sigmas_for(spec, p.testbed, p.part, nfe).to(torch.float32)
-    x = sig[0] * p.noise
-    if sampler == "dpmpp_2m":
-        return sample_dpmpp_2m(p.model, x, sig, disable=True)
-    if sampler == "euler":
-        return sample_euler(p.model, x, sig, disable=True)
-    if sampler == "tada":
-        return sample_tada(p.model, x, sig, extra_args={"seed": 7}, disable=True, detail=float(opts["detail"]),
-                           order=int(opts["order"]), kind=kind())
-    raise ValueError(f"unknown sampler in {spec!r}")
+    return catalogue.run(catalogue_sampler(spec), sig, p.model, p.noise, kind=kind(), seed=TADA_SEED).x0
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -73,7 +73,8 @@ class TimestepSearch(io.ComfyNode):
                                "2 x nfe sampler runs per iteration (euler/dpmpp_2m at nfe 4: 32 model calls); "
                                "keeps the list with the best held-out error; needs fitness endpoint and holdout >= 2. "
                                "evolution + refine: refines the evolution's result (both costs; usually the best "
-                               "list)."),
+                               "list). refine from sl_constant_rate: refines the data-free constant-rate list "
+                               "(the rule's choice at some step counts: docs/defaults.md)."),
                 io.Int.Input("refine_iterations", default=20, min=1, max=500, optional=True, tooltip="Refinement "
                              "steps for optimiser refine or evolution + refine (ignored by evolution). Each costs "
                              "2 x nfe sampler runs on the search samples plus a held-out check every 2 steps. "
@@ -96,7 +97,7 @@ class TimestepSearch(io.ComfyNode):
         kind = host.model_kind_of(guider.model_patcher)
         fn = host.sampler_function(sampler)
         # one tick per new candidate evaluated, then one per refinement iteration
-        bar = host.Progress((population * generations if optimiser != "refine" else 0)
+        bar = host.Progress((population * generations if not optimiser.startswith("refine") else 0)
                             + (refine_iterations if optimiser != "evolution" else 0))
 
         def progress(info):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..schedules.constant_rate.calibrate import dropdown_sigmas
 from ..schedules.errors import ScheduleError
 from ..schedules.files import adapt_to_kind, doc_kind, load_schedule, safe_schedule_name, save_schedule
 from ..schedules.latents import latent_features, shape_checked
@@ -32,8 +33,11 @@ from ..version import PACK_VERSION
 from .schedule_ops import file_fingerprint
 
 FITNESSES = ("endpoint", "frechet_pooled")
-OPTIMISERS = ("evolution", "refine", "evolution + refine")
-REFINE_LR = {"refine": 0.2, "evolution + refine": 0.1}  # from uniform / after evolution (docs/search.md)
+#: Appended last, never reordered (saved workflows store the value): "refine from sl_constant_rate" starts the
+#: refinement from sl_constant_rate's list (data-free default) at that step count (docs/defaults.md §3b).
+OPTIMISERS = ("evolution", "refine", "evolution + refine", "refine from sl_constant_rate")
+#: from uniform / after evolution (docs/search.md); from the constant-rate list as measured (docs/defaults.md §3b)
+REFINE_LR = {"refine": 0.2, "evolution + refine": 0.1, "refine from sl_constant_rate": 0.2}
 REFINE_EVAL_EVERY = 2  # held-out check every 2 iterations (one run of the held-out samples)
 STATE_SUFFIX = ".searchstate"
 PRESET_PREFIX = "preset: "
@@ -52,7 +56,8 @@ def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, popu
     """Search ``nfe`` steps for ``sampler`` on ``model``; returns ``(sigmas float32, path, report)``.
 
     ``model`` is a k-diffusion denoiser, ``shape`` one latent's shape, ``sampler`` a k-diffusion sampler function.
-    ``optimiser``: ``"evolution"``, ``"refine"`` (finite-difference refinement of the uniform list,
+    ``optimiser``: ``"evolution"``, ``"refine"`` (finite-difference refinement of the uniform list; ``"refine from
+    sl_constant_rate"`` of the data-free constant-rate list,
     ``refine_iterations`` steps of ``2·nfe`` sampler runs on all ``samples``; needs ``holdout >= 2`` and the
     endpoint fitness) or ``"evolution + refine"`` (refinement of the evolution's result).
     ``progress(info)`` is called per evaluation of the evolution (``info["stage"] == "evolution"``) and per
@@ -118,6 +123,8 @@ def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, popu
     history, genes, config_doc, evaluations = [], None, {}, 0
     if optimiser == "refine":
         sigmas = space.sigmas(uniform_genes(space, nfe))
+    elif optimiser == "refine from sl_constant_rate":
+        sigmas = dropdown_sigmas(kind, nfe).to(torch.float64)  # the data-free constant-rate list sl_constant_rate uses
     else:
         search = EvolutionSearch(space, nfe, fit, config, seed=seed, label=label)
         spath = state_path(directory, filename)
@@ -153,7 +160,7 @@ def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, popu
                           refine=refine_doc, model_calls=calls)
     save_schedule(path, doc)
     parts = []
-    if optimiser != "refine":
+    if not optimiser.startswith("refine"):
         parts.append(f"{'resumed, ' if resumed else ''}{len(history)} generations, {evaluations} evaluations")
     if refined is not None:
         parts.append(f"refined {len(refined.train_rmse)} iterations by finite differences (best at "

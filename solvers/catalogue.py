@@ -95,8 +95,10 @@ SAMPLERS: dict[str, Sampler] = {
     "sl_tada": Sampler(
         tada.sample_tada,
         "TADA (Chen et al. 2025): an ODE sampler on a momentum-augmented state; more detail and diversity at low "
-        "step counts for the same model calls. Detail level from the Detail Level node (default 1).",
-        defaults={"detail": tada.DEFAULT_DETAIL, "n_aug": tada.DEFAULT_N_AUG, "order": None},
+        "step counts for the same model calls. Detail level from the Detail Level node; without one, detail and "
+        "order follow the step count (solvers/tada.py SETTINGS_BY_NFE, docs/defaults.md).",
+        # None: the per-NFE defaults of tada.default_settings (the TADA Sampler node's widgets stay explicit)
+        defaults={"detail": None, "n_aug": tada.DEFAULT_N_AUG, "order": None},
         needs=("kind", "detail"), ours=True, stochastic=True, own_ode=True, calls=_per_step),
     "sl_tpdm": Sampler(
         tpdm_sampler.sample_sl_tpdm,

@@ -48,6 +48,23 @@ def test_detail_level_reaches_sl_tada_in_the_stock_ksampler(comfy):
     assert abs(detailed - node).max() <= 1, abs(detailed - node).max()
 
 
+def test_sl_tada_in_the_stock_ksampler_without_detail_level_uses_the_per_step_count_default(comfy):
+    """KSampler 'sl_tada' without a Detail Level node samples with solvers.tada.default_settings(steps): at 5 steps
+    detail 2 (docs/defaults.md), i.e. the TADA Sampler node with detail 2, not the node widget's detail 1."""
+    from schedule_lab.solvers.tada import default_settings
+
+    detail, order = default_settings(5)
+    assert (detail, order) == (2.0, 2)  # the table this test is about; if the rule changes it, change the test
+    plain = _pixels(comfy, comfy.run(G.ksampler("sl_tada", "karras", steps=5, seed=5, prefix="sl_pernfe_ks")))
+    sigmas = {"class_type": "BasicScheduler", "inputs": {"model": "_model", "scheduler": "karras", "steps": 5,
+                                                         "denoise": 1.0}}
+    node = {d: _pixels(comfy, comfy.run(G.custom_advanced(
+        sigmas, {"class_type": "SL_TADASampler", "inputs": {"detail": d, "n_aug": 2, "order": "auto"}}, seed=5,
+        prefix=f"sl_pernfe_node_{d:g}"))) for d in (detail, 1.0)}
+    assert abs(plain - node[detail]).max() <= 1, abs(plain - node[detail]).max()
+    assert abs(plain - node[1.0]).max() > 8, "sl_tada at 5 steps sampled with detail 1, not the per-NFE default"
+
+
 def _with_detail_level(graph: dict, detail: float) -> dict:
     graph["detail"] = {"class_type": "SL_DetailLevel", "inputs": {"model": ["ckpt", 0], "detail": detail}}
     graph["ks"]["inputs"]["model"] = ["detail", 0]

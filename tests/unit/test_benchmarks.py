@@ -1,4 +1,4 @@
-"""The benchmark harness and the compare job: peers reproduce our samplers, NFE is counted, outputs are written."""
+"""The benchmark harness: peers reproduce our samplers, NFE is counted, outputs are written (compare: test_compare)."""
 from __future__ import annotations
 
 import json
@@ -122,59 +122,6 @@ def test_comfy_rows_are_skipped_with_a_note_without_comfyui_path(monkeypatch):
     monkeypatch.delenv("COMFYUI_PATH", raising=False)
     results, note = run_comfy("exact-digits", "sd1", ["euler"], ["karras"], [5], {0: torch.zeros(2, 64)})
     assert results is None and "COMFYUI_PATH" in note
-
-
-def test_compare_cli_writes_grid_plot_and_a_table_row_per_combination(tmp_path):
-    from schedule_lab.cli import main
-
-    out = tmp_path / "cmp"
-    assert main(["compare", "--steps", "2", "--samplers", "euler", "heun", "--schedulers", "karras", "ays",
-                 "--columns", "2", "--n-samples", "16", "--out", str(out)]) == 0
-    for png in ("grid.png", "schedules.png"):
-        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    table = json.loads((out / "table.json").read_text())
-    assert [(r["sampler"], r["schedule"]) for r in table["rows"]] == [
-        ("euler", "karras"), ("euler", "ays"), ("heun", "karras"), ("heun", "ays")]
-    assert (out / "table.md").read_text().count("\n| ") == 1 + 4  # header + one line per combination
-
-
-def test_compare_runs_sl_tpdm_with_thebundled_tpm_each_image_stopping_within_the_step_cap(tmp_path):
-    """The main job shows TPDM on the model its bundled TPM was trained for: no SKIPPED row, the cap respected,
-    the same batched calls as the catalogue's run of sl_tpdm with that TPM and tap, per-image step counts that
-    differ."""
-    from schedule_lab.benchmarks.setups import noise
-    from schedule_lab.cli.compare import bundled_tpm, compare, model_kind
-    from schedule_lab.solvers import catalogue
-    from schedule_lab.testbeds.models import load_edm_mlp
-
-    doc = compare(12, ["sl_tpdm"], ["karras"], seed=3, columns=2, n_samples=16, out=tmp_path, log=lambda *_: None)
-    assert doc["skipped"] == [] and [(r["sampler"], r["schedule"]) for r in doc["rows"]] == [("sl_tpdm", "karras")]
-    assert 1 <= doc["rows"][0]["nfe"] <= 12
-    model = load_edm_mlp()
-    kind = model_kind("model", model.sigma_data)  # compare's kind: the model's own EDM range
-    batch = torch.cat([noise(1, 3), noise(1, 4), noise(16, 3)])
-    res = catalogue.run(f"sl_tpdm(min_sigma={kind.sigma_min})", "karras", model, batch, kind=kind, steps=12, seed=3,
-                        provided=bundled_tpm(model))
-    assert res.nfe == doc["rows"][0]["nfe"] and all(1 <= len(s) - 1 <= 12 for s in res.schedules)
-    assert len({len(s) for s in res.schedules}) > 1  # images stop on their own
-
-
-def test_compare_defaults_include_every_registered_sampler_and_scheduler():
-    from schedule_lab.cli.compare import default_samplers, default_schedules
-    from schedule_lab.nodes.registry import SAMPLERS, SCHEDULERS
-
-    assert set(SAMPLERS) | {"euler", "dpmpp_2m"} <= set(default_samplers())
-    fixed = {n for n, e in SCHEDULERS.items() if not e.saved_files}  # sl_searched needs the user's saved searches
-    assert fixed | {"karras", "ays"} <= set(default_schedules())
-
-
-def test_compare_cli_rejects_an_unknown_name_listing_the_valid_ones(capsys):
-    from schedule_lab.cli import main
-
-    with pytest.raises(SystemExit):
-        main(["compare", "--samplers", "no_such_sampler"])
-    err = capsys.readouterr().err
-    assert "no_such_sampler" in err and "dpmpp_2m" in err
 
 
 def test_sampler_options_parse_and_reach_the_sampler():

@@ -62,6 +62,9 @@ def test_the_stochastic_flag_says_whether_the_seed_changes_the_endpoint(gauss, n
 @pytest.mark.parametrize("name", OWN_ODE)
 def test_own_ode_samplers_converge_to_their_own_endpoint_not_the_standard_one(gauss, name):
     g, x_T = gauss
+    # one ODE for every step count: a bare sl_tada follows the per-NFE defaults (a different detail, i.e. a
+    # different ODE, at 10 steps than at 400), so its options are pinned here
+    name = {"sl_tada": "sl_tada(detail=1,order=2)"}.get(name, name)
     own = C.run(name, karras(400, SD.sigma_min, SD.sigma_max, dtype=torch.float64), g.denoiser, x_T, kind=SD,
                 seed=7, sigma_start=1.0).x0
     errors = [_rmse(C.run(name, karras(n, SD.sigma_min, SD.sigma_max, dtype=torch.float64), g.denoiser, x_T,
@@ -99,6 +102,24 @@ def test_options_in_the_name_win_over_provided_model_settings_which_win_over_def
     assert torch.equal(detail_used("sl_tada(detail=2)", {"detail": 3.0}), detail_used("sl_tada(detail=2)"))
     assert not torch.equal(detail_used("sl_tada"), detail_used("sl_tada(detail=3)"))
     assert torch.equal(detail_used("sl_tada", {"velocity": 1}), detail_used("sl_tada"))  # not needed: ignored
+
+
+@pytest.mark.parametrize("steps", [4, 5, 10])
+def test_sl_tada_without_a_detail_setting_runs_the_per_nfe_default_of_the_defaults_study(gauss, steps):
+    """KSampler's sl_tada without a Detail Level node (the catalogue entry's defaults, which nodes/registry copies)
+    samples with tada.default_settings(steps), not the node widget's detail 1 (docs/defaults.md §5)."""
+    from schedule_lab.solvers import tada
+
+    g, x_T = gauss
+    kind = ModelKind.edm()
+    detail, order = tada.default_settings(steps, kind)
+    got = C.run("sl_tada", "karras", g.denoiser, x_T[:8], kind=kind, steps=steps, seed=3).x0
+    want = C.run(f"sl_tada(detail={detail},order={order})", "karras", g.denoiser, x_T[:8], kind=kind, steps=steps,
+                 seed=3).x0
+    assert torch.equal(got, want)
+    if detail != tada.DEFAULT_DETAIL:
+        assert not torch.equal(got, C.run("sl_tada(detail=1)", "karras", g.denoiser, x_T[:8], kind=kind,
+                                           steps=steps, seed=3).x0)
 
 
 @pytest.mark.parametrize("kind", [SD, ModelKind.edm(), ModelKind.flow()], ids=["vp", "edm", "flow"])
@@ -148,7 +169,8 @@ def test_compare_and_the_benchmark_make_identical_cells_through_run(tmp_path, mo
         return result
 
     monkeypatch.setattr(C, "run", recording)
-    cmp.compare(3, ["heun", "sl_tada(detail=2)"], ["karras"], 5, 1, 8, tmp_path, sigma_range="sd1", log=lambda m: 0)
+    cmp.compare(3, ["heun", "sl_tada(detail=2)"], ["karras"], 5, 1, 8, tmp_path, sigma_range="sd1", log=lambda m: 0,
+                model="digits")
     monkeypatch.setattr(C, "run", real_run)
     model = load_edm_mlp()
     assert [c[0] for c in cells] == ["heun", "sl_tada(detail=2)"]

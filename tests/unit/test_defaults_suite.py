@@ -165,3 +165,73 @@ def test_shipped_per_nfe_defaults_are_the_ones_the_defaults_benchmark_chose():
     assert tada.SETTINGS_BY_NFE == tada_table
     assert construct.SETTINGS_BY_NFE == crs_table
     assert construct.MEASURED_SETTINGS_BY_NFE == measured_table
+
+
+# ---- the benchmark's rows are the shipped code's ---------------------------------------------------------------
+@pytest.mark.parametrize("measure", ["data-free", "cos+karras"])
+@pytest.mark.parametrize("steps", [4, 5, 10])
+def test_benchmark_constant_rate_rows_are_the_construction_with_the_ends_they_name(measure, steps):
+    """defaults_bench's ``crs(..., end=E)`` is ``constant_rate_sigmas(..., end=E)`` for both ends, whatever the
+    per-NFE default of schedule() is (the bench once left end to that default: its "hold" rows then landed)."""
+    from schedule_lab.benchmarks.defaults_bench import crs_sigmas, kind
+    from schedule_lab.schedules.constant_rate.construct import data_free_velocity
+
+    v = data_free_velocity(measure, kind())
+    for end in ("hold", "land"):
+        want = constant_rate_sigmas(v, kind(), steps, xi=1.25, end=end).to(torch.float32)
+        assert torch.allclose(crs_sigmas(v, steps, 1.25, end), want, rtol=1e-6, atol=0), end
+    assert crs_sigmas(v, steps, 1.25, "hold")[-2] == pytest.approx(kind().sigma_min)
+    assert crs_sigmas(v, steps, 1.25, "land")[-2] > 2 * kind().sigma_min  # land: no step ends at σ_min
+
+
+def test_benchmark_rows_run_through_the_catalogue_with_the_specs_sampler_and_options():
+    from schedule_lab.benchmarks.defaults_bench import catalogue_sampler
+
+    assert catalogue_sampler("tada(detail=2,order=3)/karras") == "sl_tada(detail=2.0,order=3)"
+    assert catalogue_sampler("dpmpp_2m/crs(measure=data-free,xi=1.5,end=land)") == "dpmpp_2m"
+    assert catalogue_sampler("euler/searched(opt=refine,init=crs)") == "euler"
+    with pytest.raises(ValueError, match="unknown sampler"):
+        catalogue_sampler("heun/karras")
+
+
+def test_shipped_search_settings_are_the_ones_the_rule_chose():
+    """schedules.search.defaults.SETTINGS_BY_NFE is a copy of benchmarks/results/defaults_search.json (written by
+    `python -m schedule_lab.benchmarks.defaults_search`, the rule of docs/defaults.md §3b)."""
+    from schedule_lab.benchmarks.defaults_search import CHOSEN_FILE, shipped_search_table
+    from schedule_lab.schedules.search import defaults
+
+    assert defaults.SETTINGS_BY_NFE == shipped_search_table(CHOSEN_FILE)
+    for optimiser, init in defaults.SETTINGS_BY_NFE.values():
+        assert optimiser in defaults.OPTIMISERS and init in defaults.INITS
+    grid = sorted(defaults.SETTINGS_BY_NFE)
+    assert defaults.default_search_settings(grid[0] - 2) == defaults.SETTINGS_BY_NFE[grid[0]]
+    assert defaults.default_search_settings(7) == defaults.SETTINGS_BY_NFE[max(n for n in grid if n <= 7)]
+    assert defaults.default_search_settings(200) == defaults.SETTINGS_BY_NFE[grid[-1]]
+
+
+def test_the_few_step_preset_is_the_studys_best_setting_without_a_search():
+    """solvers.presets.PRESETS["sl_few_steps"] (sl_tada on sl_constant_rate) is the row the rule of §3b found best
+    without a search at its step count (benchmarks/results/defaults_search.json, best_without_search)."""
+    import json
+
+    from schedule_lab.benchmarks.defaults_search import CHOSEN_FILE
+    from schedule_lab.solvers import catalogue
+    from schedule_lab.solvers.presets import PRESETS
+
+    preset = PRESETS["sl_few_steps"]
+    assert preset.sampler in catalogue.SAMPLERS and preset.scheduler in catalogue.SCHEDULES
+    best = json.loads(CHOSEN_FILE.read_text())["best_without_search"][str(preset.steps)]
+    assert best["label"] == "sl_tada on sl_constant_rate"
+    assert preset.entry_line("few steps") == "sl_tada, sl_constant_rate, 5, few steps"
+
+
+@pytest.mark.parametrize("nfe", [4, 5, 6, 8, 10])
+def test_search_from_the_constant_rate_list_starts_from_the_rows_constant_rate_list(nfe):
+    """The refinement 'init=crs' starts from exactly the list of the shipped data-free constant-rate row."""
+    from schedule_lab.benchmarks.defaults_bench import sigmas_for
+    from schedule_lab.benchmarks.defaults_searched import _init_sigmas, crs_spec
+
+    row = sigmas_for(f"dpmpp_2m/{crs_spec(nfe)}", "gmm-16", "tuning", nfe)
+    assert torch.equal(_init_sigmas("crs", nfe).float(), row.float())
+    assert torch.equal(_init_sigmas("karras", nfe).float(), sigmas_for("dpmpp_2m/karras", "gmm-16", "tuning",
+                                                                         nfe).float())

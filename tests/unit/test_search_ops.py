@@ -230,6 +230,30 @@ def test_refine_optimisers_run_in_inference_mode_and_record_the_optimiser(tmp_pa
     assert "3 generations" in chain_report and "model calls: reference" in chain_report
 
 
+def test_refine_from_sl_constant_rate_starts_from_the_dropdowns_list_and_never_ends_worse(tmp_path, monkeypatch):
+    """"refine from sl_constant_rate" (the search initialised from the constant-rate list, docs/defaults.md §3b):
+    the refinement's first list is sl_constant_rate's data-free list at that step count, and the list it keeps is no
+    worse on the held-out samples than that start (iteration 0 is scored too)."""
+    from schedule_lab.schedules.constant_rate.calibrate import dropdown_sigmas
+
+    starts, real = [], search_ops.refine
+
+    def recording(model, sampler, ref, init, **kw):
+        starts.append(init.clone())
+        return real(model, sampler, ref, init, **kw)
+
+    monkeypatch.setattr(search_ops, "refine", recording)
+    with torch.inference_mode():
+        sigmas, path, report = _search(tmp_path, filename="crs", optimiser="refine from sl_constant_rate",
+                                       refine_iterations=4)
+    assert len(starts) == 1 and torch.allclose(starts[0], dropdown_sigmas(SD, 3).double())
+    p = load_schedule(path)["provenance"]["params"]
+    assert p["optimiser"] == "refine from sl_constant_rate" and p["history"] == [] and p["genes"] is None
+    held = dict(p["refine"]["holdout_rmse"])
+    assert p["holdout_fitness"] == pytest.approx(min(held.values()), rel=1e-5) and min(held.values()) <= held[0]
+    assert "generations" not in report and "refined 4 iterations" in report
+
+
 def test_refine_optimiser_bad_inputs_name_the_input(tmp_path):
     with pytest.raises(ScheduleError, match="optimiser="):
         _search(tmp_path, optimiser="adam")
