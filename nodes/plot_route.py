@@ -52,8 +52,10 @@ def _float(query: dict, name: str, lo: float, hi: float, default: float) -> floa
 def plot_axes(sigmas: torch.Tensor, kind) -> dict:
     s = sigmas.to(torch.float64)
     positive = s > 0
-    def masked(values):  # noqa: E306 - the final 0 (and any non-positive level) has no log value
-        return [float(v) if ok else None for v, ok in zip(values.tolist(), positive.tolist(), strict=True)]
+    def masked(values):  # noqa: E306 - the final 0 (and any non-positive level) has no log value; nor has a flow
+        # model's pure-noise level (σ = 1: log-SNR = -inf), which JSON cannot carry
+        return [float(v) if ok and math.isfinite(v) else None
+                for v, ok in zip(values.tolist(), positive.tolist(), strict=True)]
 
     safe = torch.where(positive, s, torch.ones_like(s))
     return {"sigmas": s.tolist(), "log_sigma": masked(torch.log(safe)),

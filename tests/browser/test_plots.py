@@ -124,3 +124,28 @@ def test_every_pack_node_can_be_placed_and_is_photographed(page, shots):
 def test_costly_nodes_show_their_model_calls_before_they_start(page, node_type, calls):
     node_id = _add(page, node_type)
     assert f"≈ {calls} model calls" in _plot(page, node_id)["note"]
+
+
+@pytest.mark.parametrize("name, family, kind", [
+    ("tada_detail_level_ksampler", "sd1", "eps"), ("sdxl_tada_detail_level", "sdxl", "eps"),
+    ("sd3_tada_detail_level", "sd3", "flow"), ("flux_tada_detail_level", "flux", "flow"),
+])
+def test_the_plot_assumes_the_family_of_the_graphs_loaders_until_chosen_by_hand(page, name, family, kind):
+    """A loaded SD3/Flux/SDXL workflow plots its KSampler's schedule for that family (flow sigmas for SD3/Flux), from
+    the graph's loaders; picking a family in the menu wins from then on."""
+    from pathlib import Path
+
+    from sl_page import load_workflow
+
+    doc = json.loads((Path(__file__).resolve().parents[2] / "example_workflows" / f"{name}.json").read_text())
+    load_workflow(page, doc)
+    (ks,) = [n["id"] for n in doc["nodes"] if n["type"] == "KSampler"]
+    page.wait_for_function(f"() => {{ const p = window.app.graph.getNodeById({ks}).slPlot;"
+                           f" return p && p.state.data && p.state.family === '{family}'; }}", timeout=20_000)
+    assert page.evaluate(f"() => window.app.graph.getNodeById({ks}).slPlot.state.data.kind") == kind
+    page.evaluate(f"""() => {{ const s = window.app.graph.getNodeById({ks}).slPlot.root.querySelector('select');
+                   s.value = 'sd2v'; s.dispatchEvent(new Event('change')); }}""")
+    _set_widget(page, ks, "steps", 7)
+    page.wait_for_function(f"() => window.app.graph.getNodeById({ks}).slPlot.state.data.steps === 7", timeout=20_000)
+    assert page.evaluate(f"() => window.app.graph.getNodeById({ks}).slPlot.state.family") == "sd2v"
+    assert pack_console_errors(page) == []

@@ -146,3 +146,15 @@ def test_ab_compare_refuses_a_xi_sweep_on_another_scheduler_naming_the_entry(com
     assert entry["status"]["status_str"] == "error"
     message = json.dumps(entry["status"]["messages"])
     assert "entry 'K'" in message and "sl_constant_rate" in message
+
+
+def test_plot_route_gives_valid_json_at_a_flow_models_pure_noise_level(comfy):
+    """SD3/Flux schedules start at σ = 1 (t = 1), where log-SNR is -inf: sent as null (JSON has no -Infinity, the
+    browser's JSON.parse refused the whole answer), like the final 0."""
+    query = urllib.parse.urlencode({"scheduler": "simple", "steps": 4, "family": "sd3"})
+    url = f"{comfy.base}/schedule_lab/plot?{query}"
+    with urllib.request.urlopen(url, timeout=60) as r:
+        text = r.read().decode()
+    body = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c} in {text[:200]}"))
+    assert body["sigmas"][0] == pytest.approx(1.0) and body["log_snr"][0] is None and body["log_snr"][-1] is None
+    assert all(v is not None for v in body["log_snr"][1:-1])

@@ -89,6 +89,18 @@ function select(options, value, title) {
   return el;
 }
 
+// The family the graph's own loaders say (the plot's default until the menu is changed by hand): Flux and SD3
+// by their ModelSampling / diffusion-model loaders, SDXL by a checkpoint name with "xl", else SD1.
+function graphFamily(graph) {
+  const nodes = graph?._nodes || [];
+  const names = nodes.map((n) => String(w(n, "ckpt_name") || w(n, "unet_name") || "").toLowerCase());
+  const types = new Set(nodes.map((n) => n.type));
+  if (types.has("ModelSamplingFlux") || names.some((x) => x.includes("flux"))) return "flux";
+  if (types.has("ModelSamplingSD3") || names.some((x) => x.includes("sd3"))) return "sd3";
+  if (names.some((x) => x.includes("xl"))) return "sdxl";
+  return "sd1";
+}
+
 function addPlot(node, options = {}) {
   if (node.slPlot) return node.slPlot;
   const root = document.createElement("div");
@@ -131,6 +143,10 @@ function addPlot(node, options = {}) {
     if (!source) return;
     const files = await refreshFiles();
     updateReferences(files);
+    if (!state.familyChosen) {  // follow the graph's loaders until the user picks a family
+      state.family = graphFamily(node.graph || app.graph);
+      family.value = state.family;
+    }
     const { query, note } = source(node, files) || {};
     state.note = note || "";
     state.error = "";
@@ -158,7 +174,7 @@ function addPlot(node, options = {}) {
     clearTimeout(timer);
     timer = setTimeout(() => plot.refresh(), 60);
   };
-  family.onchange = () => { state.family = family.value; plot.schedule(); };
+  family.onchange = () => { state.family = family.value; state.familyChosen = true; plot.schedule(); };
   axis.onchange = () => { state.axis = axis.value; redraw(); };
   reference.onchange = () => { state.reference = reference.value; plot.schedule(); };
   canvas.addEventListener("mousemove", (e) => {
