@@ -101,9 +101,9 @@ def cross_check(bed: Testbed, z: torch.Tensor, nfes, schedules=("karras", "ays")
 def _evaluate(bed: Testbed, methods: list, args: Settings, log=print) -> dict:
     from ..testbeds.models import load_classifier
 
-    classifier = load_classifier()
+    classifier = bed.classifier if bed.classifier is not None else load_classifier()
     target_stats = gaussian_stats(classifier_features(bed.target, classifier))
-    noises = {s: noise(args.n_samples, s) for s in args.seeds}
+    noises = {s: noise(args.n_samples, s, bed.dim) for s in args.seeds}
     refs: dict = {}
     ref_seconds = [0.0]
 
@@ -247,7 +247,7 @@ class ScheduleScore:
     def __init__(self, testbed: Testbed, seed: int, samples: int = 512, seed_offset: int = 10_000,
                  converged_steps: int = 250):
         self.tb = testbed
-        self.z = noise(samples, seed_offset + seed)
+        self.z = noise(samples, seed_offset + seed, testbed.dim)
         kind = testbed.kind
         self.ref = converged_endpoint(testbed.model, self.z * kind.sigma_max, kind.sigma_min, kind.sigma_max,
                                       steps=converged_steps)
@@ -256,5 +256,5 @@ class ScheduleScore:
     def __call__(self, sampler: str, sigmas: torch.Tensor) -> tuple[float, float]:
         x = catalogue.run(sampler, sigmas, self.tb.model, self.z).x0
         if self.target_stats is None:
-            self.target_stats = gaussian_stats(classifier_features(self.tb.target))
-        return rmse(x, self.ref), fd_cls(x, self.target_stats)
+            self.target_stats = gaussian_stats(classifier_features(self.tb.target, self.tb.classifier))
+        return rmse(x, self.ref), fd_cls(x, self.target_stats, self.tb.classifier)

@@ -4,9 +4,13 @@
   (its converged ODE reproduces training images); mode agreement with the converged ODE is meaningful here.
 * ``edm-digits`` — the bundled EDM-preconditioned MLP (testbeds.models.load_edm_mlp). Scored against the *test*
   split (the model learnt from train); no mode agreement.
+* ``patch-unet`` (``load_testbed("patch-unet", "edm")``, not in ``TESTBEDS``: the digits benchmarks' default list)
+  — the bundled natural-image UNet on 3×16×16 patches (``testbeds.unet``), 768-d, scored against held-out-strip
+  crops (the defaults suite's reference, ``testbeds.suite``) with FD in the patch classifier's features (FD_patch).
 
-Both are sampled over the same sigma range so schedules are compared on equal terms (docs/testbeds.md, "Metrics"):
-by default the SD1 range 0.0292–14.61 of ``ModelKind.vp()`` — the range the published AYS SD1 table covers.
+The digits testbeds are sampled over the same sigma range so schedules are compared on equal terms
+(docs/testbeds.md, "Metrics"): by default the SD1 range 0.0292–14.61 of ``ModelKind.vp()`` — the range the
+published AYS SD1 table covers.
 """
 from __future__ import annotations
 
@@ -20,9 +24,11 @@ import torch
 from ..schedules.model_kind import ModelKind
 from ..testbeds.digits import load_digits_split
 
-__all__ = ["SIGMA_RANGES", "TESTBEDS", "Testbed", "common_args", "load_model", "load_testbed", "noise", "pin_threads"]
+__all__ = ["PATCH_TESTBED", "SIGMA_RANGES", "TESTBEDS", "Testbed", "common_args", "load_model", "load_testbed",
+           "noise", "pin_threads"]
 
 TESTBEDS = ("exact-digits", "edm-digits")
+PATCH_TESTBED = "patch-unet"
 
 #: Sigma-range presets → the ModelKind handed to every scheduler (its sigma_min/sigma_max bound karras & co.).
 SIGMA_RANGES = {
@@ -42,6 +48,8 @@ class Testbed:
     test: torch.Tensor         # (360, 64)
     against: str               # "train" | "test": the split distribution metrics are computed against
     mode_agreement: bool       # report the fraction of samples landing on the converged ODE's training image
+    classifier: object = None  # the feature classifier of FD (None: the bundled digits classifier)
+    dim: int = 64              # values per sample (the noise is (n, dim))
 
     @property
     def target(self) -> torch.Tensor:
@@ -58,6 +66,10 @@ def load_model(name: str, train: torch.Tensor | None = None):
         from ..testbeds.models import load_edm_mlp
 
         return load_edm_mlp()
+    if name == PATCH_TESTBED:
+        from ..testbeds.unet import load_patch_unet
+
+        return load_patch_unet()
     raise ValueError(f"unknown testbed {name!r}; choose one of {', '.join(TESTBEDS)}")
 
 
@@ -65,6 +77,8 @@ def load_testbed(name: str, sigma_range: str = "sd1") -> Testbed:
     if sigma_range not in SIGMA_RANGES:
         raise ValueError(f"unknown sigma range {sigma_range!r}; choose one of {', '.join(SIGMA_RANGES)}")
     note, make_kind = SIGMA_RANGES[sigma_range]
+    if name == PATCH_TESTBED:
+        return _patch_testbed(make_kind(), note)
     split = load_digits_split()
     model = load_model(name, split.train)
     if name == "exact-digits":
@@ -73,6 +87,21 @@ def load_testbed(name: str, sigma_range: str = "sd1") -> Testbed:
         return Testbed(name, desc, model, make_kind(), note, split.train, split.test, "train", True)
     desc = "bundled EDM MLP denoiser (testbeds/weights/edm_mlp_digits), trained on the digits train split"
     return Testbed(name, desc, model, make_kind(), note, split.train, split.test, "test", False)
+
+
+def _patch_testbed(kind: ModelKind, note: str) -> Testbed:
+    """The natural-image UNet: reference = the defaults suite's 1000 held-out-strip crops (seed 201), other split =
+    1000 train-strip crops (seed 0), FD in the patch classifier's features."""
+    from ..testbeds.patches import crops
+    from ..testbeds.suite import NOISE_SEEDS
+    from ..testbeds.unet import load_patch_classifier
+
+    held_out = crops("held_out", 1000, seed=NOISE_SEEDS["held_out"]).x.reshape(1000, -1)
+    train = crops("train", 1000, seed=0).x.reshape(1000, -1)
+    desc = ("bundled natural-image patch UNet (testbeds/weights/patch_unet), 3x16x16, trained on the train strips; "
+            "FD_patch in the patch classifier's features against held-out-strip crops")
+    return Testbed(PATCH_TESTBED, desc, load_model(PATCH_TESTBED), kind, note, train, held_out, "test", False,
+                   classifier=load_patch_classifier(), dim=768)
 
 
 def noise(n: int, seed: int, dim: int = 64) -> torch.Tensor:

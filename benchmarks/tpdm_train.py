@@ -1,15 +1,15 @@
 """``schedule-lab tpdm train``: train a TPDM time predictor on a bundled trained testbed model (CPU, or torchrun).
 
-    schedule-lab tpdm train [--testbed edm-digits] [--iterations 300] [--groups 8] [--k 4] [--lr 5e-4]
-        [--gamma 0.85] [--reward endpoint|confidence|MODULE:FUNCTION] [--width 16] [--out DIR] [--resume CKPT]
-        [--export FILE.safetensors]
+    schedule-lab tpdm train [--testbed edm-digits|patch-unet] [--iterations 300] [--groups 8] [--k 4] [--lr 5e-4]
+        [--gamma 0.85] [--reward endpoint|endpoint-features|confidence|MODULE:FUNCTION] [--tau T] [--width 16]
+        [--out DIR] [--resume CKPT] [--export FILE.safetensors]
     torchrun --nproc_per_node 2 -m schedule_lab.benchmarks.tpdm_train ...   (data-parallel, gloo on CPU)
 
 The library API is ``solvers.tpdm.train.train`` (any model, tap and scorer; docs/tpdm.md, trainer section). This
 command wires it to a testbed: the model, its feature tap (``testbeds.taps``), a TPM sized from the tap
 (``tpm_for_features``), a per-image score (``testbeds.rewards`` or a user function ``scorer(x0, info) -> (B,)``),
-the SD1 sigma range of the benchmarks. ``--export`` writes the TPM alone (``save_tpm``, loadable by Load TPM) plus a
-JSON record next to it (configuration, the command, the training curve, timings).
+and the testbed's sigma range (``TESTBED_SETUPS``). ``--export`` writes the TPM alone (``save_tpm``, loadable by
+Load TPM) plus a JSON record next to it (configuration, the command, the training curve, timings).
 """
 from __future__ import annotations
 
@@ -26,7 +26,15 @@ from pathlib import Path
 
 __all__ = ["build_parser", "main"]
 
-TESTBEDS = ("edm-digits",)
+#: testbed → (sigma range the TPM is trained on, default reward, default τ, what the range is).
+#: edm-digits: the SD1 range of the digits benchmarks; patch-unet: its own EDM range 0.002–80, the one the defaults
+#: suite (testbeds.suite.kind) and ``schedule-lab compare`` sample it over, with the endpoint error measured in the
+#: patch classifier's features (FD_patch's space; τ = 1.0 and γ = 0.85 by the rule in docs/tpdm.md).
+TESTBED_SETUPS = {
+    "edm-digits": ("vp-eps", "endpoint", 0.1, "ModelKind.vp('eps') (SD1 range)"),
+    "patch-unet": ("edm", "endpoint-features", 1.0, "ModelKind.edm(0.002, 80) (the model's own range)"),
+}
+TESTBEDS = tuple(TESTBED_SETUPS)
 
 
 def build_parser(prog: str = "schedule-lab tpdm train") -> argparse.ArgumentParser:
@@ -35,7 +43,9 @@ def build_parser(prog: str = "schedule-lab tpdm train") -> argparse.ArgumentPars
     d = TrainConfig()
     p = argparse.ArgumentParser(prog=prog, description="Train a TPDM time predictor with RLOO-PPO on cached features "
                                 "(docs/tpdm.md) on a bundled trained testbed model.")
-    p.add_argument("--testbed", choices=TESTBEDS, default="edm-digits", help="the frozen model (default edm-digits)")
+    p.add_argument("--testbed", choices=TESTBEDS, default="edm-digits",
+                   help="the frozen model: edm-digits (the EDM MLP, 64-d) or patch-unet (the natural-image UNet, "
+                        "3x16x16) (default edm-digits)")
     p.add_argument("--iterations", type=int, default=300, help="rollout batches (default 300)")
     p.add_argument("--groups", type=int, default=d.groups, help=f"conditions per batch per process ({d.groups})")
     p.add_argument("--k", type=int, default=d.k, help=f"rollouts per condition, >= 2 ({d.k})")
@@ -43,10 +53,13 @@ def build_parser(prog: str = "schedule-lab tpdm train") -> argparse.ArgumentPars
     p.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate (default 5e-4)")
     p.add_argument("--clip", type=float, default=d.clip, help=f"PPO clip range ε ({d.clip})")
     p.add_argument("--gamma", type=float, default=0.85, help="step discount γ of R = s(1-γ^N)/(N(1-γ)) (0.85)")
-    p.add_argument("--reward", default="endpoint",
-                   help="endpoint (exp(-RMSE to the converged ODE / tau)), confidence (classifier top probability) "
-                        "or MODULE:FUNCTION, a scorer(x0, info) -> (B,) positive scores (default endpoint)")
-    p.add_argument("--tau", type=float, default=0.1, help="RMSE scale of the endpoint score (default 0.1)")
+    p.add_argument("--reward", default=None,
+                   help="endpoint (exp(-RMSE to the converged ODE / tau)), endpoint-features (the same error in the "
+                        "testbed classifier's features), confidence (classifier top probability) or "
+                        "MODULE:FUNCTION, a scorer(x0, info) -> (B,) positive scores (default: endpoint on "
+                        "edm-digits, endpoint-features on patch-unet)")
+    p.add_argument("--tau", type=float, default=None,
+                   help="error scale of the endpoint scores (default 0.1 on edm-digits, 1.0 on patch-unet)")
     p.add_argument("--width", type=int, default=16, help="TPM conv width (default 16)")
     p.add_argument("--min-sigma", type=float, default=None, help="stop level (default: the range's sigma_min)")
     p.add_argument("--max-steps", type=int, default=d.max_steps, help=f"step cap per image ({d.max_steps})")
@@ -60,7 +73,18 @@ def build_parser(prog: str = "schedule-lab tpdm train") -> argparse.ArgumentPars
     return p
 
 
-def _scorer(name: str, model, tau: float):
+def tensors_sha256(path) -> str:
+    """sha256 over a ``.safetensors`` file's tensors (sorted names, dtype, shape, bytes): equal for equal weights,
+    whereas the file's own sha256 also depends on the order safetensors writes the metadata in, which varies."""
+    from safetensors.torch import load_file
+
+    h = hashlib.sha256()
+    for name, t in sorted(load_file(str(path)).items()):
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode() + t.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _scorer(name: str, model, tau: float, classifier=None):
     if ":" in name:
         module, _, attr = name.partition(":")
         try:
@@ -71,27 +95,39 @@ def _scorer(name: str, model, tau: float):
     from ..testbeds.rewards import testbed_scorer
 
     try:
-        return testbed_scorer(name, model, tau)
+        return testbed_scorer(name, model, tau, classifier=classifier)
     except ValueError as exc:
         raise SystemExit(f"--reward: {exc}") from exc
+
+
+def testbed_model(testbed: str):
+    """(model, kind, sample shape, classifier) of a ``--testbed``: the frozen denoiser, the ModelKind whose range
+    the TPM is trained on, one sample's shape and the testbed's feature classifier."""
+    from ..schedules.model_kind import ModelKind
+
+    if testbed == "patch-unet":
+        from ..testbeds.unet import load_patch_classifier, load_patch_unet
+
+        model = load_patch_unet()
+        return model, ModelKind.edm(0.002, 80.0, model.sigma_data), (3, 16, 16), load_patch_classifier()
+    from ..testbeds.models import load_classifier, load_edm_mlp
+
+    return load_edm_mlp(), ModelKind.vp("eps"), (64,), load_classifier()  # the benchmarks' SD1 range 0.0292-14.61
 
 
 def _setup(args):
     import torch
 
-    from ..schedules.model_kind import ModelKind
     from ..solvers.tpdm.tpm import tpm_for_features
-    from ..testbeds.models import load_edm_mlp
     from ..testbeds.taps import tap_for
 
-    model = load_edm_mlp()
-    kind = ModelKind.vp("eps")  # the benchmarks' SD1 range 0.0292-14.61 (benchmarks.setups)
+    model, kind, shape, classifier = testbed_model(args.testbed)
     tap = tap_for(model)
     with torch.no_grad():
-        model(torch.zeros(1, 64), torch.ones(1))
+        model(torch.zeros(1, *shape), torch.ones(1))
     torch.manual_seed(args.seed)
     tpm = tpm_for_features(tap.read(), width=args.width)
-    return model, kind, tap, tpm, (64,)
+    return model, kind, tap, tpm, shape, classifier
 
 
 def main(argv=None) -> int:
@@ -109,7 +145,10 @@ def main(argv=None) -> int:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
-    model, kind, tap, tpm, shape = _setup(args)
+    kind_name, reward, tau, kind_note = TESTBED_SETUPS[args.testbed]
+    args.reward = reward if args.reward is None else args.reward
+    args.tau = tau if args.tau is None else args.tau
+    model, kind, tap, tpm, shape, classifier = _setup(args)
     try:
         cfg = TrainConfig(iterations=args.iterations, groups=args.groups, k=args.k, ppo_epochs=args.ppo_epochs,
                           clip=args.clip, lr=args.lr, gamma=args.gamma, sigma_start=kind.sigma_max,
@@ -117,7 +156,7 @@ def main(argv=None) -> int:
                           max_steps=args.max_steps, seed=args.seed, save_every=args.save_every)
     except ValueError as exc:
         raise SystemExit(f"schedule-lab tpdm train: {exc}") from exc
-    scorer = _scorer(args.reward, model, args.tau)
+    scorer = _scorer(args.reward, model, args.tau, classifier)
 
     def log(entry):
         if args.no_progress and entry["iteration"] % 10 == 0:
@@ -133,14 +172,15 @@ def main(argv=None) -> int:
     if args.export is not None and rank == 0:
         command = "schedule-lab tpdm train " + " ".join(shlex.quote(a) for a in argv)
         path = save_tpm(args.export, tpm, family=f"testbed:{args.testbed}",
-                        extra={"kind": "vp-eps", "sigma_start": cfg.sigma_start, "min_sigma": cfg.min_sigma,
+                        extra={"kind": kind_name, "sigma_start": cfg.sigma_start, "min_sigma": cfg.min_sigma,
                                "max_steps": cfg.max_steps})
         last = history[-10:]
         record = {
             "file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "bytes": path.stat().st_size,
+            "tensors_sha256": tensors_sha256(path),
             "testbed": args.testbed, "tpm_config": tpm.config,
             "parameters": sum(p.numel() for p in tpm.parameters()),
-            "sampler": {"kind": "ModelKind.vp('eps') (SD1 range)", "sigma_start": cfg.sigma_start,
+            "sampler": {"kind": kind_note, "sigma_start": cfg.sigma_start,
                         "min_sigma": cfg.min_sigma, "max_steps": cfg.max_steps, "final_step": cfg.final_step},
             "train_config": {k: v for k, v in vars(cfg).items()}, "reward": args.reward, "tau": args.tau,
             "world_size": world, "threads_per_process": args.threads,

@@ -111,7 +111,7 @@ def _patches_bundle() -> Bundle:
                   f"{PATCH_UNET_FILE}", model, 3 * PATCH * PATCH, ("fd_patch", "sw2"), metrics,
                   {"name": "tuning-strip crops vs held-out-strip crops (1000 each)", **floor},
                   "1000 crops of the photographs' held-out strips (seed 201)", to_pixels, 4 * PATCH,
-                  "tpm_patch_unet")
+                  _tpm_name(model))
 
 
 def _digits_bundle() -> Bundle:
@@ -131,7 +131,7 @@ def _digits_bundle() -> Bundle:
 
     return Bundle("digits", "bundled EDM MLP digits model (8×8)", "testbeds/weights/edm_mlp_digits", model, 64,
                   ("fd_cls", "swd"), metrics, {"name": "train split vs test split", **metrics(split.train)},
-                  "the digits test split", to_pixels, 8 * 6, "tpm_edm_digits")
+                  "the digits test split", to_pixels, 8 * 6, _tpm_name(model))
 
 
 def load_bundle(name: str) -> Bundle:
@@ -202,14 +202,26 @@ def compare(steps: int, samplers, schedules, seed: int, columns: int, n_samples:
     return doc
 
 
-def bundled_tpm(model, name: str = "tpm_edm_digits") -> tuple[dict, str]:
+def _tpm_name(model) -> str:
+    """The bundled TPM trained for ``model`` (``testbeds.models.BUNDLED_TPMS``: tpm_patch_unet, tpm_edm_digits)."""
+    from ..testbeds.models import BUNDLED_TPMS
+
+    return BUNDLED_TPMS.get(type(model).__name__, "")
+
+
+def bundled_tpm(model, name: str | None = None) -> tuple[dict, str]:
     """What ``sl_tpdm`` needs on a bundled model: the TPM trained for it (``testbeds/weights/<name>.safetensors``,
     trained on the model's own EDM range by ``schedule-lab tpdm train``) and the tap that reads the model's
     features. The schedule then only gives the start level and ``steps`` is the cap, as in ComfyUI's KSampler.
+    ``name`` defaults to the one trained for the model (``testbeds.models.BUNDLED_TPMS``).
     Returns ``(provided, why_not)``: ``({"tpdm": ...}, "")``, or ``({}, reason)`` when there is no TPM for it."""
     from ..solvers.tpdm.official import load_tpm
     from ..testbeds.models import WEIGHTS_DIR
     from ..testbeds.taps import tap_for
+
+    name = _tpm_name(model) if name is None else name
+    if not name:
+        return {}, f"no bundled TPM for {type(model).__name__} (`schedule-lab tpdm train --help` trains one)"
 
     path = WEIGHTS_DIR / f"{name}.safetensors"
     if not path.exists():

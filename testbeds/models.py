@@ -5,6 +5,8 @@
   embedding of c_noise. It is trained over the whole σ range [0.002, 80] (docs/testbeds.md, sigma-range pitfall)
   and follows the k-diffusion model contract ``model(x, sigma_vec) -> denoised``.
 * ``DigitsClassifier`` — a small MLP digit classifier; its penultimate features define FD_cls.
+* ``BUNDLED_TPMS`` / ``bundled_tpm_path(model)`` — the TPDM time predictor trained for each bundled trained model
+  (``schedule-lab tpdm train --testbed …``), so a caller (``schedule-lab compare``) picks the one made for its model.
 
 Weights are never unpickled: the loaders read safetensors and build the module from the sidecar's ``config``.
 Training lives in ``testbeds/train.py``.
@@ -22,13 +24,16 @@ from safetensors.torch import load_file
 from torch import nn
 
 __all__ = [
-    "CLASSIFIER_FILE", "EDM_MLP_FILE", "WEIGHTS_DIR", "DigitsClassifier", "EDMDenoiserMLP",
-    "load_bundled", "load_classifier", "load_edm_mlp", "read_sidecar",
+    "BUNDLED_TPMS", "CLASSIFIER_FILE", "EDM_MLP_FILE", "WEIGHTS_DIR", "DigitsClassifier", "EDMDenoiserMLP",
+    "bundled_tpm_path", "load_bundled", "load_classifier", "load_edm_mlp", "read_sidecar",
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 EDM_MLP_FILE = "edm_mlp_digits"
 CLASSIFIER_FILE = "digits_classifier"
+#: model class → the bundled TPM trained for it (``testbeds/weights/<name>.safetensors`` + ``.json`` record):
+#: the EDM MLP's on the SD1 range 0.0292–14.61, the patch UNet's on its own EDM range 0.002–80.
+BUNDLED_TPMS = {"EDMDenoiserMLP": "tpm_edm_digits", "PatchUNet": "tpm_patch_unet"}
 
 
 def content_key(module: nn.Module, prefix: str) -> str:
@@ -155,6 +160,16 @@ def load_bundled(cls, name: str, weights_dir=None, retrain: str = "") -> nn.Modu
     model = cls(**config)
     model.load_state_dict({k: v.to(torch.float32) for k, v in load_file(str(path)).items()})
     return model.eval().requires_grad_(False)
+
+
+def bundled_tpm_path(model, weights_dir=None) -> Path:
+    """The ``.safetensors`` TPM trained for the bundled ``model`` (by its class, ``BUNDLED_TPMS``); a KeyError naming
+    the models that have one otherwise."""
+    name = BUNDLED_TPMS.get(type(model).__name__)
+    if name is None:
+        raise KeyError(f"no bundled TPM for {type(model).__name__}; bundled TPMs exist for "
+                       f"{', '.join(BUNDLED_TPMS)} (train one with `schedule-lab tpdm train`)")
+    return Path(weights_dir or WEIGHTS_DIR) / f"{name}.safetensors"
 
 
 @lru_cache(maxsize=4)

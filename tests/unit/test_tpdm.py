@@ -383,12 +383,18 @@ def test_catalogue_run_of_sl_tpdm_reports_each_image_schedule_and_its_calls(flow
         catalogue.run("sl_tpdm", torch.tensor([1.0, 0.0]), model, torch.randn(1, 2, 4, 4))
 
 
-def test_official_tpm_flops_match_the_spec_count_and_stay_under_0p1_percent_of_an_sd3_step():
-    from schedule_lab.solvers.tpdm.tpm import sd3_medium_step_flops, tpm_flops
+def test_official_tpm_flops_match_the_spec_count_and_are_0p164_percent_of_the_counted_sd3_step():
+    from schedule_lab.solvers.tpdm.tpm import SD3_MEDIUM_CFG_STEP_FLOPS, cost_report, sd3_medium_step_flops, tpm_flops
 
     conv1 = 2 * 3072 * 9 * 128 * 64 * 64  # docs/tpdm.md, "Per-step cost": the conv1 term, ≈ 29 GFLOPs
     assert conv1 < tpm_flops() < conv1 * 1.02 and abs(tpm_flops() / 1e9 - 29.3) < 0.1
-    assert tpm_flops() / sd3_medium_step_flops() < 1e-3
+    # against the counted SD3-Medium CFG step the official TPM misses the 0.1 % target; only the parameters × tokens
+    # estimate (2.3× the counted step) puts it under; the report says both, the counted one first
+    assert 0.00163 < tpm_flops() / SD3_MEDIUM_CFG_STEP_FLOPS < 0.00165
+    assert 0.0007 < tpm_flops() / sd3_medium_step_flops() < 0.00072
+    report = cost_report()
+    assert "0.164 % (target <= 0.1 %: missed)" in report and "0.071 %" in report
+    assert report.index("counted") < report.index("estimate")
     # counted against a real forward pass: every conv/linear multiply-add, by hooks on a small TPM
     tpm = TimePredictor(in_channels=10, temb_dim=6, width=8)
     macs = []
