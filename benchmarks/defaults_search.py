@@ -185,8 +185,8 @@ def write_tables(rows: dict, nfes) -> dict:
                 md += per_testbed(rows, part, tbs, n, "sw2")
     costs = [(e["seconds"], e["model_calls"]) for tb in searched.values() for e in tb.values()]
     if costs:
-        md += ["", f"Searches run: {len(costs)}, {sum(c[0] for c in costs) / 60:.1f} CPU-minutes in all (reference "
-               "included), median model calls per search "
+        md += ["", f"Searches run: {len(costs)}, {sum(c[0] for c in costs) / 60:.1f} minutes of wall time in all "
+               "(reference included; 1 thread on a shared, loaded 2-core machine), median model calls per search "
                f"{sorted(c[1] for c in costs)[len(costs) // 2]}.", ""]
     (RESULTS / "defaults_combos.md").write_text("\n".join(md) + "\n")
     return chosen

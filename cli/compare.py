@@ -111,7 +111,7 @@ def _patches_bundle() -> Bundle:
                   f"{PATCH_UNET_FILE}", model, 3 * PATCH * PATCH, ("fd_patch", "sw2"), metrics,
                   {"name": "tuning-strip crops vs held-out-strip crops (1000 each)", **floor},
                   "1000 crops of the photographs' held-out strips (seed 201)", to_pixels, 4 * PATCH,
-                  "tpm_patch_unet")
+                  _tpm_name(model))
 
 
 def _digits_bundle() -> Bundle:
@@ -131,7 +131,7 @@ def _digits_bundle() -> Bundle:
 
     return Bundle("digits", "bundled EDM MLP digits model (8×8)", "testbeds/weights/edm_mlp_digits", model, 64,
                   ("fd_cls", "swd"), metrics, {"name": "train split vs test split", **metrics(split.train)},
-                  "the digits test split", to_pixels, 8 * 6, "tpm_edm_digits")
+                  "the digits test split", to_pixels, 8 * 6, _tpm_name(model))
 
 
 def load_bundle(name: str) -> Bundle:
@@ -154,8 +154,7 @@ def compare(steps: int, samplers, schedules, seed: int, columns: int, n_samples:
     log(f"compare: {len(samplers)} samplers × {len(schedules)} schedules at {steps} steps on the {bundle.title} "
         f"({kind.describe()}), N = {n_samples} for the metrics, {columns} grid columns from seed {seed}")
     skipped = []
-    provided, missing = bundled_tpm(bundle.model, bundle.tpm_file) if sigma_range == "model" else (
-        {}, "the bundled TPMs were trained on the model's own σ range, not on --sigma-range sd1")
+    provided, missing = bundled_tpm(bundle.model, bundle.tpm_file, kind)
     a, b = bundle.metric_names
     for sampler in samplers:
         base = catalogue.parse_sampler(sampler)[0]
@@ -202,19 +201,58 @@ def compare(steps: int, samplers, schedules, seed: int, columns: int, n_samples:
     return doc
 
 
-def bundled_tpm(model, name: str = "tpm_edm_digits") -> tuple[dict, str]:
+def _tpm_name(model) -> str:
+    """The bundled TPM trained for ``model`` (``testbeds.models.BUNDLED_TPMS``: tpm_patch_unet, tpm_edm_digits)."""
+    from ..testbeds.models import BUNDLED_TPMS
+
+    return BUNDLED_TPMS.get(type(model).__name__, "")
+
+
+_SD1_RANGE = (ModelKind.vp("eps").sigma_max, ModelKind.vp("eps").sigma_min)
+
+
+def trained_range(name: str) -> tuple[float, float] | None:
+    """(σ start, σ min) a bundled TPM was trained on, from its ``.json`` record (None if the record has none)."""
+    from ..testbeds.models import read_sidecar
+
+    try:
+        sampler = read_sidecar(name).get("sampler") or {}
+    except FileNotFoundError:
+        return None
+    if "sigma_start" not in sampler or "min_sigma" not in sampler:
+        return None
+    return float(sampler["sigma_start"]), float(sampler["min_sigma"])
+
+
+def _same_range(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return all(abs(x - y) <= 1e-3 * abs(y) for x, y in zip(a, b, strict=True))
+
+
+def bundled_tpm(model, name: str | None = None, kind: ModelKind | None = None) -> tuple[dict, str]:
     """What ``sl_tpdm`` needs on a bundled model: the TPM trained for it (``testbeds/weights/<name>.safetensors``,
-    trained on the model's own EDM range by ``schedule-lab tpdm train``) and the tap that reads the model's
-    features. The schedule then only gives the start level and ``steps`` is the cap, as in ComfyUI's KSampler.
+    trained by ``schedule-lab tpdm train`` on the σ range its ``.json`` record names) and the tap that reads the
+    model's features. The schedule then only gives the start level and ``steps`` is the cap, as in ComfyUI's
+    KSampler. ``name`` defaults to the one trained for the model (``testbeds.models.BUNDLED_TPMS``). With ``kind``,
+    a TPM trained on another σ range is not used (its policy was never trained there).
     Returns ``(provided, why_not)``: ``({"tpdm": ...}, "")``, or ``({}, reason)`` when there is no TPM for it."""
     from ..solvers.tpdm.official import load_tpm
     from ..testbeds.models import WEIGHTS_DIR
     from ..testbeds.taps import tap_for
 
+    name = _tpm_name(model) if name is None else name
+    if not name:
+        return {}, f"no bundled TPM for {type(model).__name__} (`schedule-lab tpdm train --help` trains one)"
+
     path = WEIGHTS_DIR / f"{name}.safetensors"
     if not path.exists():
         return {}, (f"no TPM trained for this model yet (testbeds/weights/{name}.safetensors is missing; "
-                    "`schedule-lab tpdm train --help` trains one); --model digits shows sl_tpdm with its bundled TPM")
+                    "`schedule-lab tpdm train --help` trains one); `--model digits --sigma-range sd1` shows "
+                    "sl_tpdm with its bundled TPM")
+    trained = trained_range(name)
+    if kind is not None and trained is not None and not _same_range(trained, (kind.sigma_max, kind.sigma_min)):
+        flag = "--sigma-range sd1" if _same_range(trained, _SD1_RANGE) else "--sigma-range model"
+        return {}, (f"{name} was trained on σ {trained[0]:.4g} → {trained[1]:.4g}, this run samples "
+                    f"{kind.sigma_max:.4g} → {kind.sigma_min:.4g}; {flag} runs it on its own range")
     try:
         tap = tap_for(model)
     except TypeError as e:

@@ -24,7 +24,7 @@ INITS = ("uniform", "karras", "constant_rate")
 
 #: NFE → (optimiser, initial list). Copied from benchmarks/results/defaults_search.json, written by
 #: ``python -m schedule_lab.benchmarks.defaults_search`` (the rule of docs/defaults.md §3b).
-SETTINGS_BY_NFE = {4: ("evolution", "uniform"), 5: ("refine", "constant_rate"), 6: ("evolution", "uniform"),
+SETTINGS_BY_NFE = {4: ("evolution", "uniform"), 5: ("evolution", "uniform"), 6: ("evolution", "uniform"),
                    8: ("refine", "constant_rate"), 10: ("refine", "constant_rate")}
 
 

@@ -73,7 +73,8 @@ def test_compare_lists_sl_tpdm_as_skipped_with_the_reason_when_the_model_has_no_
     _need_skimage()
     from schedule_lab.cli import compare as C
 
-    monkeypatch.setattr(C, "bundled_tpm", lambda model, name: ({}, f"no TPM for this model ({name} is missing)"))
+    monkeypatch.setattr(C, "bundled_tpm",
+                        lambda model, name, kind=None: ({}, f"no TPM for this model ({name} is missing)"))
     logs = []
     doc = C.compare(2, ["sl_tpdm", "euler"], ["karras"], seed=0, columns=1, n_samples=8, out=tmp_path,
                     log=logs.append)
@@ -91,6 +92,24 @@ def test_bundled_tpm_says_why_not_when_the_file_is_missing():
     assert provided == {} and "no_such_tpm_file.safetensors is missing" in why and "--model digits" in why
     provided, why = bundled_tpm(load_edm_mlp(), "tpm_edm_digits")
     assert why == "" and "tpdm" in provided
+
+
+def test_bundled_tpm_is_used_only_on_the_sigma_range_it_was_trained_on():
+    """A TPM's policy was trained on one σ range (its .json record): the digits TPM on SD1's 14.61 → 0.0292, the
+    patch UNet's on 80 → 0.002. On the other range compare skips sl_tpdm and names the flag that fits."""
+    from schedule_lab.cli.compare import bundled_tpm, model_kind, trained_range
+    from schedule_lab.testbeds.models import load_edm_mlp
+    from schedule_lab.testbeds.unet import load_patch_unet
+
+    sd1, edm = model_kind("sd1", 0.5), model_kind("model", 0.5)
+    assert trained_range("tpm_edm_digits") == pytest.approx((sd1.sigma_max, sd1.sigma_min), rel=1e-6)
+    assert trained_range("tpm_patch_unet") == pytest.approx((80.0, 0.002))
+    assert "tpdm" in bundled_tpm(load_edm_mlp(), "tpm_edm_digits", sd1)[0]
+    provided, why = bundled_tpm(load_edm_mlp(), "tpm_edm_digits", edm)
+    assert provided == {} and "trained on σ 14.61 → 0.02917" in why and "--sigma-range sd1" in why
+    assert "tpdm" in bundled_tpm(load_patch_unet(), "tpm_patch_unet", edm)[0]
+    provided, why = bundled_tpm(load_patch_unet(), "tpm_patch_unet", sd1)
+    assert provided == {} and "trained on σ 80 → 0.002" in why and "--sigma-range model" in why
 
 
 def test_compare_digits_option_writes_grid_plot_and_a_table_row_per_combination(tmp_path):
@@ -115,18 +134,18 @@ def test_compare_digits_default_steps_stay_10_and_patches_5():
 
 
 def test_compare_runs_sl_tpdm_with_thebundled_tpm_each_image_stopping_within_the_step_cap(tmp_path):
-    """The main job shows TPDM on the model its bundled TPM was trained for: no SKIPPED row, the cap respected,
-    the same batched calls as the catalogue's run of sl_tpdm with that TPM and tap, per-image step counts that
-    differ."""
+    """The main job shows TPDM on the model and σ range its bundled TPM was trained for (the digits TPM: SD1's
+    0.0292–14.61): no SKIPPED row, the cap respected, the same batched calls as the catalogue's run of sl_tpdm with
+    that TPM and tap, per-image step counts that differ."""
     from schedule_lab.cli.compare import bundled_tpm, compare, model_kind
     from schedule_lab.testbeds.models import load_edm_mlp
 
     doc = compare(12, ["sl_tpdm"], ["karras"], seed=3, columns=2, n_samples=16, out=tmp_path, log=lambda *_: None,
-                  model="digits")
+                  model="digits", sigma_range="sd1")
     assert doc["skipped"] == [] and [(r["sampler"], r["schedule"]) for r in doc["rows"]] == [("sl_tpdm", "karras")]
     assert 1 <= doc["rows"][0]["nfe"] <= 12
     model = load_edm_mlp()
-    kind = model_kind("model", model.sigma_data)  # compare's kind: the model's own EDM range
+    kind = model_kind("sd1", model.sigma_data)  # the range the digits TPM was trained on
     batch = torch.cat([noise(1, 3), noise(1, 4), noise(16, 3)])
     res = catalogue.run(f"sl_tpdm(min_sigma={kind.sigma_min})", "karras", model, batch, kind=kind, steps=12, seed=3,
                         provided=bundled_tpm(model)[0])

@@ -137,7 +137,8 @@ def test_web_extension_parses(path):
 
 
 @pytest.mark.parametrize("generated", ["readme_table.md", "tada_table_summary.md", "search_bench_summary.md",
-                                       "constant_rate_summary.md"])
+                                       "constant_rate_summary.md", "tpdm_bench_summary.md",
+                                       "tpdm_bench_patch_unet_summary.md"])
 def test_readme_tables_are_the_generated_ones(generated):
     """Every number in the README's benchmark tables comes from a committed benchmark output, row for row."""
     readme = (ROOT / "README.md").read_text()

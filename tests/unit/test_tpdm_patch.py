@@ -191,3 +191,24 @@ def test_patch_testbed_enters_the_shared_harness_with_its_classifier_and_768_val
         fd = frechet_distance(*gaussian_stats(clf.features(x0).double()),
                               *gaussian_stats(clf.features(bed.target).double()))
     assert row["fd_cls"][0] == pytest.approx(fd, rel=1e-6)
+
+
+def test_compare_runs_sl_tpdm_on_the_patch_unet_with_the_tpm_trained_for_it(tmp_path):
+    pytest.importorskip("skimage")  # compare's patch metrics use the photographs' crops
+    from schedule_lab.benchmarks.setups import noise
+    from schedule_lab.cli.compare import bundled_tpm, compare, model_kind
+    from schedule_lab.solvers import catalogue
+
+    model = load_patch_unet()
+    provided, why = bundled_tpm(model)
+    record = json.loads((WEIGHTS_DIR / "tpm_patch_unet.json").read_text())
+    assert why == "" and provided["tpdm"][0].config == record["tpm_config"]
+    doc = compare(5, ["sl_tpdm"], ["karras"], seed=3, columns=2, n_samples=16, out=tmp_path, log=lambda *_: None,
+                  model="patches")
+    assert doc["skipped"] == [] and [(r["sampler"], r["schedule"]) for r in doc["rows"]] == [("sl_tpdm", "karras")]
+    kind = model_kind("model", model.sigma_data)  # compare's: the model's own EDM range, where the TPM was trained
+    assert (kind.sigma_min, kind.sigma_max) == (record["sampler"]["min_sigma"], record["sampler"]["sigma_start"])
+    batch = torch.cat([noise(1, 3, 768), noise(1, 4, 768), noise(16, 3, 768)])
+    res = catalogue.run(f"sl_tpdm(min_sigma={kind.sigma_min})", "karras", model, batch, kind=kind, steps=5, seed=3,
+                        provided=provided)
+    assert res.nfe == doc["rows"][0]["nfe"] <= 5 and all(1 <= len(s) - 1 <= 5 for s in res.schedules)
