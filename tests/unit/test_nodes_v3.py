@@ -154,8 +154,11 @@ def test_schedule_info_reports_and_plots_the_input_sigmas(v3):
     assert f"log-SNR steps: {steps}" in out[0] and out[0].startswith("steps: 3")
     (plot,) = out.ui["schedule_lab_sigmas"]
     assert out.ui["text"] == (out[0],) and plot["sigmas"] == sigmas.tolist() and plot["kind"] == "flow"
-    # the plot's log-SNR axis is the model kind's: 2 lambda, none for the final 0
-    assert plot["log_snr"][:-1] == pytest.approx((2 * lam).tolist()) and plot["log_snr"][-1] is None
+    # the plot's log-SNR axis is the model kind's: 2 lambda; none for the final 0, nor for the pure-noise level
+    # σ = 1 of a flow model (-inf, which JSON cannot carry: the browser would drop the whole message)
+    assert float(lam[0]) == float("-inf") and plot["log_snr"][0] is None and plot["log_snr"][-1] is None
+    assert plot["log_snr"][1:-1] == pytest.approx((2 * lam[1:]).tolist())
+    json.dumps(plot, allow_nan=False)
 
 
 # ------------------------------------------------------------------------------------------------------------------
