@@ -203,6 +203,16 @@ def test_pyproject_has_the_comfy_registry_fields():
         " " * 20 + "GNU GENERAL PUBLIC LICENSE")
 
 
+def test_the_wheel_lists_every_package_folder_of_the_pack():
+    """pip installs (the README's set-up, `schedule-lab compare`) get only what [tool.setuptools] packages lists: a
+    sub-package missing there (nodes.host and solvers.tpdm were) imports in the editable checkout but not from a
+    wheel."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join(("schedule_lab", *p.parent.relative_to(ROOT).parts)) for p in ROOT.rglob("__init__.py")
+               if not {".venv", "tests", "build", "out"} & set(p.relative_to(ROOT).parts)}
+    assert listed == folders, f"missing: {sorted(folders - listed)}, not folders: {sorted(listed - folders)}"
+
+
 def test_pack_version_is_one_number_everywhere():
     import schedule_lab
     from schedule_lab.nodes import schedule_ops, search_ops
