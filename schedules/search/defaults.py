@@ -12,8 +12,9 @@ to the converged ODE) over the nine tuning testbeds. The candidates:
 * ``("refine", "constant_rate")`` — the same refinement started from ``sl_constant_rate``'s list at that step count
   (the search *initialised from the constant-rate list*).
 
-Step counts between grid points use the setting of the nearest grid NFE below (below 4: the 4 setting, above 10:
-the 10 setting, the largest step count the study measured).
+Step counts between grid points use the setting of the nearest grid NFE below (below 4: the 4 setting, above 20:
+the 20 setting, the largest step count the study measured). At 15 and 20 no setting beats the stock default in
+the worst case (1.15× and 1.31×): the rule still picks the least bad, and searching pays at 4–8 steps.
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ INITS = ("uniform", "karras", "constant_rate")
 #: NFE → (optimiser, initial list). Copied from benchmarks/results/defaults_search.json, written by
 #: ``python -m schedule_lab.benchmarks.defaults_search`` (the rule of docs/defaults.md §3b).
 SETTINGS_BY_NFE = {4: ("evolution", "uniform"), 5: ("evolution", "uniform"), 6: ("evolution", "uniform"),
-                   8: ("refine", "constant_rate"), 10: ("refine", "constant_rate")}
+                   8: ("refine", "constant_rate"), 10: ("refine", "constant_rate"), 15: ("refine", "constant_rate"),
+                   20: ("evolution", "uniform")}
 
 
 def default_search_settings(nfe: int) -> tuple[str, str]:
