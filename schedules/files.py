@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from . import safe_json as sj
 from .errors import ScheduleError
 from .model_kind import KINDS, RANGE_RTOL, ModelKind, convert_sigmas
+from .safe_json import FileProblem, array, integer, number, obj, parse, read, refuse, string
 from .validate import MAX_STEPS, validate_sigmas
 
 FORMAT = "schedule-lab/schedule"
@@ -85,28 +85,28 @@ _FIX = "save the schedule again with Schedule Lab, or delete the file"
 def check_model_fields(d, source: str, fix: str = _FIX) -> dict:
     """Types and ranges of a stored ``ModelKind.to_dict()`` before anything is built from it (a table of
     ``timesteps`` entries is allocated only after ``timesteps`` is known to be at most MAX_TIMESTEPS)."""
-    sj.obj(d, source, "model", fix, ("kind", "sigma_min", "sigma_max"))
+    obj(d, source, "model", fix, ("kind", "sigma_min", "sigma_max"))
     if d["kind"] not in KINDS:
-        sj.refuse(source, "model.kind", d["kind"], f"one of {', '.join(KINDS)}", fix)
+        refuse(source, "model.kind", d["kind"], f"one of {', '.join(KINDS)}", fix)
     for name in ("sigma_min", "sigma_max"):
-        sj.number(d[name], source, f"model.{name}", fix, hi=MAX_SIGMA, positive=True)
+        number(d[name], source, f"model.{name}", fix, hi=MAX_SIGMA, positive=True)
     for name, (_, hi) in MODEL_RANGES.items():
         if name in d:
-            sj.number(d[name], source, f"model.{name}", fix, hi=hi, positive=True)
+            number(d[name], source, f"model.{name}", fix, hi=hi, positive=True)
     table = d.get("table")
     if table is None:
         return d
-    sj.obj(table, source, "model.table", fix, ("type",))
+    obj(table, source, "model.table", fix, ("type",))
     if table["type"] == "scaled_linear":
-        sj.obj(table, source, "model.table", fix, ("beta_start", "beta_end", "timesteps"))
+        obj(table, source, "model.table", fix, ("beta_start", "beta_end", "timesteps"))
         for name in ("beta_start", "beta_end"):
-            sj.number(table[name], source, f"model.table.{name}", fix, hi=1.0, positive=True)
-        sj.integer(table["timesteps"], source, "model.table.timesteps", fix, 2, MAX_TIMESTEPS)
+            number(table[name], source, f"model.table.{name}", fix, hi=1.0, positive=True)
+        integer(table["timesteps"], source, "model.table.timesteps", fix, 2, MAX_TIMESTEPS)
     elif table["type"] == "explicit":
-        sj.array(table.get("sigmas"), source, "model.table.sigmas", fix, 2, MAX_TIMESTEPS,
-                 lambda v, f: sj.number(v, source, f, fix, hi=MAX_SIGMA, positive=True))
+        array(table.get("sigmas"), source, "model.table.sigmas", fix, 2, MAX_TIMESTEPS,
+                 lambda v, f: number(v, source, f, fix, hi=MAX_SIGMA, positive=True))
     else:
-        sj.refuse(source, "model.table.type", table["type"], "'scaled_linear' or 'explicit'", fix)
+        refuse(source, "model.table.type", table["type"], "'scaled_linear' or 'explicit'", fix)
     return d
 
 
@@ -134,7 +134,7 @@ def check_doc(doc, source: str = "schedule") -> dict:
     if missing:
         raise ScheduleError(f"{source} lacks {', '.join(missing)}; "
                             "save the schedule again with Schedule Lab.")
-    sj.array(doc["sigmas"], source, "sigmas", _FIX, 2, MAX_STEPS + 1)
+    array(doc["sigmas"], source, "sigmas", _FIX, 2, MAX_STEPS + 1)
     for i, v in enumerate(doc["sigmas"]):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= MAX_SIGMA:
             raise ScheduleError(f"{source} sigmas must be a list of numbers from 0 to {MAX_SIGMA:g}, but "
@@ -146,10 +146,10 @@ def check_doc(doc, source: str = "schedule") -> dict:
     if not isinstance(provenance, dict) or not isinstance(provenance.get("method"), str):
         raise ScheduleError(f"{source} provenance must be an object with a 'method' string; "
                             "save the schedule again with Schedule Lab.")
-    sj.string(provenance["method"], source, "provenance.method", _FIX, 200)
+    string(provenance["method"], source, "provenance.method", _FIX, 200)
     if "params" in provenance:
-        sj.obj(provenance["params"], source, "provenance.params", _FIX)
-    sj.string(doc["sha256"], source, "sha256", _FIX, 64)
+        obj(provenance["params"], source, "provenance.params", _FIX)
+    string(doc["sha256"], source, "sha256", _FIX, 64)
     try:
         expected = doc_hash(doc)
     except (TypeError, ValueError):
@@ -185,7 +185,7 @@ def dumps(doc: dict) -> str:
 
 def loads(text: str, source: str = "schedule") -> dict:
     """Parse (with the depth and number limits of :mod:`.safe_json`) and check a document; ``source`` names it."""
-    return check_doc(sj.parse(text, source, _FIX), source)
+    return check_doc(parse(text, source, _FIX), source)
 
 
 def save_schedule(path, doc: dict) -> Path:
@@ -262,13 +262,13 @@ def load_schedule(path) -> dict:
     (by its name, not its server path) and the fix."""
     path = Path(path)
     source = f"schedule file {path.name!r}"
-    doc = sj.read(path, "schedule file", _FIX, MAX_FILE_BYTES)
+    doc = read(path, "schedule file", _FIX, MAX_FILE_BYTES)
     try:
         return check_doc(doc, source)
-    except sj.FileProblem:
+    except FileProblem:
         raise
     except ScheduleError as e:
-        raise sj.FileProblem(str(e), path.name) from None
+        raise FileProblem(str(e), path.name) from None
 
 
 def adapt_to_kind(doc: dict, kind: ModelKind, *, clamp: bool = False,
