@@ -34,7 +34,7 @@ from .models import (
     load_classifier,
 )
 from .reference import karras_sigmas
-from .train_common import _lr_factor, _provenance, _save, sample_training_sigmas  # noqa: F401
+from .train_common import _lr_factor, _provenance, _save, optimise_step, sample_training_sigmas  # noqa: F401
 
 __all__ = ["EDM_DEFAULTS", "CLASSIFIER_DEFAULTS", "evaluate_classifier", "evaluate_edm", "main",
            "sample_training_sigmas", "train_classifier", "train_edm"]
@@ -78,12 +78,7 @@ def train_edm(split: DigitsSplit, max_seconds: float | None = None, log=print, *
         # EDM loss λ(σ)|D − y|² with λ = 1/c_out², written as the unit-weighted loss on the network output F.
         target = (y - c_skip[:, None] * x) / c_out[:, None]
         loss = (model.raw(c_in[:, None] * x, c_noise) - target).square().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            decay = min(hp["ema_decay"], (1 + it) / (10 + it))
-            torch._foreach_lerp_(ema_params, params, 1 - decay)
+        optimise_step(opt, loss, params, ema_params, it, hp["ema_decay"])
         done = it + 1
         recent.append(loss.item())
         if (it + 1) % 1000 == 0:

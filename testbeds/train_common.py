@@ -32,6 +32,17 @@ def _lr_factor(it: int, iters: int, warmup: int, final_frac: float) -> float:
     return final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def optimise_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: list, ema_params: list, it: int,
+                  ema_decay: float) -> None:
+    """One optimiser step on ``loss``, then the EMA copy follows with the warm-up decay min(d, (1+it)/(10+it))."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        decay = min(ema_decay, (1 + it) / (10 + it))
+        torch._foreach_lerp_(ema_params, params, 1 - decay)
+
+
 def _save(model: torch.nn.Module, name: str, out: Path, sidecar: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float32).contiguous() for k, v in model.state_dict().items()}

@@ -16,7 +16,7 @@ import time
 import torch
 
 from .patches import SOURCES, crops
-from .train_common import _lr_factor, _provenance, _save, sample_training_sigmas
+from .train_common import _lr_factor, _provenance, _save, optimise_step, sample_training_sigmas
 from .unet import PATCH_CLASSIFIER_FILE, PATCH_UNET_FILE, PatchClassifier, PatchUNet
 
 __all__ = ["PATCH_CLASSIFIER_DEFAULTS", "PATCH_UNET_DEFAULTS", "main_patches", "train_patch_classifier",
@@ -70,12 +70,7 @@ def train_patch_unet(max_seconds: float | None = None, log=print, **overrides):
         sigma = sample_training_sigmas(hp["batch"], gen, hp["p_mean"], hp["p_std"], hp["loguniform_frac"],
                                        hp["sigma_min"], hp["sigma_max"])
         loss = _edm_loss(model, y, sigma, torch.randn(y.shape, generator=gen))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            decay = min(hp["ema_decay"], (1 + it) / (10 + it))
-            torch._foreach_lerp_(ema_params, params, 1 - decay)
+        optimise_step(opt, loss, params, ema_params, it, hp["ema_decay"])
         done = it + 1
         recent.append(loss.item())
         if done % 250 == 0:
