@@ -20,6 +20,18 @@ def base(width: int = 64, flow_shift: float | None = None) -> dict:
     return g
 
 
+def sample_custom_advanced(g: dict, model: list, sampler: list, sigmas: list, seed: int = 1) -> list:
+    """RandomNoise + CFGGuider (cfg 2 on ``pos``/``neg``) + SamplerCustomAdvanced on ``latent``, added to ``g`` as
+    "noise", "guider" and "sca"; returns the sampled latent's link."""
+    g["noise"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": seed}}
+    g["guider"] = {"class_type": "CFGGuider", "inputs": {"model": model, "positive": ["pos", 0],
+                                                         "negative": ["neg", 0], "cfg": 2.0}}
+    g["sca"] = {"class_type": "SamplerCustomAdvanced", "inputs": {
+        "noise": ["noise", 0], "guider": ["guider", 0], "sampler": sampler, "sigmas": sigmas,
+        "latent_image": ["latent", 0]}}
+    return ["sca", 0]
+
+
 def finish(g: dict, latent_ref: list, prefix: str) -> dict:
     g["decode"] = {"class_type": "VAEDecode", "inputs": {"samples": latent_ref, "vae": ["ckpt", 2]}}
     g["save"] = {"class_type": "SaveImage", "inputs": {"images": ["decode", 0], "filename_prefix": prefix}}
@@ -52,12 +64,7 @@ def custom_advanced(sigmas_node: dict, sampler_node: dict | None = None, seed: i
 
     g["sigmas"] = bind(sigmas_node)
     g["sampler"] = bind(sampler_node or {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}})
-    g["noise"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": seed}}
-    g["guider"] = {"class_type": "CFGGuider", "inputs": {"model": model, "positive": ["pos", 0],
-                                                         "negative": ["neg", 0], "cfg": 2.0}}
-    g["sca"] = {"class_type": "SamplerCustomAdvanced", "inputs": {
-        "noise": ["noise", 0], "guider": ["guider", 0], "sampler": ["sampler", 0], "sigmas": ["sigmas", 0],
-        "latent_image": ["latent", 0]}}
+    latent = sample_custom_advanced(g, model, ["sampler", 0], ["sigmas", 0], seed)
     for name, node in (extra or {}).items():
         g[name] = bind(node)
-    return finish(g, ["sca", 0], prefix)
+    return finish(g, latent, prefix)

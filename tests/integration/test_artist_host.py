@@ -7,7 +7,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from sl_graphs import base, finish
+from sl_graphs import base, finish, sample_custom_advanced
 
 
 def _plot(comfy, **query):
@@ -79,14 +79,9 @@ def test_ab_compare_cells_equal_sampler_custom_advanced_from_the_same_seed(comfy
     g["sched"] = {"class_type": "BasicScheduler", "inputs": {"model": ["ckpt", 0], "scheduler": "karras", "steps": 4,
                                                              "denoise": 1.0}}
     g["sel"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
-    g["noise"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": 3}}
-    g["guider"] = {"class_type": "CFGGuider", "inputs": {"model": ["ckpt", 0], "positive": ["pos", 0],
-                                                         "negative": ["neg", 0], "cfg": 2.0}}
-    g["sca"] = {"class_type": "SamplerCustomAdvanced", "inputs": {
-        "noise": ["noise", 0], "guider": ["guider", 0], "sampler": ["sel", 0], "sigmas": ["sched", 0],
-        "latent_image": ["latent", 0]}}
+    latent = sample_custom_advanced(g, ["ckpt", 0], ["sel", 0], ["sched", 0], seed=3)
     g["_model"] = ["ckpt", 0]
-    g = finish(g, ["sca", 0], "sl_ab_reference")
+    g = finish(g, latent, "sl_ab_reference")
     entry = comfy.run(g)
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:2000]
     cells, reference = _images(comfy, entry, "save_ab"), _images(comfy, entry, "save")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from sl_graphs import base, finish
+from sl_graphs import base, finish, sample_custom_advanced
 
 
 def _graph(loader: dict) -> dict:
@@ -13,17 +13,11 @@ def _graph(loader: dict) -> dict:
     g = base()
     g.update(loader)
     g["sel"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
-    g["noise"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": 1}}
     model = ["apply", 0] if "apply" in g else ["ckpt", 0]
-    g["guider"] = {"class_type": "CFGGuider", "inputs": {"model": model, "positive": ["pos", 0],
-                                                         "negative": ["neg", 0], "cfg": 2.0}}
     sigmas = ["sigmas", 0] if "sigmas" in g else ["basic", 0]
     g["basic"] = {"class_type": "BasicScheduler", "inputs": {"model": ["ckpt", 0], "scheduler": "karras", "steps": 2,
                                                              "denoise": 1.0}}
-    g["sca"] = {"class_type": "SamplerCustomAdvanced", "inputs": {
-        "noise": ["noise", 0], "guider": ["guider", 0], "sampler": ["sel", 0], "sigmas": sigmas,
-        "latent_image": ["latent", 0]}}
-    return finish(g, ["sca", 0], "sl_missing")
+    return finish(g, sample_custom_advanced(g, model, ["sel", 0], sigmas, seed=1), "sl_missing")
 
 
 CASES = {

@@ -54,14 +54,9 @@ def _adaptive_graph(tpm: str, batch: int = 1, min_sigma: float = 0.001, max_step
                                                               "steps": max_steps, "denoise": 1.0}}
     g["sampler"] = {"class_type": "SL_AdaptiveStepsSampler", "inputs": {
         "min_sigma": min_sigma, "max_steps": max_steps, "stochastic": stochastic, "final_step": "zero"}}
-    g["noise"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": seed}}
-    g["guider"] = {"class_type": "CFGGuider", "inputs": {"model": model, "positive": ["pos", 0],
-                                                         "negative": ["neg", 0], "cfg": 2.0}}
-    g["sca"] = {"class_type": "SamplerCustomAdvanced", "inputs": {
-        "noise": ["noise", 0], "guider": ["guider", 0], "sampler": ["sampler", 0], "sigmas": ["sigmas", 0],
-        "latent_image": ["latent", 0]}}
-    g["savelatent"] = {"class_type": "SaveLatent", "inputs": {"samples": ["sca", 0], "filename_prefix": prefix}}
-    return G.finish(g, ["sca", 0], prefix)
+    latent = G.sample_custom_advanced(g, model, ["sampler", 0], ["sigmas", 0], seed)
+    g["savelatent"] = {"class_type": "SaveLatent", "inputs": {"samples": latent, "filename_prefix": prefix}}
+    return G.finish(g, latent, prefix)
 
 
 def _ksampler_graph(tpm: str | None, steps: int, denoise: float = 1.0, seed: int = 1, prefix: str = "sl_tpdm_ks"):
