@@ -11,27 +11,58 @@ SCHEDULE_FOLDER = "schedules"
 CALIBRATION_FOLDER = "schedule_lab_calibration"
 
 
-def ensure_schedule_folder() -> None:
-    """Register ``models/schedules`` (extensions: .json) with ComfyUI's folder_paths, idempotently."""
+def ensure_folder(folder: str, extensions: set[str]) -> None:
+    """Register ``models/<folder>`` (only ``extensions``) with ComfyUI's folder_paths, idempotently, keeping the
+    paths extra_model_paths.yaml gave it."""
     fp = load("folder_paths")
     if fp is None:
         return
-    default = os.path.join(fp.models_dir, SCHEDULE_FOLDER)
-    if SCHEDULE_FOLDER in fp.folder_names_and_paths:
-        paths, _ = fp.folder_names_and_paths[SCHEDULE_FOLDER]
-        if default not in paths:
-            paths.append(default)
-        fp.folder_names_and_paths[SCHEDULE_FOLDER] = (paths, {".json"})
-    else:
-        fp.folder_names_and_paths[SCHEDULE_FOLDER] = ([default], {".json"})
+    default = os.path.join(fp.models_dir, folder)
+    paths = fp.folder_names_and_paths[folder][0] if folder in fp.folder_names_and_paths else []
+    if default not in paths:
+        paths.append(default)
+    fp.folder_names_and_paths[folder] = (paths, set(extensions))
 
 
-def schedule_files() -> list[str]:
+def folder_files(folder: str, extensions: set[str]) -> list[str]:
+    """The file names ComfyUI lists in ``models/<folder>`` (empty without folder_paths)."""
     fp = load("folder_paths")
     if fp is None:
         return []
-    ensure_schedule_folder()
-    return fp.get_filename_list(SCHEDULE_FOLDER)
+    ensure_folder(folder, extensions)
+    return fp.get_filename_list(folder)
+
+
+def read_path(folder: str, extensions: set[str], name: str, input_name: str, what: str, hint: str) -> str:
+    """Full path of an existing file, found only inside ComfyUI's ``folder`` paths; else a ScheduleError naming
+    ``input_name`` and saying which file to put where."""
+    fp = load("folder_paths")
+    ensure_folder(folder, extensions)
+    path = fp.get_full_path(folder, name) if fp else None
+    if path is None:
+        raise ScheduleError(f"{input_name}: " + missing_file_message(folder, name, what, hint))
+    return path
+
+
+def missing_message(read, name) -> str | None:
+    """``read(name)``'s missing-file message, or None when the file is there (validation before a run)."""
+    try:
+        read(name)
+    except ScheduleError as e:
+        return str(e)
+    return None
+
+
+SCHEDULE_EXTENSIONS = {".json"}
+
+
+def ensure_schedule_folder() -> None:
+    """Register ``models/schedules`` (extensions: .json) with ComfyUI's folder_paths, idempotently."""
+    ensure_folder(SCHEDULE_FOLDER, SCHEDULE_EXTENSIONS)
+
+
+def schedule_files() -> list[str]:
+    return folder_files(SCHEDULE_FOLDER, SCHEDULE_EXTENSIONS)
 
 
 #: What to do about a missing schedule file (Load Schedule / Searched Steps / the plot route).
@@ -55,22 +86,13 @@ def missing_file_message(folder: str, name: str, what: str, hint: str) -> str:
 
 def schedule_read_path(name: str) -> str:
     """Full path of an existing schedule file, found only inside ComfyUI's schedule folders."""
-    fp = load("folder_paths")
-    ensure_schedule_folder()
-    path = fp.get_full_path(SCHEDULE_FOLDER, name) if fp else None
-    if path is None:
-        raise ScheduleError("schedule: " + missing_file_message(SCHEDULE_FOLDER, name, "the schedule file (.json)",
-                                                                SCHEDULE_HINT))
-    return path
+    return read_path(SCHEDULE_FOLDER, SCHEDULE_EXTENSIONS, name, "schedule", "the schedule file (.json)",
+                     SCHEDULE_HINT)
 
 
 def schedule_missing(name) -> str | None:
     """The missing-file message for a schedule name, or None when the file is there (validation before a run)."""
-    try:
-        schedule_read_path(name)
-    except ScheduleError as e:
-        return str(e)
-    return None
+    return missing_message(schedule_read_path, name)
 
 
 def saved_schedule_paths() -> list[tuple[str, str]]:

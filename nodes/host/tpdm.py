@@ -13,13 +13,12 @@
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 from ...schedules.errors import ScheduleError
 from ..tpdm_ops import TPDMState, check_tpm_fits
 from .access import load
-from .folders import missing_file_message, schedule_write_dir
+from .folders import ensure_folder, folder_files, missing_message, read_path, schedule_write_dir
 from .patches import with_settings
 from .progress import show_text
 
@@ -30,47 +29,26 @@ TPM_HINT = ("A TPM is trained for one model: `schedule-lab tpdm train` makes one
 WRAPPER_KEY = "schedule_lab_tpdm"
 
 
+TPM_EXTENSIONS = {".safetensors"}
+
+
 def ensure_tpm_folder() -> None:
     """Register ``models/tpm`` (extensions: .safetensors) with ComfyUI's folder_paths, idempotently."""
-    fp = load("folder_paths")
-    if fp is None:
-        return
-    default = os.path.join(fp.models_dir, TPM_FOLDER)
-    if TPM_FOLDER in fp.folder_names_and_paths:
-        paths, _ = fp.folder_names_and_paths[TPM_FOLDER]
-        if default not in paths:
-            paths.append(default)
-        fp.folder_names_and_paths[TPM_FOLDER] = (paths, {".safetensors"})
-    else:
-        fp.folder_names_and_paths[TPM_FOLDER] = ([default], {".safetensors"})
+    ensure_folder(TPM_FOLDER, TPM_EXTENSIONS)
 
 
 def tpm_files() -> list[str]:
-    fp = load("folder_paths")
-    if fp is None:
-        return []
-    ensure_tpm_folder()
-    return fp.get_filename_list(TPM_FOLDER)
+    return folder_files(TPM_FOLDER, TPM_EXTENSIONS)
 
 
 def tpm_read_path(name: str) -> str:
     """Full path of a TPM file, found only inside ComfyUI's tpm folders."""
-    fp = load("folder_paths")
-    ensure_tpm_folder()
-    path = fp.get_full_path(TPM_FOLDER, name) if fp else None
-    if path is None:
-        raise ScheduleError("tpm_name: " + missing_file_message(TPM_FOLDER, name, "the time predictor (.safetensors)",
-                                                                TPM_HINT))
-    return path
+    return read_path(TPM_FOLDER, TPM_EXTENSIONS, name, "tpm_name", "the time predictor (.safetensors)", TPM_HINT)
 
 
 def tpm_missing(name) -> str | None:
     """The missing-file message for a TPM name, or None when the file is there (validation before a run)."""
-    try:
-        tpm_read_path(name)
-    except ScheduleError as e:
-        return str(e)
-    return None
+    return missing_message(tpm_read_path, name)
 
 
 # --------------------------------------------------------------------------------------------------
