@@ -38,7 +38,7 @@ from .report import write_results
 from .setups import common_args, load_testbed, pin_threads
 
 #: The optimisers take the sampler function itself (refinement differentiates through it); scoring runs it by name.
-SAMPLERS = {name: catalogue.SAMPLERS[name].fn for name in ("euler", "dpmpp_2m")}
+SAMPLERS = {name: catalogue.bind_sampler(name) for name in ("euler", "dpmpp_2m")}
 EVAL_SAMPLES = 512
 EVAL_SEED_OFFSET = 10_000
 REFERENCE_STEPS = 100

@@ -43,6 +43,7 @@ from pathlib import Path
 import torch
 
 from schedule_lab.kernels.frechet import gaussian_stats
+from schedule_lab.schedules.catalogue import schedule_sigmas
 from schedule_lab.schedules.search.fitness import ReferenceSet
 from schedule_lab.schedules.search.genes import GeneSpace, uniform_genes
 from schedule_lab.schedules.search.refine import refine
@@ -193,7 +194,7 @@ def run(tpm_path: Path, seeds, n: int, search: bool, log=print, testbed: str = "
     methods = M.sampler_methods(bed.kind, ["euler"], FIXED)
     if search:
         def searched_sigmas(steps):  # the harness probes other step counts on a Gaussian (NFE count, noise check)
-            return searched[steps] if steps in searched else catalogue.schedule_sigmas("karras", bed.kind, steps)
+            return searched[steps] if steps in searched else schedule_sigmas("karras", bed.kind, steps)
 
         methods.append(M.Method("euler", "searched (refine, Euler)", "search", searched_sigmas, bed.kind))
     fixed = evaluate(methods, bed, nfes, seeds, n_samples=n, ref_steps=ref_steps, log=log)

@@ -215,11 +215,12 @@ def test_the_few_step_preset_is_the_studys_best_setting_without_a_search():
     import json
 
     from schedule_lab.lab.defaults.search import CHOSEN_FILE
+    from schedule_lab.schedules.catalogue import SCHEDULES
     from schedule_lab.solvers import catalogue
     from schedule_lab.solvers.presets import PRESETS
 
     preset = PRESETS["sl_few_steps"]
-    assert preset.sampler in catalogue.SAMPLERS and preset.scheduler in catalogue.SCHEDULES
+    assert preset.sampler in catalogue.SAMPLERS and preset.scheduler in SCHEDULES
     best = json.loads(CHOSEN_FILE.read_text())["best_without_search"][str(preset.steps)]
     assert best["label"] == "sl_tada on sl_constant_rate"
     assert preset.entry_line("few steps") == "sl_tada, sl_constant_rate, 5, few steps"

@@ -12,8 +12,8 @@ import torch
 from schedule_lab.lab.testbeds.gaussian import GaussianTestbed
 from schedule_lab.nodes import constant_rate_ops as ops
 from schedule_lab.nodes import host
-from schedule_lab.nodes.registry import SCHEDULERS
 from schedule_lab.schedules import ModelKind, ScheduleError
+from schedule_lab.schedules.catalogue import SCHEDULES, model_needs, schedule_sigmas
 from schedule_lab.schedules.constant_rate.construct import (
     Velocity,
     constant_rate_sigmas,
@@ -148,7 +148,7 @@ def test_dropdown_uses_the_calibration_attached_to_this_model_else_the_default(c
     assert "using the vx calibration measured on this model (7 model calls)" in caplog.text
     assert torch.allclose(measured, ops.schedule(bump, kind, 8)) and not torch.allclose(measured, default)
     assert torch.allclose(handler(other, 8), default)  # another model keeps the default
-    assert SCHEDULERS["sl_constant_rate"].model_settings == ("velocity",)
+    assert model_needs(SCHEDULES["sl_constant_rate"].needs) == ("velocity",)
 
 
 def test_the_calibrated_model_is_a_patched_clone_and_the_loaded_model_is_untouched(comfy):
@@ -184,7 +184,7 @@ def test_the_calibrated_model_is_a_patched_clone_and_the_loaded_model_is_untouch
 
 def test_dropdown_default_is_usable_without_comfy_for_every_kind():
     for kind in (ModelKind.vp("v"), ModelKind.edm(), ModelKind.flow(3.0)):
-        sig = SCHEDULERS["sl_constant_rate"].fn(kind, 6)
+        sig = schedule_sigmas("sl_constant_rate", kind, 6)
         assert len(sig) == 7 and sig[-1] == 0 and float(sig[0]) == pytest.approx(kind.sigma_max, rel=1e-6)
 
 

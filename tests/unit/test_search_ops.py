@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from schedule_lab.nodes import search_ops
-from schedule_lab.nodes.registry import SCHEDULERS
 from schedule_lab.schedules import ScheduleError, load_schedule, make_schedule_doc, save_schedule, validate_sigmas
+from schedule_lab.schedules.catalogue import SCHEDULES, schedule_sigmas
 from schedule_lab.schedules.model_kind import ModelKind
 from schedule_lab.schedules.search.presets import preset_sigmas
 from schedule_lab.schedules.search.results import best_saved_search, make_search_doc
@@ -122,11 +122,11 @@ def test_sl_searched_reads_the_schedule_folder_and_skips_damaged_files(tmp_path)
     save_schedule(tmp_path / "good.json", _doc([9.0, 2.0, 0.2, 0.0], SD, 3, 0.1))
     (tmp_path / "broken.json").write_text("{not json")
     paths = [(n, str(tmp_path / n)) for n in ("broken.json", "good.json")]
-    sigmas = SCHEDULERS["sl_searched"].fn(SD, 3, schedule_paths=paths)
+    sigmas = schedule_sigmas("sl_searched", SD, 3, {"schedule_paths": paths})
     assert sigmas.dtype == torch.float32 and sigmas.tolist() == pytest.approx([9.0, 2.0, 0.2, 0.0])
-    assert SCHEDULERS["sl_searched"].saved_files
+    assert not SCHEDULES["sl_searched"].self_contained
     with pytest.raises(ScheduleError, match="Timestep Search"):
-        SCHEDULERS["sl_searched"].fn(ModelKind.edm(), 3, schedule_paths=paths)
+        schedule_sigmas("sl_searched", ModelKind.edm(), 3, {"schedule_paths": paths})
 
 
 def test_searched_steps_loads_presets_and_marks_resampling(tmp_path):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from schedule_lab.nodes.registry import SAMPLERS, SCHEDULERS
+from schedule_lab.nodes.registry import DROPDOWN_SAMPLERS as SAMPLERS
+from schedule_lab.nodes.registry import DROPDOWN_SCHEDULERS as SCHEDULERS
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))

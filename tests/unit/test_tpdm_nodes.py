@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from schedule_lab.nodes import tpdm_ops
-from schedule_lab.nodes.registry import SAMPLERS
+from schedule_lab.nodes.registry import DROPDOWN_SAMPLERS
 from schedule_lab.nodes.schedule_ops import load_schedule_file
+from schedule_lab.schedules.catalogue import model_needs
 from schedule_lab.schedules.errors import ScheduleError
 from schedule_lab.schedules.model_kind import ModelKind
 from schedule_lab.solvers import catalogue
@@ -45,7 +46,8 @@ def _state(**kw):
 
 
 def test_sl_tpdm_is_in_the_sampler_table_and_needs_apply_tpm():
-    assert SAMPLERS["sl_tpdm"].fn is sample_sl_tpdm and SAMPLERS["sl_tpdm"].model_settings == ("tpdm",)
+    assert "sl_tpdm" in DROPDOWN_SAMPLERS and catalogue.SAMPLERS["sl_tpdm"].fn is sample_sl_tpdm
+    assert model_needs(catalogue.SAMPLERS["sl_tpdm"].needs) == ("tpdm",)
     assert catalogue.SAMPLERS["sl_tpdm"].adaptive and catalogue.SAMPLERS["sl_tpdm"].calls is None
     with pytest.raises(ScheduleError, match="Apply TPM"):
         sample_sl_tpdm(None, torch.zeros(1, 2, 2, 2), torch.tensor([1.0, 0.0]))
