@@ -32,6 +32,7 @@ from schedule_lab.schedules.search.fitness import EndpointFitness, ReferenceSet
 from schedule_lab.schedules.search.genes import GeneSpace, uniform_genes
 from schedule_lab.schedules.search.refine import refine
 from schedule_lab.solvers import catalogue
+from schedule_lab.solvers.classic import sample_heun
 
 from .evaluate import ScheduleScore
 from .report import write_results
@@ -62,7 +63,7 @@ def _optimise(tb, sampler, nfe, seed, methods=METHODS):
     space = GeneSpace(tb.kind)
     t0 = time.perf_counter()
     ref = ReferenceSet(tb.model, tb.kind, (64,), n_search=256, n_holdout=128, seed=seed,
-                       reference_steps=REFERENCE_STEPS, nfe=nfe)
+                       reference_steps=REFERENCE_STEPS, nfe=nfe, reference_sampler=sample_heun)
     t_ref = time.perf_counter() - t0
     out = {"reference": (None, (ref.model_samples, ref.model_samples), t_ref)}
     uniform = space.sigmas(uniform_genes(space, nfe))

@@ -66,19 +66,21 @@ CURRENT = {"tada": "tada(detail=1,order=2)/karras", "crs": "dpmpp_2m/crs(measure
 # ------------------------------------------------------------------------------------------------------------
 @lru_cache(maxsize=64)
 def _velocity(testbed: str, part: str, measure: str):
-    from schedule_lab.nodes.constant_rate_ops import calibrate
+    from schedule_lab.schedules.constant_rate.calibrate import calibrate
     from schedule_lab.schedules.constant_rate.construct import data_free_velocity
+    from schedule_lab.solvers.classic import model_samples
 
     if measure in ("data-free", "cos+karras"):
         return data_free_velocity(measure, kind())  # exactly what sl_constant_rate uses without a calibration
     p = load_part(testbed, part)
-    return calibrate(p.model, kind(), torch.zeros(64, p.dim), "vx+cos", points=24, samples=64, seed=0)
+    return calibrate(p.model, kind(), torch.zeros(64, p.dim), "vx+cos", points=24, samples=64, seed=0,
+                     generate=model_samples)
 
 
 def crs_sigmas(velocity, steps: int, xi: float, end: str) -> torch.Tensor:
     """Constant-rate sigmas with the last-interval handling ``end`` (docs/defaults.md §3): ``hold`` = the construction
     as shipped (last positive level σ_min); ``land`` = steps + 1 levels placed, σ_min dropped."""
-    from schedule_lab.nodes.constant_rate_ops import schedule
+    from schedule_lab.schedules.constant_rate.calibrate import schedule
 
     # end="hold" explicitly: schedule()'s own default now follows the per-NFE table (land), which would make
     # "hold" rows land and "land" rows drop two levels
