@@ -126,8 +126,8 @@ def test_a_flow_schedule_from_pure_noise_on_an_sd_model_is_refused_unless_clampe
     assert torch.allclose(sig[1:-1].double(), torch.tensor([4.0, 1.0, 0.25], dtype=torch.float64), rtol=1e-5)
 
 
-def test_detail_level_reports_no_effect_with_another_sampler():
-    from schedule_lab.nodes.tada_ops import detail_report
+def test_detail_level_reports_no_effect_with_another_sampler(v3):
+    from schedule_lab.nodes.tada_nodes import detail_report  # imported against the V3 stand-in
 
     assert "had no effect" in detail_report(2.0, "euler", {}) and "'euler'" in detail_report(2.0, "euler", {})
     assert "wins" in detail_report(2.0, "sl_tada", {"detail": 0.5})
