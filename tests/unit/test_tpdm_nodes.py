@@ -14,7 +14,7 @@ from schedule_lab.schedules.errors import ScheduleError
 from schedule_lab.schedules.model_kind import ModelKind
 from schedule_lab.solvers import catalogue
 from schedule_lab.solvers.classic import sample_euler
-from schedule_lab.solvers.tpdm.sampler import sample_sl_tpdm
+from schedule_lab.solvers.tpdm.sampler import effective_min_sigma, sample_sl_tpdm
 from schedule_lab.solvers.tpdm.taps import COND, UNCOND
 from schedule_lab.solvers.tpdm.tpm import TimePredictor
 
@@ -89,9 +89,9 @@ def test_batch_freeze_writes_one_file_per_image_and_reports_each(tmp_path):
 
 def test_min_sigma_is_floored_at_the_model_smallest_level():
     kind = ModelKind.vp()
-    assert tpdm_ops.effective_min_sigma(0.001, kind) == pytest.approx(kind.sigma_min)
-    assert tpdm_ops.effective_min_sigma(0.5, kind) == 0.5
-    assert tpdm_ops.effective_min_sigma(0.001, None) == 0.001
+    assert effective_min_sigma(0.001, kind) == pytest.approx(kind.sigma_min)
+    assert effective_min_sigma(0.5, kind) == 0.5
+    assert effective_min_sigma(0.001, None) == 0.001
 
 
 def test_start_below_the_trained_level_warns():
