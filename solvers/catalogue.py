@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from ..schedules.catalogue import entry, schedule_sigmas, supplied
+from ..schedules.model_calls import CountedModel
 from ..schedules.model_kind import ModelKind
 from . import classic, tada
 from .tpdm import sampler as tpdm_sampler
@@ -133,15 +134,6 @@ class Result:
     schedules: list[torch.Tensor] | None = None  # adaptive samplers: the σ list each image took
 
 
-class _Counted:
-    def __init__(self, model):
-        self.model, self.nfe = model, 0
-
-    def __call__(self, x, sigma, **kwargs):
-        self.nfe += 1
-        return self.model(x, sigma, **kwargs)
-
-
 def run(sampler: str | Callable, schedule: str | torch.Tensor, model, noise: torch.Tensor, *,
         kind: ModelKind | None = None, steps: int | None = None, seed: int = 0, sigma_start: float | None = None,
         provided: dict | None = None, callback: Callable | None = None) -> Result:
@@ -169,9 +161,9 @@ def run(sampler: str | Callable, schedule: str | torch.Tensor, model, noise: tor
         if callback is not None:
             callback(info)
 
-    counted = _Counted(model)
+    counted = CountedModel(model)
     torch.manual_seed(seed)  # for samplers that draw noise of their own from the global generator
     t0 = time.perf_counter()
     x0 = fn(counted, x_T, sigmas.to(x_T.dtype), extra_args={"seed": seed}, callback=watch, disable=True)
     wall = time.perf_counter() - t0
-    return Result(x0, sigmas, counted.nfe, wall, list(realised[0]) if realised else None)
+    return Result(x0, sigmas, counted.calls, wall, list(realised[0]) if realised else None)

@@ -23,9 +23,10 @@ import torch
 from ...kernels.frechet import frechet_distance, gaussian_stats
 from ..baseline import karras
 from ..errors import ScheduleError
+from ..model_calls import CountedModel
 from ..model_kind import ModelKind
 
-__all__ = ["CountedModel", "EndpointFitness", "FrechetFitness", "ReferenceSet", "check_reference_steps",
+__all__ = ["EndpointFitness", "FrechetFitness", "ReferenceSet", "check_reference_steps",
            "endpoint_rmse", "run_sampler"]
 
 
@@ -49,30 +50,6 @@ def run_sampler(sampler, model, noise: torch.Tensor, sigmas: torch.Tensor, extra
     """``sampler`` from ``noise · sigmas[0]`` along ``sigmas`` (cast to the noise's dtype)."""
     s = sigmas.to(dtype=noise.dtype, device=noise.device)
     return sampler(model, noise * s[0], s, extra_args=extra_args, disable=True)
-
-
-class CountedModel:
-    """Counts model calls (``calls``) and per-sample evaluations (``samples``, the sum of the batch sizes).
-
-    Any other attribute is the wrapped model's: ComfyUI's SDE samplers read ``model.inner_model`` (the model
-    sampling and patcher behind the k-diffusion denoiser), and pack samplers find the model kind there.
-    ``should_stop()`` (if given) is asked before every model call and may raise to cancel within one call.
-    """
-
-    def __init__(self, model, should_stop=None):
-        self.model, self.calls, self.samples, self.should_stop = model, 0, 0, should_stop
-
-    def __getattr__(self, name):
-        if name in ("model", "calls", "samples", "should_stop"):  # not set yet (copy/pickle): no recursion
-            raise AttributeError(name)
-        return getattr(self.model, name)
-
-    def __call__(self, x, sigma, **kw):
-        if self.should_stop is not None:
-            self.should_stop()
-        self.calls += 1
-        self.samples += x.shape[0]
-        return self.model(x, sigma, **kw)
 
 
 class ReferenceSet:

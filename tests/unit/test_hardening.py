@@ -21,10 +21,11 @@ from schedule_lab.schedules.constant_rate.cache import cached_velocity, load_vel
 from schedule_lab.schedules.constant_rate.construct import default_velocity
 from schedule_lab.schedules.files import adapt_to_kind, doc_hash, safe_schedule_name
 from schedule_lab.schedules.latents import latent_features
+from schedule_lab.schedules.model_calls import CountedModel
 from schedule_lab.schedules.model_kind import ModelKind
 from schedule_lab.schedules.resample import truncate_for_denoise
 from schedule_lab.schedules.search.evolution import EvolutionConfig, EvolutionSearch
-from schedule_lab.schedules.search.fitness import CountedModel, ReferenceSet
+from schedule_lab.schedules.search.fitness import ReferenceSet
 from schedule_lab.schedules.search.genes import GeneSpace
 from schedule_lab.schedules.search.results import make_search_doc, searched_sigmas
 from schedule_lab.schedules.search.state import load_state, make_state_doc, save_state
