@@ -49,7 +49,7 @@ from .patches import (
     with_model_setting,
     with_settings,
 )
-from .plots import add_get_route, json_response, model_sampling_preset, scheduler_names, stock_sigmas
+from .plots import FAMILIES, add_get_route, json_response, model_sampling_preset, scheduler_names, stock_sigmas
 from .progress import Progress, check_interrupted, show_text
 from .registration import (
     comfy_sampler,
@@ -62,7 +62,7 @@ from .registration import (
 from .tpdm import apply_tpm, ensure_tpm_folder, family_of, tpm_files, tpm_missing, tpm_read_path
 
 __all__ = [
-    "IO_MEMBERS", "KNOWN_SAMPLING", "REFUSED_SAMPLING", "UI_MEMBERS", "check_interrupted", "sampler_name",
+    "FAMILIES", "IO_MEMBERS", "KNOWN_SAMPLING", "REFUSED_SAMPLING", "UI_MEMBERS", "check_interrupted", "sampler_name",
     "definable_nodes", "CALIBRATION_FOLDER", "COMPAT", "Progress", "SCHEDULE_FOLDER", "apply_tpm", "ensure_tpm_folder",
     "family_of", "tpm_files", "tpm_missing", "tpm_read_path", "schedule_missing", "missing_file_message",
     "SETTINGS_KEY", "_warned",
