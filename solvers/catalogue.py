@@ -32,7 +32,7 @@ from ..schedules.model_kind import ModelKind
 from . import classic, tada
 from .tpdm import sampler as tpdm_sampler
 
-__all__ = ["SAMPLERS", "Result", "Sampler", "bind_sampler", "parse_sampler", "run"]
+__all__ = ["SAMPLERS", "Result", "Sampler", "bind_sampler", "parse_sampler", "parse_spec", "run"]
 
 
 @dataclass(frozen=True)
@@ -84,9 +84,10 @@ SAMPLERS: dict[str, Sampler] = {
 }
 
 
-def parse_sampler(spec: str) -> tuple[str, dict]:
-    """``"sl_tada(detail=2,order=3)"`` → ``("sl_tada", {"detail": 2.0, "order": 3})``; a bare name has no options.
-    Values are ints when written as ints, floats otherwise; anything else is a ValueError naming the option."""
+def parse_spec(spec: str, numbers_only: bool = False) -> tuple[str, dict]:
+    """The one parser of method specs: ``"name(key=value,...)"`` → ``("name", {key: value})``; a bare name has no
+    options. Values are ints when written as ints, floats when numbers, else strings (``crs(measure=vx+cos)``);
+    with ``numbers_only`` anything else is a ValueError naming the option."""
     spec = spec.strip()
     if "(" not in spec:
         return spec, {}
@@ -104,8 +105,16 @@ def parse_sampler(spec: str) -> tuple[str, dict]:
             try:
                 options[key.strip()] = float(value)
             except ValueError:
-                raise ValueError(f"sampler {spec!r}: option {key.strip()}={value!r} is not a number") from None
+                if numbers_only:
+                    raise ValueError(f"sampler {spec!r}: option {key.strip()}={value!r} is not a number") from None
+                options[key.strip()] = value.strip()
     return base.strip(), options
+
+
+def parse_sampler(spec: str) -> tuple[str, dict]:
+    """``"sl_tada(detail=2,order=3)"`` → ``("sl_tada", {"detail": 2, "order": 3})`` (:func:`parse_spec`, numbers
+    only: sampler options are numbers)."""
+    return parse_spec(spec, numbers_only=True)
 
 
 def bind_sampler(spec: str, kind: ModelKind | None = None, provided: dict | None = None) -> Callable:

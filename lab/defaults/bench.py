@@ -40,7 +40,7 @@ from schedule_lab.solvers import catalogue
 
 from ..testbeds.reference import converged_endpoint
 from ..testbeds.suite import TUNING_TESTBEDS, Part, kind, load_part
-from .searched import _split, catalogue_sampler, searched_sigmas
+from .searched import catalogue_sampler, searched_sigmas, split_spec
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 ROWS_DIR = RESULTS / "defaults_rows"  # one JSON per testbed, so testbeds can run in parallel processes
@@ -93,7 +93,7 @@ def crs_sigmas(velocity, steps: int, xi: float, end: str) -> torch.Tensor:
 
 
 def sigmas_for(spec: str, testbed: str, part: str, steps: int) -> torch.Tensor:
-    _, _, sched, opts = _split(spec)
+    _, _, sched, opts = split_spec(spec)
     if sched == "karras":
         return karras(steps, kind().sigma_min, kind().sigma_max)
     if sched == "crs":
@@ -294,14 +294,14 @@ def shipped_tables(path=CHOSEN_FILE) -> tuple[dict, dict]:
     chosen = json.loads(Path(path).read_text())
     tada, crs = {}, {}
     for n, entry in chosen["tada"].items():
-        opts = _split(entry["default"])[1]
+        opts = split_spec(entry["default"])[1]
         tada[int(n)] = (float(opts["detail"]), int(opts["order"]))
     for n, entry in chosen["crs"].items():
-        opts = _split(entry["default"])[3]
+        opts = split_spec(entry["default"])[3]
         crs[int(n)] = {"measure": opts["measure"], "xi": float(opts["xi"]), "end": opts["end"]}
     measured = {}
     for n, entry in chosen["crs_measured"].items():
-        opts = _split(entry["default"])[3]
+        opts = split_spec(entry["default"])[3]
         measured[int(n)] = {"xi": float(opts["xi"]), "end": opts["end"]}
     return tada, crs, measured
 

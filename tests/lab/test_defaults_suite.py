@@ -186,12 +186,26 @@ def test_benchmark_constant_rate_rows_are_the_construction_with_the_ends_they_na
 
 def test_benchmark_rows_run_through_the_catalogue_with_the_specs_sampler_and_options():
     from schedule_lab.lab.defaults.bench import catalogue_sampler
+    from schedule_lab.lab.defaults.searched import split_spec
+    from schedule_lab.lab.testbeds.gaussian import GaussianTestbed
+    from schedule_lab.schedules import ModelKind
+    from schedule_lab.solvers import catalogue
 
-    assert catalogue_sampler("tada(detail=2,order=3)/karras") == "sl_tada(detail=2.0,order=3)"
+    # no map of its own: the catalogue's names (pack methods by their sl_ name) and the catalogue's parser
+    assert catalogue_sampler("tada(detail=2,order=3)/karras") == "sl_tada(detail=2,order=3)"
     assert catalogue_sampler("dpmpp_2m/crs(measure=data-free,xi=1.5,end=land)") == "dpmpp_2m"
     assert catalogue_sampler("euler/searched(opt=refine,init=crs)") == "euler"
+    assert catalogue_sampler("heun/karras") == "heun"
+    assert split_spec("dpmpp_2m/crs(measure=vx+cos,xi=1.5,end=land)") == (
+        "dpmpp_2m", {}, "crs", {"measure": "vx+cos", "xi": 1.5, "end": "land"})
     with pytest.raises(ValueError, match="unknown sampler"):
-        catalogue_sampler("heun/karras")
+        catalogue_sampler("nope/karras")
+    # detail written as an int binds exactly like the float the study used to write
+    g, kind = GaussianTestbed(4, mean=0.1, std=0.5), ModelKind.edm()
+    noise = torch.randn(4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    a, b = (catalogue.run(s, "karras", g.denoiser, noise, kind=kind, steps=4, seed=7).x0
+            for s in ("sl_tada(detail=2,order=3)", "sl_tada(detail=2.0,order=3)"))
+    assert torch.equal(a, b)
 
 
 def test_shipped_search_settings_are_the_ones_the_rule_chose():
