@@ -104,10 +104,9 @@ def searched_sigmas(spec: str, testbed: str, part: str, steps: int) -> torch.Ten
 
 def run_search(spec: str, testbed: str, part: str, nfe: int) -> dict:
     """One search (docs/defaults.md §3b): ``spec``'s sampler, settings from its ``searched(...)`` options."""
-    from schedule_lab.schedules.search.evolution import EvolutionConfig, EvolutionSearch
+    from schedule_lab.schedules.search.evolution import EvolutionConfig
     from schedule_lab.schedules.search.fitness import EndpointFitness, ReferenceSet
-    from schedule_lab.schedules.search.genes import GeneSpace
-    from schedule_lab.schedules.search.refine import refine
+    from schedule_lab.schedules.search.pipeline import optimise
     from schedule_lab.solvers.classic import sample_heun
     _, _, _, opts = split_spec(spec)
     p = load_part(testbed, part)
@@ -119,18 +118,18 @@ def run_search(spec: str, testbed: str, part: str, nfe: int) -> dict:
                        reference_steps=p.reference_steps, nfe=nfe, extra_args={"seed": EXTRA_SEED},
                        reference_sampler=reference_sampler)
     t_ref = time.perf_counter() - t0
+    # the node's pipeline (schedules.search.pipeline), with the study's settings (docs/defaults.md §3b)
     if opts["opt"] == "evolution":
         fit = EndpointFitness(p.model, sampler, ref, batch=64)
-        result = EvolutionSearch(GeneSpace(kind()), nfe, fit, EvolutionConfig(population=16, generations=8),
-                                 seed=0, label="endpoint").run()
-        sigmas, calls = result.sigmas, fit.model_calls
+        run = optimise(p.model, sampler, ref, fit, nfe, evolution=EvolutionConfig(population=16, generations=8),
+                       seed=0, label="endpoint")
     elif opts["opt"] == "refine":
-        init = _init_sigmas(opts["init"], nfe)
-        result = refine(p.model, sampler, ref, init, seed=0, **REFINE)
-        sigmas, calls = result.sigmas, result.model_calls
         fit = EndpointFitness(p.model, sampler, ref)
+        run = optimise(p.model, sampler, ref, fit, nfe, init=_init_sigmas(opts["init"], nfe), refine_options=REFINE,
+                       seed=0)
     else:
         raise ValueError(f"unknown search setting in {spec!r}")
+    sigmas, calls = run.sigmas, sum(run.calls.values())
     holdout = fit.holdout(sigmas.to(torch.float32))
     return {"sigmas": [float(s) for s in sigmas], "holdout_rmse": float(holdout), "model_calls": int(calls),
             "reference_calls": int(ref.model_calls), "seconds": round(time.perf_counter() - t0, 2),

@@ -250,3 +250,32 @@ def test_search_from_the_constant_rate_list_starts_from_the_rows_constant_rate_l
     assert torch.equal(_init_sigmas("crs", nfe).float(), row.float())
     assert torch.equal(_init_sigmas("karras", nfe).float(), sigmas_for("dpmpp_2m/karras", "gmm-16", "tuning",
                                                                          nfe).float())
+
+
+@pytest.mark.parametrize("search", ["opt=refine,init=karras", "opt=evolution"])
+def test_the_studys_searches_run_the_nodes_pipeline_with_the_studys_settings(search):
+    """lab/defaults/searched.run_search is schedules.search.pipeline.optimise with the study's settings: the same
+    list as the evolution / refinement called directly (what the study ran before it shared the pipeline)."""
+    from schedule_lab.lab.defaults import searched as S
+    from schedule_lab.lab.testbeds.suite import kind, load_part
+    from schedule_lab.schedules.search.evolution import EvolutionConfig, EvolutionSearch
+    from schedule_lab.schedules.search.fitness import EndpointFitness, ReferenceSet
+    from schedule_lab.schedules.search.genes import GeneSpace
+    from schedule_lab.schedules.search.refine import refine
+    from schedule_lab.solvers import catalogue
+    from schedule_lab.solvers.classic import sample_heun
+
+    spec, nfe = f"euler/searched({search})", 3
+    got = S.run_search(spec, "gmm-2", "tuning", nfe)
+    p = load_part("gmm-2", "tuning")
+    sampler = catalogue.bind_sampler("euler", kind())
+    ref = ReferenceSet(p.model, kind(), (p.dim,), n_search=S.N_SEARCH, n_holdout=S.N_HOLDOUT,
+                       seed=S.SEARCH_SEEDS["tuning"], reference_steps=p.reference_steps, nfe=nfe,
+                       extra_args={"seed": S.EXTRA_SEED}, reference_sampler=sample_heun)
+    if search == "opt=evolution":
+        fit = EndpointFitness(p.model, sampler, ref, batch=64)
+        direct = EvolutionSearch(GeneSpace(kind()), nfe, fit, EvolutionConfig(population=16, generations=8), seed=0,
+                                 label="endpoint").run().sigmas
+    else:
+        direct = refine(p.model, sampler, ref, S._init_sigmas("karras", nfe), seed=0, **S.REFINE).sigmas
+    assert got["sigmas"] == [float(s) for s in direct] and got["model_calls"] > 0

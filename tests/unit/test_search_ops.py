@@ -235,14 +235,15 @@ def test_refine_from_sl_constant_rate_starts_from_the_dropdowns_list_and_never_e
     the refinement's first list is sl_constant_rate's data-free list at that step count, and the list it keeps is no
     worse on the held-out samples than that start (iteration 0 is scored too)."""
     from schedule_lab.schedules.constant_rate.calibrate import dropdown_sigmas
+    from schedule_lab.schedules.search import pipeline
 
-    starts, real = [], search_ops.refine
+    starts, real = [], pipeline.refine
 
     def recording(model, sampler, ref, init, **kw):
         starts.append(init.clone())
         return real(model, sampler, ref, init, **kw)
 
-    monkeypatch.setattr(search_ops, "refine", recording)
+    monkeypatch.setattr(pipeline, "refine", recording)  # the node's search runs the shared pipeline
     with torch.inference_mode():
         sigmas, path, report = _search(tmp_path, filename="crs", optimiser="refine from sl_constant_rate",
                                        refine_iterations=4)
