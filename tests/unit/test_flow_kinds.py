@@ -1,5 +1,5 @@
 """Flow models (SD3's ModelSamplingDiscreteFlow with shift, Flux's ModelSamplingFlux with mu): the pack's lists land,
-follow the shift in the model's time and start at σ_max; Flux's kind; the calibration grid (issue 20, item 1)."""
+follow the shift in the model's time and start at σ_max; Flux's kind; the calibration grid (docs/defaults.md §7)."""
 from __future__ import annotations
 
 import math
@@ -82,7 +82,7 @@ def test_ays_on_eps_models_is_still_comfyuis_table():
 
 
 def test_the_data_free_constant_rate_list_moves_with_the_shift():
-    """Issue 20: it 'barely moved' (the shift only changed σ_min); now every interior level moves up."""
+    """Before, it 'barely moved' (the shift only changed σ_min); now every interior level moves up."""
     a = catalogue.schedule_sigmas("sl_constant_rate", ModelKind.flow(1.0), 5)
     b = catalogue.schedule_sigmas("sl_constant_rate", ModelKind.flow(3.0), 5)
     assert (b[1:-1] > a[1:-1] + 0.05).all(), (a, b)
@@ -125,7 +125,7 @@ def test_the_flow_grid_measures_below_sigma_099_and_other_kinds_keep_theirs():
         grid = measurement_grid(kind, 24)
         sig = kind.from_lambda(grid)
         assert float(grid[0]) == FLOW_GRID_LAMBDA_MIN
-        assert int((sig > 0.93).sum()) <= 5  # was 11 of 24 (issue 20)
+        assert int((sig > 0.93).sum()) <= 5  # was 11 of 24
         assert torch.allclose(grid[1:] - grid[:-1], (grid[1] - grid[0]).expand(23))
     for kind in (ModelKind.vp("eps"), ModelKind.edm()):
         grid = measurement_grid(kind, 24)

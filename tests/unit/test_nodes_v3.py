@@ -91,6 +91,10 @@ def test_schema_every_input_has_a_tooltip_and_matches_execute(v3, node_id):
 # ------------------------------------------------------------------------------------------------------------------
 # schedules
 # ------------------------------------------------------------------------------------------------------------------
+def _in_model_time(kind, sigmas):
+    return kind.from_flow_time(sigmas) if kind.kind == "flow" else sigmas
+
+
 @pytest.mark.parametrize("kind_name", sorted(MODELS))
 def test_schedule_lab_scheduler_gives_the_core_functions_sigmas_for_the_model_kind(v3, kind_name):
     (base, pred), kind = MODELS[kind_name]
@@ -102,8 +106,10 @@ def test_schedule_lab_scheduler_gives_the_core_functions_sigmas_for_the_model_ki
                "sl_ays_sdxl": lambda n: ays_for_model(kind, n, table="sdxl"),
                # the data-free default of an n-step list (per-step-count settings, docs/defaults.md; with denoise
                # the host asks for the full list, so its length picks the settings)
-               "sl_constant_rate": lambda n: constant_rate_sigmas(
-                   data_free_velocity(auto(n)["measure"], kind), kind, n, xi=auto(n)["xi"], end=auto(n)["end"])}
+               # (flow: placed in the model's time, the un-shifted list mapped through the shift)
+               "sl_constant_rate": lambda n: _in_model_time(kind, constant_rate_sigmas(
+                   data_free_velocity(auto(n)["measure"], kind), kind.unshifted(), n, xi=auto(n)["xi"],
+                   end=auto(n)["end"], dtype=torch.float64))}
     for name, oracle in oracles.items():
         full = _run(node, model=model, scheduler=name, steps=7, denoise=1.0)[0]
         assert full.dtype == torch.float32 and len(full) == 8 and float(full[-1]) == 0.0
@@ -269,8 +275,9 @@ def test_constant_rate_data_free_matches_the_core_and_its_model_feeds_the_dropdo
     (base, pred), kind = MODELS["flow"]
     guider = v3.Guider(v3.model(base, pred), BED.denoiser)
     sigmas, report, model = _constant_rate(v3, guider, "data-free", save_as="cr").args
-    torch.testing.assert_close(sigmas, constant_rate_sigmas(default_velocity(kind), kind, 6, xi=1.5).float(),
-                               rtol=2e-4, atol=1e-6)
+    oracle = _in_model_time(kind, constant_rate_sigmas(default_velocity(kind), kind.unshifted(), 6, xi=1.5,
+                                                       end="land", dtype=torch.float64))
+    torch.testing.assert_close(sigmas, oracle.float(), rtol=2e-4, atol=1e-6)
     assert guider.calls == 0 and "data-free default (no model calls)" in report
     handler = v3.comfy["comfy.samplers"].SCHEDULER_HANDLERS["sl_constant_rate"].handler
     torch.testing.assert_close(handler(model.get_model_object("model_sampling"), 6),
