@@ -7,6 +7,9 @@ import math
 import pytest
 import torch
 
+from schedule_lab.lab.testbeds.flow import FlowDenoiser, flow_reference_sigmas
+from schedule_lab.lab.testbeds.reference import converged_endpoint
+from schedule_lab.lab.testbeds.suite import load_part
 from schedule_lab.schedules import ModelKind, simple
 from schedule_lab.schedules.baseline import AYS_TIMESTEPS
 from schedule_lab.schedules.constant_rate.calibrate import calibrate, schedule
@@ -21,9 +24,6 @@ from schedule_lab.schedules.constant_rate.construct import (
 from schedule_lab.schedules.constant_rate.measure import FLOW_GRID_LAMBDA_MIN, measurement_grid, model_samples
 from schedule_lab.schedules.model_kind import flow_shift
 from schedule_lab.solvers import catalogue
-from schedule_lab.lab.testbeds.flow import FlowDenoiser, flow_reference_sigmas
-from schedule_lab.lab.testbeds.reference import converged_endpoint
-from schedule_lab.lab.testbeds.suite import load_part
 
 FLOW_KINDS = {"sd3-shift1": ModelKind.flow(1.0), "sd3-shift3": ModelKind.flow(3.0), "flux-1024": ModelKind.flux(1.15),
               "flux-512": ModelKind.flux(0.5 + 0.65 * (1024 - 256) / (4096 - 256))}
