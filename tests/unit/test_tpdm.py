@@ -433,3 +433,87 @@ def test_a_damaged_tpm_file_is_an_error_naming_it(tmp_path, damage):
                       "empty": b""}[damage])
     with pytest.raises(ScheduleError, match="tpm file 'tpm.safetensors'"):
         official.load_tpm(path)
+
+
+# --- the official loop (final_step="stop") ----------------------------------------------------------------------
+def _official_loop(velocity, read, tpm, x, min_sigma, max_steps):
+    """The stepping rule of the official SD3 sampler ([M] forward with predict=True, [U] custom_step), written out
+    for this test: σ starts at 1 for every row; per step one call gives the velocity v and the features, r = the
+    Beta mode clamped to [1e-3, 1 − 1e-3], σ' = r σ; a row whose *input* σ is already below min_sigma is masked and
+    steps to σ' = 0; x ← x + (σ' − σ) v in fp32 for every row; the loop ends once every σ' < min_sigma or after
+    max_steps calls. Each row's result is its latent after its last unmasked step, its schedule the σ up to there."""
+    b = x.shape[0]
+    sigma = torch.ones(b, dtype=torch.float32)
+    history, masks, sigmas = [], [], []
+    for _ in range(max_steps):
+        v = velocity(x, sigma)
+        a, bb = tpm(read())
+        r = ((a - 1) / (a + bb - 2)).clamp(1e-3, 1 - 1e-3)
+        masked = sigma < min_sigma
+        nxt = torch.where(masked, torch.zeros_like(sigma), sigma * r)
+        x = (x.float() + (nxt - sigma).reshape(-1, *[1] * (x.ndim - 1)) * v).to(x.dtype)
+        history.append(x)
+        masks.append(masked)
+        sigmas.append(nxt)
+        if bool((nxt < min_sigma).all()):
+            break
+        sigma = nxt
+    masks, sigmas = torch.stack(masks), torch.stack(sigmas)
+    out, schedules = [], []
+    for i in range(b):
+        last = int(torch.nonzero(~masks[:, i]).max())
+        out.append(history[last][i])
+        schedules.append(torch.cat([torch.ones(1), sigmas[: last + 1, i]]))
+    return torch.stack(out), schedules
+
+
+class VelocityToy:
+    """A nonlinear flow model given by its velocity v(x, σ); the k-diffusion denoiser is D = x − σ v. Its features
+    come from x and σ, so a random TPM gives each image its own ratios."""
+
+    def __init__(self, dim=16):
+        g = torch.Generator().manual_seed(7)
+        self.w = torch.randn(dim, dim, generator=g) / dim ** 0.5
+        self.last = None
+
+    def velocity(self, x, sigma):
+        s = sigma.reshape(-1, 1, 1, 1)
+        flat = x.reshape(x.shape[0], -1)
+        v = torch.tanh(flat @ self.w).reshape(x.shape) * (1 + s) - 0.3 * x
+        self.last = TPMFeatures(x * (1 - s), torch.tanh(x) * s, torch.cat([s.flatten(1), flat.mean(1, True)], 1)
+                                .repeat(1, 2))
+        return v
+
+    def __call__(self, x, sigma, **extra):
+        return x - sigma.reshape(-1, 1, 1, 1) * self.velocity(x, sigma)
+
+    def read(self):
+        return self.last
+
+
+@pytest.mark.parametrize("max_steps", [35, 9])
+def test_final_step_stop_is_the_official_loop_on_a_toy_flow_model(max_steps):
+    torch.manual_seed(3)
+    model = VelocityToy()
+    x = torch.randn(4, 1, 4, 4)
+    model.velocity(x, torch.ones(4))
+    torch.manual_seed(2)
+    tpm = tpm_for_features(model.read(), width=8, init_bias=(1.5, 0.5))
+    with torch.no_grad():  # large weights: each image gets its own ratios and stops at its own step (9–18 calls)
+        for m in (tpm.conv1, tpm.conv2, tpm.fc1, tpm.fc2):
+            m.weight.normal_(0, 0.5)
+        ref, ref_sched = _official_loop(model.velocity, model.read, tpm, x.clone(), 1e-3, max_steps)
+    schedules = []
+    out = sample_tpdm(model, x.clone(), torch.tensor([1.0, 0.0]), tpm=tpm, read_features=model.read,
+                      min_sigma=1e-3, max_steps=max_steps, final_step="stop", kind=ModelKind.flow(shift=3.0),
+                      schedules=schedules)
+    if max_steps == 35:  # the images stop at different steps: per-image stopping is exercised
+        assert sorted(len(s) - 1 for s in ref_sched) == [8, 9, 10, 18]
+    else:  # the cap: an image ends where it is
+        assert sorted(len(s) - 1 for s in ref_sched) == [8, 9, 9, 9]
+    for got, want in zip(schedules, ref_sched, strict=True):
+        assert len(got) == len(want)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=0)  # σ·r in fp64 vs fp32
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    if max_steps == 35:  # every image ended below the official threshold, under SD3's table end 0.003
+        assert all(float(s[-1]) < 1e-3 <= float(s[-2]) for s in schedules)
