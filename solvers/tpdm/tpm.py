@@ -81,9 +81,10 @@ class TPMFeatures:
         c2 = self.h2.shape[1] if self.h2.ndim == 4 else self.h2.shape[-1]
         return int(c1), int(c2), int(self.temb.shape[-1])
 
-    def detach(self, device=None) -> TPMFeatures:
+    def detach(self, device=None, dtype: torch.dtype = torch.float32) -> TPMFeatures:
+        """A copy cut from any graph, on ``device`` (default: where it is) in ``dtype`` (default fp32)."""
         def cut(t):
-            return t.detach().to(device=device or t.device, dtype=torch.float32).clone()
+            return t.detach().to(device=device or t.device, dtype=dtype).clone()
 
         return TPMFeatures(cut(self.h1), cut(self.h2), cut(self.temb), self.grid, dict(self.meta))
 
