@@ -143,7 +143,13 @@ def _older_call_shape(comfy, tpdm_host, host, TimePredictor, seen):  # noqa: N80
 
         def older(args, extra, ours=ours, calls=calls):  # the older call shape: no transformer_options in args
             calls.append(args["img"].shape[0])
-            return ours({k: v for k, v in args.items() if k != "transformer_options"}, extra)
+            options = args["transformer_options"]
+
+            def block(a):  # this ComfyUI's block needs them back; an older one's did not take them
+                return extra["original_block"]({**a, "transformer_options": options})
+
+            return ours({k: v for k, v in args.items() if k != "transformer_options"},
+                        {**extra, "original_block": block})
 
         replace[("double_block", 0)] = older
         seen["put"].clear()
