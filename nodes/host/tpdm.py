@@ -16,7 +16,7 @@ import math
 from typing import Any
 
 from ...schedules.errors import ScheduleError
-from ..tpdm_ops import TPDMState, check_tpm_fits
+from ..tpdm_ops import OFFICIAL_CONTEXT_TOKENS, TPDMState, check_tpm_fits
 from .access import comfy_version, load
 from .folders import ensure_folder, folder_files, missing_message, read_path, schedule_write_dir
 from .patches import with_settings
@@ -141,6 +141,9 @@ def install_taps(model: Any, family: str, stash) -> Any:
     def apply_model(executor, *args, **kwargs):
         options = args[5] if len(args) > 5 else kwargs.get("transformer_options", {})
         call["labels"] = _labels(options)
+        context = args[3] if len(args) > 3 else kwargs.get("c_crossattn")
+        if family == "mmdit" and hasattr(context, "shape") and len(context.shape) == 3:
+            stash.context_tokens = int(context.shape[1])
         dm = executor.class_obj.diffusion_model
         if family != "unet" and len(args) and hasattr(args[0], "shape"):
             p = int(getattr(dm, "patch_size", 2))
@@ -185,6 +188,7 @@ def apply_tpm(model: Any, tpm, meta: dict, tpm_name: str, node_id: str | None, f
         trained_start=float(start) if start not in (None, "") else (1.0 if official else None),
         trained_cfg=float(meta["cfg"]) if meta.get("cfg") else (7.0 if official else None),
         trained_grid=(64, 64) if official else None,
+        trained_context=OFFICIAL_CONTEXT_TOKENS if official and family == "mmdit" else None,
     )
 
     def watch(sampler_name: str, explicit: dict) -> None:

@@ -26,6 +26,7 @@ class FeatureStash:
     def __init__(self):
         self._rows: dict[tuple[str, int], torch.Tensor] = {}
         self.grid: tuple[int, int] | None = None
+        self.context_tokens: int | None = None  # text tokens of the last call (hosts that know them set it)
         #: Set by a host whose calls must carry labels: unlabelled rows then make :meth:`read` raise this message
         #: under guidance (CFG ≠ 1) instead of treating every row as cond.
         self.unlabelled_error: str | None = None

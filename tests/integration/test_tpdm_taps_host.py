@@ -28,6 +28,10 @@ def test_mmdit_h1_is_patch_embed_plus_pos_embed_identical_for_cond_and_uncond(pr
     assert probe["h1_matches_embed_plus_pos"] == 0.0 and probe["h1_cond_equals_uncond"] is True
 
 
+def test_mmdit_text_context_length_is_seen_for_the_t5_padding_warning(probe):
+    assert probe["context_tokens"] == 8  # the tiny model's 8-token contexts (SD3 in ComfyUI: 77 + 77)
+
+
 def test_mmdit_h2_is_the_final_adaptive_norm_and_temb_is_c_mod(probe):
     assert probe["h2_matches_final_norm"] < 1e-6
     assert probe["temb_matches_c_mod"] == 0.0

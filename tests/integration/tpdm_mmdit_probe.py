@@ -49,6 +49,7 @@ def main(comfy_root: str, pack_root: str) -> None:
         return put(self, name, value, labels)
 
     def spy_read(self, w):
+        seen.setdefault("context_tokens", self.context_tokens)
         out = read(self, w)
         seen["read"].append((w, out))
         return out
@@ -76,6 +77,7 @@ def main(comfy_root: str, pack_root: str) -> None:
     with torch.no_grad():
         result = _check(seen, dm, labels_out := {}, cfg)
     result.update({"family": family, "sizes": list(sizes), "steps": len(seen["read"]),
+                   "context_tokens": seen.get("context_tokens"),
                    "hooks_left": len(dm.final_layer.linear._forward_pre_hooks) + len(dm.x_embedder._forward_hooks),
                    "finite": bool(torch.isfinite(out).all()), **labels_out})
     result["older_call_shape"] = _older_call_shape(comfy, tpdm_host, host, TimePredictor, seen)

@@ -113,6 +113,13 @@ def test_start_below_the_trained_level_warns():
     assert tpdm_ops.start_warning(1.0, 1.0, kind) == "" and tpdm_ops.start_warning(0.6, None, kind) == ""
 
 
+def test_official_tpm_on_comfyui_t5_padding_is_warned():
+    (note,) = tpdm_ops.regime_notes(7.0, (64, 64), 7.0, (64, 64), 154, tpdm_ops.OFFICIAL_CONTEXT_TOKENS)
+    assert "154 tokens" in note and "256" in note and "333" in note
+    assert tpdm_ops.regime_notes(7.0, (64, 64), 7.0, (64, 64), 333, 333) == []
+    assert tpdm_ops.regime_notes(7.0, (64, 64), 7.0, (64, 64), 154, None) == []  # a pack-trained TPM: no claim
+
+
 def test_regime_notes_for_cfg_and_grid_outside_training():
     notes = tpdm_ops.regime_notes(4.0, (48, 64), 7.0, (64, 64))
     assert len(notes) == 2 and "CFG 4" in notes[0] and "48x64" in notes[1]
