@@ -42,6 +42,7 @@ class TPDMState:
     trained_start: float | None = None
     trained_cfg: float | None = None
     trained_grid: tuple[int, int] | None = None
+    trained_context: int | None = None
     stash: FeatureStash = field(default_factory=FeatureStash)
     last: list = field(default_factory=list)
     last_paths: list = field(default_factory=list)
@@ -77,7 +78,8 @@ class TPDMState:
                           schedules=schedules)
         self.last = schedules
         self.last_paths = []
-        notes.extend(regime_notes(self.cfg_of(model), self.stash.grid, self.trained_cfg, self.trained_grid))
+        notes.extend(regime_notes(self.cfg_of(model), self.stash.grid, self.trained_cfg, self.trained_grid,
+                                  self.stash.context_tokens, self.trained_context))
         if self.freeze_name and self.schedule_dir is not None and kind is not None:
             params = {"tpm": self.tpm_name, "min_sigma": used_min, "max_steps": max_steps,
                       "stochastic": bool(stochastic), "final_step": final_step}
@@ -87,9 +89,13 @@ class TPDMState:
 
 
 def effective_min_sigma(min_sigma: float, kind: ModelKind | None) -> float:
-    """min_sigma floored at the model's smallest noise level: a discrete model has no timestep below it, and the
-    realised schedule stays inside the model's range so a frozen run loads with Load Schedule unchanged."""
-    return min_sigma if kind is None else max(float(min_sigma), float(kind.sigma_min))
+    """min_sigma floored at the model's smallest noise level, except on flow models. A discrete eps / v model has no
+    timestep below σ_min; a flow model's timestep is multiplier·σ for any σ in (0, 1] (SD3's σ_min 0.003 is only the
+    end of ComfyUI's 1000-entry table), so there the official stop below 0.001 is kept (docs/tpdm.md, "Stopping
+    defaults"). EDM models keep the floor: their TPMs are trained down to σ_min (e.g. the patch UNet's 0.002)."""
+    if kind is None or kind.kind == "flow":
+        return float(min_sigma)
+    return max(float(min_sigma), float(kind.sigma_min))
 
 
 def start_warning(start: float, trained_start: float | None, kind: ModelKind | None) -> str:
@@ -108,9 +114,19 @@ def start_warning(start: float, trained_start: float | None, kind: ModelKind | N
     return ""
 
 
-def regime_notes(cfg: float | None, grid, trained_cfg: float | None, trained_grid) -> list[str]:
-    """Warnings when the run is outside what the TPM was trained on (CFG scale, token grid); sampling goes on."""
+#: The official SD3 TPM's text context: 77 CLIP-L/G tokens + T5 padded to 256 (max_sequence_length=256 in [M]).
+OFFICIAL_CONTEXT_TOKENS = 77 + 256
+
+
+def regime_notes(cfg: float | None, grid, trained_cfg: float | None, trained_grid, context_tokens: int | None = None,
+                 trained_context: int | None = None) -> list[str]:
+    """Warnings when the run is outside what the TPM was trained on (CFG scale, token grid, text context length);
+    sampling goes on."""
     notes = []
+    if trained_context is not None and context_tokens is not None and context_tokens != trained_context:
+        notes.append(f"the text context has {context_tokens} tokens (ComfyUI pads SD3's T5 to 77: 77 + 77 = 154); the "
+                     f"official TPM was trained with {trained_context} (T5 padded to 256), which shifts the features "
+                     "it reads a little (the pooled vector and temb are the same), so its steps may differ slightly")
     if trained_cfg is not None and cfg is not None and abs(cfg - trained_cfg) > 1e-6:
         notes.append(f"CFG {cfg:g} differs from the TPM's training CFG {trained_cfg:g}: the TPM reads CFG-extrapolated "
                      "features, so its steps may be off" + (" (CFG 1 gives it cond-only features)" if cfg == 1 else ""))
