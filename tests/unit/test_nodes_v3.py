@@ -159,6 +159,12 @@ def test_schedule_info_reports_and_plots_the_input_sigmas(v3):
     assert float(lam[0]) == float("-inf") and plot["log_snr"][0] is None and plot["log_snr"][-1] is None
     assert plot["log_snr"][1:-1] == pytest.approx((2 * lam[1:]).tolist())
     json.dumps(plot, allow_nan=False)
+    # the plot as an IMAGE, appended after the text output (saved links keep slot 0 = info)
+    outputs = v3.nodes["SL_ScheduleInfo"].define_schema().outputs
+    assert [o.io_type for o in outputs] == ["STRING", "IMAGE"]
+    image = out[1]
+    assert image.shape == (1, 288, 512, 3) and image.dtype == torch.float32
+    assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
 
 
 # ------------------------------------------------------------------------------------------------------------------
