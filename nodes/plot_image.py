@@ -64,7 +64,8 @@ def draw_schedule(axes: dict, label: str = "", width: int = WIDTH, height: int =
     d.text((x0 + (x1 - x0) // 2 - 26, height - PAD["b"] + 18), "log sigma", fill=AXIS_TEXT, font=font)
     positive = [s for s in sigmas if s > 0]
     # ASCII only: Pillow's built-in bitmap font has no Greek letters or arrows
-    span = f"sigma {_fmt(sigmas[0])} -> {_fmt(positive[-1]) if positive else '0'}" + (" -> 0" if sigmas[-1] == 0 else "")
+    span = f"sigma {_fmt(sigmas[0])} -> {_fmt(positive[-1]) if positive else '0'}"
+    span += " -> 0" if sigmas[-1] == 0 else ""
     d.text((x0, 8), f"{label}  |  {steps} steps  |  {span}"[:90], fill=(220, 220, 220), font=font)
     if len(pts) > 1:
         d.line(pts, fill=CURVE, width=2)

@@ -14,11 +14,11 @@ import io
 import shutil
 import struct
 import subprocess
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What ComfyUI loads from a custom-node folder (and the files a user reads): the zip holds these and nothing else.
