@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: What ComfyUI loads from a custom-node folder (and the files a user reads): the zip holds these and nothing else.
 PACK_TOP_LEVEL = {"__init__.py", "version.py", "nodes", "schedules", "solvers", "kernels", "web",
                   "example_workflows", "locales", "requirements.txt", "pyproject.toml", "LICENSE", "README.md"}
-#: Never in the zip: the lab (testbeds, benchmarks, the CLI, tools; lab/ after issue 17), tests, docs, CI.
+#: Never in the zip: the lab (testbeds, benchmarks, the CLI, tools, or all under lab/), tests, docs, CI.
 NEVER = {"tests", "lab", "docs", ".ci", "benchmarks", "testbeds", "cli", "tools"}
 MAX_ZIP_BYTES = 1_500_000
 
