@@ -4,7 +4,8 @@ The server is the real-host fixture of ``tests/integration/conftest.py`` (import
 CPU with this pack linked in and the tiny checkpoint. Chromium is Debian's (``apt-get install chromium``), driven by
 Playwright with an explicit ``executable_path`` (Playwright's own browser download is not used). Outside CI a
 missing Chromium or Playwright skips these tests with the reason; under ``CI=true`` it stops the run instead.
-Screenshots are written to ``out/browser/`` as test artefacts.
+Screenshots are written to ``out/browser/`` (``SL_BROWSER_SHOTS``) as test artefacts. ``SL_FRONTEND_ROOT`` serves
+another frontend package's ``static/`` (.ci/run runs the suite on the snapshot's frontend and on the newest).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-SHOTS = ROOT / "out" / "browser"
+SHOTS = ROOT / os.environ.get("SL_BROWSER_SHOTS", "out/browser")  # .ci/run: one folder per frontend
 sys.path.insert(0, str(HERE))
 
 
