@@ -168,7 +168,7 @@ def model_samples(model: Callable, kind: ModelKind, shape: tuple, steps: int = 1
     else:
         sigmas = karras(steps, kind.sigma_min, kind.sigma_max, dtype=torch.float64)
     solver = sample_dpmpp_2m
-    gen = torch.Generator(device="cpu").manual_seed(int(seed) + 7919)
+    gen = torch.Generator(device="cpu").manual_seed((int(seed) + 7919) % 2**64)  # any stock seed, 0 .. 2**64 - 1
     noise = torch.randn(shape, generator=gen, dtype=torch.float32)
     outs, calls = [], 0
     chunks = list(range(0, shape[0], int(batch)))

@@ -88,6 +88,23 @@ def test_schema_every_input_has_a_tooltip_and_matches_execute(v3, node_id):
             assert i.min <= i.default <= i.max, (node_id, i.id)
 
 
+@pytest.mark.parametrize("node_id", sorted(NODE_IDS))
+def test_stock_conventions_seed_range_and_latent_name(v3, node_id):
+    """As KSampler: a seed takes 0 .. 2**64 - 1, and the start latent is ``latent_image`` (saved workflows of the
+    earlier name ``latent`` are renamed on load by the web extension, web/js/schedule_plot.js RENAMED_INPUTS)."""
+    for i in v3.nodes[node_id].define_schema().inputs:
+        if i.id in ("seed", "noise_seed"):
+            assert (i.min, i.max) == (0, 2**64 - 1), (node_id, i.id)
+        if getattr(i, "io_type", None) == "LATENT":
+            assert i.id != "latent", f"{node_id}: the start latent is latent_image on the stock nodes"
+
+
+def test_largest_stock_seed_runs(v3):
+    guider = v3.Guider(v3.model(), BED.denoiser)
+    sigmas = _constant_rate(v3, guider, "vx", seed=2**64 - 1)[0]
+    assert torch.isfinite(sigmas).all() and len(sigmas) == 7
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # schedules
 # ------------------------------------------------------------------------------------------------------------------
@@ -165,6 +182,12 @@ def test_schedule_info_reports_and_plots_the_input_sigmas(v3):
     assert float(lam[0]) == float("-inf") and plot["log_snr"][0] is None and plot["log_snr"][-1] is None
     assert plot["log_snr"][1:-1] == pytest.approx((2 * lam[1:]).tolist())
     json.dumps(plot, allow_nan=False)
+    # the plot as an IMAGE, appended after the text output (saved links keep slot 0 = info)
+    outputs = v3.nodes["SL_ScheduleInfo"].define_schema().outputs
+    assert [o.io_type for o in outputs] == ["STRING", "IMAGE"]
+    image = out[1]
+    assert image.shape == (1, 288, 512, 3) and image.dtype == torch.float32
+    assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -238,7 +261,7 @@ def test_timestep_search_node_runs_the_search_and_saves_what_searched_steps_load
     guider = v3.Guider(v3.model(), BED.denoiser)
     settings = dict(nfe=3, population=4, generations=2, reference_steps=8, samples=2, holdout=2,
                     fitness="endpoint", seed=1)
-    out = _run(node, guider=guider, latent={"samples": torch.zeros(LATENT)}, sampler=KSAMPLER(sample_euler),
+    out = _run(node, guider=guider, latent_image={"samples": torch.zeros(LATENT)}, sampler=KSAMPLER(sample_euler),
                filename="found", resume=False, **settings)
     sigmas, report = out[0], out[1]
     (v3.models / "direct").mkdir()
@@ -265,7 +288,7 @@ def test_timestep_search_node_runs_the_search_and_saves_what_searched_steps_load
 # constant-rate
 # ------------------------------------------------------------------------------------------------------------------
 def _constant_rate(v3, guider, measure, **kw):
-    inputs = dict(guider=guider, latent={"samples": torch.zeros(2, 4, 4, 4)}, steps=6, denoise=1.0,
+    inputs = dict(guider=guider, latent_image={"samples": torch.zeros(2, 4, 4, 4)}, steps=6, denoise=1.0,
                   measure=measure, xi=1.5, samples=2, points=4, seed=0)
     return _run(v3.nodes["SL_ConstantRateScheduler"], **{**inputs, **kw})
 
