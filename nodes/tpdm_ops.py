@@ -43,6 +43,7 @@ class TPDMState:
     trained_start: float | None = None
     trained_cfg: float | None = None
     trained_grid: tuple[int, int] | None = None
+    trained_context: int | None = None
     stash: FeatureStash = field(default_factory=FeatureStash)
     last: list = field(default_factory=list)
     last_paths: list = field(default_factory=list)
@@ -74,7 +75,8 @@ class TPDMState:
     def finish(self, model, schedules: list[torch.Tensor], kind: ModelKind | None, options: dict):
         """After sl_tpdm's loop: the realised schedules kept for the node, frozen to files if asked, the report."""
         self.last, self.last_paths = schedules, []
-        notes = self.notes + regime_notes(self.cfg_of(model), self.stash.grid, self.trained_cfg, self.trained_grid)
+        notes = self.notes + regime_notes(self.cfg_of(model), self.stash.grid, self.trained_cfg, self.trained_grid,
+                                          self.stash.context_tokens, self.trained_context)
         if self.freeze_name and self.schedule_dir is not None and kind is not None:
             params = {"tpm": self.tpm_name, "min_sigma": options["min_sigma"], "max_steps": options["max_steps"],
                       "stochastic": options["stochastic"], "final_step": options["final_step"]}
@@ -98,9 +100,19 @@ def start_warning(start: float, trained_start: float | None, kind: ModelKind | N
     return ""
 
 
-def regime_notes(cfg: float | None, grid, trained_cfg: float | None, trained_grid) -> list[str]:
-    """Warnings when the run is outside what the TPM was trained on (CFG scale, token grid); sampling goes on."""
+#: The official SD3 TPM's text context: 77 CLIP-L/G tokens + T5 padded to 256 (max_sequence_length=256 in [M]).
+OFFICIAL_CONTEXT_TOKENS = 77 + 256
+
+
+def regime_notes(cfg: float | None, grid, trained_cfg: float | None, trained_grid, context_tokens: int | None = None,
+                 trained_context: int | None = None) -> list[str]:
+    """Warnings when the run is outside what the TPM was trained on (CFG scale, token grid, text context length);
+    sampling goes on."""
     notes = []
+    if trained_context is not None and context_tokens is not None and context_tokens != trained_context:
+        notes.append(f"the text context has {context_tokens} tokens (ComfyUI pads SD3's T5 to 77: 77 + 77 = 154); the "
+                     f"official TPM was trained with {trained_context} (T5 padded to 256), which shifts the features "
+                     "it reads a little (the pooled vector and temb are the same), so its steps may differ slightly")
     if trained_cfg is not None and cfg is not None and abs(cfg - trained_cfg) > 1e-6:
         notes.append(f"CFG {cfg:g} differs from the TPM's training CFG {trained_cfg:g}: the TPM reads CFG-extrapolated "
                      "features, so its steps may be off" + (" (CFG 1 gives it cond-only features)" if cfg == 1 else ""))

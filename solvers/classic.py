@@ -13,8 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..schedules.baseline import karras
-from ..schedules.constant_rate.construct import lambda_range
+from ..schedules.baseline import karras, simple
 from ..schedules.model_kind import ModelKind
 
 try:
@@ -104,17 +103,15 @@ def sample_dpmpp_2m(model, x, sigmas, extra_args=None, callback=None, disable=No
 def model_samples(model: Callable, kind: ModelKind, shape: tuple, steps: int = 12, seed: int = 0,
                   batch: int = 64, progress: Callable[[int, int], None] | None = None):
     """(samples, model calls): data-free x₀ for the constant-rate calibration (``calibrate(generate=...)``) from the
-    model itself: DPM-Solver++(2M) on a Karras schedule of ``steps`` steps over ``kind``'s range; flow models: Euler,
-    log-SNR-uniform from σ = 1."""
+    model itself, DPM-Solver++(2M) with ``steps`` steps on a Karras schedule over ``kind``'s range; flow models: on
+    ComfyUI's "simple" schedule (uniform in the model's time, so it follows the shift; a log-SNR-uniform list from
+    the λ clip spent 5 of 12 steps above σ = 0.98 and Euler was first order)."""
     if kind.kind == "flow":
-        sigmas = kind.from_lambda(torch.linspace(*lambda_range(kind), steps, dtype=torch.float64))
-        sigmas[0] = kind.sigma_max
-        sigmas = torch.cat([sigmas, sigmas.new_zeros(1)])
-        solver = sample_euler
+        sigmas = simple(kind, steps, dtype=torch.float64)
     else:
         sigmas = karras(steps, kind.sigma_min, kind.sigma_max, dtype=torch.float64)
-        solver = sample_dpmpp_2m
-    gen = torch.Generator(device="cpu").manual_seed(int(seed) + 7919)
+    solver = sample_dpmpp_2m
+    gen = torch.Generator(device="cpu").manual_seed((int(seed) + 7919) % 2**64)  # any stock seed, 0 .. 2**64 - 1
     noise = torch.randn(shape, generator=gen, dtype=torch.float32)
     outs, calls = [], 0
     chunks = list(range(0, shape[0], int(batch)))
@@ -125,4 +122,3 @@ def model_samples(model: Callable, kind: ModelKind, shape: tuple, steps: int = 1
         if progress is not None:
             progress(i + 1, len(chunks))
     return torch.cat(outs), calls
-

@@ -61,6 +61,20 @@ def build_parser(prog: str = "schedule-lab tpdm train") -> argparse.ArgumentPars
     p.add_argument("--tau", type=float, default=None,
                    help="error scale of the endpoint scores (default 0.1 on edm-digits, 1.0 on patch-unet)")
     p.add_argument("--width", type=int, default=16, help="TPM conv width (default 16)")
+    p.add_argument("--head", choices=("exp", "bounded"), default="exp",
+                   help="TPM output head: exp (official, exp(x) + 1) or bounded (exp(8 tanh(x/8)) + 1: alpha and "
+                        "beta stay in [1.0003, 2982], so the policy cannot leave the Beta's domain) (default exp)")
+    p.add_argument("--tpm-init", choices=("official", "torch-norm-linear"), default="official",
+                   help="TPM weight init: official (every weight N(0, 0.02)) or torch-norm-linear (norm1.linear at "
+                        "PyTorch's default: how the bundled testbed TPMs were trained) (default official)")
+    p.add_argument("--kl-coef", type=float, default=d.kl_coef,
+                   help="the official KL term: reward - kl_coef * sum_n KL(Beta(a_n, b_n) || reference prior) "
+                        f"({d.kl_coef}: off, as the official launch script)")
+    p.add_argument("--cache-dtype", choices=("float32", "float16", "bfloat16"), default=d.cache_dtype,
+                   help=f"dtype of the rollout's feature cache, kept on the CPU ({d.cache_dtype})")
+    p.add_argument("--micro-batch", type=int, default=d.micro_batch,
+                   help="recompute log-probs in TPM calls of at most this many row-steps (exact gradient); 0 = one "
+                        f"call over all steps x rows ({d.micro_batch})")
     p.add_argument("--min-sigma", type=float, default=None, help="stop level (default: the range's sigma_min)")
     p.add_argument("--max-steps", type=int, default=d.max_steps, help=f"step cap per image ({d.max_steps})")
     p.add_argument("--seed", type=int, default=0, help="seed of the TPM init, the noise and the policy draws")
@@ -127,7 +141,7 @@ def _setup(args):
     with torch.no_grad():
         model(torch.zeros(1, *shape), torch.ones(1))
     torch.manual_seed(args.seed)
-    tpm = tpm_for_features(tap.read(), width=args.width)
+    tpm = tpm_for_features(tap.read(), width=args.width, head=args.head, init=args.tpm_init)
     return model, kind, tap, tpm, shape, classifier
 
 
@@ -155,7 +169,8 @@ def main(argv=None) -> int:
         cfg = TrainConfig(iterations=args.iterations, groups=args.groups, k=args.k, ppo_epochs=args.ppo_epochs,
                           clip=args.clip, lr=args.lr, gamma=args.gamma, sigma_start=kind.sigma_max,
                           min_sigma=args.min_sigma if args.min_sigma is not None else kind.sigma_min,
-                          max_steps=args.max_steps, seed=args.seed, save_every=args.save_every)
+                          max_steps=args.max_steps, seed=args.seed, save_every=args.save_every,
+                          kl_coef=args.kl_coef, cache_dtype=args.cache_dtype, micro_batch=args.micro_batch)
     except ValueError as exc:
         raise SystemExit(f"schedule-lab tpdm train: {exc}") from exc
     scorer = _scorer(args.reward, model, args.tau, classifier)

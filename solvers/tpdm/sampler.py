@@ -86,7 +86,7 @@ def sample_tpdm(model, x, sigmas, extra_args=None, callback=None, disable=None, 
                 read_features: Callable[[], TPMFeatures], min_sigma: float = DEFAULT_MIN_SIGMA,
                 max_steps: int | None = None, stochastic: bool = False, seed: int | None = None,
                 final_step: str = "zero", kind: ModelKind | None = None, trace: list | None = None,
-                schedules: list | None = None):
+                schedules: list | None = None, trace_cache: tuple | None = None):
     """TPDM: per-image adaptive steps chosen by the TPM (Ye et al. 2024, arXiv 2412.01243; docs/tpdm.md).
 
     ``sigmas[0]`` is the start level (the rest of ``sigmas`` is ignored); ``max_steps`` (default ``len(sigmas) − 1``,
@@ -97,7 +97,9 @@ def sample_tpdm(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     ``trace`` (a list) receives one dict per step: ``sigma``, ``sigma_next`` (B,), ``ratio``, ``alpha``, ``beta``,
     ``log_prob`` (Beta log-density of the clamped ratio), ``active`` (bool, the images that took this step; the
     others' entries are to be masked) and ``features`` (detached fp32). ``schedules`` (a list) receives each image's
-    realised σ sequence (1-D float32, start to end). Returns the samples.
+    realised σ sequence (1-D float32, start to end). ``trace_cache`` = (device, dtype) moves the traced features
+    there as they are made (a trainer's CPU / fp16 cache), else they stay fp32 where the model made them.
+    Returns the samples.
     """
     extra_args = {} if extra_args is None else extra_args
     sigmas = torch.as_tensor(sigmas)
@@ -147,7 +149,7 @@ def sample_tpdm(model, x, sigmas, extra_args=None, callback=None, disable=None, 
         if trace is not None:
             trace.append({"step": i, "sigma": sigma.clone(), "sigma_next": nxt.clone(), "ratio": ratio,
                           "alpha": alpha, "beta": beta, "log_prob": log_prob, "active": active.clone(),
-                          "features": features.detach()})
+                          "features": features.detach(*trace_cache) if trace_cache else features.detach()})
         # Euler, written as the stock sampler writes it (x + d·dt, d = (x − D)/σ), so a frozen run reproduces bitwise.
         d = (x - denoised) / sigma.to(x.dtype).reshape(view)
         stepped = x + d * (nxt.to(x.dtype) - sigma.to(x.dtype)).reshape(view)
@@ -193,6 +195,10 @@ def sample_sl_tpdm(model, x, sigmas, extra_args=None, callback=None, disable=Non
 
 
 def effective_min_sigma(min_sigma: float, kind: ModelKind | None) -> float:
-    """min_sigma floored at the model's smallest noise level: a discrete model has no timestep below it, and the
-    realised schedule stays inside the model's range so a frozen run loads with Load Schedule unchanged."""
-    return min_sigma if kind is None else max(float(min_sigma), float(kind.sigma_min))
+    """min_sigma floored at the model's smallest noise level, except on flow models. A discrete eps / v model has no
+    timestep below σ_min; a flow model's timestep is multiplier·σ for any σ in (0, 1] (SD3's σ_min 0.003 is only the
+    end of ComfyUI's 1000-entry table), so there the official stop below 0.001 is kept (docs/tpdm.md, "Stopping
+    defaults"). EDM models keep the floor: their TPMs are trained down to σ_min (e.g. the patch UNet's 0.002)."""
+    if kind is None or kind.kind == "flow":
+        return float(min_sigma)
+    return max(float(min_sigma), float(kind.sigma_min))

@@ -133,16 +133,3 @@ def test_the_lab_check_sees_private_names(tmp_path, source, expected):
         assert len(lab_to_private({"lab.x.mod": path})) == expected
     finally:
         ROOT = root
-
-
-def test_the_node_zip_holds_no_lab_code():
-    """.comfyignore (read by comfy-cli when it packs the node zip) leaves out lab/ and tests/, and nothing ComfyUI
-    loads. Only folder patterns are used, so the check is exact without a gitignore matcher."""
-    patterns = [line.strip() for line in (ROOT / ".comfyignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
-    assert all(p.endswith("/") and "*" not in p and not p.startswith("!") for p in patterns), patterns
-    assert {"lab/", "tests/"} <= set(patterns)
-    ignored = {p.rstrip("/") for p in patterns}
-    shipped = {m.split(".")[0] for m in PACK} | {"web", "example_workflows", "locales"}
-    assert not ignored & shipped, f".comfyignore leaves out pack folders: {sorted(ignored & shipped)}"
-    assert all(in_lab(m) for m in MODS if m.split(".")[0] in ignored)

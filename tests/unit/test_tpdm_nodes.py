@@ -87,11 +87,25 @@ def test_batch_freeze_writes_one_file_per_image_and_reports_each(tmp_path):
     assert reports[-1].count("steps:") == 2
 
 
-def test_min_sigma_is_floored_at_the_model_smallest_level():
+def test_min_sigma_is_floored_at_the_smallest_level_of_discrete_models_only():
     kind = ModelKind.vp()
     assert effective_min_sigma(0.001, kind) == pytest.approx(kind.sigma_min)
     assert effective_min_sigma(0.5, kind) == 0.5
     assert effective_min_sigma(0.001, None) == 0.001
+    sd3 = ModelKind.flow(shift=3.0)  # σ_min 0.003 is the end of ComfyUI's table, not of the flow's time
+    assert sd3.sigma_min > 0.0029 and effective_min_sigma(0.001, sd3) == 0.001
+
+
+def test_stop_on_sd3_ends_below_the_official_0p001_not_the_table_end(tmp_path):
+    reports = []
+    state = _state(report=reports.append)
+    model = TappedFlow(state, torch.zeros(1, 2, 4, 4))
+    state.cfg_of = model.cfg_of
+    sample_sl_tpdm(model, torch.randn(1, 2, 4, 4), torch.tensor([1.0, 0.0]), kind=ModelKind.flow(shift=3.0),
+                   tpdm=state, max_steps=200, final_step="stop")
+    (schedule,) = state.last
+    assert float(schedule[-1]) < 1e-3 <= float(schedule[-2])  # the table end 0.003 would have stopped above 0.001
+    assert "raised" not in reports[-1]
 
 
 def test_start_below_the_trained_level_warns():
@@ -99,6 +113,13 @@ def test_start_below_the_trained_level_warns():
     assert "below the level" in tpdm_ops.start_warning(0.6, 1.0, kind)
     assert "above the level" in tpdm_ops.start_warning(14.6, 5.0, ModelKind.vp())
     assert tpdm_ops.start_warning(1.0, 1.0, kind) == "" and tpdm_ops.start_warning(0.6, None, kind) == ""
+
+
+def test_official_tpm_on_comfyui_t5_padding_is_warned():
+    (note,) = tpdm_ops.regime_notes(7.0, (64, 64), 7.0, (64, 64), 154, tpdm_ops.OFFICIAL_CONTEXT_TOKENS)
+    assert "154 tokens" in note and "256" in note and "333" in note
+    assert tpdm_ops.regime_notes(7.0, (64, 64), 7.0, (64, 64), 333, 333) == []
+    assert tpdm_ops.regime_notes(7.0, (64, 64), 7.0, (64, 64), 154, None) == []  # a pack-trained TPM: no claim
 
 
 def test_regime_notes_for_cfg_and_grid_outside_training():
