@@ -5,7 +5,7 @@ from ..schedules.constant_rate.cache import cached_velocity
 from ..schedules.constant_rate.construct import DEFAULT_XI
 from . import constant_rate_ops as ops
 from . import host, schedule_ops
-from .node_list import node
+from .node_list import SEED_MAX, node
 
 api = host.v3_api()
 io, ui = api.io, api.ui
@@ -30,9 +30,9 @@ class ConstantRateScheduler(io.ComfyNode):
                 io.Guider.Input("guider", tooltip="The model with its prompt and CFG, e.g. from CFGGuider - the same "
                                 "guider you sample with. The calibration calls the model through it, so the schedule "
                                 "fits your model, prompt and CFG."),
-                io.Latent.Input("latent", tooltip="Sets the image size. An empty latent (Empty Latent Image) makes "
-                                "the model generate its own sample images first (data-free); a VAE-encoded batch of "
-                                "your images is used as the data instead (no generation calls)."),
+                io.Latent.Input("latent_image", tooltip="Sets the image size. An empty latent (Empty Latent Image) "
+                                "makes the model generate its own sample images first (data-free); a VAE-encoded "
+                                "batch of your images is used as the data instead (no generation calls)."),
                 io.Int.Input("steps", default=10, min=1, max=10000, tooltip="Number of sampling steps."),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip="1.0 for text-to-image. "
                                "Below 1 keeps only the last part of a longer schedule, as KSampler does for img2img."),
@@ -49,7 +49,7 @@ class ConstantRateScheduler(io.ComfyNode):
                 io.Int.Input("points", default=ops.DEFAULT_POINTS, min=4, max=256, tooltip="Noise levels the "
                              "change is measured at. Model calls = points x samples / batch (+ samples x 12 / batch "
                              "to generate data-free samples)."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=False,
+                io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=False,
                              tooltip="Seed of the calibration noise (and of the data-free samples)."),
                 io.String.Input("save_as", default="", optional=True, tooltip="Optional: also save the schedule "
                                 "as a schedule file in models/schedules under this name (empty = do not save). An "
@@ -67,7 +67,7 @@ class ConstantRateScheduler(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, guider, latent, steps, denoise, measure, xi, samples, points, seed, save_as="",
+    def execute(cls, guider, latent_image, steps, denoise, measure, xi, samples, points, seed, save_as="",
                 overwrite=False) -> io.NodeOutput:
         ops.check_measure(measure)
         ops.check_settings(steps, denoise, xi)  # before a calibration that could take minutes
@@ -76,6 +76,7 @@ class ConstantRateScheduler(io.ComfyNode):
             schedule_ops.check_save_target(save_as, host.schedule_write_dir(), overwrite)
         model = guider.model_patcher
         kind = host.model_kind_of(model)
+        latent = latent_image
         latent_samples = latent["samples"]
         if measure == "data-free":
             velocity, status = ops.calibrate(None, kind, latent_samples, measure), "data-free"

@@ -8,6 +8,7 @@ from __future__ import annotations
 from ..schedules.model_kind import ModelKind
 from . import host, schedule_ops
 from .node_list import node
+from .plot_image import schedule_image
 from .plot_route import plot_axes
 from .registry import SCHEDULERS
 
@@ -136,21 +137,26 @@ class ScheduleInfo(io.ComfyNode):
             display_name="Schedule Info",
             category=SIGMAS_CATEGORY,
             description="Describe SIGMAS: step count, noise range and the log-SNR step sizes (a good schedule "
-                        "has no huge jumps). Shown on the node and plotted by the Schedule Lab web extension.",
+                        "has no huge jumps). Shown on the node, plotted by the Schedule Lab web extension and "
+                        "given as an IMAGE (for Save Image or API runs).",
             is_output_node=True,
             inputs=[
                 io.Sigmas.Input("sigmas", tooltip="The schedule to describe."),
                 io.Model.Input("model", optional=True, tooltip="Optional: the model, so log-SNR is computed in "
                                "its own parametrisation (needed for flow models)."),
             ],
-            outputs=[io.String.Output("info", tooltip="The same report as text.")],
+            # new outputs go last: saved workflows link outputs by slot index
+            outputs=[io.String.Output("info", tooltip="The same report as text."),
+                     io.Image.Output("plot", tooltip="The schedule's plot (log σ per step) as an image, drawn on "
+                                     "the server: connect Save Image or Preview Image.")],
         )
 
     @classmethod
     def execute(cls, sigmas, model=None) -> io.NodeOutput:
         kind = host.model_kind_of(model) if model is not None else None
         text = schedule_ops.schedule_info(sigmas, kind)
-        plot = {"label": "this schedule", "kind": (kind or ModelKind.vp()).kind,
-                **plot_axes(sigmas, kind or ModelKind.vp())}  # no model: log-SNR of the sigma itself
-        return io.NodeOutput(text, ui={"text": (text,), "schedule_lab_sigmas": [plot]})
+        axes = plot_axes(sigmas, kind or ModelKind.vp())  # no model: log-SNR of the sigma itself
+        plot = {"label": "this schedule", "kind": (kind or ModelKind.vp()).kind, **axes}
+        image = schedule_image(axes, f"Schedule Info ({plot['kind']})")
+        return io.NodeOutput(text, image, ui={"text": (text,), "schedule_lab_sigmas": [plot]})
 

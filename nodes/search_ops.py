@@ -65,14 +65,18 @@ def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, popu
     run with ``resume`` continues it (refinement restarts: it is deterministic). ``target`` (user latents in the
     model's space, ≥ 2) replaces the reference endpoints as the Fréchet fitness's target. ``should_stop()`` is
     called before every model call (reference, candidates, refinement) and may raise to cancel within one call.
-    ``overwrite=False`` refuses an existing schedule file of the same name before any model call. Every bad input is
-    a ScheduleError naming it.
+    ``overwrite=False`` refuses an existing schedule file of the same name before any model call, unless ``resume``
+    continues the evolution saved under that name (a finished one is read back and saved again). Every bad input
+    is a ScheduleError naming it.
     """
     try:
         path = Path(directory) / safe_schedule_name(filename)
     except ScheduleError as e:
         raise ScheduleError(f"filename: {e}") from None
-    if not overwrite and path.exists():
+    # resume continues the search saved under this name (finished or not): its own result file is no obstacle
+    resuming = (resume and isinstance(optimiser, str) and not optimiser.startswith("refine")
+                and state_path(directory, filename).exists())
+    if not overwrite and path.exists() and not resuming:
         raise ScheduleError(f"filename: {path.name!r} already exists in the schedules folder; choose another name "
                             "or turn on overwrite.")
     if fitness not in FITNESSES:

@@ -135,13 +135,15 @@ SCHEDULES: dict[str, Schedule] = {
                     "whatever the model.", defaults={"table": "sd1"}),
     "sl_ays_sd1": Schedule(
         ays_for_model,
-        "Align Your Steps (SD1.5 table, Sabour et al. 2024) resampled log-linearly to any step count; "
-        "on non-SD models the noise levels are carried over at equal signal-to-noise ratio.",
+        "Align Your Steps (SD1.5 table, Sabour et al. 2024) resampled log-linearly to any step count; on EDM models "
+        "the noise levels are carried over at equal signal-to-noise ratio, on flow models (SD3, Flux) as the same "
+        "timesteps in the model's time, so the list starts at σ = 1 and follows the shift.",
         defaults={"table": "sd1"}, ours=True),
     "sl_ays_sdxl": Schedule(
         ays_for_model,
-        "Align Your Steps (SDXL table, Sabour et al. 2024) resampled log-linearly to any step count; "
-        "on non-SDXL models the noise levels are carried over at equal signal-to-noise ratio.",
+        "Align Your Steps (SDXL table, Sabour et al. 2024) resampled log-linearly to any step count; on EDM models "
+        "the noise levels are carried over at equal signal-to-noise ratio, on flow models (SD3, Flux) as the same "
+        "timesteps in the model's time, so the list starts at σ = 1 and follows the shift.",
         defaults={"table": "sdxl"}, ours=True),
     "sl_searched": Schedule(
         searched_sigmas,

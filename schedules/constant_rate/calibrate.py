@@ -28,6 +28,8 @@ from .construct import (
     data_free_velocity,
     default_schedule_settings,
     default_velocity,
+    lambda_range,
+    with_cos_tails,
 )
 from .measure import DEFAULT_POINTS, measure_velocity, model_samples
 
@@ -42,6 +44,8 @@ MEASURES = {
     "data-free": "no model calls: closed-form Gaussian Fréchet velocity of a unit-variance latent (= cosine)",
 }
 DEFAULT_MEASURE = "vx+cos"
+#: Velocities that come from no measurement (``Velocity.measure`` of the analytic defaults).
+DATA_FREE_MEASURES = ("default", "data-free", "cos+karras")
 DEFAULT_SAMPLES, GEN_STEPS = 64, 12  # points: DEFAULT_POINTS of .measure (one number for the core and the node)
 XI_MIN, XI_MAX = 0.25, 4.0
 
@@ -121,6 +125,8 @@ def calibrate(model: Callable, kind: ModelKind, latent: torch.Tensor, measure: s
     features = latent_features if name == "frechet" else None
     vel = measure_velocity(name, kind, data, model, points=points, features=features, seed=seed, batch=batch,
                            progress=tick)
+    if kind.kind == "flow":  # the grid starts at σ ≈ 0.99 (measure.FLOW_GRID_LAMBDA_MIN): the closed-form tail above
+        vel = with_cos_tails(vel, lambda_range(kind))
     if measure == "vx+cos":
         vel = Velocity(*vx_plus_cos(vel), "vx+cos", vel.info)
     info = {**vel.info, "model_calls": vel.info["model_calls"] + gen_calls, "generation_calls": gen_calls,
@@ -138,16 +144,25 @@ def vx_plus_cos(vx: Velocity):
 def schedule(velocity: Velocity, kind: ModelKind, steps: int, denoise: float = 1.0,
              xi: float | None = None, end: str | None = None) -> torch.Tensor:
     """SIGMAS of ``velocity`` for ``kind`` with KSampler's denoise rule; measured velocities are smoothed.
-    ``xi``/``end`` None → the per-step-count defaults (``default_schedule_settings``, docs/defaults.md)."""
+    ``xi``/``end`` None → the per-step-count defaults (``default_schedule_settings``, docs/defaults.md).
+
+    A data-free velocity on a flow model is placed in the model's *time*, like ComfyUI's own schedulers: the list
+    of the un-shifted model mapped through the model's shift (SD3's shift, Flux's e^mu), so it follows the shift and
+    starts at σ = 1. A measured velocity was measured at the model's own noise levels and is placed there."""
     validate_steps(steps)
     validate_denoise(denoise)
-    measured = velocity.measure not in ("default", "data-free", "cos+karras")
+    measured = velocity.measure not in DATA_FREE_MEASURES
     auto = default_schedule_settings(steps, kind, measured=measured)
     xi = check_xi(auto["xi"] if xi is None else xi)
     end = auto["end"] if end is None else end
     smooth = DEFAULT_SMOOTH if velocity.measure in ("vx", "veps", "frechet") else 0.0  # vx+cos: smoothed before
-    return truncate_for_denoise(lambda n: constant_rate_sigmas(velocity, kind, n, xi=xi, smooth=smooth, end=end),
-                                steps, denoise).to(torch.float32)
+    base = kind if measured else kind.unshifted()
+
+    def build(n):
+        sigmas = constant_rate_sigmas(velocity, base, n, xi=xi, smooth=smooth, end=end, dtype=torch.float64)
+        return sigmas if base is kind else kind.from_flow_time(sigmas)
+
+    return truncate_for_denoise(build, steps, denoise).to(torch.float32)
 
 
 def dropdown_sigmas(kind: ModelKind, steps: int, velocity: Velocity | None = None,

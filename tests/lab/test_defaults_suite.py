@@ -134,7 +134,8 @@ def test_default_schedule_settings_use_the_grid_nfe_below():
     assert default_schedule_settings(grid[0] - 2) == SETTINGS_BY_NFE[grid[0]]
     assert default_schedule_settings(7) == SETTINGS_BY_NFE[6]
     assert default_schedule_settings(200) == SETTINGS_BY_NFE[20]
-    assert default_schedule_settings(5, ModelKind.flow(3.0))["end"] == "hold"
+    assert default_schedule_settings(5, ModelKind.flow(3.0))["end"] == "land"  # flow lands (docs/defaults.md §7)
+    assert default_schedule_settings(8, ModelKind.flow(3.0), measured=True)["end"] == "land"
 
 
 # ---- the guard -------------------------------------------------------------------------------------------------

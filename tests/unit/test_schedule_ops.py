@@ -8,7 +8,7 @@ import torch
 
 from schedule_lab.nodes import schedule_ops
 from schedule_lab.nodes.registry import SAMPLERS, SCHEDULERS
-from schedule_lab.schedules import ModelKind, ScheduleError, ays
+from schedule_lab.schedules import ModelKind, ScheduleError, ays, convert_sigmas
 
 EPS, FLOW = ModelKind.vp("eps"), ModelKind.flow(shift=3.0)
 
@@ -33,10 +33,11 @@ def test_ays_on_an_sd_model_is_the_published_table():
     assert torch.equal(SCHEDULERS["sl_ays_sd1"].fn(EPS, 10), ays(10, "sd1"))
 
 
-def test_ays_on_a_flow_model_keeps_the_signal_to_noise_ratio():
-    vp, fl = SCHEDULERS["sl_ays_sd1"].fn(EPS, 10).double(), SCHEDULERS["sl_ays_sd1"].fn(FLOW, 10).double()
-    # SNR of VP sigma s is 1/s^2; of flow sigma f it is ((1-f)/f)^2.
-    assert torch.allclose(1 / vp[:-1], (1 - fl[:-1]) / fl[:-1], rtol=1e-5)
+def test_ays_on_a_flow_model_keeps_the_timesteps():
+    fl = SCHEDULERS["sl_ays_sd1"].fn(FLOW, 10).double()
+    # the published SD1 timesteps 999, 850, ..., 24 as the flow model's times (t + 1) / 1000, then SD3's shift 3
+    t = torch.tensor([999, 850, 736, 645, 545, 455, 343, 233, 124, 24], dtype=torch.float64) + 1
+    assert torch.allclose(fl[:-1], 3 * (t / 1000) / (1 + 2 * (t / 1000)), rtol=1e-5)
 
 
 def test_pack_schedule_applies_ksampler_denoise_semantics():
@@ -77,8 +78,9 @@ def test_load_resamples_and_truncates(tmp_path):
 def test_load_carries_a_schedule_to_a_flow_model(tmp_path):
     sig = schedule_ops.pack_schedule(EPS, "sl_ays_sd1", 8, 1.0)
     path = schedule_ops.save_schedule_file(sig, EPS, "vp", str(tmp_path))
-    assert torch.allclose(schedule_ops.load_schedule_file(path, FLOW), schedule_ops.pack_schedule(
-        FLOW, "sl_ays_sd1", 8, 1.0), rtol=1e-5)
+    # a saved file is carried at equal signal-to-noise ratio
+    assert torch.allclose(schedule_ops.load_schedule_file(path, FLOW), convert_sigmas(sig, EPS, FLOW).float(),
+                          rtol=1e-5)
 
 
 def test_save_refuses_to_overwrite_unless_asked(tmp_path):

@@ -71,6 +71,18 @@ def test_cancel_then_resume_gives_the_uninterrupted_result(tmp_path):
     assert report.startswith("resumed") and torch.equal(resumed, full)
 
 
+def test_resuming_a_finished_search_needs_no_overwrite(tmp_path):
+    """The node's defaults (overwrite off, resume on): queueing a finished search again reads its saved state back
+    and gives the same schedule; a fresh search (resume off) under a taken name is still refused."""
+    first, path, _ = _search(tmp_path, overwrite=False)
+    again, path2, report = _search(tmp_path, overwrite=False, resume=True)
+    assert path2 == path and report.startswith("resumed") and torch.equal(again, first)
+    with pytest.raises(ScheduleError, match="already exists.*overwrite"):
+        _search(tmp_path, overwrite=False, resume=False)
+    with pytest.raises(ScheduleError, match="already exists"):  # refinement keeps no state to resume
+        _search(tmp_path, overwrite=False, resume=True, optimiser="refine", refine_iterations=1)
+
+
 def test_search_bad_inputs_name_the_input(tmp_path):
     with pytest.raises(ScheduleError, match="nfe=1"):
         _search(tmp_path, nfe=1)
