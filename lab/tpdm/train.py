@@ -90,8 +90,28 @@ def build_parser(prog: str = "schedule-lab tpdm train") -> argparse.ArgumentPars
     p.add_argument("--resume", type=Path, default=None, help="continue from this checkpoint (same options)")
     p.add_argument("--export", type=Path, default=None, help="write the trained TPM (.safetensors) + a JSON record")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="wall-time budget: stop (checkpoint, export) after the first iteration past it; the record "
+                        "names the iterations done and the command that retrains them")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (a line per 10 iterations instead)")
     return p
+
+
+def retrain_command(argv: list[str], iterations: int) -> str:
+    """The command that trains these weights again: ``--iterations`` set to the iterations that ran, without
+    ``--max-minutes`` (every iteration's randomness depends on (seed, iteration, rank) only) or ``--resume``."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in ("--iterations", "--max-minutes", "--resume"):
+            skip = True
+            continue
+        if a.startswith(("--iterations=", "--max-minutes=", "--resume=")):
+            continue
+        out.append(a)
+    return "schedule-lab tpdm train " + " ".join(shlex.quote(a) for a in [*out, "--iterations", str(iterations)])
 
 
 def tensors_sha256(path) -> str:
@@ -242,8 +262,9 @@ def main(argv=None) -> int:
         print(f"torch threads {torch.get_num_threads()}, world {world}, batch {cfg.groups * cfg.k} per process, "
               f"TPM {sum(p.numel() for p in tpm.parameters())} parameters", flush=True)
     t0 = time.perf_counter()
+    budget = args.max_minutes * 60 if args.max_minutes else None
     history = train(model, tap.read, tpm, scorer, cfg, shape, kind=kind, out=args.out, resume=args.resume,
-                    progress=not args.no_progress, log=log)
+                    progress=not args.no_progress, log=log, max_seconds=budget)
     seconds = time.perf_counter() - t0
     if args.export is not None and rank == 0:
         command = "schedule-lab tpdm train " + " ".join(shlex.quote(a) for a in argv)
@@ -260,7 +281,9 @@ def main(argv=None) -> int:
                         "min_sigma": cfg.min_sigma, "max_steps": cfg.max_steps, "final_step": cfg.final_step},
             "train_config": {k: v for k, v in vars(cfg).items()}, "reward": args.reward, "tau": args.tau,
             "world_size": world, "threads_per_process": args.threads,
-            "command": command, "seconds_this_call": round(seconds, 1),
+            "command": command, "seconds_this_call": round(seconds, 1), "iterations_done": len(history),
+            # the same weights from scratch: this many iterations, without a wall-time budget
+            "retrain_command": retrain_command(argv, len(history)),
             "seconds_total": round(sum(e["seconds"] for e in history), 1),
             "cpu_seconds_total": round(sum(e.get("cpu_seconds", 0.0) for e in history), 1),
             "torch": torch.__version__, "python": platform.python_version(),
