@@ -14,7 +14,7 @@ Every row runs through ``solvers.catalogue.run`` (the one runner of the benchmar
   ``tpdm_bench_patch_unet.*``. N and the reference are smaller than the digits' so that the run (a reference per
   starting level and seed, the search, 5 schedules × 3 budgets) fits in about 15 minutes on one thread.
 
-* ``zoo-flow`` — the zoo's rectified-flow model (``zoo_flow_768``, 3×16×16, issue 20) at SD3's shift 3 (σ 1 →
+* ``zoo-flow`` — the zoo's rectified-flow model (``zoo_flow_768``, 3×16×16, lab/testbeds/zoo.py) at SD3's shift 3 (σ 1 →
   0.003 for the fixed schedules, whose list adds ``simple``, ComfyUI's flow default), ``tpm_zoo_flow``, scored as
   ``patch-unet``; the TPM stops below the min_sigma its file records (0.001, the official stop); writes
   ``tpdm_bench_zoo_flow.*``.

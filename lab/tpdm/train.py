@@ -33,7 +33,7 @@ __all__ = ["build_parser", "main"]
 TESTBED_SETUPS = {
     "edm-digits": ("vp-eps", "endpoint", 0.1, "ModelKind.vp('eps') (SD1 range)"),
     "patch-unet": ("edm", "endpoint-features", 1.0, "ModelKind.edm(0.002, 80) (the model's own range)"),
-    # the zoo's rectified-flow model (issue 20): σ from 1 (pure noise) to the official stop 0.001; the ratio acts on σ
+    # the zoo's rectified-flow model (lab/testbeds/zoo.py): σ from 1 (pure noise) to the official stop 0.001
     "zoo-flow": ("flow", "endpoint-features", None, "ModelKind.flow(3.0), from sigma 1 to the official stop 0.001"),
 }
 #: stop level per testbed when --min-sigma is not given (default: the range's sigma_min)
