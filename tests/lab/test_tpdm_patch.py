@@ -215,3 +215,15 @@ def test_compare_runs_sl_tpdm_on_the_patch_unet_with_the_tpm_trained_for_it(tmp_
     used = [len(s) - 1 for s in res.schedules[2:]]
     assert all(1 <= n <= cap for n in used) and max(used) > 5, "capped at the grid's step count"
     assert doc["rows"][0]["nfe"] == pytest.approx(sum(used) / len(used), abs=0.01)
+
+
+@pytest.mark.slow
+def test_tau_rule_gives_the_patch_unet_its_recorded_tau():
+    """`schedule-lab tpdm train --tau-rule`: the stock schedule's reward peaks nearest 10 steps at τ = 1.0 on the
+    patch UNet, the τ its TPM was trained with (chosen by the same rule by hand before; docs/tpdm.md)."""
+    from schedule_lab.lab.tpdm.train import tau_by_rule, testbed_model
+
+    model, kind, _, classifier = testbed_model("patch-unet")
+    table, tau = tau_by_rule(model, kind, classifier, kind.sigma_max, 0.85)
+    assert tau == 1.0 and table["peak_steps"][1.0] == 10 and table["schedule"] == "karras"
+    assert table["feature_error"][8] > table["feature_error"][10] > table["feature_error"][20]
