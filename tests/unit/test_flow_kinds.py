@@ -21,9 +21,10 @@ from schedule_lab.schedules.constant_rate.construct import (
     default_velocity,
     with_cos_tails,
 )
-from schedule_lab.schedules.constant_rate.measure import FLOW_GRID_LAMBDA_MIN, measurement_grid, model_samples
+from schedule_lab.schedules.constant_rate.measure import FLOW_GRID_LAMBDA_MIN, measurement_grid
 from schedule_lab.schedules.model_kind import flow_shift
 from schedule_lab.solvers import catalogue
+from schedule_lab.solvers.classic import model_samples
 
 FLOW_KINDS = {"sd3-shift1": ModelKind.flow(1.0), "sd3-shift3": ModelKind.flow(3.0), "flux-1024": ModelKind.flux(1.15),
               "flux-512": ModelKind.flux(0.5 + 0.65 * (1024 - 256) / (4096 - 256))}
@@ -188,7 +189,7 @@ def test_landing_beats_holding_for_dpmpp_2m_on_a_flow_model(flow_testbed, shift)
 def test_a_flow_calibration_spends_no_step_above_sigma_095(flow_testbed):
     model, _, _ = flow_testbed
     kind = ModelKind.flow(1.0)
-    vel = calibrate(model, kind, torch.zeros(32, 16), "vx+cos", samples=64)
+    vel = calibrate(model, kind, torch.zeros(32, 16), "vx+cos", samples=64, generate=model_samples)
     for steps in (4, 5, 8):
         sigmas = schedule(vel, kind, steps)
         assert float(sigmas[0]) == 1.0 and float(sigmas[1]) < 0.95, sigmas
