@@ -288,7 +288,7 @@ def adapt_to_kind(doc: dict, kind: ModelKind, *, clamp: bool = False,
     what = f"schedule {doc['provenance']['method']!r} (made for a {src.describe()})"
     if src.kind == "flow" and kind.kind == "flow":
         # a flow model's time is continuous (timestep = multiplier·σ for any σ in (0, 1]); σ_min is only the end of
-        # ComfyUI's 1000-entry table, and e.g. a frozen TPDM run stops below it (docs/tpdm.md, "Stopping defaults")
+        # ComfyUI's 1000-entry table, and e.g. a frozen TPDM run stops below it (docs/tpdm.md)
         positive = sigmas[sigmas > 0]
         if len(positive) and float(positive.min()) < kind.sigma_min:
             kind = dataclasses.replace(kind, sigma_min=float(positive.min()))

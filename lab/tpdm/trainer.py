@@ -345,7 +345,7 @@ def _dist():
 def train(model, read_features: Callable, tpm: torch.nn.Module, scorer: Callable, cfg: TrainConfig,
           sample_shape: tuple[int, ...], kind=None, out: str | Path | None = None, resume: str | Path | None = None,
           conditions: Callable | None = None, progress: bool = True, log: Callable | None = None,
-          stop_after: int | None = None) -> list[dict]:
+          stop_after: int | None = None, max_seconds: float | None = None) -> list[dict]:
     """Train ``tpm`` in place; returns the per-iteration log (statistics averaged over ranks).
 
     Args:
@@ -362,6 +362,8 @@ def train(model, read_features: Callable, tpm: torch.nn.Module, scorer: Callable
             result equals the uninterrupted run.
         conditions: ``conditions(group_ids) -> extra_args`` for conditional models (prompts); None = unconditional.
         stop_after: stop (after saving) once this many iterations ran in this call — an interruption, for tests.
+        max_seconds: stop (after saving) after the first iteration that ends past this wall-time budget of the call;
+            the log's length says how many ran (the same iterations, from the start, give the same weights).
     """
     dist, rank, world = _dist()
     tpm.float().train()
@@ -393,6 +395,7 @@ def train(model, read_features: Callable, tpm: torch.nn.Module, scorer: Callable
         bar = tqdm(total=cfg.iterations, initial=start, desc="tpdm train", unit="it")
     done = 0
     last_saved = start
+    t_call = time.perf_counter()
     for it in range(start, cfg.iterations):
         t0, c0 = time.perf_counter(), time.process_time()
         b = cfg.groups * cfg.k
@@ -448,7 +451,12 @@ def train(model, read_features: Callable, tpm: torch.nn.Module, scorer: Callable
             bar.set_postfix(steps=f"{entry['steps_mean']:.2f}", score=f"{entry['score_mean']:.3f}")
         if log is not None and rank == 0:
             log(entry)
-        last = it + 1 == cfg.iterations or (stop_after is not None and done >= stop_after)
+        over = max_seconds is not None and time.perf_counter() - t_call > max_seconds
+        if over and dist is not None and world > 1:  # every rank stops at the same iteration
+            flag = torch.tensor([1.0 if over else 0.0])
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            over = bool(flag.item())
+        last = it + 1 == cfg.iterations or (stop_after is not None and done >= stop_after) or over
         if ckpt is not None and rank == 0 and ((it + 1) % cfg.save_every == 0 or last):
             save_checkpoint(ckpt, tpm, optimizer, it + 1, cfg, history)
             last_saved = it + 1

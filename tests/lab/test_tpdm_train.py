@@ -376,3 +376,15 @@ def test_divergence_is_reported_with_the_iteration_and_the_last_checkpoint_kept(
     assert kept == failed - 1 >= 1
     with safe_open(str(tmp_path / "checkpoint.safetensors"), framework="pt") as f:
         assert int(f.metadata()["iteration"]) == kept
+
+
+def test_a_wall_time_budget_stops_after_the_iteration_past_it_and_the_record_retrains_that_count(tmp_path):
+    model, tap, tpm = _setup()
+    hist = T.train(model, tap.read, tpm, _score, CFG, (64,), kind=KIND, out=tmp_path, progress=False, max_seconds=0)
+    assert len(hist) == 1  # the first iteration ends past a 0 s budget
+    with safe_open(str(tmp_path / "checkpoint.safetensors"), framework="pt") as f:
+        assert int(f.metadata()["iteration"]) == 1
+    from schedule_lab.lab.tpdm.train import retrain_command
+
+    argv = ["--testbed", "zoo-flow", "--iterations", "400", "--max-minutes", "20", "--head", "bounded"]
+    assert retrain_command(argv, 137) == "schedule-lab tpdm train --testbed zoo-flow --head bounded --iterations 137"
