@@ -48,11 +48,12 @@ from pathlib import Path
 import torch
 
 from schedule_lab.kernels.frechet import gaussian_stats
+from schedule_lab.schedules.catalogue import schedule_sigmas
 from schedule_lab.schedules.search.fitness import ReferenceSet
 from schedule_lab.schedules.search.genes import GeneSpace, uniform_genes
 from schedule_lab.schedules.search.refine import refine
 from schedule_lab.solvers import catalogue
-from schedule_lab.solvers.classic import sample_euler
+from schedule_lab.solvers.classic import sample_euler, sample_heun
 from schedule_lab.solvers.tpdm.tpm import (
     SD3_MEDIUM_CFG_STEP_FLOPS,  # the recorded count, used when diffusers is missing
 )
@@ -154,7 +155,7 @@ def _searched(bed, nfe: int, log, shape=(64,), ref: ReferenceSet | None = None) 
     space = GeneSpace(bed.kind)
     if ref is None:
         ref = ReferenceSet(bed.model, bed.kind, shape, n_search=256, n_holdout=128, seed=SEARCH_SEED,
-                           reference_steps=100, nfe=nfe)
+                           reference_steps=100, nfe=nfe, reference_sampler=sample_heun)
     t0 = time.perf_counter()
     r = refine(bed.model, sample_euler, ref, space.sigmas(uniform_genes(space, nfe)), seed=SEARCH_SEED,
                iterations=60, lr=0.2, batch=64, eval_every=5)
@@ -198,13 +199,13 @@ def run(tpm_path: Path, seeds, n: int, search: bool, log=print, testbed: str = "
     if search:
         t0 = time.perf_counter()
         shared = ReferenceSet(bed.model, bed.kind, setup["shape"], n_search=256, n_holdout=128, seed=SEARCH_SEED,
-                              reference_steps=100, nfe=max(nfes))
+                              reference_steps=100, nfe=max(nfes), reference_sampler=sample_heun)
         log(f"  search reference (Heun-100, 384 samples): {time.perf_counter() - t0:.1f} s")
         searched = {nfe: _searched(bed, nfe, log, setup["shape"], shared) for nfe in nfes}
     methods = M.sampler_methods(bed.kind, ["euler"], setup.get("fixed", FIXED))
     if search:
         def searched_sigmas(steps):  # the harness probes other step counts on a Gaussian (NFE count, noise check)
-            return searched[steps] if steps in searched else catalogue.schedule_sigmas("karras", bed.kind, steps)
+            return searched[steps] if steps in searched else schedule_sigmas("karras", bed.kind, steps)
 
         methods.append(M.Method("euler", "searched (refine, Euler)", "search", searched_sigmas, bed.kind))
     fixed = evaluate(methods, bed, nfes, seeds, n_samples=n, ref_steps=ref_steps, log=log)

@@ -14,11 +14,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from schedule_lab.lab.testbeds.metrics import NFECounter
 from schedule_lab.lab.testbeds.models import load_edm_mlp
 from schedule_lab.lab.testbeds.taps import tap_for
 from schedule_lab.lab.tpdm import rl
 from schedule_lab.lab.tpdm import trainer as T
+from schedule_lab.schedules.model_calls import CountedModel
 from schedule_lab.schedules.model_kind import ModelKind
 from schedule_lab.solvers.tpdm.tpm import TPMFeatures, tpm_for_features
 
@@ -73,14 +73,14 @@ def test_cached_log_probs_equal_rollout():
 
 def test_ppo_epochs_never_run_the_diffusion_model_and_first_ratio_is_one():
     model, tap, tpm = _setup()
-    counted = NFECounter(model)
+    counted = CountedModel(model)
     ro = _rollout(counted, tap, tpm)
-    calls = counted.nfe
+    calls = counted.calls
     assert calls == int(ro.steps.max())  # one batched call per step
     adv = rl.rloo_advantages(torch.tensor([1.0, 0.5, 0.2, 0.9]), ro.groups)
     params = list(tpm.parameters())
     out = T.ppo_update(tpm, params, T.make_optimizer(tpm, CFG), ro, adv, replace(CFG, ppo_epochs=3))
-    assert counted.nfe == calls
+    assert counted.calls == calls
     first = out["epochs"][0]
     assert first["ratio"] == 1.0 and first["clipfrac"] == 0.0 and first["approx_kl"] == 0.0
     assert out["epochs"][-1]["ratio"] != 1.0  # the later epochs see the updated TPM

@@ -12,6 +12,7 @@ import torch
 from schedule_lab.lab.testbeds.gaussian import GaussianTestbed
 from schedule_lab.nodes import constant_rate_ops, search_ops
 from schedule_lab.schedules import ModelKind, ScheduleError
+from schedule_lab.schedules.constant_rate import calibrate as calibrate_module
 from schedule_lab.schedules.constant_rate.construct import (
     constant_rate_sigmas,
     data_free_velocity,
@@ -304,7 +305,7 @@ def test_constant_rate_data_free_matches_the_core_and_its_model_feeds_the_dropdo
     assert guider.calls == 0 and "data-free default (no model calls)" in report
     handler = v3.comfy["comfy.samplers"].SCHEDULER_HANDLERS["sl_constant_rate"].handler
     torch.testing.assert_close(handler(model.get_model_object("model_sampling"), 6),
-                               constant_rate_ops.schedule(default_velocity(kind), kind, 6))
+                               calibrate_module.schedule(default_velocity(kind), kind, 6))
     saved = _run(v3.nodes["SL_LoadSchedule"], model=guider.model_patcher, schedule="cr.json", steps=0, denoise=1.0)
     assert torch.equal(saved[0], sigmas)
 
@@ -319,13 +320,13 @@ def test_constant_rate_measures_once_then_reads_the_cache_and_the_model_carries_
         return BED.denoiser(x, sigma)
 
     velocity = constant_rate_ops.calibrate(direct, ModelKind.vp(), torch.zeros(2, 4, 4, 4), "vx", 4, 2, 0)
-    torch.testing.assert_close(sigmas, constant_rate_ops.schedule(velocity, ModelKind.vp(), 6, xi=1.5),
+    torch.testing.assert_close(sigmas, calibrate_module.schedule(velocity, ModelKind.vp(), 6, xi=1.5),
                                rtol=1e-4, atol=1e-6)
     again = _constant_rate(v3, v3.Guider(v3.model(), BED.denoiser), "vx")
     assert torch.equal(again[0], sigmas) and "cached calibration (0 model calls now" in again[1]
     handler = v3.comfy["comfy.samplers"].SCHEDULER_HANDLERS["sl_constant_rate"].handler
     torch.testing.assert_close(handler(model.get_model_object("model_sampling"), 6),
-                               constant_rate_ops.schedule(velocity, ModelKind.vp(), 6), rtol=1e-4, atol=1e-6)
+                               calibrate_module.schedule(velocity, ModelKind.vp(), 6), rtol=1e-4, atol=1e-6)
     with pytest.raises(ScheduleError, match="measure: 'fid' is unknown"):
         _constant_rate(v3, guider, "fid")
 

@@ -483,6 +483,29 @@ def test_a_damaged_tpm_file_is_an_error_naming_it(tmp_path, damage):
         official.load_tpm(path)
 
 
+def test_sl_tpdm_runs_its_loop_in_the_core_and_only_calls_the_states_prepare_and_finish():
+    """The state Apply TPM puts on the MODEL observes the run (before / after); the loop never runs in nodes/."""
+    from schedule_lab.solvers.tpdm.sampler import sample_sl_tpdm
+
+    model, calls = FlowOracle(torch.zeros(1, 1, 2, 2)), []
+
+    class Observer:
+        tpm = RowTPM([0.5])
+
+        def prepare(self, model_, x, sigmas, kind, options):
+            calls.append(("prepare", options["min_sigma"], options["requested_min_sigma"], options["max_steps"]))
+            return model_.read
+
+        def finish(self, model_, schedules, kind, options):
+            calls.append(("finish", len(schedules)))
+
+    kind = ModelKind.vp()
+    sample_sl_tpdm(model, torch.randn(1, 1, 2, 2) * 14.6, torch.tensor([14.6, 7.0, 0.0]), tpdm=Observer(),
+                   kind=kind, min_sigma=0.001)
+    assert calls[0] == ("prepare", pytest.approx(kind.sigma_min), 0.001, 2) and calls[1] == ("finish", 1)
+    assert model.calls >= 1
+
+
 # --- the official loop (final_step="stop") ----------------------------------------------------------------------
 def _official_loop(velocity, read, tpm, x, min_sigma, max_steps):
     """The stepping rule of the official SD3 sampler ([M] forward with predict=True, [U] custom_step), written out

@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from schedule_lab.nodes import tpdm_ops
-from schedule_lab.nodes.registry import SAMPLERS
+from schedule_lab.nodes.registry import DROPDOWN_SAMPLERS
 from schedule_lab.nodes.schedule_ops import load_schedule_file
+from schedule_lab.schedules.catalogue import model_needs
 from schedule_lab.schedules.errors import ScheduleError
 from schedule_lab.schedules.model_kind import ModelKind
 from schedule_lab.solvers import catalogue
 from schedule_lab.solvers.classic import sample_euler
-from schedule_lab.solvers.tpdm.sampler import sample_sl_tpdm
+from schedule_lab.solvers.tpdm.sampler import effective_min_sigma, sample_sl_tpdm
 from schedule_lab.solvers.tpdm.taps import COND, UNCOND
 from schedule_lab.solvers.tpdm.tpm import TimePredictor
 
@@ -45,7 +46,8 @@ def _state(**kw):
 
 
 def test_sl_tpdm_is_in_the_sampler_table_and_needs_apply_tpm():
-    assert SAMPLERS["sl_tpdm"].fn is sample_sl_tpdm and SAMPLERS["sl_tpdm"].model_settings == ("tpdm",)
+    assert "sl_tpdm" in DROPDOWN_SAMPLERS and catalogue.SAMPLERS["sl_tpdm"].fn is sample_sl_tpdm
+    assert model_needs(catalogue.SAMPLERS["sl_tpdm"].needs) == ("tpdm",)
     assert catalogue.SAMPLERS["sl_tpdm"].adaptive and catalogue.SAMPLERS["sl_tpdm"].calls is None
     with pytest.raises(ScheduleError, match="Apply TPM"):
         sample_sl_tpdm(None, torch.zeros(1, 2, 2, 2), torch.tensor([1.0, 0.0]))
@@ -87,11 +89,11 @@ def test_batch_freeze_writes_one_file_per_image_and_reports_each(tmp_path):
 
 def test_min_sigma_is_floored_at_the_smallest_level_of_discrete_models_only():
     kind = ModelKind.vp()
-    assert tpdm_ops.effective_min_sigma(0.001, kind) == pytest.approx(kind.sigma_min)
-    assert tpdm_ops.effective_min_sigma(0.5, kind) == 0.5
-    assert tpdm_ops.effective_min_sigma(0.001, None) == 0.001
+    assert effective_min_sigma(0.001, kind) == pytest.approx(kind.sigma_min)
+    assert effective_min_sigma(0.5, kind) == 0.5
+    assert effective_min_sigma(0.001, None) == 0.001
     sd3 = ModelKind.flow(shift=3.0)  # σ_min 0.003 is the end of ComfyUI's table, not of the flow's time
-    assert sd3.sigma_min > 0.0029 and tpdm_ops.effective_min_sigma(0.001, sd3) == 0.001
+    assert sd3.sigma_min > 0.0029 and effective_min_sigma(0.001, sd3) == 0.001
 
 
 def test_stop_on_sd3_ends_below_the_official_0p001_not_the_table_end(tmp_path):
