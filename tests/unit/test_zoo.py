@@ -84,3 +84,14 @@ def test_larger_crops_keep_the_strips():
     assert c.x.shape == (4, 3, 32, 32) and c.x.abs().max() <= 1.0
     # the 16-px crops are unchanged by the size option
     assert torch.equal(crops("tuning", 5, seed=2).x, crops("tuning", 5, seed=2, size=16).x)
+
+
+def test_the_3072_d_model_runs_flat_rows():
+    m = ZooUNet("v", channels=8, size=32).eval()
+    x = torch.randn(2, 3072)
+    with torch.no_grad():
+        d = m(x, torch.tensor([0.5, 3.0]))
+    assert d.shape == (2, 3072) and torch.isfinite(d).all()
+    from schedule_lab.testbeds.zoo import zoo_name
+
+    assert zoo_name("flow", 32) == "zoo_flow_3072" and zoo_name("eps") == "zoo_eps_768"
