@@ -30,6 +30,6 @@ PRESETS: dict[str, Preset] = {
         "sl_tada", "sl_constant_rate", 5,
         "TADA on the constant-rate list: the best few-step (4-6) setting that needs no search in the defaults "
         "study, and the best of all rows on the natural-image UNet at 4-5 steps.",
-        "python -m schedule_lab.benchmarks.defaults_search (benchmarks/results/defaults_search.json, "
+        "python -m schedule_lab.lab.defaults.search (lab/benchmarks/results/defaults_search.json, "
         "best_without_search; tables in defaults_combos.md)"),
 }

@@ -35,10 +35,11 @@ N_AUG_CHOICES = (1, 2, 3)
 ORDER_CHOICES = (1, 2, 3)
 DEFAULT_N_AUG = 2
 
-# Defaults and slider range measured by benchmarks/tada_defaults.py (tables in benchmarks/results/tada_defaults.md,
-# reasoning in docs/tada.md "Defaults"). Order: 2 wins on Karras-type schedules (EDM and SD1 ranges), 3 on the
-# shifted flow schedules that start at sigma = 1 -- the reverse of the spec's suggestion. detail: 0.5-4 is a plateau
-# for both families, 1 (the paper's i.i.d. prior) is within seed noise of the best; 0.1 and 16 stay usable.
+# Defaults and slider range measured by lab/benchmarks/tada_defaults.py (tables in
+# lab/benchmarks/results/tada_defaults.md, reasoning in docs/tada.md "Defaults"). Order: 2 wins on Karras-type
+# schedules (EDM and SD1 ranges), 3 on the shifted flow schedules that start at sigma = 1 -- the reverse of the spec's
+# suggestion. detail: 0.5-4 is a plateau for both families, 1 (the paper's i.i.d. prior) is within seed noise of the
+# best; 0.1 and 16 stay usable.
 DEFAULT_DETAIL = 1.0
 DETAIL_MIN, DETAIL_MAX, DETAIL_STEP = 0.1, 16.0, 0.05
 _DEFAULT_ORDER = {"ve": 2, "flow": 3}
@@ -46,7 +47,7 @@ _DEFAULT_ORDER = {"ve": 2, "flow": 3}
 
 #: Per-NFE defaults (detail, order) for eps/v/EDM kinds on Karras-type schedules, used when ``detail``/``order``
 #: are None (sl_tada in KSampler without a Detail Level node). Produced by
-#: ``python -m schedule_lab.benchmarks.defaults_bench --stage tune`` (benchmarks/results/defaults_chosen.json; rule
+#: ``python -m schedule_lab.lab.defaults.bench --stage tune`` (lab/benchmarks/results/defaults_chosen.json; rule
 #: in docs/defaults.md §3: the lowest worst ratio to dpmpp_2m + karras over the tuning testbeds, per NFE); other step
 #: counts use the grid NFE below (above 20: 20; below 4: 4). Flow kinds keep (DEFAULT_DETAIL, 3).
 SETTINGS_BY_NFE = {4: (2.0, 2), 5: (2.0, 2), 6: (1.0, 2), 8: (4.0, 2), 10: (16.0, 3), 15: (2.0, 2), 20: (2.0, 2)}

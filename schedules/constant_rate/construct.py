@@ -44,8 +44,8 @@ DEFAULT_XI = 1.5
 #: σ_min, where the model is ~identity); "land" places steps + 1 levels and drops σ_min, so every model call is
 #: at a placed level and the last step goes from there straight to 0.
 ENDS = ("hold", "land")
-#: Per-NFE defaults, eps/v/EDM kinds, produced by ``python -m schedule_lab.benchmarks.defaults_bench --stage tune``
-#: (benchmarks/results/defaults_chosen.json; rule: docs/defaults.md §3, the lowest worst ratio to dpmpp_2m + karras
+#: Per-NFE defaults, eps/v/EDM kinds, produced by ``python -m schedule_lab.lab.defaults.bench --stage tune``
+#: (lab/benchmarks/results/defaults_chosen.json; rule: docs/defaults.md §3, the lowest worst ratio to dpmpp_2m + karras
 #: over the tuning testbeds). SETTINGS_BY_NFE: `sl_constant_rate` without a calibration (data-free velocities:
 #: "data-free" = cos, "cos+karras"); MEASURED_SETTINGS_BY_NFE: a measured (vx+cos) calibration. Step counts between
 #: grid points use the grid NFE below (above 20: 20; below 4: 4).

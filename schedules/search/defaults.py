@@ -1,6 +1,6 @@
 """The search's settings per step count, chosen by the defaults rule (docs/defaults.md §3b).
 
-Produced by ``python -m schedule_lab.benchmarks.defaults_search`` (``benchmarks/results/defaults_search.json``;
+Produced by ``python -m schedule_lab.lab.defaults.search`` (``lab/benchmarks/results/defaults_search.json``;
 ``tests/unit/test_defaults_suite.py`` checks this table equals it): for each NFE, the optimiser and starting list
 whose searched DPM-Solver++(2M) list had the lowest worst ratio to ``dpmpp_2m`` + ``karras`` (sliced W2 and RMSE
 to the converged ODE) over the nine tuning testbeds. The candidates:
@@ -23,8 +23,8 @@ __all__ = ["INITS", "OPTIMISERS", "SETTINGS_BY_NFE", "default_search_settings"]
 OPTIMISERS = ("evolution", "refine")
 INITS = ("uniform", "karras", "constant_rate")
 
-#: NFE → (optimiser, initial list). Copied from benchmarks/results/defaults_search.json, written by
-#: ``python -m schedule_lab.benchmarks.defaults_search`` (the rule of docs/defaults.md §3b).
+#: NFE → (optimiser, initial list). Copied from lab/benchmarks/results/defaults_search.json, written by
+#: ``python -m schedule_lab.lab.defaults.search`` (the rule of docs/defaults.md §3b).
 SETTINGS_BY_NFE = {4: ("evolution", "uniform"), 5: ("evolution", "uniform"), 6: ("evolution", "uniform"),
                    8: ("refine", "constant_rate"), 10: ("refine", "constant_rate"), 15: ("refine", "constant_rate"),
                    20: ("evolution", "uniform")}

@@ -24,7 +24,7 @@ WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
 
 
 def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "lab" / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -49,7 +49,7 @@ SAME_LAYOUT = 3.0
 
 def check_thumbnail_is_this_run(path: Path, shot: Path) -> None:
     """The committed template thumbnail is a picture of this workflow after its run: the same frame as one made now
-    from this run's screenshot (tools/make_workflow_thumbnails.py) and the same layout, outputs included. (Two
+    from this run's screenshot (lab/tools/make_workflow_thumbnails.py) and the same layout, outputs included. (Two
     workflows whose graphs are the same after the swap, e.g. an SD1.5 and an SDXL twin, look alike by design.)"""
     from PIL import Image
 
@@ -60,7 +60,7 @@ def check_thumbnail_is_this_run(path: Path, shot: Path) -> None:
     print(f"thumbnail {path.stem}: layout difference {difference:.2f}")
     assert difference < SAME_LAYOUT, (
         f"{path.stem}.jpg does not show this workflow after its run (layout difference {difference:.1f}): run "
-        "python tools/make_workflow_thumbnails.py after the browser tests")
+        "python lab/tools/make_workflow_thumbnails.py after the browser tests")
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from schedule_lab.lab.testbeds.gaussian import GaussianTestbed
 from schedule_lab.schedules import ModelKind, ScheduleError, karras, validate_sigmas
 from schedule_lab.schedules.constant_rate.calibrate import schedule as constant_rate_schedule
 from schedule_lab.schedules.constant_rate.construct import Velocity, data_free_velocity, default_schedule_settings
 from schedule_lab.solvers import catalogue as C
-from schedule_lab.testbeds.gaussian import GaussianTestbed
 
 SD = ModelKind.vp("eps")
 ODE_SAMPLERS = [n for n, e in C.SAMPLERS.items() if not e.adaptive and not e.stochastic]
@@ -156,9 +156,9 @@ def test_an_unknown_name_lists_the_catalogue():
 
 
 def test_compare_and_the_benchmark_make_identical_cells_through_run(tmp_path, monkeypatch):
-    from schedule_lab.benchmarks import methods as M
-    from schedule_lab.cli import compare as cmp
-    from schedule_lab.testbeds.models import load_edm_mlp
+    from schedule_lab.lab.benchmarks import methods as M
+    from schedule_lab.lab.cli import compare as cmp
+    from schedule_lab.lab.testbeds.models import load_edm_mlp
 
     cells = []
     real_run = C.run

@@ -8,6 +8,7 @@ import pytest
 import torch
 from scipy.integrate import quad
 
+from schedule_lab.lab.testbeds.gaussian import GaussianTestbed
 from schedule_lab.schedules import ModelKind, ScheduleError, exponential, karras
 from schedule_lab.schedules.constant_rate.construct import (
     DEFAULT_SMOOTH,
@@ -23,7 +24,6 @@ from schedule_lab.schedules.constant_rate.construct import (
     training_density,
 )
 from schedule_lab.schedules.constant_rate.measure import measure_velocity
-from schedule_lab.testbeds.gaussian import GaussianTestbed
 
 KINDS = {"eps": ModelKind.vp("eps"), "v": ModelKind.vp("v"), "edm": ModelKind.edm(), "flow": ModelKind.flow(3.0)}
 F64 = {"dtype": torch.float64}
@@ -248,8 +248,8 @@ def test_training_samples_follow_the_schedule_quantiles():
 # ---------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def edm_model_and_data():
-    from schedule_lab.testbeds.digits import load_digits_split
-    from schedule_lab.testbeds.models import load_edm_mlp
+    from schedule_lab.lab.testbeds.digits import load_digits_split
+    from schedule_lab.lab.testbeds.models import load_edm_mlp
 
     return load_edm_mlp(), load_digits_split().train
 

@@ -9,6 +9,7 @@ import types
 import pytest
 import torch
 
+from schedule_lab.lab.testbeds.gaussian import GaussianTestbed
 from schedule_lab.nodes import constant_rate_ops as ops
 from schedule_lab.nodes import host
 from schedule_lab.nodes.registry import SCHEDULERS
@@ -20,7 +21,6 @@ from schedule_lab.schedules.constant_rate.construct import (
     default_schedule_settings,
     default_velocity,
 )
-from schedule_lab.testbeds.gaussian import GaussianTestbed
 
 KIND = ModelKind.vp()
 

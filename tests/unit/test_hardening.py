@@ -175,8 +175,8 @@ def test_the_search_reference_stage_stops_within_one_model_call(tmp_path):
 
 @lru_cache(maxsize=1)
 def _digits():
-    from schedule_lab.testbeds.digits import load_digits_split
-    from schedule_lab.testbeds.exact import ExactDenoiser
+    from schedule_lab.lab.testbeds.digits import load_digits_split
+    from schedule_lab.lab.testbeds.exact import ExactDenoiser
 
     return ExactDenoiser(load_digits_split().train[:300])
 

@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 
+from schedule_lab.lab.testbeds.gaussian import GaussianTestbed
 from schedule_lab.nodes import constant_rate_ops, search_ops
 from schedule_lab.schedules import ModelKind, ScheduleError
 from schedule_lab.schedules.constant_rate.construct import (
@@ -21,7 +22,6 @@ from schedule_lab.schedules.for_model import ays_for_model
 from schedule_lab.schedules.search.presets import PRESETS, preset_sigmas
 from schedule_lab.solvers.classic import sample_euler
 from schedule_lab.solvers.tada import sample_tada
-from schedule_lab.testbeds.gaussian import GaussianTestbed
 
 #: Permanent workflow identity: saved workflows refer to nodes by these ids.
 NODE_IDS = {"SL_Scheduler", "SL_SaveSchedule", "SL_LoadSchedule", "SL_ScheduleInfo", "SL_TADASampler",

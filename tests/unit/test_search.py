@@ -243,8 +243,8 @@ def test_corrupt_or_foreign_saved_state_is_refused(tmp_path):
 
 @lru_cache(maxsize=1)
 def _digits():
-    from schedule_lab.testbeds.digits import load_digits_split
-    from schedule_lab.testbeds.exact import ExactDenoiser
+    from schedule_lab.lab.testbeds.digits import load_digits_split
+    from schedule_lab.lab.testbeds.exact import ExactDenoiser
 
     model = ExactDenoiser(load_digits_split().train)
     ref = ReferenceSet(model, SD, (64,), n_search=256, n_holdout=256, seed=0, reference_steps=60, nfe=4)

@@ -21,8 +21,8 @@ SD = ModelKind.vp()
 
 @lru_cache(maxsize=1)
 def _model():
-    from schedule_lab.testbeds.digits import load_digits_split
-    from schedule_lab.testbeds.exact import ExactDenoiser
+    from schedule_lab.lab.testbeds.digits import load_digits_split
+    from schedule_lab.lab.testbeds.exact import ExactDenoiser
 
     return ExactDenoiser(load_digits_split().train[:300])
 
@@ -159,9 +159,9 @@ def test_a_sampler_input_runs_with_its_own_options():
     """A SAMPLER (TADA Sampler node: sl_tada with detail 3) driven by Timestep Search gives TADA's detail-3 result."""
     from types import SimpleNamespace
 
+    from schedule_lab.lab.testbeds.gaussian import GaussianTestbed
     from schedule_lab.nodes import host
     from schedule_lab.solvers.tada import sample_tada
-    from schedule_lab.testbeds.gaussian import GaussianTestbed
 
     bed = GaussianTestbed(8, mean=0.2, std=0.5)
     x = torch.randn(2, 8, generator=torch.Generator().manual_seed(0)) * 10
@@ -174,7 +174,7 @@ def test_a_sampler_input_runs_with_its_own_options():
 
 
 def test_search_bench_report_divides_by_the_same_seeds_baselines():
-    from schedule_lab.benchmarks.search_bench import report
+    from schedule_lab.lab.benchmarks.search_bench import report
 
     def row(method, seed, err):
         return {"testbed": "t", "sampler": "euler", "nfe": 4, "seed": seed, "method": method, "rmse": err,
@@ -188,7 +188,7 @@ def test_search_bench_report_divides_by_the_same_seeds_baselines():
 
 
 def test_frechet_search_against_user_latents_and_target_errors(tmp_path):
-    from schedule_lab.testbeds.digits import load_digits_split
+    from schedule_lab.lab.testbeds.digits import load_digits_split
 
     target = load_digits_split().test[:40].reshape(40, 1, 8, 8)
     sigmas, path, _ = _search(tmp_path, fitness="frechet_pooled", target=target)
@@ -267,7 +267,7 @@ def test_refine_optimiser_bad_inputs_name_the_input(tmp_path):
 
 
 def test_search_bench_merges_rows_and_charges_backward_passes_only_to_autograd():
-    from schedule_lab.benchmarks.search_bench import _refine_cost, merge_rows, report
+    from schedule_lab.lab.benchmarks.search_bench import _refine_cost, merge_rows, report
     from schedule_lab.schedules.search.refine import RefineResult
 
     def result(gradient):

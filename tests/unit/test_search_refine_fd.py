@@ -26,8 +26,8 @@ SPACE = GeneSpace(SD)
 
 @lru_cache(maxsize=1)
 def _digits():
-    from schedule_lab.testbeds.digits import load_digits_split
-    from schedule_lab.testbeds.exact import ExactDenoiser
+    from schedule_lab.lab.testbeds.digits import load_digits_split
+    from schedule_lab.lab.testbeds.exact import ExactDenoiser
 
     model = ExactDenoiser(load_digits_split().train)
     return model, ReferenceSet(model, SD, (64,), n_search=64, n_holdout=64, seed=0, reference_steps=40, nfe=4)
@@ -119,7 +119,7 @@ def test_progress_reports_each_iteration_and_can_cancel():
 
 def _inference_mlp():
     """The trained digits MLP with its weights created under inference mode, as ComfyUI loads a checkpoint."""
-    from schedule_lab.testbeds.models import load_edm_mlp
+    from schedule_lab.lab.testbeds.models import load_edm_mlp
 
     with torch.inference_mode():
         model = load_edm_mlp.__wrapped__()

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
+from schedule_lab.lab.testbeds.gaussian import GaussianTestbed
+from schedule_lab.lab.testbeds.reference import karras_sigmas
 from schedule_lab.solvers.classic import sample_dpmpp_2m, sample_euler, sample_heun
-from schedule_lab.testbeds.gaussian import GaussianTestbed
-from schedule_lab.testbeds.reference import karras_sigmas
 
 SAMPLERS = {"euler": sample_euler, "heun": sample_heun, "dpmpp_2m": sample_dpmpp_2m}
 # Convergence orders measured on the Gaussian testbed (closed-form endpoint): euler 0.98, heun 2.16, dpmpp_2m 2.24.

@@ -75,13 +75,13 @@ def test_workflow_uses_only_pack_and_core_nodes_and_real_names(path):
 def test_workflows_are_up_to_date_with_their_builder(tmp_path, monkeypatch):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("mkwf", ROOT / "tools" / "make_example_workflows.py")
+    spec = importlib.util.spec_from_file_location("mkwf", ROOT / "lab" / "tools" / "make_example_workflows.py")
     mod = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, mod)  # dataclasses look their module up while the class is built
     spec.loader.exec_module(mod)
     monkeypatch.setattr(mod, "OUT", tmp_path)
     names = mod.build_all()
-    assert sorted(names) == sorted(p.stem for p in WORKFLOWS), "run python tools/make_example_workflows.py"
+    assert sorted(names) == sorted(p.stem for p in WORKFLOWS), "run python lab/tools/make_example_workflows.py"
     for built in tmp_path.glob("*.json"):
         assert built.read_text() == (ROOT / "example_workflows" / built.name).read_text(), built.name
 
@@ -142,16 +142,16 @@ def test_web_extension_parses(path):
 def test_readme_tables_are_the_generated_ones(generated):
     """Every number in the README's benchmark tables comes from a committed benchmark output, row for row."""
     readme = (ROOT / "README.md").read_text()
-    rows = [line for line in (ROOT / "benchmarks" / "results" / generated).read_text().splitlines()
+    rows = [line for line in (ROOT / "lab" / "benchmarks" / "results" / generated).read_text().splitlines()
             if line.startswith("| ")]
     assert rows
     missing = [row for row in rows if row not in readme]
-    assert not missing, f"README rows differ from benchmarks/results/{generated}: {missing[:2]}"
+    assert not missing, f"README rows differ from lab/benchmarks/results/{generated}: {missing[:2]}"
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
 def test_every_workflow_has_a_template_thumbnail_and_a_note(path):
-    """ComfyUI 0.3.64's template browser shows <name>.jpg beside <name>.json (tools/make_workflow_thumbnails.py):
+    """ComfyUI 0.3.64's template browser shows <name>.jpg beside <name>.json (lab/tools/make_workflow_thumbnails.py):
     a real picture (the browser tests' screenshot of the graph after its run), not a blank or a stub."""
     import numpy as np
     from PIL import Image

@@ -10,6 +10,8 @@ import torch
 from scipy.integrate import quad, solve_ivp
 
 from schedule_lab.kernels.augmented import ab_update_, lower_triangular_apply_
+from schedule_lab.lab.testbeds.gaussian import GaussianTestbed
+from schedule_lab.lab.testbeds.reference import karras_sigmas
 from schedule_lab.schedules.errors import ScheduleError
 from schedule_lab.schedules.model_kind import ModelKind
 from schedule_lab.solvers import tada_coefficients as tc
@@ -22,8 +24,6 @@ from schedule_lab.solvers.tada import (
     tada_noise,
     time_grid,
 )
-from schedule_lab.testbeds.gaussian import GaussianTestbed
-from schedule_lab.testbeds.reference import karras_sigmas
 
 F64 = torch.float64
 

@@ -1,4 +1,0 @@
-"""``python -m schedule_lab.cli`` = the ``schedule-lab`` command."""
-from . import main
-
-raise SystemExit(main())

@@ -1,0 +1,4 @@
+"""``python -m schedule_lab.lab.cli`` = the ``schedule-lab`` command."""
+from . import main
+
+raise SystemExit(main())

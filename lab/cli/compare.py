@@ -1,0 +1,389 @@
+"""The standalone A/B job: every sampler × schedule on a bundled tiny model, no ComfyUI needed.
+
+Two bundled models (``--model``):
+
+* ``patches`` (default): the natural-image EDM UNet (``lab/testbeds/unet.py``, 3×16×16 crops of the photographs that
+  ship with scikit-learn and scikit-image) at **5 steps**, where the methods differ most on the held-out tables
+  (docs/defaults.md). Metrics against 1000 crops of the photographs' held-out strips (which neither the UNet nor its
+  feature network saw): FD_patch (Fréchet distance in the crop-source classifier's 128-d features) and sliced W2
+  (512 projections, the defaults study's distribution distance).
+* ``digits``: the EDM MLP on 8×8 digits at 10 steps (the previous default), FD_cls and SWD against the test split.
+
+Writes into ``--out``: ``grid.png`` (rows = sampler / schedule with NFE and the distances, columns = one noise seed
+each, the same in every row; cells upscaled nearest-neighbour; skipped rows listed under the grid with the reason),
+``schedules.png`` (log σ against step for every schedule shown) and ``table.md`` / ``table.json`` (steps, counted
+NFE, wall time, the two distances and their ratio to stock dpmpp_2m + karras). The samplers and schedules default to
+our euler and dpmpp_2m, the karras and AYS baselines, and every sampler and self-contained schedule of the pack's
+own in ``solvers.catalogue`` — a catalogued method appears here without any change to this file. Every cell is one
+``catalogue.run``. A sampler that needs a trained module the model does not have (``sl_tpdm`` without a TPM for it)
+is listed as skipped with the reason, never run half-way.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from schedule_lab.kernels.frechet import frechet_distance, gaussian_stats
+from schedule_lab.schedules.model_kind import ModelKind
+from schedule_lab.solvers import catalogue
+
+from ..benchmarks.setups import noise
+from ..testbeds.metrics import swd
+
+__all__ = ["DEFAULT_SAMPLERS", "DEFAULT_SCHEDULES", "MODELS", "Bundle", "bundled_tpm", "compare", "default_samplers",
+           "default_schedules", "default_steps", "load_bundle", "valid_names"]
+
+DEFAULT_SAMPLERS = ("euler", "dpmpp_2m")
+DEFAULT_SCHEDULES = ("karras", "ays")
+MODELS = ("patches", "digits")
+#: Steps per model when --steps is not given: 5 on the natural-image UNet, where the held-out tables show the
+#: methods apart (docs/defaults.md §5); 10 on the digits MLP (its previous default).
+DEFAULT_STEPS = {"patches": 5, "digits": 10}
+STOCK = ("dpmpp_2m", "karras")
+
+
+def default_samplers() -> list[str]:
+    return list(DEFAULT_SAMPLERS) + [n for n, e in catalogue.SAMPLERS.items() if e.ours]
+
+
+def default_schedules() -> list[str]:
+    return list(DEFAULT_SCHEDULES) + [n for n, e in catalogue.SCHEDULES.items() if e.ours and e.self_contained]
+
+
+def default_steps(model: str) -> int:
+    return DEFAULT_STEPS[model]
+
+
+def valid_names() -> tuple[list[str], list[str]]:
+    """Samplers and schedules compare can run: the catalogue's (schedules needing saved files excepted)."""
+    return list(catalogue.SAMPLERS), [n for n, e in catalogue.SCHEDULES.items() if e.self_contained]
+
+
+def model_kind(sigma_range: str, sigma_data: float) -> ModelKind:
+    """``model``: the bundled model's own EDM range 0.002–80 (what ComfyUI's schedulers would see for it);
+    ``sd1``: the SD1 VP range 0.0292–14.61 that the AYS SD1 table covers."""
+    return ModelKind.edm(0.002, 80.0, sigma_data) if sigma_range == "model" else ModelKind.vp("eps")
+
+
+@dataclass
+class Bundle:
+    """What compare needs of a bundled model: the denoiser, its weights' name, the sample shape, the two metrics
+    against a reference set (``metrics(x) -> {name: value}``, names in ``metric_names``), their floor (another data
+    split against the reference), the cell drawing and the TPM trained for it (None: sl_tpdm is skipped)."""
+
+    name: str
+    title: str
+    weights: str
+    model: object
+    dim: int
+    metric_names: tuple[str, str]
+    metrics: Callable[[torch.Tensor], dict]
+    floor: dict
+    against: str
+    to_pixels: Callable[[torch.Tensor], object]  # (n, dim) → uint8 array (n, h, w[, 3])
+    cell: int
+    tpm_file: str
+
+
+def _patches_bundle() -> Bundle:
+    from ..testbeds.patches import PATCH, crops
+    from ..testbeds.unet import PATCH_UNET_FILE, load_patch_classifier, load_patch_unet
+
+    model, clf = load_patch_unet(), load_patch_classifier()
+    ref = crops("held_out", 1000, seed=201).x.reshape(1000, -1)  # the defaults suite's held-out reference
+    with torch.no_grad():
+        ref_stats = gaussian_stats(clf.features(ref).double())
+
+    def metrics(x):
+        with torch.no_grad():
+            fd = frechet_distance(*gaussian_stats(clf.features(x.float()).double()), *ref_stats)
+        return {"fd_patch": float(fd), "sw2": swd(x.float(), ref)}
+
+    def to_pixels(x):  # [-1, 1] RGB → uint8 (n, 16, 16, 3)
+        img = ((x.reshape(-1, 3, PATCH, PATCH).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return img.permute(0, 2, 3, 1).numpy()
+
+    floor = metrics(crops("tuning", 1000, seed=101).x.reshape(1000, -1))
+    return Bundle("patches", "natural-image patch UNet (3×16×16, lab/testbeds/unet.py)", f"lab/testbeds/weights/"
+                  f"{PATCH_UNET_FILE}", model, 3 * PATCH * PATCH, ("fd_patch", "sw2"), metrics,
+                  {"name": "tuning-strip crops vs held-out-strip crops (1000 each)", **floor},
+                  "1000 crops of the photographs' held-out strips (seed 201)", to_pixels, 4 * PATCH,
+                  _tpm_name(model))
+
+
+def _digits_bundle() -> Bundle:
+    from ..testbeds.digits import load_digits_split
+    from ..testbeds.metrics import classifier_features, fd_cls
+    from ..testbeds.models import load_classifier, load_edm_mlp
+
+    model, classifier = load_edm_mlp(), load_classifier()
+    split = load_digits_split()
+    test_stats = gaussian_stats(classifier_features(split.test, classifier))
+
+    def metrics(x):
+        return {"fd_cls": fd_cls(x, test_stats, classifier), "swd": swd(x, split.test)}
+
+    def to_pixels(x):  # [-1, 1] → ink dark on white (sklearn digits: 16 = ink)
+        return ((1 - x.reshape(-1, 8, 8).clamp(-1, 1)) * 127.5).round().to(torch.uint8).numpy()
+
+    return Bundle("digits", "bundled EDM MLP digits model (8×8)", "lab/testbeds/weights/edm_mlp_digits", model, 64,
+                  ("fd_cls", "swd"), metrics, {"name": "train split vs test split", **metrics(split.train)},
+                  "the digits test split", to_pixels, 8 * 6, _tpm_name(model))
+
+
+def load_bundle(name: str) -> Bundle:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return _patches_bundle() if name == "patches" else _digits_bundle()
+
+
+def compare(steps: int, samplers, schedules, seed: int, columns: int, n_samples: int, out: Path,
+            sigma_range: str = "model", log=print, model: str = "patches") -> dict:
+    """Every sampler × schedule on bundled model ``model`` (see the module docstring); returns the table document."""
+    import time
+
+    t_start = time.perf_counter()
+    bundle = load_bundle(model)
+    kind = model_kind(sigma_range, float(getattr(bundle.model, "sigma_data", 0.5)))
+    grid_noise = torch.cat([noise(1, seed + j, bundle.dim) for j in range(columns)])
+    batch = torch.cat([grid_noise, noise(n_samples, seed, bundle.dim)])
+    rows, cells = [], []
+    log(f"compare: {len(samplers)} samplers × {len(schedules)} schedules at {steps} steps on the {bundle.title} "
+        f"({kind.describe()}), N = {n_samples} for the metrics, {columns} grid columns from seed {seed}")
+    skipped = []
+    provided, missing = bundled_tpm(bundle.model, bundle.tpm_file, kind)
+    a, b = bundle.metric_names
+    for sampler in samplers:
+        base = catalogue.parse_sampler(sampler)[0]
+        if "tpdm" in catalogue.SAMPLERS[base].needs and "tpdm" not in provided:
+            reason = f"{sampler} (every schedule): {missing}"
+            skipped.append(reason)
+            log(f"  {sampler:<32} SKIPPED: {missing}")
+            continue
+        for schedule in schedules:
+            label = f"{sampler} / {schedule}"
+            try:
+                result = catalogue.run(_tpdm_floor(sampler, kind), schedule, bundle.model, batch, kind=kind,
+                                       steps=steps, seed=seed, provided=provided)
+            except Exception as e:  # noqa: BLE001  (show the other combinations; say why this one is missing)
+                skipped.append(f"{label}: {type(e).__name__}: {e}")
+                log(f"  {label:<32} SKIPPED: {type(e).__name__}: {e}")
+                continue
+            rows.append(_row(sampler, schedule, steps, result, bundle, columns))
+            cells.append(result.x0[:columns])
+            r = rows[-1]
+            log(f"  {label:<32} NFE {r['nfe']:>3}  {_HEAD[a]} {r[a]:8.3f}  {_HEAD[b]} {r[b]:.4f}  {r['wall_s']:.2f} s")
+    if not rows:
+        raise RuntimeError("compare: every combination failed:\n" + "\n".join(skipped))
+    stock = next((r for r in rows if (r["sampler"], r["schedule"]) == STOCK), None)
+    for r in rows:
+        for m in bundle.metric_names:
+            r[f"{m}_vs_stock"] = r[m] / stock[m] if stock is not None and stock[m] > 0 else None
+    out.mkdir(parents=True, exist_ok=True)
+    labels = [(f"{r['sampler']} / {r['schedule']}", f"NFE {r['nfe']}  {_HEAD[a]} {_num(r[a])}  {_HEAD[b]} "
+               f"{_num(r[b])}") for r in rows]
+    draw_grid(cells, labels, [f"seed {seed + j}" for j in range(columns)], out / "grid.png", bundle,
+              footer=[f"skipped {s}" for s in skipped])
+    plot_schedules({s: catalogue.schedule_sigmas(s, kind, steps) for s in schedules}, steps, kind,
+                   out / "schedules.png")
+    doc = {"schema": "schedule-lab/compare/v2", "model": bundle.name, "weights": bundle.weights,
+           "title": bundle.title, "kind": kind.describe(), "steps": steps, "seed": seed, "columns": columns,
+           "n_samples": n_samples, "threads": torch.get_num_threads(), "metrics": list(bundle.metric_names),
+           "against": bundle.against, "floor": bundle.floor, "rows": rows, "skipped": skipped,
+           "total_wall_s": round(time.perf_counter() - t_start, 2)}
+    (out / "table.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out / "table.md").write_text(table_markdown(doc))
+    log(f"wrote {out / 'grid.png'}, {out / 'schedules.png'}, {out / 'table.md'}, {out / 'table.json'} "
+        f"({doc['total_wall_s']:.1f} s)")
+    return doc
+
+
+def _tpm_name(model) -> str:
+    """The bundled TPM trained for ``model`` (``testbeds.models.BUNDLED_TPMS``: tpm_patch_unet, tpm_edm_digits)."""
+    from ..testbeds.models import BUNDLED_TPMS
+
+    return BUNDLED_TPMS.get(type(model).__name__, "")
+
+
+_SD1_RANGE = (ModelKind.vp("eps").sigma_max, ModelKind.vp("eps").sigma_min)
+
+
+def trained_range(name: str) -> tuple[float, float] | None:
+    """(σ start, σ min) a bundled TPM was trained on, from its ``.json`` record (None if the record has none)."""
+    from ..testbeds.models import read_sidecar
+
+    try:
+        sampler = read_sidecar(name).get("sampler") or {}
+    except FileNotFoundError:
+        return None
+    if "sigma_start" not in sampler or "min_sigma" not in sampler:
+        return None
+    return float(sampler["sigma_start"]), float(sampler["min_sigma"])
+
+
+def _same_range(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return all(abs(x - y) <= 1e-3 * abs(y) for x, y in zip(a, b, strict=True))
+
+
+def bundled_tpm(model, name: str | None = None, kind: ModelKind | None = None) -> tuple[dict, str]:
+    """What ``sl_tpdm`` needs on a bundled model: the TPM trained for it (``lab/testbeds/weights/<name>.safetensors``,
+    trained by ``schedule-lab tpdm train`` on the σ range its ``.json`` record names) and the tap that reads the
+    model's features. The schedule then only gives the start level and ``steps`` is the cap, as in ComfyUI's
+    KSampler. ``name`` defaults to the one trained for the model (``testbeds.models.BUNDLED_TPMS``). With ``kind``,
+    a TPM trained on another σ range is not used (its policy was never trained there).
+    Returns ``(provided, why_not)``: ``({"tpdm": ...}, "")``, or ``({}, reason)`` when there is no TPM for it."""
+    from schedule_lab.solvers.tpdm.official import load_tpm
+
+    from ..testbeds.models import WEIGHTS_DIR
+    from ..testbeds.taps import tap_for
+
+    name = _tpm_name(model) if name is None else name
+    if not name:
+        return {}, f"no bundled TPM for {type(model).__name__} (`schedule-lab tpdm train --help` trains one)"
+
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    if not path.exists():
+        return {}, (f"no TPM trained for this model yet (lab/testbeds/weights/{name}.safetensors is missing; "
+                    "`schedule-lab tpdm train --help` trains one); `--model digits --sigma-range sd1` shows "
+                    "sl_tpdm with its bundled TPM")
+    trained = trained_range(name)
+    if kind is not None and trained is not None and not _same_range(trained, (kind.sigma_max, kind.sigma_min)):
+        flag = "--sigma-range sd1" if _same_range(trained, _SD1_RANGE) else "--sigma-range model"
+        return {}, (f"{name} was trained on σ {trained[0]:.4g} → {trained[1]:.4g}, this run samples "
+                    f"{kind.sigma_max:.4g} → {kind.sigma_min:.4g}; {flag} runs it on its own range")
+    try:
+        tap = tap_for(model)
+    except TypeError as e:
+        return {}, str(e)
+    tpm, _ = load_tpm(path)
+    return {"tpdm": (tpm.eval(), tap.read)}, ""
+
+
+def _tpdm_floor(sampler: str, kind: ModelKind) -> str:
+    """``sl_tpdm`` without options stops at the model's smallest noise level, as the Adaptive Steps Sampler node does
+    in ComfyUI (and as the bundled TPM was trained), not at the sampler's generic 0.001."""
+    return f"sl_tpdm(min_sigma={kind.sigma_min!r})" if sampler == "sl_tpdm" else sampler
+
+
+def _row(sampler, schedule, steps, result, bundle: Bundle, columns) -> dict:
+    source = "registry" if catalogue.SAMPLERS[catalogue.parse_sampler(sampler)[0]].ours else "ours"
+    return {"sampler": sampler, "schedule": schedule, "source": source, "steps": steps, "nfe": result.nfe,
+            "wall_s": result.wall_s, **bundle.metrics(result.x0[columns:]),
+            "sigmas": [float(s) for s in result.sigmas]}
+
+
+_HEAD = {"fd_patch": "FD_patch", "sw2": "sliced W2", "fd_cls": "FD_cls", "swd": "SWD"}
+
+
+def _num(v: float) -> str:
+    """Three significant digits without exponent notation (1613, 0.299)."""
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def table_markdown(doc: dict) -> str:
+    a, b = doc["metrics"]
+    fl = doc["floor"]
+    lines = [
+        f"`schedule-lab compare --model {doc['model']}`: {doc['title']}, {doc['kind']}; {doc['steps']} steps; "
+        f"{_HEAD[a]} and {_HEAD[b]} of N = {doc['n_samples']} samples (seed {doc['seed']}) against "
+        f"{doc['against']}; ratios to dpmpp_2m / karras (below 1 = closer to the data); torch threads "
+        f"{doc['threads']}; the whole command took {doc['total_wall_s']:.0f} s. Floor ({fl['name']}): "
+        f"{_HEAD[a]} {fl[a]:.3g}, {_HEAD[b]} {fl[b]:.3g}.",
+        "",
+        f"| sampler | schedule | source | steps | NFE | time s | {_HEAD[a]} ↓ | ÷ stock | {_HEAD[b]} ↓ | ÷ stock |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def ratio(v):
+        return "–" if v is None else f"{v:.2f}"
+
+    for r in doc["rows"]:
+        lines.append(f"| {r['sampler']} | {r['schedule']} | {r['source']} | {r['steps']} | {r['nfe']} | "
+                     f"{r['wall_s']:.2f} | {r[a]:.4g} | {ratio(r[a + '_vs_stock'])} | {r[b]:.4g} | "
+                     f"{ratio(r[b + '_vs_stock'])} |")
+    lines += [f"\nSkipped {s}" for s in doc.get("skipped", [])]
+    return "\n".join(lines) + "\n"
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: a fixed bitmap font
+        return ImageFont.load_default()
+
+
+def draw_grid(cells: list[torch.Tensor], labels: list[tuple[str, str]], column_titles: list[str], path: Path,
+              bundle: Bundle, footer: list[str] = ()):
+    """Rows of cells upscaled nearest-neighbour to ``bundle.cell`` pixels, a two-line label on the left, a title
+    over each column (its seed) and, under the grid, one line per skipped row with the reason."""
+    from PIL import Image, ImageDraw
+
+    font, small = _font(13), _font(11)
+    pad, head, cell = 4, 20, bundle.cell
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    label_w = 8 + max(max(probe.textlength(a, font=font), probe.textlength(b, font=small)) for a, b in labels)
+    label_w = int(label_w) + pad
+    n_cols = cells[0].shape[0]
+    width = label_w + n_cols * (cell + pad) + pad
+    foot = [line for s in footer for line in _wrap(s, small, probe, width - 12)]
+    height = head + len(cells) * (cell + pad) + pad + (16 * len(foot) + 6 if foot else 0)
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    for j, title in enumerate(column_titles):
+        draw.text((label_w + j * (cell + pad) + 2, 4), title, fill="black", font=small)
+    for i, (x, (line1, line2)) in enumerate(zip(cells, labels, strict=True)):
+        y = head + i * (cell + pad)
+        draw.text((6, y + cell // 2 - 16), line1, fill="black", font=font)
+        draw.text((6, y + cell // 2 + 3), line2, fill=(90, 90, 90), font=small)
+        pixels = bundle.to_pixels(x)
+        for j in range(n_cols):
+            tile = Image.fromarray(pixels[j]).resize((cell, cell), Image.NEAREST)
+            img.paste(tile, (label_w + j * (cell + pad), y))
+    y = head + len(cells) * (cell + pad) + pad + 2
+    for line in foot:
+        draw.text((6, y), line, fill=(150, 40, 40), font=small)
+        y += 16
+    img.save(path, optimize=True)
+
+
+def _wrap(text: str, font, probe, width: int) -> list[str]:
+    words, lines, line = text.split(" "), [], ""
+    for w in words:
+        trial = f"{line} {w}".strip()
+        if line and probe.textlength(trial, font=font) > width:
+            lines.append(line)
+            line = "    " + w
+        else:
+            line = trial
+    return lines + [line] if line else lines
+
+
+def plot_schedules(schedules: dict[str, torch.Tensor], steps: int, kind: ModelKind, path: Path):
+    """log σ against step index (positive sigmas; the final 0 is off the log axis) for every schedule."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    styles = ("-", "--", ":", "-.")
+    for i, (name, sigmas) in enumerate(schedules.items()):
+        positive = [float(s) for s in sigmas if s > 0]
+        ax.plot(range(len(positive)), positive, styles[i % len(styles)], marker="o", markersize=3.5,
+                linewidth=1.4, label=f"{name} ({positive[-1]:.3g}–{positive[0]:.3g})")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("σ (log scale; final σ = 0 not shown)")
+    ax.set_title(f"Schedules at {steps} steps; model kind: {kind.kind}, σ {kind.sigma_min:.3g}–{kind.sigma_max:.3g}",
+                 fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,157 @@
+"""The searched lists of the defaults study's rows (docs/defaults.md §3b) and the spec parser the rows share.
+
+A leaf of ``bench`` (no import back): ``searched_sigmas(spec, testbed, part, steps)`` searches a list once
+per (testbed, part, spec, NFE) on the part's own model, from noise no row uses (seed 301 on tuning parts, 401 on
+held-out parts), and caches it with its cost in ``results/defaults_searched/<testbed>.json``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from ..testbeds.suite import kind, load_part
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+SEARCHED_DIR = RESULTS / "defaults_searched"
+SEARCH_SEEDS = {"tuning": 301, "held_out": 401}
+N_SEARCH, N_HOLDOUT = 128, 64
+REFINE = {"iterations": 20, "lr": 0.2, "batch": 32, "eval_every": 2, "gradient": "finite_difference"}
+EXTRA_SEED = 7  # extra_args["seed"] of every row and search (TADA's extra noise)
+
+
+def _options(body: str) -> dict:
+    out = {}
+    for item in filter(None, body.split(",")):
+        k, v = item.split("=")
+        try:
+            out[k] = int(v)
+        except ValueError:
+            try:
+                out[k] = float(v)
+            except ValueError:
+                out[k] = v
+    return out
+
+
+def _split(spec: str) -> tuple[str, dict, str, dict]:
+    sampler, schedule = spec.split("/", 1)
+
+    def parse(s):
+        if "(" in s:
+            name, body = s[:-1].split("(", 1)
+            return name, _options(body)
+        return s, {}
+
+    return (*parse(sampler), *parse(schedule))
+
+
+def catalogue_sampler(spec: str) -> str:
+    """The catalogue name (with options) of a spec's sampler: ``tada(detail=2,order=2)`` → ``sl_tada(...)``."""
+    sampler, opts, _, _ = _split(spec)
+    name = {"dpmpp_2m": "dpmpp_2m", "euler": "euler", "tada": "sl_tada"}.get(sampler)
+    if name is None:
+        raise ValueError(f"unknown sampler in {spec!r}")
+    if sampler == "tada":
+        return f"sl_tada(detail={float(opts['detail'])!r},order={int(opts['order'])})"
+    return name
+
+
+def crs_spec(nfe: int) -> str:
+    """The shipped data-free constant-rate default at ``nfe`` as a row's schedule spec."""
+    from schedule_lab.schedules.constant_rate.construct import default_schedule_settings
+
+    c = default_schedule_settings(nfe, kind())
+    return f"crs(measure={c['measure']},xi={c['xi']:g},end={c['end']})"
+
+
+def _init_sigmas(init: str, nfe: int) -> torch.Tensor:
+    """The refinement's starting list: Karras, or the shipped data-free constant-rate list at ``nfe`` (the same list
+    as the rows' ``crs`` spec: tests/unit/test_defaults_suite.py)."""
+    from schedule_lab.schedules.baseline import karras
+    from schedule_lab.schedules.constant_rate.construct import (
+        constant_rate_sigmas,
+        data_free_velocity,
+        default_schedule_settings,
+    )
+
+    k = kind()
+    if init == "karras":
+        return karras(nfe, k.sigma_min, k.sigma_max).to(torch.float64)
+    if init == "crs":
+        c = default_schedule_settings(nfe, k)
+        return constant_rate_sigmas(data_free_velocity(c["measure"], k), k, nfe, xi=c["xi"],
+                                    end=c["end"]).to(torch.float32).to(torch.float64)
+    raise ValueError(f"unknown init {init!r}")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# searched lists
+# ------------------------------------------------------------------------------------------------------------
+def _searched_path(testbed: str) -> Path:
+    return SEARCHED_DIR / f"{testbed}.json"
+
+
+def _load_searched(testbed: str) -> dict:
+    path = _searched_path(testbed)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save_searched(testbed: str, key: str, entry: dict) -> None:
+    SEARCHED_DIR.mkdir(parents=True, exist_ok=True)
+    mine = _load_searched(testbed)
+    mine[key] = entry
+    tmp = _searched_path(testbed).with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(mine, indent=0, sort_keys=True) + "\n")
+    os.replace(tmp, _searched_path(testbed))
+
+
+def searched_sigmas(spec: str, testbed: str, part: str, steps: int) -> torch.Tensor:
+    """The list ``spec``'s search found on ``testbed``'s ``part`` at ``steps`` (searched once, then cached)."""
+    key = f"{testbed}|{part}|{spec}|{steps}"
+    cached = _load_searched(testbed).get(key)
+    if cached is None:
+        cached = run_search(spec, testbed, part, steps)
+        _save_searched(testbed, key, cached)
+    return torch.tensor(cached["sigmas"], dtype=torch.float64)
+
+
+def run_search(spec: str, testbed: str, part: str, nfe: int) -> dict:
+    """One search (docs/defaults.md §3b): ``spec``'s sampler, settings from its ``searched(...)`` options."""
+    from schedule_lab.schedules.search.evolution import EvolutionConfig, EvolutionSearch
+    from schedule_lab.schedules.search.fitness import EndpointFitness, ReferenceSet
+    from schedule_lab.schedules.search.genes import GeneSpace
+    from schedule_lab.schedules.search.refine import refine
+    from schedule_lab.solvers import catalogue
+    from schedule_lab.solvers.classic import sample_heun
+    _, _, _, opts = _split(spec)
+    p = load_part(testbed, part)
+    sampler = catalogue.bind_sampler(catalogue_sampler(spec), kind())
+    tada = spec.startswith("tada")
+    reference_sampler = sampler if tada else sample_heun  # TADA is searched against its own ODE's endpoint
+    t0 = time.perf_counter()
+    ref = ReferenceSet(p.model, kind(), (p.dim,), n_search=N_SEARCH, n_holdout=N_HOLDOUT, seed=SEARCH_SEEDS[part],
+                       reference_steps=p.reference_steps, nfe=nfe, extra_args={"seed": EXTRA_SEED},
+                       reference_sampler=reference_sampler)
+    t_ref = time.perf_counter() - t0
+    if opts["opt"] == "evolution":
+        fit = EndpointFitness(p.model, sampler, ref, batch=64)
+        result = EvolutionSearch(GeneSpace(kind()), nfe, fit, EvolutionConfig(population=16, generations=8),
+                                 seed=0, label="endpoint").run()
+        sigmas, calls = result.sigmas, fit.model_calls
+    elif opts["opt"] == "refine":
+        init = _init_sigmas(opts["init"], nfe)
+        result = refine(p.model, sampler, ref, init, seed=0, **REFINE)
+        sigmas, calls = result.sigmas, result.model_calls
+        fit = EndpointFitness(p.model, sampler, ref)
+    else:
+        raise ValueError(f"unknown search setting in {spec!r}")
+    holdout = fit.holdout(sigmas.to(torch.float32))
+    return {"sigmas": [float(s) for s in sigmas], "holdout_rmse": float(holdout), "model_calls": int(calls),
+            "reference_calls": int(ref.model_calls), "seconds": round(time.perf_counter() - t0, 2),
+            "reference_seconds": round(t_ref, 2)}
+
+
