@@ -29,11 +29,10 @@ from ..model_kind import ModelKind
 from ..validate import validate_steps
 
 __all__ = [
-    "COORDS", "DEFAULT_SMOOTH", "DEFAULT_XI", "ENDS", "FLOW_MEASURED_SETTINGS", "FLOW_SETTINGS", "LAMBDA_CLIP", "SETTINGS_BY_NFE", "Velocity",
-    "check_xi", "combine", "constant_rate_sigmas", "data_free_velocity", "default_schedule_settings",
-    "MEASURED_SETTINGS_BY_NFE", "with_cos_tails",
-    "cos_velocity", "default_velocity", "gaussian_frechet_velocity", "lambda_range", "power_velocity",
-    "sample_training_sigmas", "training_density",
+    "COORDS", "DEFAULT_SMOOTH", "DEFAULT_XI", "ENDS", "FLOW_MEASURED_SETTINGS", "FLOW_SETTINGS", "LAMBDA_CLIP",
+    "SETTINGS_BY_NFE", "Velocity", "check_xi", "combine", "constant_rate_sigmas", "data_free_velocity",
+    "default_schedule_settings", "MEASURED_SETTINGS_BY_NFE", "with_cos_tails", "cos_velocity", "default_velocity",
+    "gaussian_frechet_velocity", "lambda_range", "power_velocity", "sample_training_sigmas", "training_density"
 ]
 
 COORDS = ("alpha_bar", "sigma", "lambda")
