@@ -26,7 +26,7 @@ from ..errors import ScheduleError
 from ..model_kind import ModelKind
 from .construct import Velocity, lambda_range
 
-__all__ = ["DEFAULT_POINTS", "MEASURES", "measure_velocity", "measurement_grid", "model_input", "model_samples"]
+__all__ = ["DEFAULT_POINTS", "MEASURES", "measure_velocity", "measurement_grid", "model_input"]
 
 MEASURES = ("frechet", "vx", "veps")
 #: Noise levels of a calibration: 24 at 64 samples is the Constant-Rate Scheduler node's setting from the stability
@@ -151,32 +151,3 @@ def measure_velocity(measure: str, kind: ModelKind, data: torch.Tensor, model: C
             "seconds": round(time.perf_counter() - started, 3),
             "features": "identity" if features is None else getattr(features, "__name__", "custom")}
     return Velocity(mid, d / (lam[1:] - lam[:-1]), measure, info)
-
-
-@torch.no_grad()
-def model_samples(model: Callable, kind: ModelKind, shape: tuple, steps: int = 12, seed: int = 0,
-                  batch: int = 64, progress: Callable[[int, int], None] | None = None):
-    """(samples, model calls): data-free x₀ for vx/veps from the model itself, DPM-Solver++(2M) with ``steps``
-    steps on a Karras schedule over ``kind``'s range; flow models: on ComfyUI's "simple" schedule (uniform in the
-    model's time, so it follows the shift; a log-SNR-uniform list from the λ clip spent 5 of 12 steps above σ = 0.98
-    and Euler was first order)."""
-    from ...solvers.classic import sample_dpmpp_2m
-    from ..baseline import karras, simple
-
-    if kind.kind == "flow":
-        sigmas = simple(kind, steps, dtype=torch.float64)
-    else:
-        sigmas = karras(steps, kind.sigma_min, kind.sigma_max, dtype=torch.float64)
-    solver = sample_dpmpp_2m
-    gen = torch.Generator(device="cpu").manual_seed(int(seed) + 7919)
-    noise = torch.randn(shape, generator=gen, dtype=torch.float32)
-    outs, calls = [], 0
-    chunks = list(range(0, shape[0], int(batch)))
-    for i, start in enumerate(chunks):
-        xb = noise[start:start + int(batch)] * float(sigmas[0])
-        outs.append(solver(model, xb, sigmas.to(torch.float32), disable=True))
-        calls += steps
-        if progress is not None:
-            progress(i + 1, len(chunks))
-    return torch.cat(outs), calls
-
