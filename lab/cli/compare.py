@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from schedule_lab.kernels.frechet import frechet_distance, gaussian_stats
+from schedule_lab.schedules import catalogue as schedule_catalogue
 from schedule_lab.schedules.model_kind import ModelKind
 from schedule_lab.solvers import catalogue
 
@@ -51,7 +52,7 @@ def default_samplers() -> list[str]:
 
 
 def default_schedules() -> list[str]:
-    return list(DEFAULT_SCHEDULES) + [n for n, e in catalogue.SCHEDULES.items() if e.ours and e.self_contained]
+    return list(DEFAULT_SCHEDULES) + [n for n, e in schedule_catalogue.SCHEDULES.items() if e.ours and e.self_contained]
 
 
 def default_steps(model: str) -> int:
@@ -60,7 +61,7 @@ def default_steps(model: str) -> int:
 
 def valid_names() -> tuple[list[str], list[str]]:
     """Samplers and schedules compare can run: the catalogue's (schedules needing saved files excepted)."""
-    return list(catalogue.SAMPLERS), [n for n, e in catalogue.SCHEDULES.items() if e.self_contained]
+    return list(catalogue.SAMPLERS), [n for n, e in schedule_catalogue.SCHEDULES.items() if e.self_contained]
 
 
 def model_kind(sigma_range: str, sigma_data: float) -> ModelKind:
@@ -188,7 +189,7 @@ def compare(steps: int, samplers, schedules, seed: int, columns: int, n_samples:
                f"{_num(r[b])}") for r in rows]
     draw_grid(cells, labels, [f"seed {seed + j}" for j in range(columns)], out / "grid.png", bundle,
               footer=[f"skipped {s}" for s in skipped])
-    plot_schedules({s: catalogue.schedule_sigmas(s, kind, steps) for s in schedules}, steps, kind,
+    plot_schedules({s: schedule_catalogue.schedule_sigmas(s, kind, steps) for s in schedules}, steps, kind,
                    out / "schedules.png")
     doc = {"schema": "schedule-lab/compare/v2", "model": bundle.name, "weights": bundle.weights,
            "title": bundle.title, "kind": kind.describe(), "steps": steps, "seed": seed, "columns": columns,

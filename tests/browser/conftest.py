@@ -100,9 +100,9 @@ def pack_files_in(workdir: Path, workflows: list[Path]) -> dict[str, list[str]]:
 
     import torch
 
+    from schedule_lab.schedules.catalogue import schedule_sigmas
     from schedule_lab.schedules.files import make_schedule_doc, save_schedule
     from schedule_lab.schedules.model_kind import ModelKind
-    from schedule_lab.solvers import catalogue
     from schedule_lab.solvers.tpdm.official import save_tpm
     from schedule_lab.solvers.tpdm.tpm import TimePredictor
     from schedule_lab.version import PACK_VERSION
@@ -119,7 +119,7 @@ def pack_files_in(workdir: Path, workflows: list[Path]) -> dict[str, list[str]]:
                 made["tpm"].append(name)
             if node["type"] == "SL_LoadSchedule" and not (workdir / "schedules" / name).exists():
                 kind = ModelKind.vp()
-                sigmas = catalogue.schedule_sigmas("sl_ays_sd1", kind, 10).to(torch.float32)
+                sigmas = schedule_sigmas("sl_ays_sd1", kind, 10).to(torch.float32)
                 save_schedule(str(workdir / "schedules" / name),
                               make_schedule_doc(sigmas, kind, method="saved", params={"note": "browser tests"},
                                                 pack_version=PACK_VERSION))

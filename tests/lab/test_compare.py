@@ -163,10 +163,12 @@ def test_compare_runs_sl_tpdm_to_its_own_stopping_rule_and_reports_the_nfe_it_us
 
 def test_compare_defaults_include_every_registered_sampler_and_scheduler():
     from schedule_lab.lab.cli.compare import default_samplers, default_schedules
-    from schedule_lab.nodes.registry import SAMPLERS, SCHEDULERS
+    from schedule_lab.nodes.registry import DROPDOWN_SAMPLERS, DROPDOWN_SCHEDULERS
+    from schedule_lab.schedules.catalogue import SCHEDULES
 
-    assert set(SAMPLERS) | {"euler", "dpmpp_2m"} <= set(default_samplers())
-    fixed = {n for n, e in SCHEDULERS.items() if not e.saved_files}  # sl_searched needs the user's saved searches
+    assert set(DROPDOWN_SAMPLERS) | {"euler", "dpmpp_2m"} <= set(default_samplers())
+    # sl_searched needs the user's saved searches
+    fixed = {n for n in DROPDOWN_SCHEDULERS if SCHEDULES[n].self_contained}
     assert fixed | {"karras", "ays"} <= set(default_schedules())
 
 

@@ -12,6 +12,7 @@ import torch
 from schedule_lab.lab.testbeds.gaussian import GaussianTestbed
 from schedule_lab.nodes import constant_rate_ops, search_ops
 from schedule_lab.schedules import ModelKind, ScheduleError
+from schedule_lab.schedules.constant_rate import calibrate as calibrate_module
 from schedule_lab.schedules.constant_rate.construct import (
     constant_rate_sigmas,
     data_free_velocity,
@@ -108,6 +109,10 @@ def test_largest_stock_seed_runs(v3):
 # ------------------------------------------------------------------------------------------------------------------
 # schedules
 # ------------------------------------------------------------------------------------------------------------------
+def _in_model_time(kind, sigmas):
+    return kind.from_flow_time(sigmas) if kind.kind == "flow" else sigmas
+
+
 @pytest.mark.parametrize("kind_name", sorted(MODELS))
 def test_schedule_lab_scheduler_gives_the_core_functions_sigmas_for_the_model_kind(v3, kind_name):
     (base, pred), kind = MODELS[kind_name]
@@ -119,8 +124,10 @@ def test_schedule_lab_scheduler_gives_the_core_functions_sigmas_for_the_model_ki
                "sl_ays_sdxl": lambda n: ays_for_model(kind, n, table="sdxl"),
                # the data-free default of an n-step list (per-step-count settings, docs/defaults.md; with denoise
                # the host asks for the full list, so its length picks the settings)
-               "sl_constant_rate": lambda n: constant_rate_sigmas(
-                   data_free_velocity(auto(n)["measure"], kind), kind, n, xi=auto(n)["xi"], end=auto(n)["end"])}
+               # (flow: placed in the model's time, the un-shifted list mapped through the shift)
+               "sl_constant_rate": lambda n: _in_model_time(kind, constant_rate_sigmas(
+                   data_free_velocity(auto(n)["measure"], kind), kind.unshifted(), n, xi=auto(n)["xi"],
+                   end=auto(n)["end"], dtype=torch.float64))}
     for name, oracle in oracles.items():
         full = _run(node, model=model, scheduler=name, steps=7, denoise=1.0)[0]
         assert full.dtype == torch.float32 and len(full) == 8 and float(full[-1]) == 0.0
@@ -292,12 +299,13 @@ def test_constant_rate_data_free_matches_the_core_and_its_model_feeds_the_dropdo
     (base, pred), kind = MODELS["flow"]
     guider = v3.Guider(v3.model(base, pred), BED.denoiser)
     sigmas, report, model = _constant_rate(v3, guider, "data-free", save_as="cr").args
-    torch.testing.assert_close(sigmas, constant_rate_sigmas(default_velocity(kind), kind, 6, xi=1.5).float(),
-                               rtol=2e-4, atol=1e-6)
+    oracle = _in_model_time(kind, constant_rate_sigmas(default_velocity(kind), kind.unshifted(), 6, xi=1.5,
+                                                       end="land", dtype=torch.float64))
+    torch.testing.assert_close(sigmas, oracle.float(), rtol=2e-4, atol=1e-6)
     assert guider.calls == 0 and "data-free default (no model calls)" in report
     handler = v3.comfy["comfy.samplers"].SCHEDULER_HANDLERS["sl_constant_rate"].handler
     torch.testing.assert_close(handler(model.get_model_object("model_sampling"), 6),
-                               constant_rate_ops.schedule(default_velocity(kind), kind, 6))
+                               calibrate_module.schedule(default_velocity(kind), kind, 6))
     saved = _run(v3.nodes["SL_LoadSchedule"], model=guider.model_patcher, schedule="cr.json", steps=0, denoise=1.0)
     assert torch.equal(saved[0], sigmas)
 
@@ -312,13 +320,13 @@ def test_constant_rate_measures_once_then_reads_the_cache_and_the_model_carries_
         return BED.denoiser(x, sigma)
 
     velocity = constant_rate_ops.calibrate(direct, ModelKind.vp(), torch.zeros(2, 4, 4, 4), "vx", 4, 2, 0)
-    torch.testing.assert_close(sigmas, constant_rate_ops.schedule(velocity, ModelKind.vp(), 6, xi=1.5),
+    torch.testing.assert_close(sigmas, calibrate_module.schedule(velocity, ModelKind.vp(), 6, xi=1.5),
                                rtol=1e-4, atol=1e-6)
     again = _constant_rate(v3, v3.Guider(v3.model(), BED.denoiser), "vx")
     assert torch.equal(again[0], sigmas) and "cached calibration (0 model calls now" in again[1]
     handler = v3.comfy["comfy.samplers"].SCHEDULER_HANDLERS["sl_constant_rate"].handler
     torch.testing.assert_close(handler(model.get_model_object("model_sampling"), 6),
-                               constant_rate_ops.schedule(velocity, ModelKind.vp(), 6), rtol=1e-4, atol=1e-6)
+                               calibrate_module.schedule(velocity, ModelKind.vp(), 6), rtol=1e-4, atol=1e-6)
     with pytest.raises(ScheduleError, match="measure: 'fid' is unknown"):
         _constant_rate(v3, guider, "fid")
 

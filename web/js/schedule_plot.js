@@ -7,7 +7,8 @@ import { api } from "../../../scripts/api.js";
 import { drawChart, nearestStep, AXES } from "./schedule_chart.js";
 
 const PLOT_HEIGHT = 190;
-const FAMILIES = ["sd1", "sdxl", "sd2v", "sd3", "flux"];
+// The model-family presets: the pack's one list (nodes/host/plots.py FAMILY_PRESETS), read from the server once.
+let FAMILIES = [];
 
 // Node type -> how its widgets describe a schedule the server can compute before queueing. Each returns
 // {query} (sent to /schedule_lab/plot) or {note} when there is nothing to draw yet. Nothing here is saved.
@@ -79,6 +80,23 @@ function setting(id) {
 const plotsOn = (node) => SL_NODE(node.type) || (STOCK.has(node.type) && setting(STOCK_SETTING) === true);
 
 let savedFiles = [];
+let listing = null;
+// /schedule_lab/schedules: the saved files, KSampler's scheduler names and the model families (read once here,
+// before the first plot is built; refreshFiles re-reads the files).
+function loadListing() {
+  listing ??= api.fetchApi("/schedule_lab/schedules")
+    .then((r) => (r.ok ? r.json() : {}))
+    .then((body) => {
+      FAMILIES = body.families || [];
+      savedFiles = body.schedules || savedFiles;
+    })
+    .catch((e) => {
+      console.warn("[Schedule Lab] could not read the model families", e);
+      listing = null;
+    });
+  return listing;
+}
+
 async function refreshFiles() {
   try {
     const r = await api.fetchApi("/schedule_lab/schedules");
@@ -133,7 +151,7 @@ function addPlot(node, options = {}) {
   bar.style.cssText = "display:flex;gap:3px;flex:0 0 auto";
   const state = { family: "sd1", axis: "log σ", reference: "karras", data: null, ghost: null, note: "",
                   error: "", draws: 0, hover: -1, hoverText: "", fixed: options.fixed || false };
-  const family = select(FAMILIES, state.family, "Model family the plot assumes (the real model is known only when it runs)");
+  const family = select(FAMILIES.length ? FAMILIES : [state.family], state.family, "Model family the plot assumes (the real model is known only when it runs)");
   const axis = select(Object.keys(AXES), state.axis, "Vertical axis");
   const reference = select(["karras", "none"], state.reference, "Ghost overlay: a reference schedule at the same steps");
   bar.append(family, axis, reference);
@@ -401,6 +419,7 @@ app.registerExtension({
   async beforeRegisterNodeDef(nodeType, nodeData) {
     const name = nodeData.name;
     if (!SOURCES[name] && !SL_NODE(name)) return;
+    await loadListing();
 
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
