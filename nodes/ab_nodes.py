@@ -12,7 +12,7 @@ import time
 import torch
 
 from . import ab_ops, host
-from .node_list import node
+from .node_list import SEED_MAX, node
 
 api = host.v3_api()
 io, ui = api.io, api.ui
@@ -79,9 +79,9 @@ class ABCompare(io.ComfyNode):
                 io.Conditioning.Input("positive", tooltip="Positive conditioning, shared by all cells."),
                 io.Conditioning.Input("negative", tooltip="Negative conditioning, shared by all cells."),
                 io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, tooltip="CFG for every cell."),
-                io.Latent.Input("latent", tooltip="Start latent (empty for text-to-image)."),
+                io.Latent.Input("latent_image", tooltip="Start latent (empty for text-to-image)."),
                 io.Vae.Input("vae", tooltip="Decodes every cell for the grid."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="One noise for every cell."),
+                io.Int.Input("seed", default=0, min=0, max=SEED_MAX, tooltip="One noise for every cell."),
                 io.String.Input("entry_list", default="", multiline=True, tooltip="Entries as lines "
                                 "'sampler, scheduler, steps[, label]', after any chained entries."),
                 io.Combo.Input("sweep", options=list(ab_ops.SWEEPS), default="none", tooltip="none: one cell per "
@@ -101,7 +101,7 @@ class ABCompare(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, cfg, latent, vae, seed, entry_list, sweep, sweep_values, columns,
+    def execute(cls, model, positive, negative, cfg, latent_image, vae, seed, entry_list, sweep, sweep_values, columns,
                 entries=None) -> io.NodeOutput:
         node_id = cls.hidden.unique_id if cls.hidden else None
         listed = ab_ops.parse_entry_list(entry_list, host.sampler_names(), host.scheduler_names())
@@ -128,7 +128,7 @@ class ABCompare(io.ComfyNode):
         for cell, sampler, sigmas in plans:
             host.check_interrupted()
             t0 = time.perf_counter()
-            samples, result = host.sample_cell(model, positive, negative, cfg, latent, sampler, sigmas, seed,
+            samples, result = host.sample_cell(model, positive, negative, cfg, latent_image, sampler, sigmas, seed,
                                                callback=lambda *_: bar.step())
             decoded = vae.decode(samples)
             seconds, nfe = time.perf_counter() - t0, result.nfe  # NFE counted: adaptive samplers report theirs

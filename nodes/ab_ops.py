@@ -122,10 +122,10 @@ def expand_sweep(entries: list[ABEntry], sweep: str, values_text: str) -> list[A
 def constant_rate_cell_sigmas(kind: ModelKind, steps: int, denoise: float, xi: float, velocity=None) -> torch.Tensor:
     """Sigmas of a ξ-sweep cell: the catalogue's ``sl_constant_rate`` schedule (the calibration the MODEL carries,
     else the data-free default, exactly as in KSampler's dropdown) with ξ set, under KSampler's denoise rule."""
-    from ..solvers import catalogue
+    from ..schedules.catalogue import schedule_sigmas
 
-    fn = catalogue.SCHEDULES[CONSTANT_RATE].fn
-    return truncate_for_denoise(lambda n: fn(kind, n, velocity=velocity, xi=xi), steps, denoise).to(torch.float32)
+    return truncate_for_denoise(lambda n: schedule_sigmas(CONSTANT_RATE, kind, n, {"velocity": velocity}, xi=xi),
+                                steps, denoise).to(torch.float32)
 
 
 def check_labels(cells: list[ABEntry]) -> None:

@@ -1,17 +1,18 @@
 """Constant-Rate Scheduler node (V3 schema): calibrate a constant-rate schedule on the user's model, cached."""
 from __future__ import annotations
 
+from ..schedules.constant_rate import calibrate as core
 from ..schedules.constant_rate.cache import cached_velocity
 from ..schedules.constant_rate.construct import DEFAULT_XI
 from . import constant_rate_ops as ops
 from . import host, schedule_ops
-from .node_list import node
+from .node_list import SEED_MAX, node
 
 api = host.v3_api()
 io, ui = api.io, api.ui
 
 _MEASURE_TIP = "What 'change' is measured; steps are spread so each one changes the image equally.\n" + "\n".join(
-    f"{name}: {text}" for name, text in ops.MEASURES.items())
+    f"{name}: {text}" for name, text in core.MEASURES.items())
 
 
 @node
@@ -30,26 +31,26 @@ class ConstantRateScheduler(io.ComfyNode):
                 io.Guider.Input("guider", tooltip="The model with its prompt and CFG, e.g. from CFGGuider - the same "
                                 "guider you sample with. The calibration calls the model through it, so the schedule "
                                 "fits your model, prompt and CFG."),
-                io.Latent.Input("latent", tooltip="Sets the image size. An empty latent (Empty Latent Image) makes "
-                                "the model generate its own sample images first (data-free); a VAE-encoded batch of "
-                                "your images is used as the data instead (no generation calls)."),
+                io.Latent.Input("latent_image", tooltip="Sets the image size. An empty latent (Empty Latent Image) "
+                                "makes the model generate its own sample images first (data-free); a VAE-encoded "
+                                "batch of your images is used as the data instead (no generation calls)."),
                 io.Int.Input("steps", default=10, min=1, max=10000, tooltip="Number of sampling steps."),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip="1.0 for text-to-image. "
                                "Below 1 keeps only the last part of a longer schedule, as KSampler does for img2img."),
-                io.Combo.Input("measure", options=list(ops.MEASURES), default=ops.DEFAULT_MEASURE,
+                io.Combo.Input("measure", options=list(core.MEASURES), default=core.DEFAULT_MEASURE,
                                tooltip=_MEASURE_TIP),
-                io.Float.Input("xi", default=DEFAULT_XI, min=ops.XI_MIN, max=ops.XI_MAX, step=0.05,
+                io.Float.Input("xi", default=DEFAULT_XI, min=core.XI_MIN, max=core.XI_MAX, step=0.05,
                                tooltip="Exponent xi: 1 = exactly equal change per step; higher concentrates steps "
                                        "where the image changes fastest (both ends of the noise range). 1.5 measured "
                                        "best. Changing it re-uses the cached calibration."),
-                io.Int.Input("samples", default=ops.DEFAULT_SAMPLES, min=2, max=4096, tooltip="Images the "
+                io.Int.Input("samples", default=core.DEFAULT_SAMPLES, min=2, max=4096, tooltip="Images the "
                              "change is averaged over (rounded up to a multiple of the latent batch). 64 keeps the "
                              "schedule steady across seeds; fewer = cheaper but noisier. The frechet measure needs "
                              "more than channels x 16. A latent batch of 4-8 makes fewer, larger model calls."),
-                io.Int.Input("points", default=ops.DEFAULT_POINTS, min=4, max=256, tooltip="Noise levels the "
+                io.Int.Input("points", default=core.DEFAULT_POINTS, min=4, max=256, tooltip="Noise levels the "
                              "change is measured at. Model calls = points x samples / batch (+ samples x 12 / batch "
                              "to generate data-free samples)."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, control_after_generate=False,
+                io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=False,
                              tooltip="Seed of the calibration noise (and of the data-free samples)."),
                 io.String.Input("save_as", default="", optional=True, tooltip="Optional: also save the schedule "
                                 "as a schedule file in models/schedules under this name (empty = do not save). An "
@@ -67,15 +68,16 @@ class ConstantRateScheduler(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, guider, latent, steps, denoise, measure, xi, samples, points, seed, save_as="",
+    def execute(cls, guider, latent_image, steps, denoise, measure, xi, samples, points, seed, save_as="",
                 overwrite=False) -> io.NodeOutput:
-        ops.check_measure(measure)
-        ops.check_settings(steps, denoise, xi)  # before a calibration that could take minutes
+        core.check_measure(measure)
+        core.check_settings(steps, denoise, xi)  # before a calibration that could take minutes
         saving = bool(save_as and save_as.strip())
         if saving:
             schedule_ops.check_save_target(save_as, host.schedule_write_dir(), overwrite)
         model = guider.model_patcher
         kind = host.model_kind_of(model)
+        latent = latent_image
         latent_samples = latent["samples"]
         if measure == "data-free":
             velocity, status = ops.calibrate(None, kind, latent_samples, measure), "data-free"
@@ -94,11 +96,11 @@ class ConstantRateScheduler(io.ComfyNode):
 
                 return host.calibrate_with_guider(guider, latent, work, seed)
 
-            settings = ops.settings(measure, points, samples, seed, kind, latent_samples)
+            settings = core.settings(measure, points, samples, seed, kind, latent_samples)
             velocity, status = cached_velocity(host.calibration_dir(), host.guider_fingerprint(guider), settings,
                                                measure_now)
         calibrated = host.with_model_setting(model, "velocity", velocity)
-        sigmas = ops.schedule(velocity, kind, steps, denoise, xi)
+        sigmas = core.schedule(velocity, kind, steps, denoise, xi)
         text = ops.report(velocity, status, sigmas)
         if saving:
             params = {"measure": measure, "xi": float(xi), "samples": int(samples), "points": int(points),

@@ -1,28 +1,22 @@
-"""What the Constant-Rate Scheduler node says, as plain functions (no ComfyUI import; unit-tested directly).
+"""What the Constant-Rate Scheduler node does without ComfyUI (unit-tested directly): the calibration with the pack's
+data-free generator, and what the node says.
 
-The calibration itself is core (schedules/constant_rate/calibrate.py); :mod:`.host` supplies the model calls
-(through a GUIDER, so conditioning and CFG apply) and the folders.
+The calibration itself is core (schedules/constant_rate/calibrate.py); the node imports its vocabulary from there.
+:mod:`.host` supplies the model calls (through a GUIDER, so conditioning and CFG apply) and the folders.
 """
 from __future__ import annotations
 
 import torch
 
-from ..schedules.constant_rate.calibrate import (  # noqa: F401  (the node's vocabulary, re-exported for it)
-    DEFAULT_MEASURE,
-    DEFAULT_POINTS,
-    DEFAULT_SAMPLES,
-    GEN_STEPS,
-    MEASURES,
-    XI_MAX,
-    XI_MIN,
-    calibrate,
-    check_measure,
-    check_settings,
-    latent_features,
-    schedule,
-    settings,
-)
+from ..schedules.constant_rate import calibrate as core
 from ..schedules.constant_rate.construct import Velocity
+from ..solvers.classic import model_samples
+
+
+def calibrate(model, kind, latent, measure, *args, **kwargs) -> Velocity:
+    """``schedules.constant_rate.calibrate.calibrate`` with data-free samples drawn by ``solvers.classic.model_samples``
+    (DPM-Solver++(2M) on Karras; Euler on flow models) when the latent is empty."""
+    return core.calibrate(model, kind, latent, measure, *args, generate=model_samples, **kwargs)
 
 
 def report(velocity: Velocity, status: str, sigmas: torch.Tensor) -> str:

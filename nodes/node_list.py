@@ -15,3 +15,7 @@ def node(cls: type) -> type:
     NODES[:] = [c for c in NODES if (c.__module__, c.__qualname__) != key]
     NODES.append(cls)
     return cls
+
+
+#: The stock seed range (KSampler's ``seed``, SamplerCustom's ``noise_seed``): 0 .. 2**64 - 1.
+SEED_MAX = 0xFFFFFFFFFFFFFFFF

@@ -5,11 +5,12 @@ workflow identity; display names may change.
 """
 from __future__ import annotations
 
+from ..schedules.catalogue import SCHEDULES
 from ..schedules.model_kind import ModelKind
-from . import host, schedule_ops
+from . import host, registry, schedule_ops
 from .node_list import node
+from .plot_image import schedule_image
 from .plot_route import plot_axes
-from .registry import SCHEDULERS
 
 api = host.v3_api()
 io, ui = api.io, api.ui
@@ -36,8 +37,8 @@ class PackScheduler(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="The model the schedule is made for; its kind and noise range "
                                "set the sigma values."),
-                io.Combo.Input("scheduler", options=list(SCHEDULERS), tooltip="\n".join(
-                    f"{name}: {entry.description}" for name, entry in SCHEDULERS.items())),
+                io.Combo.Input("scheduler", options=list(registry.DROPDOWN_SCHEDULERS), tooltip="\n".join(
+                    f"{name}: {SCHEDULES[name].description}" for name in registry.DROPDOWN_SCHEDULERS)),
                 io.Int.Input("steps", default=10, min=1, max=10000, tooltip=_STEPS_TIP),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip=_DENOISE_TIP),
             ],
@@ -47,9 +48,10 @@ class PackScheduler(io.ComfyNode):
     @classmethod
     def execute(cls, model, scheduler, steps, denoise) -> io.NodeOutput:
         kind = host.model_kind_of(model)
-        saved = scheduler in SCHEDULERS and SCHEDULERS[scheduler].saved_files
-        found = {"schedule_paths": host.saved_schedule_paths()} if saved else {}
-        return io.NodeOutput(schedule_ops.pack_schedule(kind, scheduler, steps, denoise, found))
+        # what KSampler's dropdown gets for this name: the MODEL's settings, the saved files if the entry needs them
+        needs = SCHEDULES[scheduler].needs if scheduler in SCHEDULES else ()
+        provided = host.host_provided(needs, model.get_model_object("model_sampling"))
+        return io.NodeOutput(schedule_ops.pack_schedule(kind, scheduler, steps, denoise, provided))
 
 
 @node
@@ -136,21 +138,26 @@ class ScheduleInfo(io.ComfyNode):
             display_name="Schedule Info",
             category=SIGMAS_CATEGORY,
             description="Describe SIGMAS: step count, noise range and the log-SNR step sizes (a good schedule "
-                        "has no huge jumps). Shown on the node and plotted by the Schedule Lab web extension.",
+                        "has no huge jumps). Shown on the node, plotted by the Schedule Lab web extension and "
+                        "given as an IMAGE (for Save Image or API runs).",
             is_output_node=True,
             inputs=[
                 io.Sigmas.Input("sigmas", tooltip="The schedule to describe."),
                 io.Model.Input("model", optional=True, tooltip="Optional: the model, so log-SNR is computed in "
                                "its own parametrisation (needed for flow models)."),
             ],
-            outputs=[io.String.Output("info", tooltip="The same report as text.")],
+            # new outputs go last: saved workflows link outputs by slot index
+            outputs=[io.String.Output("info", tooltip="The same report as text."),
+                     io.Image.Output("plot", tooltip="The schedule's plot (log σ per step) as an image, drawn on "
+                                     "the server: connect Save Image or Preview Image.")],
         )
 
     @classmethod
     def execute(cls, sigmas, model=None) -> io.NodeOutput:
         kind = host.model_kind_of(model) if model is not None else None
         text = schedule_ops.schedule_info(sigmas, kind)
-        plot = {"label": "this schedule", "kind": (kind or ModelKind.vp()).kind,
-                **plot_axes(sigmas, kind or ModelKind.vp())}  # no model: log-SNR of the sigma itself
-        return io.NodeOutput(text, ui={"text": (text,), "schedule_lab_sigmas": [plot]})
+        axes = plot_axes(sigmas, kind or ModelKind.vp())  # no model: log-SNR of the sigma itself
+        plot = {"label": "this schedule", "kind": (kind or ModelKind.vp()).kind, **axes}
+        image = schedule_image(axes, f"Schedule Info ({plot['kind']})")
+        return io.NodeOutput(text, image, ui={"text": (text,), "schedule_lab_sigmas": [plot]})
 

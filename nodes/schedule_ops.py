@@ -9,6 +9,7 @@ import os
 import torch
 
 from ..schedules import safe_json
+from ..schedules.catalogue import schedule_sigmas
 from ..schedules.errors import ScheduleError
 from ..schedules.files import (
     MAX_FILE_BYTES,
@@ -22,19 +23,20 @@ from ..schedules.model_kind import ModelKind
 from ..schedules.resample import loglinear_resample, truncate_for_denoise
 from ..schedules.validate import validate_denoise, validate_sigmas, validate_steps
 from ..version import PACK_VERSION
-from .registry import SCHEDULERS
+from . import registry
 
 
 def pack_schedule(kind: ModelKind, scheduler: str, steps: int, denoise: float,
-                  found: dict | None = None) -> torch.Tensor:
-    """Sigmas of a registered pack scheduler, with KSampler's denoise semantics; ``found``: what the entry needs
-    (registry.Entry), e.g. ``schedule_paths``."""
-    if scheduler not in SCHEDULERS:
-        raise ScheduleError(f"scheduler: unknown name {scheduler!r}; choose one of {sorted(SCHEDULERS)}")
+                  provided: dict | None = None) -> torch.Tensor:
+    """Sigmas of a pack scheduler in the dropdowns, with KSampler's denoise semantics; ``provided``: what the
+    catalogue entry needs (``schedules.catalogue.NEEDS``), e.g. ``schedule_paths`` or the MODEL's ``velocity``."""
+    if scheduler not in registry.DROPDOWN_SCHEDULERS:
+        raise ScheduleError(f"scheduler: unknown name {scheduler!r}; choose one of "
+                            f"{sorted(registry.DROPDOWN_SCHEDULERS)}")
     validate_steps(steps)
     validate_denoise(denoise)
-    entry = SCHEDULERS[scheduler]
-    return truncate_for_denoise(lambda n: entry.fn(kind, n, **(found or {})), steps, denoise).to(torch.float32)
+    return truncate_for_denoise(lambda n: schedule_sigmas(scheduler, kind, n, provided), steps,
+                                denoise).to(torch.float32)
 
 
 def check_save_target(filename: str, directory: str, overwrite: bool) -> str:

@@ -5,7 +5,7 @@ The classes only map sockets to :mod:`.search_ops`; ComfyUI is reached through :
 from __future__ import annotations
 
 from . import host, search_ops
-from .node_list import node
+from .node_list import SEED_MAX, node
 
 api = host.v3_api()
 io = api.io
@@ -32,8 +32,8 @@ class TimestepSearch(io.ComfyNode):
             inputs=[
                 io.Guider.Input("guider", tooltip="The model with its prompt and CFG (e.g. from CFGGuider). The "
                                 "schedule is searched for exactly this guidance: re-search for another CFG scale."),
-                io.Latent.Input("latent", tooltip="An empty latent of the size you will generate at; only its shape "
-                                "is used (smaller is faster, the schedule mostly transfers to other sizes)."),
+                io.Latent.Input("latent_image", tooltip="An empty latent of the size you will generate at; only its "
+                                "shape is used (smaller is faster, the schedule mostly transfers to other sizes)."),
                 io.Sampler.Input("sampler", tooltip="The sampler the schedule is tuned for (e.g. KSamplerSelect "
                                  "euler or dpmpp_2m). Deterministic samplers give the cleanest search."),
                 io.Int.Input("nfe", default=4, min=2, max=50, tooltip="Steps of the searched schedule (= model calls "
@@ -54,7 +54,7 @@ class TimestepSearch(io.ComfyNode):
                                "distance of each candidate's result to the reference result from the same noise "
                                "(fidelity to the model). frechet_pooled: distance between the two sets' statistics "
                                "of pooled latents (distribution-level)."),
-                io.Int.Input("seed", default=0, min=0, max=2**31 - 1, tooltip="Seeds the noise and the search; the "
+                io.Int.Input("seed", default=0, min=0, max=SEED_MAX, tooltip="Seeds the noise and the search; the "
                              "same seed and settings give the same schedule."),
                 io.String.Input("filename", default="searched_schedule", tooltip="Schedule file written to "
                                 "models/schedules ('.json' added); its search state is kept beside it as "
@@ -90,7 +90,7 @@ class TimestepSearch(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, guider, latent, sampler, nfe, population, generations, reference_steps, samples, holdout,
+    def execute(cls, guider, latent_image, sampler, nfe, population, generations, reference_steps, samples, holdout,
                 fitness, seed, filename, resume, target_latent=None, optimiser="evolution",
                 refine_iterations=20, overwrite=False) -> io.NodeOutput:
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
@@ -123,7 +123,7 @@ class TimestepSearch(io.ComfyNode):
                 target=target, optimiser=optimiser, refine_iterations=refine_iterations,
                 should_stop=host.check_interrupted, overwrite=overwrite)
 
-        sigmas, _, report = host.run_with_guider(guider, latent, work, seed)
+        sigmas, _, report = host.run_with_guider(guider, latent_image, work, seed)
         host.show_text(node_id, report)
         return io.NodeOutput(sigmas, report)
 

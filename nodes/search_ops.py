@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -20,13 +19,13 @@ from ..schedules.errors import ScheduleError
 from ..schedules.files import adapt_to_kind, doc_kind, load_schedule, safe_schedule_name, save_schedule
 from ..schedules.latents import latent_features, shape_checked
 from ..schedules.resample import loglinear_resample, truncate_for_denoise
-from ..schedules.search.evolution import EvolutionConfig, EvolutionSearch
+from ..schedules.search.evolution import EvolutionConfig
 from ..schedules.search.fitness import EndpointFitness, FrechetFitness, ReferenceSet
 from ..schedules.search.genes import GeneSpace, uniform_genes
+from ..schedules.search.pipeline import optimise
 from ..schedules.search.presets import PRESETS, preset_sigmas
-from ..schedules.search.refine import FD_STEP, refine
+from ..schedules.search.refine import FD_STEP
 from ..schedules.search.results import SEARCH_METHOD, check_search_params, make_search_doc, same_model_family
-from ..schedules.search.state import load_state
 from ..schedules.validate import validate_denoise, validate_steps
 from ..solvers.classic import sample_heun
 from ..version import PACK_VERSION
@@ -65,14 +64,18 @@ def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, popu
     run with ``resume`` continues it (refinement restarts: it is deterministic). ``target`` (user latents in the
     model's space, ≥ 2) replaces the reference endpoints as the Fréchet fitness's target. ``should_stop()`` is
     called before every model call (reference, candidates, refinement) and may raise to cancel within one call.
-    ``overwrite=False`` refuses an existing schedule file of the same name before any model call. Every bad input is
-    a ScheduleError naming it.
+    ``overwrite=False`` refuses an existing schedule file of the same name before any model call, unless ``resume``
+    continues the evolution saved under that name (a finished one is read back and saved again). Every bad input
+    is a ScheduleError naming it.
     """
     try:
         path = Path(directory) / safe_schedule_name(filename)
     except ScheduleError as e:
         raise ScheduleError(f"filename: {e}") from None
-    if not overwrite and path.exists():
+    # resume continues the search saved under this name (finished or not): its own result file is no obstacle
+    resuming = (resume and isinstance(optimiser, str) and not optimiser.startswith("refine")
+                and state_path(directory, filename).exists())
+    if not overwrite and path.exists() and not resuming:
         raise ScheduleError(f"filename: {path.name!r} already exists in the schedules folder; choose another name "
                             "or turn on overwrite.")
     if fitness not in FITNESSES:
@@ -118,34 +121,22 @@ def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, popu
     # the latent shape is part of what was searched: a state saved for another size is not resumed
     label = (f"{fitness}/{sampler_name}/samples={samples}+{holdout}/reference={reference_steps}{target_tag}"
              f"/latent={'x'.join(str(int(d)) for d in shape)}")
-    calls = {"reference": ref.model_calls}
-    resumed = False
-    history, genes, config_doc, evaluations = [], None, {}, 0
     if optimiser == "refine":
-        sigmas = space.sigmas(uniform_genes(space, nfe))
+        init = space.sigmas(uniform_genes(space, nfe))
     elif optimiser == "refine from sl_constant_rate":
-        sigmas = dropdown_sigmas(kind, nfe).to(torch.float64)  # the data-free constant-rate list sl_constant_rate uses
+        init = dropdown_sigmas(kind, nfe).to(torch.float64)  # the data-free constant-rate list sl_constant_rate uses
     else:
-        search = EvolutionSearch(space, nfe, fit, config, seed=seed, label=label)
-        spath = state_path(directory, filename)
-        if resume and spath.exists():
-            search.restore(load_state(spath), source=f"search state {spath.name!r}")
-            resumed = True
-        evo_progress = None if progress is None else (lambda info: progress({**info, "stage": "evolution"}))
-        result = search.run(progress=evo_progress, autosave=spath)
-        sigmas, genes, history, evaluations = result.sigmas, list(result.genes), result.history, result.evaluations
-        config_doc = asdict(config)
-        calls["evolution"] = fit.model_calls
-    refined = None
-    if refining:
-        ref_progress = None if progress is None else (lambda info: progress({**info, "stage": "refine"}))
-        refined = refine(model, sampler, ref, sigmas, iterations=refine_iterations, lr=REFINE_LR[optimiser],
-                         batch=None, eval_every=REFINE_EVAL_EVERY, seed=seed, progress=ref_progress,
-                         gradient="finite_difference", should_stop=should_stop)
-        sigmas = refined.sigmas
-        calls["refine"] = refined.model_calls
+        init = None
+    refine_options = None if not refining else {
+        "iterations": refine_iterations, "lr": REFINE_LR[optimiser], "batch": None, "eval_every": REFINE_EVAL_EVERY,
+        "gradient": "finite_difference"}
+    run = optimise(model, sampler, ref, fit, nfe, evolution=None if init is not None else config, init=init,
+                   refine_options=refine_options, seed=seed, label=label, state_path=state_path(directory, filename),
+                   resume=resume, progress=progress, should_stop=should_stop)
+    sigmas, refined, genes, history = run.sigmas, run.refined, run.genes, run.history
+    calls = {"reference": ref.model_calls, **run.calls}
     before = fit.model_calls
-    best = fit(sigmas) if refining else result.fitness  # the refined list on the search samples
+    best = fit(sigmas) if refining else run.fitness  # the refined list on the search samples
     held = fit.holdout(sigmas) if holdout >= 2 else None
     calls["scoring"] = fit.model_calls - before
     refine_doc = None if refined is None else {
@@ -155,13 +146,14 @@ def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, popu
         "train_rmse": [round(v, 6) for v in refined.train_rmse],
         "holdout_rmse": [[i, round(v, 6)] for i, v in refined.holdout_rmse]}
     doc = make_search_doc(sigmas, kind, nfe=nfe, sampler=sampler_name, fitness=label, best_fitness=best,
-                          holdout_fitness=held, seed=seed, config=config_doc, genes=genes, history=history,
+                          holdout_fitness=held, seed=seed, config=run.config, genes=genes, history=history,
                           pack_version=PACK_VERSION, refined=refined is not None, optimiser=optimiser,
                           refine=refine_doc, model_calls=calls)
     save_schedule(path, doc)
     parts = []
     if not optimiser.startswith("refine"):
-        parts.append(f"{'resumed, ' if resumed else ''}{len(history)} generations, {evaluations} evaluations")
+        parts.append(f"{'resumed, ' if run.resumed else ''}{len(history)} generations, {run.evaluations} "
+                     "evaluations")
     if refined is not None:
         parts.append(f"refined {len(refined.train_rmse)} iterations by finite differences (best at "
                      f"{refined.best_iteration}{', over-fitting after it' if refined.overfit else ''})")

@@ -4,7 +4,6 @@ from __future__ import annotations
 from ..solvers import tada
 from . import host
 from .node_list import node
-from .tada_ops import detail_report
 
 api = host.v3_api()
 io = api.io
@@ -15,6 +14,17 @@ _DETAIL_TIP = (
     "lower gives smoother, more conservative images. Costs no extra steps. "
     f"Range {tada.DETAIL_MIN:g}-{tada.DETAIL_MAX:g}."
 )
+
+
+def detail_report(detail: float, sampler_name: str, explicit: dict) -> str:
+    """What the Detail Level node shows after a run."""
+    if sampler_name != "sl_tada":
+        return (f"Detail Level {detail:g} had no effect: this graph sampled with '{sampler_name}', not TADA. "
+                "Pick 'sl_tada' in KSampler or use the TADA Sampler node.")
+    if "detail" in explicit:
+        return (f"Detail Level {detail:g} had no effect: the TADA Sampler node's own detail "
+                f"{explicit['detail']:g} wins.")
+    return f"Detail Level {detail:g} used by sl_tada."
 
 
 @node

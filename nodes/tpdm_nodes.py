@@ -84,8 +84,9 @@ class AdaptiveStepsSampler(io.ComfyNode):
                         "Needs a model from Apply TPM. The SIGMAS input gives only the start level.",
             inputs=[
                 io.Float.Input("min_sigma", default=tpdm_sampler.DEFAULT_MIN_SIGMA, min=0.0, max=100.0, step=0.0001,
-                               tooltip="An image stops once its next noise level would fall below this (raised to "
-                               "the model's smallest level). Lower: more steps, finer finish. Must be > 0."),
+                               tooltip="An image stops once its next noise level would fall below this (on "
+                               "SD1/SD2/SDXL raised to the model's smallest level; SD3/Flux keep it). Lower: more "
+                               "steps, finer finish. Must be > 0."),
                 io.Int.Input("max_steps", default=tpdm_sampler.DEFAULT_MAX_STEPS, min=1, max=1000,
                              tooltip="The most model calls any image may take."),
                 io.Boolean.Input("stochastic", default=False, tooltip="Off: the TPM's most likely step (repeatable). "

@@ -2,8 +2,9 @@
 
 :class:`TPDMState` travels on a MODEL patched by Apply TPM (in ``transformer_options["schedule_lab"]["tpdm"]``): the
 time predictor, the feature stash the taps fill, how to read the CFG scale, and what to do after a run (show the
-realised schedules on the node, freeze them to a schedule file); the catalogue's ``sl_tpdm``
-(solvers/tpdm/sampler.sample_sl_tpdm) calls its ``sample`` for the KSampler dropdown and the Adaptive Steps Sampler.
+realised schedules on the node, freeze them to a schedule file). The catalogue's ``sl_tpdm``
+(solvers/tpdm/sampler.sample_sl_tpdm) runs the loop for the KSampler dropdown and the Adaptive Steps Sampler and
+calls the state's ``prepare`` before it and ``finish`` after it: the loop never runs from here.
 Decisions in docs/tpdm.md.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from ..schedules.errors import ScheduleError
 from ..schedules.files import make_schedule_doc, safe_schedule_name, save_schedule
 from ..schedules.model_kind import ModelKind
-from ..solvers.tpdm.sampler import check_options, sample_tpdm, to_level
+from ..solvers.tpdm.sampler import check_options, to_level
 from ..solvers.tpdm.taps import FeatureStash
 from ..solvers.tpdm.tpm import TimePredictor
 from ..version import PACK_VERSION
@@ -42,54 +43,45 @@ class TPDMState:
     trained_start: float | None = None
     trained_cfg: float | None = None
     trained_grid: tuple[int, int] | None = None
+    trained_context: int | None = None
     stash: FeatureStash = field(default_factory=FeatureStash)
     last: list = field(default_factory=list)
     last_paths: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
 
     def __deepcopy__(self, memo):  # ModelPatcher.clone deep-copies model_options: keep one state per Apply TPM
         return self
 
-    def sample(self, model, x, sigmas, extra_args=None, callback=None, disable=None, *, kind: ModelKind | None,
-               min_sigma: float, max_steps: int | None, stochastic: bool, final_step: str):
-        if max_steps is None:
-            max_steps = max(len(sigmas) - 1, 1)
-        min_sigma, max_steps, final_step = check_options(min_sigma, max_steps, final_step)
-        used_min = effective_min_sigma(min_sigma, kind)
-        notes = []
-        if used_min != min_sigma:
-            notes.append(f"min_sigma {min_sigma:g} raised to the model's smallest noise level {used_min:.4g}")
+    def prepare(self, model, x, sigmas, kind: ModelKind | None, options: dict):
+        """Before sl_tpdm's loop (the core calls it): notes on the settings, the TPM on the latent's device, a fresh
+        feature stash; returns the feature reader of this run."""
+        self.notes = []
+        if options["min_sigma"] != options["requested_min_sigma"]:
+            self.notes.append(f"min_sigma {options['requested_min_sigma']:g} raised to the model's smallest noise "
+                              f"level {options['min_sigma']:.4g}")
         start = float(sigmas[0]) if len(sigmas) else 0.0
         if len(sigmas) > 1 and float(sigmas[-1]) > 0:
-            notes.append(f"the incoming schedule ends at sigma {float(sigmas[-1]):.4g} (e.g. KSamplerAdvanced's "
-                         "end_at_step); sl_tpdm ignores it: the TPM decides where each image stops")
+            self.notes.append(f"the incoming schedule ends at sigma {float(sigmas[-1]):.4g} (e.g. KSamplerAdvanced's "
+                              "end_at_step); sl_tpdm ignores it: the TPM decides where each image stops")
         warning = start_warning(start, self.trained_start, kind)
         if warning:
             log.warning("[Schedule Lab] %s", warning)
-            notes.append(warning)
-        device = x.device
-        if next(self.tpm.parameters()).device != device:
-            self.tpm.to(device)
+            self.notes.append(warning)
+        if next(self.tpm.parameters()).device != x.device:
+            self.tpm.to(x.device)
         self.stash.clear()
-        schedules: list[torch.Tensor] = []
-        out = sample_tpdm(model, x, sigmas, extra_args, callback, disable, tpm=self.tpm,
-                          read_features=lambda: self.stash.read(self.cfg_of(model)), min_sigma=used_min,
-                          max_steps=max_steps, stochastic=stochastic, final_step=final_step, kind=kind,
-                          schedules=schedules)
-        self.last = schedules
-        self.last_paths = []
-        notes.extend(regime_notes(self.cfg_of(model), self.stash.grid, self.trained_cfg, self.trained_grid))
+        return lambda: self.stash.read(self.cfg_of(model))
+
+    def finish(self, model, schedules: list[torch.Tensor], kind: ModelKind | None, options: dict):
+        """After sl_tpdm's loop: the realised schedules kept for the node, frozen to files if asked, the report."""
+        self.last, self.last_paths = schedules, []
+        notes = self.notes + regime_notes(self.cfg_of(model), self.stash.grid, self.trained_cfg, self.trained_grid,
+                                          self.stash.context_tokens, self.trained_context)
         if self.freeze_name and self.schedule_dir is not None and kind is not None:
-            params = {"tpm": self.tpm_name, "min_sigma": used_min, "max_steps": max_steps,
-                      "stochastic": bool(stochastic), "final_step": final_step}
+            params = {"tpm": self.tpm_name, "min_sigma": options["min_sigma"], "max_steps": options["max_steps"],
+                      "stochastic": options["stochastic"], "final_step": options["final_step"]}
             self.last_paths = freeze_schedules(schedules, kind, self.freeze_name, self.schedule_dir(), params)
         self.report(run_report(schedules, self.last_paths, notes))
-        return out
-
-
-def effective_min_sigma(min_sigma: float, kind: ModelKind | None) -> float:
-    """min_sigma floored at the model's smallest noise level: a discrete model has no timestep below it, and the
-    realised schedule stays inside the model's range so a frozen run loads with Load Schedule unchanged."""
-    return min_sigma if kind is None else max(float(min_sigma), float(kind.sigma_min))
 
 
 def start_warning(start: float, trained_start: float | None, kind: ModelKind | None) -> str:
@@ -108,9 +100,19 @@ def start_warning(start: float, trained_start: float | None, kind: ModelKind | N
     return ""
 
 
-def regime_notes(cfg: float | None, grid, trained_cfg: float | None, trained_grid) -> list[str]:
-    """Warnings when the run is outside what the TPM was trained on (CFG scale, token grid); sampling goes on."""
+#: The official SD3 TPM's text context: 77 CLIP-L/G tokens + T5 padded to 256 (max_sequence_length=256 in [M]).
+OFFICIAL_CONTEXT_TOKENS = 77 + 256
+
+
+def regime_notes(cfg: float | None, grid, trained_cfg: float | None, trained_grid, context_tokens: int | None = None,
+                 trained_context: int | None = None) -> list[str]:
+    """Warnings when the run is outside what the TPM was trained on (CFG scale, token grid, text context length);
+    sampling goes on."""
     notes = []
+    if trained_context is not None and context_tokens is not None and context_tokens != trained_context:
+        notes.append(f"the text context has {context_tokens} tokens (ComfyUI pads SD3's T5 to 77: 77 + 77 = 154); the "
+                     f"official TPM was trained with {trained_context} (T5 padded to 256), which shifts the features "
+                     "it reads a little (the pooled vector and temb are the same), so its steps may differ slightly")
     if trained_cfg is not None and cfg is not None and abs(cfg - trained_cfg) > 1e-6:
         notes.append(f"CFG {cfg:g} differs from the TPM's training CFG {trained_cfg:g}: the TPM reads CFG-extrapolated "
                      "features, so its steps may be off" + (" (CFG 1 gives it cond-only features)" if cfg == 1 else ""))

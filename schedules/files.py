@@ -12,6 +12,7 @@ the hash catches edits and truncation (it is a checksum, not a signature).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -285,6 +286,12 @@ def adapt_to_kind(doc: dict, kind: ModelKind, *, clamp: bool = False,
     src = doc_kind(doc)
     sigmas = doc_sigmas(doc)
     what = f"schedule {doc['provenance']['method']!r} (made for a {src.describe()})"
+    if src.kind == "flow" and kind.kind == "flow":
+        # a flow model's time is continuous (timestep = multiplier·σ for any σ in (0, 1]); σ_min is only the end of
+        # ComfyUI's 1000-entry table, and e.g. a frozen TPDM run stops below it (docs/tpdm.md)
+        positive = sigmas[sigmas > 0]
+        if len(positive) and float(positive.min()) < kind.sigma_min:
+            kind = dataclasses.replace(kind, sigma_min=float(positive.min()))
     try:
         out = convert_sigmas(sigmas, src, kind, clamp=clamp, clamp_hint=clamp_hint)
     except ScheduleError as e:

@@ -38,6 +38,9 @@ TABLE_RTOL = 1e-6
 
 # ComfyUI builds 1000-entry tables for continuous EDM and discrete flow models ("simple" reads them).
 COMFY_TABLE_SIZE = 1000
+# ModelSamplingFlux keeps 10000 entries, shift(k / 10000); the table size of a flow kind is 1 / t(sigma_min).
+FLUX_TABLE_SIZE = 10000
+MAX_FLOW_TABLE = 100000
 
 
 def _f64(x, what: str) -> torch.Tensor:
@@ -221,16 +224,32 @@ class ModelKind:
         return cls("edm", sigma_min, sigma_max, sigma_data=sigma_data)
 
     @classmethod
-    def flow(cls, shift: float = 1.0, multiplier: float = 1000.0) -> ModelKind:
-        """Rectified-flow model with SD3 shift (ModelSamplingDiscreteFlow; sigma_min = shift(1/1000))."""
+    def flow(cls, shift: float = 1.0, multiplier: float = 1000.0, timesteps: int = COMFY_TABLE_SIZE) -> ModelKind:
+        """Rectified-flow model with SD3 shift (ModelSamplingDiscreteFlow; sigma_min = shift(1/timesteps))."""
         try:
             number = float(shift)
         except (TypeError, ValueError):
             number = math.nan
         if not (math.isfinite(number) and number > 0):
             raise ScheduleError(f"shift={shift!r} must be a finite number > 0 (SD3 uses 3.0, 1 is no shift).")
-        sigma_min = flow_shift(1.0 / COMFY_TABLE_SIZE, number)
+        if isinstance(timesteps, bool) or int(timesteps) != timesteps or not 2 <= timesteps <= MAX_FLOW_TABLE:
+            raise ScheduleError(f"timesteps={timesteps!r} must be a whole number from 2 to {MAX_FLOW_TABLE} "
+                                "(ComfyUI: 1000 for SD3, 10000 for Flux).")
+        sigma_min = flow_shift(1.0 / int(timesteps), number)
         return cls("flow", sigma_min, 1.0, shift=number, multiplier=multiplier)
+
+    @classmethod
+    def flux(cls, mu: float = 1.15) -> ModelKind:
+        """Flux (ModelSamplingFlux): sigma = e^mu / (e^mu + 1/t − 1), SD3's shift with shift = e^mu; the model's
+        timestep is sigma itself (multiplier 1) and its table has 10000 entries. ComfyUI's ModelSamplingFlux node
+        sets mu from the image size: mu = base_shift + (max_shift − base_shift)(w·h/256 − 256)/(4096 − 256)."""
+        try:
+            number = float(mu)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number):
+            raise ScheduleError(f"mu={mu!r} must be a finite number (Flux at 1024x1024: 1.15).")
+        return cls.flow(shift=math.exp(number), multiplier=1.0, timesteps=FLUX_TABLE_SIZE)
 
     # -- identity --
 
@@ -356,20 +375,39 @@ class ModelKind:
             s = x / self.multiplier
         return s.to(_out_dtype(t))
 
+    @property
+    def flow_timesteps(self) -> int:
+        """Entries of a flow model's table, ``T = 1 / t(sigma_min)`` (its smallest time is 1/T): 1000 for SD3's
+        ModelSamplingDiscreteFlow, 10000 for ModelSamplingFlux."""
+        if self.kind != "flow":
+            raise ScheduleError(f"flow_timesteps is a property of flow models, not of kind {self.kind!r}.")
+        t_min = float(self.to_flow_time(torch.tensor(self.sigma_min, dtype=torch.float64)))
+        return int(min(MAX_FLOW_TABLE, max(2, round(1.0 / t_min))))
+
     def comfy_table(self) -> torch.Tensor:
         """Ascending float64 table ComfyUI keeps as ``model_sampling.sigmas`` for this kind.
 
         eps/v: ``sigmas_table``; edm: 1000 sigmas uniform in log sigma (= uniform in ComfyUI's EDM timestep);
-        flow: ``shift(k / 1000)`` for k = 1..1000 (ModelSamplingDiscreteFlow; Flux keeps 10000 entries).
+        flow: ``shift(k / T)`` for k = 1..T, T = ``flow_timesteps`` (1000 for ModelSamplingDiscreteFlow, 10000 for
+        ModelSamplingFlux).
         """
         if self.is_discrete:
             self._log_table()
             return self.sigmas_table
-        n = COMFY_TABLE_SIZE
         if self.kind == "edm":
             lo, hi = math.log(self.sigma_min), math.log(self.sigma_max)
-            return torch.linspace(lo, hi, n, dtype=torch.float64).exp()
+            return torch.linspace(lo, hi, COMFY_TABLE_SIZE, dtype=torch.float64).exp()
+        n = self.flow_timesteps
         return flow_shift(torch.arange(1, n + 1, dtype=torch.float64) / n, self.shift)
+
+    def unshifted(self) -> ModelKind:
+        """A flow kind without its time shift (shift 1, sigma = t over the same times); other kinds as they are.
+        ComfyUI's schedulers act in the model's timestep space, so a shift-s list is the shift-1 list mapped
+        through ``from_flow_time``."""
+        if self.kind != "flow":
+            return self
+        t_min = float(self.to_flow_time(torch.tensor(self.sigma_min, dtype=torch.float64)))
+        return ModelKind("flow", t_min, 1.0, shift=1.0, multiplier=self.multiplier)
 
     # -- serialisation --
 

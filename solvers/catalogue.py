@@ -1,10 +1,12 @@
-"""The one public method catalogue: every sampler and schedule the pack knows, and one ``run`` for any pair.
+"""The sampler table: every sampler the pack knows, declared once; one binder; and one ``run`` for any pair.
 
-``SAMPLERS`` and ``SCHEDULES`` map a name to an entry: the core function, a one-line description, its default
-options, capability flags and what it ``needs`` from whoever runs it (ComfyUI's host, a benchmark, the CLI). The
-stock baselines (euler, heun, dpmpp_2m; karras, exponential, simple, ays) sit next to ours (``sl_`` names).
-``schedule-lab compare``, every benchmark and (next) the A/B node make every cell with :func:`run`;
-``nodes/registry.py`` says which of these names appear in ComfyUI's dropdowns.
+``SAMPLERS`` maps a name to a :class:`Sampler`: the core function (the k-diffusion contract), a one-line description,
+its default options, capability flags and what it ``needs`` (``schedules.catalogue.NEEDS``: the model's kind, a
+setting carried by the MODEL such as ``detail``). The stock baselines (euler, heun, dpmpp_2m) sit next to ours
+(``sl_`` names). The schedules' table is its sibling, ``schedules/catalogue.py``. :func:`bind_sampler` is the one
+place where defaults, what the caller provides and options written in the name are merged: KSampler registration,
+the nodes, ``schedule-lab`` and the lab all bind through it; :func:`run` makes every cell of ``schedule-lab
+compare``, the benchmarks and the A/B node. ``nodes/registry.py`` says which names appear in ComfyUI's dropdowns.
 
 Flags of a sampler: ``adaptive`` (decides its own steps: NFE ≠ len(sigmas) − 1, per-image step counts; it reports
 the schedule each image took as ``info["schedules"]``, a list of 1-D sigma tensors, in its last ``callback``),
@@ -12,8 +14,8 @@ the schedule each image took as ``info["schedules"]``, a list of 1-D sigma tenso
 ``own_ode`` (after that draw it solves an ODE of its own, so as steps grow it converges to its own endpoint, not
 the probability-flow ODE's). ``calls(n)`` is the number of model calls for ``n`` steps ending at σ = 0.
 
-Needs (keyword arguments supplied when the caller has them; see ``NEEDS``): a sampler gets ``kind`` and model
-settings such as ``detail``; a schedule ``fn(kind, steps, **options)`` gets ``velocity`` or ``schedule_paths``.
+Adding a sampler: write its function in its own module under ``solvers/`` and add one entry here
+(docs/architecture.md, "Adding a sampler or a schedule").
 """
 from __future__ import annotations
 
@@ -24,25 +26,13 @@ from typing import Any
 
 import torch
 
-from ..schedules import baseline
-from ..schedules.constant_rate.calibrate import dropdown_sigmas
-from ..schedules.for_model import ays_for_model
+from ..schedules.catalogue import entry, schedule_sigmas, supplied
+from ..schedules.model_calls import CountedModel
 from ..schedules.model_kind import ModelKind
-from ..schedules.search.results import searched_sigmas
 from . import classic, tada
 from .tpdm import sampler as tpdm_sampler
 
-__all__ = ["NEEDS", "SAMPLERS", "SCHEDULES", "Result", "Sampler", "Schedule", "bind_sampler", "parse_sampler",
-           "run", "schedule_sigmas"]
-
-#: What an entry may need, and who supplies it in ComfyUI (the host) and outside it (run's ``provided``).
-NEEDS = {
-    "kind": "the model's ModelKind (sampler option; run passes its kind)",
-    "detail": "a model setting: the Detail Level node's value on the MODEL (TADA)",
-    "velocity": "a model setting: the Constant-Rate Scheduler's calibration carried by the MODEL",
-    "tpdm": "a model setting: Apply TPM's time predictor and feature taps on the MODEL (TPDM), or (tpm, read_features)",
-    "schedule_paths": "the user's saved schedule files, (name, path) pairs (models/schedules in ComfyUI)",
-}
+__all__ = ["SAMPLERS", "Result", "Sampler", "bind_sampler", "parse_sampler", "parse_spec", "run"]
 
 
 @dataclass(frozen=True)
@@ -63,22 +53,6 @@ class Sampler:
     def self_contained(self) -> bool:
         """True when a model alone runs it (no trained module such as TPDM's ``tpdm``), so a sweep over names can."""
         return "tpdm" not in self.needs
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """``fn(kind, steps, **options) -> sigmas``: 1-D, descending, ending in 0."""
-
-    fn: Callable[..., torch.Tensor]
-    description: str
-    defaults: dict[str, Any] = field(default_factory=dict)
-    needs: tuple[str, ...] = ()
-    ours: bool = False
-
-    @property
-    def self_contained(self) -> bool:
-        """True when (kind, steps) alone make the schedule (no saved files), so a sweep over names can run it."""
-        return "schedule_paths" not in self.needs
 
 
 def _per_step(n: int) -> int:
@@ -110,55 +84,10 @@ SAMPLERS: dict[str, Sampler] = {
 }
 
 
-def _karras(kind: ModelKind, steps: int, rho: float = 7.0) -> torch.Tensor:
-    return baseline.karras(steps, kind.sigma_min, kind.sigma_max, rho)
-
-
-def _exponential(kind: ModelKind, steps: int) -> torch.Tensor:
-    return baseline.exponential(steps, kind.sigma_min, kind.sigma_max)
-
-
-def _simple(kind: ModelKind, steps: int) -> torch.Tensor:
-    return baseline.simple(kind, steps)
-
-
-def _ays(kind: ModelKind, steps: int, table: str = "sd1") -> torch.Tensor:
-    return baseline.ays(steps, table)
-
-
-SCHEDULES: dict[str, Schedule] = {
-    "karras": Schedule(_karras, "Karras et al. (2022), eq. 5: uniform in σ^(1/ρ) over the model's σ range.",
-                       defaults={"rho": 7.0}),
-    "exponential": Schedule(_exponential, "Uniform in log σ over the model's σ range."),
-    "simple": Schedule(_simple, "ComfyUI's simple: evenly spaced entries of the model's own σ table."),
-    "ays": Schedule(_ays, "Align Your Steps, the published SD1.5 noise levels as they are (ComfyUI semantics), "
-                    "whatever the model.", defaults={"table": "sd1"}),
-    "sl_ays_sd1": Schedule(
-        ays_for_model,
-        "Align Your Steps (SD1.5 table, Sabour et al. 2024) resampled log-linearly to any step count; "
-        "on non-SD models the noise levels are carried over at equal signal-to-noise ratio.",
-        defaults={"table": "sd1"}, ours=True),
-    "sl_ays_sdxl": Schedule(
-        ays_for_model,
-        "Align Your Steps (SDXL table, Sabour et al. 2024) resampled log-linearly to any step count; "
-        "on non-SDXL models the noise levels are carried over at equal signal-to-noise ratio.",
-        defaults={"table": "sdxl"}, ours=True),
-    "sl_searched": Schedule(
-        searched_sigmas,
-        "The best saved Timestep Search result (models/schedules) for this model and step count; an error naming "
-        "the Timestep Search node if there is none (no silent fallback).",
-        needs=("schedule_paths",), ours=True),
-    "sl_constant_rate": Schedule(
-        dropdown_sigmas,
-        "Constant-rate schedule (Okada et al. 2024): steps placed so the noisy image changes at an even pace. Uses "
-        "the calibration the Constant-Rate Scheduler node measured on this model, else a data-free default.",
-        needs=("velocity",), ours=True),
-}
-
-
-def parse_sampler(spec: str) -> tuple[str, dict]:
-    """``"sl_tada(detail=2,order=3)"`` → ``("sl_tada", {"detail": 2.0, "order": 3})``; a bare name has no options.
-    Values are ints when written as ints, floats otherwise; anything else is a ValueError naming the option."""
+def parse_spec(spec: str, numbers_only: bool = False) -> tuple[str, dict]:
+    """The one parser of method specs: ``"name(key=value,...)"`` → ``("name", {key: value})``; a bare name has no
+    options. Values are ints when written as ints, floats when numbers, else strings (``crs(measure=vx+cos)``);
+    with ``numbers_only`` anything else is a ValueError naming the option."""
     spec = spec.strip()
     if "(" not in spec:
         return spec, {}
@@ -176,41 +105,33 @@ def parse_sampler(spec: str) -> tuple[str, dict]:
             try:
                 options[key.strip()] = float(value)
             except ValueError:
-                raise ValueError(f"sampler {spec!r}: option {key.strip()}={value!r} is not a number") from None
+                if numbers_only:
+                    raise ValueError(f"sampler {spec!r}: option {key.strip()}={value!r} is not a number") from None
+                options[key.strip()] = value.strip()
     return base.strip(), options
 
 
-def _entry(table: dict, name: str, what: str):
-    if name not in table:
-        raise KeyError(f"unknown {what} {name!r}; the catalogue has {', '.join(table)}")
-    return table[name]
-
-
-def _supplied(needs: tuple[str, ...], provided: dict | None) -> dict:
-    return {k: v for k, v in (provided or {}).items() if k in needs}
+def parse_sampler(spec: str) -> tuple[str, dict]:
+    """``"sl_tada(detail=2,order=3)"`` → ``("sl_tada", {"detail": 2, "order": 3})`` (:func:`parse_spec`, numbers
+    only: sampler options are numbers)."""
+    return parse_spec(spec, numbers_only=True)
 
 
 def bind_sampler(spec: str, kind: ModelKind | None = None, provided: dict | None = None) -> Callable:
     """The k-diffusion sampler of ``spec`` (a name, with options if any) with its defaults, ``kind`` and whatever
     of ``provided`` it needs bound; options written in ``spec`` win over model settings, which win over defaults."""
     name, options = parse_sampler(spec)
-    entry = _entry(SAMPLERS, name, "sampler")
-    bound = {**entry.defaults, **_supplied(entry.needs, provided), **options}
-    if "kind" in entry.needs:
+    item = entry(SAMPLERS, name, "sampler")
+    bound = {**item.defaults, **supplied(item.needs, provided), **options}
+    if "kind" in item.needs:
         bound["kind"] = kind
 
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None, **more):
-        return entry.fn(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable,
-                        **{**bound, **more})
+        return item.fn(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable,
+                       **{**bound, **more})
 
-    sample.__name__, sample.__doc__ = f"sample_{name}", entry.description
+    sample.__name__, sample.__doc__ = f"sample_{name}", item.description
     return sample
-
-
-def schedule_sigmas(name: str, kind: ModelKind, steps: int, provided: dict | None = None) -> torch.Tensor:
-    """Sigmas of catalogue schedule ``name`` for ``kind`` and ``steps``, given whatever of ``provided`` it needs."""
-    entry = _entry(SCHEDULES, name, "schedule")
-    return entry.fn(kind, int(steps), **{**entry.defaults, **_supplied(entry.needs, provided)})
 
 
 @dataclass(frozen=True)
@@ -220,15 +141,6 @@ class Result:
     nfe: int  # model calls counted (a batch of images in one call counts once)
     wall_s: float  # the sampler call alone
     schedules: list[torch.Tensor] | None = None  # adaptive samplers: the σ list each image took
-
-
-class _Counted:
-    def __init__(self, model):
-        self.model, self.nfe = model, 0
-
-    def __call__(self, x, sigma, **kwargs):
-        self.nfe += 1
-        return self.model(x, sigma, **kwargs)
 
 
 def run(sampler: str | Callable, schedule: str | torch.Tensor, model, noise: torch.Tensor, *,
@@ -258,9 +170,9 @@ def run(sampler: str | Callable, schedule: str | torch.Tensor, model, noise: tor
         if callback is not None:
             callback(info)
 
-    counted = _Counted(model)
+    counted = CountedModel(model)
     torch.manual_seed(seed)  # for samplers that draw noise of their own from the global generator
     t0 = time.perf_counter()
     x0 = fn(counted, x_T, sigmas.to(x_T.dtype), extra_args={"seed": seed}, callback=watch, disable=True)
     wall = time.perf_counter() - t0
-    return Result(x0, sigmas, counted.nfe, wall, list(realised[0]) if realised else None)
+    return Result(x0, sigmas, counted.calls, wall, list(realised[0]) if realised else None)

@@ -9,14 +9,19 @@ They are the baselines every new sampler in the pack is measured against.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+
+from ..schedules.baseline import karras, simple
+from ..schedules.model_kind import ModelKind
 
 try:
     from tqdm.auto import trange as _trange
 except ImportError:  # tqdm is optional
     _trange = None
 
-__all__ = ["sample_dpmpp_2m", "sample_euler", "sample_heun", "step_range", "to_d"]
+__all__ = ["model_samples", "sample_dpmpp_2m", "sample_euler", "sample_heun", "step_range", "to_d"]
 
 
 def step_range(n: int, disable):
@@ -92,3 +97,28 @@ def sample_dpmpp_2m(model, x, sigmas, extra_args=None, callback=None, disable=No
         x = (sigma_next / sigma) * x - torch.expm1(-h) * corrected
         old_denoised, h_prev = denoised, h
     return x
+
+
+@torch.no_grad()
+def model_samples(model: Callable, kind: ModelKind, shape: tuple, steps: int = 12, seed: int = 0,
+                  batch: int = 64, progress: Callable[[int, int], None] | None = None):
+    """(samples, model calls): data-free x₀ for the constant-rate calibration (``calibrate(generate=...)``) from the
+    model itself, DPM-Solver++(2M) with ``steps`` steps on a Karras schedule over ``kind``'s range; flow models: on
+    ComfyUI's "simple" schedule (uniform in the model's time, so it follows the shift; a log-SNR-uniform list from
+    the λ clip spent 5 of 12 steps above σ = 0.98 and Euler was first order)."""
+    if kind.kind == "flow":
+        sigmas = simple(kind, steps, dtype=torch.float64)
+    else:
+        sigmas = karras(steps, kind.sigma_min, kind.sigma_max, dtype=torch.float64)
+    solver = sample_dpmpp_2m
+    gen = torch.Generator(device="cpu").manual_seed((int(seed) + 7919) % 2**64)  # any stock seed, 0 .. 2**64 - 1
+    noise = torch.randn(shape, generator=gen, dtype=torch.float32)
+    outs, calls = [], 0
+    chunks = list(range(0, shape[0], int(batch)))
+    for i, start in enumerate(chunks):
+        xb = noise[start:start + int(batch)] * float(sigmas[0])
+        outs.append(solver(model, xb, sigmas.to(torch.float32), disable=True))
+        calls += steps
+        if progress is not None:
+            progress(i + 1, len(chunks))
+    return torch.cat(outs), calls

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from schedule_lab.schedules import catalogue as schedule_catalogue
 from schedule_lab.schedules.model_kind import ModelKind
 from schedule_lab.solvers import catalogue
 from schedule_lab.solvers.catalogue import parse_sampler
@@ -69,7 +70,7 @@ class Method:
 
 def schedule_names() -> list[str]:
     """The catalogue schedules a sweep can run: the self-contained ones (not sl_searched's saved files)."""
-    return [n for n, e in catalogue.SCHEDULES.items() if e.self_contained]
+    return [n for n, e in schedule_catalogue.SCHEDULES.items() if e.self_contained]
 
 
 def sampler_names() -> list[str]:
@@ -78,7 +79,7 @@ def sampler_names() -> list[str]:
 
 def schedule_table(kind: ModelKind) -> dict[str, Callable[[int], torch.Tensor]]:
     """Schedule name → ``fn(steps) -> sigmas`` for ``kind``, for every name of ``schedule_names()``."""
-    return {name: (lambda n, name=name: catalogue.schedule_sigmas(name, kind, n)) for name in schedule_names()}
+    return {name: (lambda n, name=name: schedule_catalogue.schedule_sigmas(name, kind, n)) for name in schedule_names()}
 
 
 def sampler_methods(kind: ModelKind, samplers, schedules) -> list[Method]:

@@ -19,7 +19,7 @@ directly comparable with our samplers' output from the same x_T. How each peer g
   starts at t = 999, σ_max = 14.61) with σ = √((1−ᾱ_t)/ᾱ_t) and a = √ᾱ_t; its schedule is labelled
   ``ddim-trailing``. DDIM with an x0 model is the same update as Euler in σ, so it cross-checks ``euler``.
 
-Every model call goes through the caller's ``model`` (wrap it in ``testbeds.metrics.NFECounter``): one NFE per
+Every model call goes through the caller's ``model`` (wrap it in ``schedules.model_calls.CountedModel``): one NFE per
 diffusers step for all four. The schedulers are built on the SD1 betas (0.00085–0.012, scaled_linear); only DDIM
 (native) and DPMSolverMultistep's ``set_timesteps`` bookkeeping read them. Unit-tested against our dpmpp_2m.
 """

@@ -27,6 +27,7 @@ from schedule_lab.schedules.search.refine import (
     refine,
     sigmas_from_logits,
 )
+from schedule_lab.solvers.classic import sample_heun
 
 from .evaluate import ScheduleScore
 from .report import write_results
@@ -48,7 +49,8 @@ def agreement(log=print):
              "|" + "---|" * (4 + len(STEPS))]
     for name in ("exact-digits", "edm-digits"):
         tb = load_testbed(name, "sd1")
-        ref = ReferenceSet(tb.model, tb.kind, (64,), n_search=64, n_holdout=2, seed=0, reference_steps=60, nfe=4)
+        ref = ReferenceSet(tb.model, tb.kind, (64,), n_search=64, n_holdout=2, seed=0, reference_steps=60, nfe=4,
+                           reference_sampler=sample_heun)
         space = GeneSpace(tb.kind)
         idx = torch.arange(64)
         outputs = [("float32", tb.model)] + ([("float16-rounded", _half_output(tb.model))]
@@ -122,7 +124,7 @@ def quality(log=print):
         for seed in (0, 1):
             score = ScheduleScore(tb, seed)
             ref = ReferenceSet(tb.model, tb.kind, (64,), n_search=256, n_holdout=128, seed=seed,
-                               reference_steps=100, nfe=4)
+                               reference_steps=100, nfe=4, reference_sampler=sample_heun)
             space = GeneSpace(tb.kind)
             uniform = space.sigmas(uniform_genes(space, 4))
             for sname, sampler in SAMPLERS.items():

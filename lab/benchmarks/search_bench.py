@@ -32,13 +32,14 @@ from schedule_lab.schedules.search.fitness import EndpointFitness, ReferenceSet
 from schedule_lab.schedules.search.genes import GeneSpace, uniform_genes
 from schedule_lab.schedules.search.refine import refine
 from schedule_lab.solvers import catalogue
+from schedule_lab.solvers.classic import sample_heun
 
 from .evaluate import ScheduleScore
 from .report import write_results
 from .setups import common_args, load_testbed, pin_threads
 
 #: The optimisers take the sampler function itself (refinement differentiates through it); scoring runs it by name.
-SAMPLERS = {name: catalogue.SAMPLERS[name].fn for name in ("euler", "dpmpp_2m")}
+SAMPLERS = {name: catalogue.bind_sampler(name) for name in ("euler", "dpmpp_2m")}
 EVAL_SAMPLES = 512
 EVAL_SEED_OFFSET = 10_000
 REFERENCE_STEPS = 100
@@ -62,7 +63,7 @@ def _optimise(tb, sampler, nfe, seed, methods=METHODS):
     space = GeneSpace(tb.kind)
     t0 = time.perf_counter()
     ref = ReferenceSet(tb.model, tb.kind, (64,), n_search=256, n_holdout=128, seed=seed,
-                       reference_steps=REFERENCE_STEPS, nfe=nfe)
+                       reference_steps=REFERENCE_STEPS, nfe=nfe, reference_sampler=sample_heun)
     t_ref = time.perf_counter() - t0
     out = {"reference": (None, (ref.model_samples, ref.model_samples), t_ref)}
     uniform = space.sigmas(uniform_genes(space, nfe))

@@ -35,7 +35,10 @@ PATCH_TESTBED = "patch-unet"
 SIGMA_RANGES = {
     "sd1": ("SD1 VP range (ModelKind.vp(), scaled_linear betas 0.00085-0.012)", lambda: ModelKind.vp("eps")),
     "edm": ("EDM range (ModelKind.edm(0.002, 80))", lambda: ModelKind.edm(0.002, 80.0)),
+    "flow3": ("SD3 flow range (ModelKind.flow(3.0): shift 3, sigma 0.003-1)", lambda: ModelKind.flow(3.0)),
 }
+#: Natural-image models scored like the patch UNet (3×16×16 crops, FD_patch): the patch UNet and the zoo's flow model.
+PATCH_MODELS = ("patch-unet", "zoo-flow-768")
 
 
 @dataclass
@@ -83,8 +86,8 @@ def load_testbed(name: str, sigma_range: str = "sd1") -> Testbed:
     if sigma_range not in SIGMA_RANGES:
         raise ValueError(f"unknown sigma range {sigma_range!r}; choose one of {', '.join(SIGMA_RANGES)}")
     note, make_kind = SIGMA_RANGES[sigma_range]
-    if name == PATCH_TESTBED:
-        return _patch_testbed(make_kind(), note)
+    if name in PATCH_MODELS:
+        return _patch_testbed(make_kind(), note, name)
     split = load_digits_split()
     model = load_model(name, split.train)
     if name == "exact-digits":
@@ -95,18 +98,21 @@ def load_testbed(name: str, sigma_range: str = "sd1") -> Testbed:
     return Testbed(name, desc, model, make_kind(), note, split.train, split.test, "test", False)
 
 
-def _patch_testbed(kind: ModelKind, note: str) -> Testbed:
-    """The natural-image UNet: reference = the defaults suite's 1000 held-out-strip crops (seed 201), other split =
-    1000 train-strip crops (seed 0), FD in the patch classifier's features."""
+def _patch_testbed(kind: ModelKind, note: str, name: str = PATCH_TESTBED) -> Testbed:
+    """The natural-image UNet (or the zoo's flow model on the same crops): reference = the defaults suite's 1000
+    held-out-strip crops (seed 201), other split = 1000 train-strip crops (seed 0), FD in the patch classifier's
+    features."""
     from ..testbeds.patches import crops
     from ..testbeds.suite import NOISE_SEEDS
     from ..testbeds.unet import load_patch_classifier
 
     held_out = crops("held_out", 1000, seed=NOISE_SEEDS["held_out"]).x.reshape(1000, -1)
     train = crops("train", 1000, seed=0).x.reshape(1000, -1)
-    desc = ("bundled natural-image patch UNet (lab/testbeds/weights/patch_unet), 3x16x16, trained on the train strips; "
-            "FD_patch in the patch classifier's features against held-out-strip crops")
-    return Testbed(PATCH_TESTBED, desc, load_model(PATCH_TESTBED), kind, note, train, held_out, "test", False,
+    which = ("bundled natural-image patch UNet (lab/testbeds/weights/patch_unet)" if name == PATCH_TESTBED else
+             "the zoo's rectified-flow natural-image model (lab/testbeds/weights/zoo_flow_768)")
+    desc = (f"{which}, 3x16x16, trained on the train strips; FD_patch in the patch classifier's features against "
+            "held-out-strip crops")
+    return Testbed(name, desc, load_model(name), kind, note, train, held_out, "test", False,
                    classifier=load_patch_classifier(), dim=768)
 
 

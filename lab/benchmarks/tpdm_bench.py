@@ -1,6 +1,6 @@
 """TPDM benchmark: the trained time predictor against the best fixed schedules (docs/tpdm.md, "Benchmark").
 
-    python -m schedule_lab.lab.benchmarks.tpdm_bench [--testbed edm-digits|patch-unet] [--tpm FILE.safetensors]
+    python -m schedule_lab.lab.benchmarks.tpdm_bench [--testbed edm-digits|patch-unet|zoo-flow] [--tpm FILE]
         [--seeds 0 1 2] [--n-samples N] [--ref-steps S] [--no-search] [--out lab/benchmarks/results]
 
 Every row runs through ``solvers.catalogue.run`` (the one runner of the benchmarks and the CLI). ``--testbed``
@@ -13,6 +13,11 @@ Every row runs through ``solvers.catalogue.run`` (the one runner of the benchmar
   suite's; Heun-60 is within 1.0e-3 pixel RMSE of Heun-200 on average, 3e-3 at most); writes
   ``tpdm_bench_patch_unet.*``. N and the reference are smaller than the digits' so that the run (a reference per
   starting level and seed, the search, 5 schedules × 3 budgets) fits in about 15 minutes on one thread.
+
+* ``zoo-flow`` — the zoo's rectified-flow model (``zoo_flow_768``, 3×16×16, lab/testbeds/zoo.py) at SD3's shift 3 (σ 1 →
+  0.003 for the fixed schedules, whose list adds ``simple``, ComfyUI's flow default), ``tpm_zoo_flow``, scored as
+  ``patch-unet``; the TPM stops below the min_sigma its file records (0.001, the official stop); writes
+  ``tpdm_bench_zoo_flow.*``.
 
 * **TPM** — the catalogue's ``sl_tpdm`` with the TPM's mode (deterministic), from the range's σ_max, one Euler
   step per model call, each image stopping on its own below the range's σ_min (the stopping step lands on 0).
@@ -43,11 +48,12 @@ from pathlib import Path
 import torch
 
 from schedule_lab.kernels.frechet import gaussian_stats
+from schedule_lab.schedules.catalogue import schedule_sigmas
 from schedule_lab.schedules.search.fitness import ReferenceSet
 from schedule_lab.schedules.search.genes import GeneSpace, uniform_genes
 from schedule_lab.schedules.search.refine import refine
 from schedule_lab.solvers import catalogue
-from schedule_lab.solvers.classic import sample_euler
+from schedule_lab.solvers.classic import sample_euler, sample_heun
 from schedule_lab.solvers.tpdm.tpm import (
     SD3_MEDIUM_CFG_STEP_FLOPS,  # the recorded count, used when diffusers is missing
 )
@@ -69,6 +75,10 @@ BENCHES = {
                        shape=(64,)),
     "patch-unet": dict(sigma_range="edm", tpm=WEIGHTS / "tpm_patch_unet.safetensors", n=256, ref_steps=64,
                        name="tpdm_bench_patch_unet", fd="FD_patch", shape=(3, 16, 16)),
+    # the zoo's rectified-flow model at SD3's shift 3; the TPM stops below the min_sigma its file records (0.001)
+    "zoo-flow": dict(sigma_range="flow3", tpm=WEIGHTS / "tpm_zoo_flow.safetensors", n=256, ref_steps=64,
+                     name="tpdm_bench_zoo_flow", fd="FD_patch", shape=(3, 16, 16), model="zoo-flow-768",
+                     fixed=("simple", "karras", "exponential", "sl_constant_rate")),
 }
 FIXED = ("karras", "ays", "exponential", "sl_constant_rate")
 SEARCH_SEED = 100
@@ -118,11 +128,11 @@ class _Timed:
         return out
 
 
-def _tpm_runs(bed, tpm, tap, seeds, n, refs, target_stats, log):
+def _tpm_runs(bed, tpm, tap, seeds, n, refs, target_stats, log, min_sigma):
     """The catalogue's ``sl_tpdm`` with the trained TPM (mode), the TPM's calls timed separately."""
     runs, steps_all = [], []
     t_model = t_tpm = t_total = 0.0
-    spec = f"sl_tpdm(min_sigma={bed.kind.sigma_min!r},max_steps={MAX_STEPS})"
+    spec = f"sl_tpdm(min_sigma={min_sigma!r},max_steps={MAX_STEPS})"
     for seed in seeds:
         model, pred = _Timed(bed.model), _Timed(tpm)
         res = catalogue.run(spec, torch.tensor([bed.kind.sigma_max, 0.0]), model, noise(n, seed, bed.dim),
@@ -145,7 +155,7 @@ def _searched(bed, nfe: int, log, shape=(64,), ref: ReferenceSet | None = None) 
     space = GeneSpace(bed.kind)
     if ref is None:
         ref = ReferenceSet(bed.model, bed.kind, shape, n_search=256, n_holdout=128, seed=SEARCH_SEED,
-                           reference_steps=100, nfe=nfe)
+                           reference_steps=100, nfe=nfe, reference_sampler=sample_heun)
     t0 = time.perf_counter()
     r = refine(bed.model, sample_euler, ref, space.sigmas(uniform_genes(space, nfe)), seed=SEARCH_SEED,
                iterations=60, lr=0.2, batch=64, eval_every=5)
@@ -172,14 +182,16 @@ def run(tpm_path: Path, seeds, n: int, search: bool, log=print, testbed: str = "
 
     setup = BENCHES[testbed]
     ref_steps = ref_steps or setup["ref_steps"]
-    bed = load_testbed(testbed, setup["sigma_range"])
+    bed = load_testbed(setup.get("model", testbed), setup["sigma_range"])
     tpm, meta = load_tpm(tpm_path)
+    # where the TPM stops: the min_sigma it was trained with (its file's record), else the range's smallest level
+    min_sigma = float(meta.get("min_sigma") or bed.kind.sigma_min)
     tpm.eval()
     tap = tap_for(bed.model)
     target_stats = gaussian_stats(classifier_features(bed.target, bed.classifier))
     refs = {s: converged_endpoint(bed.model, noise(n, s, bed.dim) * bed.kind.sigma_max, sigma_min=bed.kind.sigma_min,
                                   sigma_max=bed.kind.sigma_max, steps=ref_steps) for s in seeds}
-    tpm_runs, steps_all, timing = _tpm_runs(bed, tpm, tap, seeds, n, refs, target_stats, log)
+    tpm_runs, steps_all, timing = _tpm_runs(bed, tpm, tap, seeds, n, refs, target_stats, log, min_sigma)
     rows = [_row("tpdm (trained TPM, mode)", None, tpm_runs)]
     mean_nfe = sum(steps_all) / len(steps_all)
     nfes = sorted({math.floor(mean_nfe), math.ceil(mean_nfe), 20})
@@ -187,13 +199,13 @@ def run(tpm_path: Path, seeds, n: int, search: bool, log=print, testbed: str = "
     if search:
         t0 = time.perf_counter()
         shared = ReferenceSet(bed.model, bed.kind, setup["shape"], n_search=256, n_holdout=128, seed=SEARCH_SEED,
-                              reference_steps=100, nfe=max(nfes))
+                              reference_steps=100, nfe=max(nfes), reference_sampler=sample_heun)
         log(f"  search reference (Heun-100, 384 samples): {time.perf_counter() - t0:.1f} s")
         searched = {nfe: _searched(bed, nfe, log, setup["shape"], shared) for nfe in nfes}
-    methods = M.sampler_methods(bed.kind, ["euler"], FIXED)
+    methods = M.sampler_methods(bed.kind, ["euler"], setup.get("fixed", FIXED))
     if search:
         def searched_sigmas(steps):  # the harness probes other step counts on a Gaussian (NFE count, noise check)
-            return searched[steps] if steps in searched else catalogue.schedule_sigmas("karras", bed.kind, steps)
+            return searched[steps] if steps in searched else schedule_sigmas("karras", bed.kind, steps)
 
         methods.append(M.Method("euler", "searched (refine, Euler)", "search", searched_sigmas, bed.kind))
     fixed = evaluate(methods, bed, nfes, seeds, n_samples=n, ref_steps=ref_steps, log=log)
@@ -288,7 +300,7 @@ def _command(testbed, tpm_path, seeds, n, search, ref_steps) -> str:
 
 def markdown(res: dict, tg: list[dict]) -> tuple[str, str]:
     testbed, fd = res.get("testbed", "edm-digits"), res.get("fd_label", "FD_cls")
-    against = "held-out-strip crops" if testbed == "patch-unet" else "the test split"
+    against = "held-out-strip crops" if testbed in ("patch-unet", "zoo-flow") else "the test split"
     command = res.get("command", "python -m schedule_lab.lab.benchmarks.tpdm_bench")
     lines = [f"# TPDM benchmark ({testbed}, {res.get('range_note', 'SD1 range')}, σ {res['sigma_range'][0]:.4g}–"
              f"{res['sigma_range'][1]:.4g})", "",
@@ -341,7 +353,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m schedule_lab.lab.benchmarks.tpdm_bench",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--testbed", choices=list(BENCHES), default="edm-digits",
-                   help="edm-digits (EDM MLP, SD1 range) or patch-unet (natural-image UNet, EDM range 0.002-80)")
+                   help="edm-digits (EDM MLP, SD1 range), patch-unet (natural-image UNet, EDM range 0.002-80) or "
+                        "zoo-flow (the zoo's rectified-flow natural-image model, SD3 shift 3)")
     p.add_argument("--tpm", type=Path, default=None, help="the trained TPM file (default: the testbed's bundled one)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--n-samples", type=int, default=None, help="samples per seed (default 1000 digits, 256 patches)")

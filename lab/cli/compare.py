@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from schedule_lab.kernels.frechet import frechet_distance, gaussian_stats
+from schedule_lab.schedules import catalogue as schedule_catalogue
 from schedule_lab.schedules.model_kind import ModelKind
 from schedule_lab.solvers import catalogue
 
@@ -51,7 +52,7 @@ def default_samplers() -> list[str]:
 
 
 def default_schedules() -> list[str]:
-    return list(DEFAULT_SCHEDULES) + [n for n, e in catalogue.SCHEDULES.items() if e.ours and e.self_contained]
+    return list(DEFAULT_SCHEDULES) + [n for n, e in schedule_catalogue.SCHEDULES.items() if e.ours and e.self_contained]
 
 
 def default_steps(model: str) -> int:
@@ -60,7 +61,7 @@ def default_steps(model: str) -> int:
 
 def valid_names() -> tuple[list[str], list[str]]:
     """Samplers and schedules compare can run: the catalogue's (schedules needing saved files excepted)."""
-    return list(catalogue.SAMPLERS), [n for n, e in catalogue.SCHEDULES.items() if e.self_contained]
+    return list(catalogue.SAMPLERS), [n for n, e in schedule_catalogue.SCHEDULES.items() if e.self_contained]
 
 
 def model_kind(sigma_range: str, sigma_data: float) -> ModelKind:
@@ -167,8 +168,8 @@ def compare(steps: int, samplers, schedules, seed: int, columns: int, n_samples:
         for schedule in schedules:
             label = f"{sampler} / {schedule}"
             try:
-                result = catalogue.run(_tpdm_floor(sampler, kind), schedule, bundle.model, batch, kind=kind,
-                                       steps=steps, seed=seed, provided=provided)
+                result = catalogue.run(_adaptive_options(sampler, kind, bundle.tpm_file), schedule, bundle.model,
+                                       batch, kind=kind, steps=steps, seed=seed, provided=provided)
             except Exception as e:  # noqa: BLE001  (show the other combinations; say why this one is missing)
                 skipped.append(f"{label}: {type(e).__name__}: {e}")
                 log(f"  {label:<32} SKIPPED: {type(e).__name__}: {e}")
@@ -176,7 +177,7 @@ def compare(steps: int, samplers, schedules, seed: int, columns: int, n_samples:
             rows.append(_row(sampler, schedule, steps, result, bundle, columns))
             cells.append(result.x0[:columns])
             r = rows[-1]
-            log(f"  {label:<32} NFE {r['nfe']:>3}  {_HEAD[a]} {r[a]:8.3f}  {_HEAD[b]} {r[b]:.4f}  {r['wall_s']:.2f} s")
+            log(f"  {label:<32} NFE {_nfe(r):>3}  {_HEAD[a]} {r[a]:8.3f}  {_HEAD[b]} {r[b]:.4f}  {r['wall_s']:.2f} s")
     if not rows:
         raise RuntimeError("compare: every combination failed:\n" + "\n".join(skipped))
     stock = next((r for r in rows if (r["sampler"], r["schedule"]) == STOCK), None)
@@ -184,11 +185,11 @@ def compare(steps: int, samplers, schedules, seed: int, columns: int, n_samples:
         for m in bundle.metric_names:
             r[f"{m}_vs_stock"] = r[m] / stock[m] if stock is not None and stock[m] > 0 else None
     out.mkdir(parents=True, exist_ok=True)
-    labels = [(f"{r['sampler']} / {r['schedule']}", f"NFE {r['nfe']}  {_HEAD[a]} {_num(r[a])}  {_HEAD[b]} "
+    labels = [(f"{r['sampler']} / {r['schedule']}", f"NFE {_nfe(r)}  {_HEAD[a]} {_num(r[a])}  {_HEAD[b]} "
                f"{_num(r[b])}") for r in rows]
     draw_grid(cells, labels, [f"seed {seed + j}" for j in range(columns)], out / "grid.png", bundle,
               footer=[f"skipped {s}" for s in skipped])
-    plot_schedules({s: catalogue.schedule_sigmas(s, kind, steps) for s in schedules}, steps, kind,
+    plot_schedules({s: schedule_catalogue.schedule_sigmas(s, kind, steps) for s in schedules}, steps, kind,
                    out / "schedules.png")
     doc = {"schema": "schedule-lab/compare/v2", "model": bundle.name, "weights": bundle.weights,
            "title": bundle.title, "kind": kind.describe(), "steps": steps, "seed": seed, "columns": columns,
@@ -263,17 +264,48 @@ def bundled_tpm(model, name: str | None = None, kind: ModelKind | None = None) -
     return {"tpdm": (tpm.eval(), tap.read)}, ""
 
 
-def _tpdm_floor(sampler: str, kind: ModelKind) -> str:
-    """``sl_tpdm`` without options stops at the model's smallest noise level, as the Adaptive Steps Sampler node does
-    in ComfyUI (and as the bundled TPM was trained), not at the sampler's generic 0.001."""
-    return f"sl_tpdm(min_sigma={kind.sigma_min!r})" if sampler == "sl_tpdm" else sampler
+def adaptive_cap(tpm_name: str | None) -> int:
+    """The step cap an adaptive sampler runs to: the cap its bundled TPM was trained with (the ``max_steps`` of its
+    ``.json`` record), else the Adaptive Steps Sampler node's default. Not the grid's step count: the TPM decides
+    when each image is clean, and capping it at the fixed-step samplers' count cuts its policy short."""
+    from schedule_lab.solvers.tpdm.sampler import DEFAULT_MAX_STEPS
+
+    from ..testbeds.models import read_sidecar
+
+    try:
+        return int((read_sidecar(tpm_name).get("sampler") or {}).get("max_steps", DEFAULT_MAX_STEPS))
+    except (FileNotFoundError, TypeError, ValueError):
+        return DEFAULT_MAX_STEPS
+
+
+def _adaptive_options(sampler: str, kind: ModelKind, tpm_name: str | None = None) -> str:
+    """``sl_tpdm`` without options runs to its own stopping rule: down to the model's smallest noise level (as the
+    Adaptive Steps Sampler node does in ComfyUI, and as the bundled TPM was trained), within its own cap
+    (:func:`adaptive_cap`). A sampler given with options runs with those."""
+    if sampler == "sl_tpdm":
+        return f"sl_tpdm(min_sigma={kind.sigma_min!r}, max_steps={adaptive_cap(tpm_name)})"
+    return sampler
+
+
+def _nfe(row: dict) -> str:
+    """The NFE a row used: a fixed-step sampler's count, an adaptive one's mean per image (its batched calls and
+    cap beside it)."""
+    if row.get("adaptive"):
+        return f"{row['nfe']:.1f} (≤{row['nfe_max']}, cap {row['cap']})"
+    return str(row["nfe"])
 
 
 def _row(sampler, schedule, steps, result, bundle: Bundle, columns) -> dict:
-    source = "registry" if catalogue.SAMPLERS[catalogue.parse_sampler(sampler)[0]].ours else "ours"
-    return {"sampler": sampler, "schedule": schedule, "source": source, "steps": steps, "nfe": result.nfe,
-            "wall_s": result.wall_s, **bundle.metrics(result.x0[columns:]),
-            "sigmas": [float(s) for s in result.sigmas]}
+    entry = catalogue.SAMPLERS[catalogue.parse_sampler(sampler)[0]]
+    source = "registry" if entry.ours else "ours"
+    row = {"sampler": sampler, "schedule": schedule, "source": source, "steps": steps, "nfe": result.nfe,
+           "wall_s": result.wall_s, **bundle.metrics(result.x0[columns:]),
+           "sigmas": [float(s) for s in result.sigmas]}
+    if entry.adaptive and result.schedules:  # each image's own steps: the NFE it used
+        used = [len(s) - 1 for s in result.schedules[columns:]] or [len(s) - 1 for s in result.schedules]
+        row.update(adaptive=True, nfe=round(sum(used) / len(used), 2), nfe_max=result.nfe,
+                   cap=adaptive_cap(bundle.tpm_file), steps=f"cap {adaptive_cap(bundle.tpm_file)}")
+    return row
 
 
 _HEAD = {"fd_patch": "FD_patch", "sw2": "sliced W2", "fd_cls": "FD_cls", "swd": "SWD"}
@@ -302,7 +334,7 @@ def table_markdown(doc: dict) -> str:
         return "–" if v is None else f"{v:.2f}"
 
     for r in doc["rows"]:
-        lines.append(f"| {r['sampler']} | {r['schedule']} | {r['source']} | {r['steps']} | {r['nfe']} | "
+        lines.append(f"| {r['sampler']} | {r['schedule']} | {r['source']} | {r['steps']} | {_nfe(r)} | "
                      f"{r['wall_s']:.2f} | {r[a]:.4g} | {ratio(r[a + '_vs_stock'])} | {r[b]:.4g} | "
                      f"{ratio(r[b + '_vs_stock'])} |")
     lines += [f"\nSkipped {s}" for s in doc.get("skipped", [])]

@@ -40,7 +40,7 @@ from schedule_lab.solvers import catalogue
 
 from ..testbeds.reference import converged_endpoint
 from ..testbeds.suite import TUNING_TESTBEDS, Part, kind, load_part
-from .searched import _split, catalogue_sampler, searched_sigmas
+from .searched import catalogue_sampler, searched_sigmas, split_spec
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 ROWS_DIR = RESULTS / "defaults_rows"  # one JSON per testbed, so testbeds can run in parallel processes
@@ -66,19 +66,21 @@ CURRENT = {"tada": "tada(detail=1,order=2)/karras", "crs": "dpmpp_2m/crs(measure
 # ------------------------------------------------------------------------------------------------------------
 @lru_cache(maxsize=64)
 def _velocity(testbed: str, part: str, measure: str):
-    from schedule_lab.nodes.constant_rate_ops import calibrate
+    from schedule_lab.schedules.constant_rate.calibrate import calibrate
     from schedule_lab.schedules.constant_rate.construct import data_free_velocity
+    from schedule_lab.solvers.classic import model_samples
 
     if measure in ("data-free", "cos+karras"):
         return data_free_velocity(measure, kind())  # exactly what sl_constant_rate uses without a calibration
     p = load_part(testbed, part)
-    return calibrate(p.model, kind(), torch.zeros(64, p.dim), "vx+cos", points=24, samples=64, seed=0)
+    return calibrate(p.model, kind(), torch.zeros(64, p.dim), "vx+cos", points=24, samples=64, seed=0,
+                     generate=model_samples)
 
 
 def crs_sigmas(velocity, steps: int, xi: float, end: str) -> torch.Tensor:
     """Constant-rate sigmas with the last-interval handling ``end`` (docs/defaults.md §3): ``hold`` = the construction
     as shipped (last positive level σ_min); ``land`` = steps + 1 levels placed, σ_min dropped."""
-    from schedule_lab.nodes.constant_rate_ops import schedule
+    from schedule_lab.schedules.constant_rate.calibrate import schedule
 
     # end="hold" explicitly: schedule()'s own default now follows the per-NFE table (land), which would make
     # "hold" rows land and "land" rows drop two levels
@@ -91,7 +93,7 @@ def crs_sigmas(velocity, steps: int, xi: float, end: str) -> torch.Tensor:
 
 
 def sigmas_for(spec: str, testbed: str, part: str, steps: int) -> torch.Tensor:
-    _, _, sched, opts = _split(spec)
+    _, _, sched, opts = split_spec(spec)
     if sched == "karras":
         return karras(steps, kind().sigma_min, kind().sigma_max)
     if sched == "crs":
@@ -292,14 +294,14 @@ def shipped_tables(path=CHOSEN_FILE) -> tuple[dict, dict]:
     chosen = json.loads(Path(path).read_text())
     tada, crs = {}, {}
     for n, entry in chosen["tada"].items():
-        opts = _split(entry["default"])[1]
+        opts = split_spec(entry["default"])[1]
         tada[int(n)] = (float(opts["detail"]), int(opts["order"]))
     for n, entry in chosen["crs"].items():
-        opts = _split(entry["default"])[3]
+        opts = split_spec(entry["default"])[3]
         crs[int(n)] = {"measure": opts["measure"], "xi": float(opts["xi"]), "end": opts["end"]}
     measured = {}
     for n, entry in chosen["crs_measured"].items():
-        opts = _split(entry["default"])[3]
+        opts = split_spec(entry["default"])[3]
         measured[int(n)] = {"xi": float(opts["xi"]), "end": opts["end"]}
     return tada, crs, measured
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from ..testbeds.suite import TESTBEDS, TUNING_TESTBEDS, kind
-from .bench import RESULTS, STOCK, _split, ensure, load_rows, ratios, row_key, save_rows, worst
+from .bench import RESULTS, STOCK, ensure, load_rows, ratios, row_key, save_rows, split_spec, worst
 from .searched import SEARCHED_DIR, _load_searched, crs_spec, run_search, searched_sigmas  # noqa: F401
 
 CHOSEN_FILE = RESULTS / "defaults_search.json"
@@ -83,7 +83,7 @@ def choose_search(rows: dict, testbeds, nfes) -> dict:
         current = f"dpmpp_2m/searched({CURRENT_SEARCH})"
         pick = current if current in near else near[0]
         w, where = worst(rows, pick, have, "tuning", n, STOCK["dpmpp_2m"])
-        opts = _split(pick)[3]
+        opts = split_spec(pick)[3]
         out[str(n)] = {"default": pick, "optimiser": opts["opt"], "init": opts["init"], "worst_ratio": round(w, 4),
                        "worst_at": where, "testbeds": have,
                        "ranking": sorted((round(w, 4), c, where) for (w, where), c in scored)}

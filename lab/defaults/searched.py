@@ -1,4 +1,4 @@
-"""The searched lists of the defaults study's rows (docs/defaults.md §3b) and the spec parser the rows share.
+"""The searched lists of the defaults study's rows (docs/defaults.md §3b) and how a row's spec is read.
 
 A leaf of ``bench`` (no import back): ``searched_sigmas(spec, testbed, part, steps)`` searches a list once
 per (testbed, part, spec, NFE) on the part's own model, from noise no row uses (seed 301 on tuning parts, 401 on
@@ -13,6 +13,9 @@ from pathlib import Path
 
 import torch
 
+from schedule_lab.solvers import catalogue
+from schedule_lab.solvers.catalogue import parse_spec
+
 from ..testbeds.suite import kind, load_part
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -23,41 +26,21 @@ REFINE = {"iterations": 20, "lr": 0.2, "batch": 32, "eval_every": 2, "gradient":
 EXTRA_SEED = 7  # extra_args["seed"] of every row and search (TADA's extra noise)
 
 
-def _options(body: str) -> dict:
-    out = {}
-    for item in filter(None, body.split(",")):
-        k, v = item.split("=")
-        try:
-            out[k] = int(v)
-        except ValueError:
-            try:
-                out[k] = float(v)
-            except ValueError:
-                out[k] = v
-    return out
-
-
-def _split(spec: str) -> tuple[str, dict, str, dict]:
+def split_spec(spec: str) -> tuple[str, dict, str, dict]:
+    """A row's spec ``sampler(...)/schedule(...)`` → (sampler, options, schedule, options), each half read by the
+    catalogue's parser (``solvers.catalogue.parse_spec``)."""
     sampler, schedule = spec.split("/", 1)
-
-    def parse(s):
-        if "(" in s:
-            name, body = s[:-1].split("(", 1)
-            return name, _options(body)
-        return s, {}
-
-    return (*parse(sampler), *parse(schedule))
+    return (*parse_spec(sampler), *parse_spec(schedule))
 
 
 def catalogue_sampler(spec: str) -> str:
-    """The catalogue name (with options) of a spec's sampler: ``tada(detail=2,order=2)`` → ``sl_tada(...)``."""
-    sampler, opts, _, _ = _split(spec)
-    name = {"dpmpp_2m": "dpmpp_2m", "euler": "euler", "tada": "sl_tada"}.get(sampler)
+    """The catalogue name (with options) of a spec's sampler: the catalogue's own name, or its ``sl_`` name for the
+    pack's methods (``tada(detail=2,order=2)`` → ``sl_tada(detail=2,order=2)``)."""
+    sampler, opts, _, _ = split_spec(spec)
+    name = next((n for n in (sampler, f"sl_{sampler}") if n in catalogue.SAMPLERS), None)
     if name is None:
-        raise ValueError(f"unknown sampler in {spec!r}")
-    if sampler == "tada":
-        return f"sl_tada(detail={float(opts['detail'])!r},order={int(opts['order'])})"
-    return name
+        raise ValueError(f"unknown sampler in {spec!r}; the catalogue has {', '.join(catalogue.SAMPLERS)}")
+    return f"{name}({','.join(f'{k}={v}' for k, v in opts.items())})" if opts else name
 
 
 def crs_spec(nfe: int) -> str:
@@ -121,13 +104,11 @@ def searched_sigmas(spec: str, testbed: str, part: str, steps: int) -> torch.Ten
 
 def run_search(spec: str, testbed: str, part: str, nfe: int) -> dict:
     """One search (docs/defaults.md §3b): ``spec``'s sampler, settings from its ``searched(...)`` options."""
-    from schedule_lab.schedules.search.evolution import EvolutionConfig, EvolutionSearch
+    from schedule_lab.schedules.search.evolution import EvolutionConfig
     from schedule_lab.schedules.search.fitness import EndpointFitness, ReferenceSet
-    from schedule_lab.schedules.search.genes import GeneSpace
-    from schedule_lab.schedules.search.refine import refine
-    from schedule_lab.solvers import catalogue
+    from schedule_lab.schedules.search.pipeline import optimise
     from schedule_lab.solvers.classic import sample_heun
-    _, _, _, opts = _split(spec)
+    _, _, _, opts = split_spec(spec)
     p = load_part(testbed, part)
     sampler = catalogue.bind_sampler(catalogue_sampler(spec), kind())
     tada = spec.startswith("tada")
@@ -137,18 +118,18 @@ def run_search(spec: str, testbed: str, part: str, nfe: int) -> dict:
                        reference_steps=p.reference_steps, nfe=nfe, extra_args={"seed": EXTRA_SEED},
                        reference_sampler=reference_sampler)
     t_ref = time.perf_counter() - t0
+    # the node's pipeline (schedules.search.pipeline), with the study's settings (docs/defaults.md §3b)
     if opts["opt"] == "evolution":
         fit = EndpointFitness(p.model, sampler, ref, batch=64)
-        result = EvolutionSearch(GeneSpace(kind()), nfe, fit, EvolutionConfig(population=16, generations=8),
-                                 seed=0, label="endpoint").run()
-        sigmas, calls = result.sigmas, fit.model_calls
+        run = optimise(p.model, sampler, ref, fit, nfe, evolution=EvolutionConfig(population=16, generations=8),
+                       seed=0, label="endpoint")
     elif opts["opt"] == "refine":
-        init = _init_sigmas(opts["init"], nfe)
-        result = refine(p.model, sampler, ref, init, seed=0, **REFINE)
-        sigmas, calls = result.sigmas, result.model_calls
         fit = EndpointFitness(p.model, sampler, ref)
+        run = optimise(p.model, sampler, ref, fit, nfe, init=_init_sigmas(opts["init"], nfe), refine_options=REFINE,
+                       seed=0)
     else:
         raise ValueError(f"unknown search setting in {spec!r}")
+    sigmas, calls = run.sigmas, sum(run.calls.values())
     holdout = fit.holdout(sigmas.to(torch.float32))
     return {"sigmas": [float(s) for s in sigmas], "holdout_rmse": float(holdout), "model_calls": int(calls),
             "reference_calls": int(ref.model_calls), "seconds": round(time.perf_counter() - t0, 2),

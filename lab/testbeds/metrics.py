@@ -1,6 +1,5 @@
-"""Benchmark metrics (docs/testbeds.md): NFE counted by a wrapper, solver error, distribution distances.
+"""Benchmark metrics (docs/testbeds.md): solver error and distribution distances (NFE: schedules.model_calls).
 
-* ``NFECounter`` — counts model calls (NFE), not steps.
 * ``rmse`` — solver error against a converged endpoint.
 * ``fd_cls`` — Fréchet distance in the bundled digits classifier's penultimate feature space.
 * ``swd`` — sliced 2-Wasserstein distance (512 seeded projections).
@@ -15,29 +14,9 @@ from schedule_lab.kernels.frechet import frechet_distance, gaussian_stats
 from schedule_lab.kernels.sliced_wasserstein import sliced_wasserstein
 
 __all__ = [
-    "NFECounter", "classifier_features", "fd_cls", "kid", "mode_agreement", "nearest_distance", "nearest_index",
+    "classifier_features", "fd_cls", "kid", "mode_agreement", "nearest_distance", "nearest_index",
     "rmse", "swd",
 ]
-
-
-class NFECounter:
-    """Wraps a k-diffusion model and counts its calls in ``.nfe``; ``reset()`` sets it back to 0."""
-
-    def __init__(self, model):
-        self.model = model
-        self.nfe = 0
-
-    def __call__(self, x, sigma, **kwargs):
-        self.nfe += 1
-        return self.model(x, sigma, **kwargs)
-
-    def reset(self) -> None:
-        self.nfe = 0
-
-    @property
-    def cache_key(self):
-        """The wrapped model's cache key (so a cached reference costs 0 NFE)."""
-        return getattr(self.model, "cache_key", None)
 
 
 def _flat64(x: torch.Tensor) -> torch.Tensor:

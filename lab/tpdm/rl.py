@@ -12,12 +12,14 @@ Everything here is a small function of tensors, no model and no loop, so each cl
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
 
 __all__ = [
-    "RATIO_CLAMP", "beta_log_prob", "clamp_ratio", "discounted_reward", "ppo_loss", "recompute_log_probs",
+    "RATIO_CLAMP", "kl_to_reference", "reference_beta",
+    "beta_log_prob", "clamp_ratio", "discounted_reward", "ppo_loss", "recompute_log_probs",
     "rloo_advantages", "sequence_log_prob", "step_discount",
 ]
 
@@ -125,3 +127,37 @@ def recompute_log_probs(tpm: Callable, features: Sequence, ratios: torch.Tensor,
         lp = beta_log_prob(alpha.float().reshape(-1), beta.float().reshape(-1), ratios[n].float())
         out.append(torch.where(mask[n], lp, torch.zeros_like(lp)))
     return torch.stack(out)
+
+
+#: The official reference prior ([RD] reference_distributions.py): the next level of a 28-step schedule shifted
+#: by e, as the mode of a Beta of concentration 20.
+REFERENCE_STEPS, REFERENCE_SHIFT, REFERENCE_CONCENTRATION = 28, math.e, 20.0
+
+
+def reference_beta(level: torch.Tensor, steps: int = REFERENCE_STEPS, shift: float = REFERENCE_SHIFT,
+                   concentration: float = REFERENCE_CONCENTRATION) -> tuple[torch.Tensor, torch.Tensor]:
+    """(α_ref, β_ref) at the current level ℓ (the flow σ, or ℓ = σ/(1+σ) for other kinds, as in the sampler).
+
+    ℓ is read as a time t = ℓ / (shift + (1 − shift) ℓ) of a shift-``shift`` flow schedule; one step of
+    ``steps`` later, t' = max(t − 1/steps, 1e-3), is ℓ' = shift t' / (1 + (shift − 1) t'); the prior's mode is
+    m = ℓ'/ℓ, and α = m (c − 2) + 1, β = (1 − m)(c − 2) + 1. The official code has no clamp of m; below
+    ℓ ≈ 0.0027 (t' pinned at 1e-3) m would exceed 1, so m is clamped to the ratio's range [1e-3, 1 − 1e-3]."""
+    level = torch.as_tensor(level, dtype=torch.float64)
+    t = level / (shift + (1 - shift) * level)
+    t_next = (t - 1.0 / steps).clamp_min(1e-3)
+    nxt = shift * t_next / (1 + (shift - 1) * t_next)
+    mode = (nxt / level).clamp(*RATIO_CLAMP)
+    return mode * (concentration - 2) + 1, (1 - mode) * (concentration - 2) + 1
+
+
+def kl_to_reference(alpha: torch.Tensor, beta: torch.Tensor, level: torch.Tensor, mask: torch.Tensor
+                    ) -> torch.Tensor:
+    """Σ over the valid steps of KL(Beta(α_n, β_n) ‖ Beta(reference_beta(ℓ_n))): (T, B) inputs → (B,) float64.
+
+    The official trainer's KL term ([RT]: non_score_reward = −kl_coef · this, added to the reward; kl_coef 0 in its
+    launch script). Masked steps contribute exactly 0."""
+    a_ref, b_ref = reference_beta(level)
+    kl = torch.distributions.kl_divergence(
+        torch.distributions.Beta(alpha.double(), beta.double(), validate_args=False),
+        torch.distributions.Beta(a_ref, b_ref, validate_args=False))
+    return torch.where(mask, kl, torch.zeros_like(kl)).sum(dim=0)

@@ -36,16 +36,26 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from schedule_lab.schedules.errors import ScheduleError
+
 from . import rl
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "Rollout", "TrainConfig", "load_checkpoint", "ppo_update", "rollout", "save_checkpoint",
+    "CHECKPOINT_FORMAT", "Rollout", "TrainConfig", "TrainingDiverged", "load_checkpoint", "ppo_update", "rollout",
+    "save_checkpoint",
     "train",
 ]
 
 CHECKPOINT_FORMAT = "schedule-lab/tpdm-train/v1"
+#: TrainConfig fields added after format v1 (their defaults reproduce the earlier runs).
+ADDED_OPTIONS = ("cache_device", "cache_dtype", "micro_batch", "kl_coef")
+CACHE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 #: Offsets mixed into the per-(iteration, rank) seeds so noise and policy draws never share a stream.
 _NOISE, _POLICY = 0x7D0, 0xBE7A
+
+
+class TrainingDiverged(RuntimeError):
+    """The policy left the Beta's domain during a rollout; the message names the iteration and the kept checkpoint."""
 
 
 @dataclass
@@ -71,6 +81,14 @@ class TrainConfig:
     share_noise: bool = True     # a group's k rollouts start from the same x_T (unconditional models)
     seed: int = 0
     save_every: int = 10
+    # memory (docs/tpdm.md, "Memory"): the rollout's features are kept on ``cache_device`` in ``cache_dtype``
+    # ("float16" halves them, as the official cache); ``micro_batch`` > 0 recomputes the log-probs in TPM calls of
+    # at most that many valid row-steps (two passes, the exact gradient), 0 = one call over all T·B rows
+    cache_device: str = "cpu"
+    cache_dtype: str = "float32"
+    micro_batch: int = 0
+    # stability (docs/tpdm.md, "Stability"): the official reward term −kl_coef · Σ_n KL(Beta(α_n, β_n) ‖ prior(σ_n))
+    kl_coef: float = 0.0
 
     def __post_init__(self):
         self.adam_betas = tuple(self.adam_betas)
@@ -84,6 +102,10 @@ class TrainConfig:
             raise ValueError(f"max_steps={self.max_steps} must be >= 1")
         if self.final_step not in ("zero", "stop"):
             raise ValueError(f"final_step={self.final_step!r} must be 'zero' or 'stop'")
+        if self.cache_dtype not in CACHE_DTYPES:
+            raise ValueError(f"cache_dtype={self.cache_dtype!r} must be one of {', '.join(CACHE_DTYPES)}")
+        if self.micro_batch < 0 or self.kl_coef < 0:
+            raise ValueError("micro_batch >= 0 and kl_coef >= 0 are required")
 
 
 @dataclass
@@ -91,6 +113,7 @@ class Rollout:
     """What PPO needs from one batch of trajectories (T = longest trajectory, B = batch)."""
 
     features: list              # T TPMFeatures, each of the whole batch (B rows): the TPM's input at step n
+                                # (on cfg.cache_device in cfg.cache_dtype; the TPM casts each call to fp32)
     ratios: torch.Tensor        # (T, B) clamped r_n (1 where masked)
     log_probs: torch.Tensor     # (T, B) log π_old(r_n) as the sampler computed it, 0 where masked
     mask: torch.Tensor          # (T, B) bool, image b took step n
@@ -99,6 +122,9 @@ class Rollout:
     x_T: torch.Tensor           # starting points (scaled noise)
     groups: torch.Tensor        # (B,) condition index
     schedules: list = field(default_factory=list)  # realised σ per image
+    levels: torch.Tensor | None = None  # (T, B) the level the ratio acted on at step n (σ, or ℓ = σ/(1+σ))
+    alphas: torch.Tensor | None = None  # (T, B) the rollout policy's α, β (for the KL term)
+    betas: torch.Tensor | None = None
 
     def select(self, index: torch.Tensor) -> Rollout:
         """The trajectories ``index`` (a bool mask or indices over B), e.g. one rank's share of a batch."""
@@ -106,9 +132,13 @@ class Rollout:
         if index.dtype == torch.bool:
             index = torch.nonzero(index).flatten()
         idx = index.tolist()
+        def cols(t):
+            return None if t is None else t[:, index]
+
         return Rollout([f.rows(index) for f in self.features], self.ratios[:, index], self.log_probs[:, index],
                        self.mask[:, index], self.steps[index], self.x0[index], self.x_T[index], self.groups[index],
-                       [self.schedules[i] for i in idx] if self.schedules else [])
+                       [self.schedules[i] for i in idx] if self.schedules else [], cols(self.levels),
+                       cols(self.alphas), cols(self.betas))
 
 
 def derived_seed(seed: int, iteration: int, rank: int, offset: int) -> int:
@@ -132,16 +162,23 @@ def rollout(model, read_features: Callable, tpm, x_T: torch.Tensor, cfg: TrainCo
     x0 = sample_tpdm(model, x_T, torch.tensor([cfg.sigma_start, 0.0]), extra_args or {}, disable=True, tpm=tpm,
                      read_features=read_features, min_sigma=cfg.min_sigma, max_steps=cfg.max_steps,
                      stochastic=stochastic, seed=seed, final_step=cfg.final_step, kind=kind, trace=trace,
-                     schedules=schedules)
+                     schedules=schedules, trace_cache=(cfg.cache_device, CACHE_DTYPES[cfg.cache_dtype]))
+    from schedule_lab.solvers.tpdm.sampler import to_level
+
     mask = torch.stack([t["active"].cpu() for t in trace])
     ratios = torch.stack([t["ratio"].detach().float().cpu() for t in trace])
     log_probs = torch.stack([t["log_prob"].detach().float().cpu() for t in trace])
+
+    def stack(key):
+        return torch.stack([t[key].detach().double().cpu() for t in trace])
+
     return Rollout(
         features=[t["features"] for t in trace],
         ratios=torch.where(mask, ratios, torch.ones_like(ratios)),
         log_probs=torch.where(mask, log_probs, torch.zeros_like(log_probs)),
         mask=mask, steps=mask.sum(dim=0), x0=x0, x_T=x_T,
         groups=groups if groups is not None else torch.arange(x_T.shape[0]), schedules=schedules,
+        levels=to_level(stack("sigma"), kind), alphas=stack("alpha"), betas=stack("beta"),
     )
 
 
@@ -156,6 +193,47 @@ def sequence_log_probs(policy, ro: Rollout) -> torch.Tensor:
     return rl.sequence_log_prob(lp, ro.mask)
 
 
+def _valid_chunks(ro: Rollout, size: int):
+    """The valid (step, row) pairs of a rollout in chunks of at most ``size``: (steps, rows) index tensors."""
+    steps, rows = torch.nonzero(ro.mask, as_tuple=True)  # step-major: one chunk spans few steps
+    for i in range(0, len(steps), size):
+        yield steps[i:i + size], rows[i:i + size]
+
+
+def _chunk_log_probs(policy, ro: Rollout, steps: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """log π_θ of the stored ratios at the (step, row) pairs of one chunk, in one TPM call."""
+    from schedule_lab.solvers.tpdm.tpm import TPMFeatures
+
+    parts = []
+    for n in torch.unique_consecutive(steps).tolist():
+        parts.append(ro.features[n].rows(rows[steps == n]))
+    alpha, beta = policy(TPMFeatures.cat(parts))
+    return rl.beta_log_prob(alpha.float().reshape(-1), beta.float().reshape(-1), ro.ratios[steps, rows].float())
+
+
+def chunked_sequence_log_probs(policy, ro: Rollout, size: int) -> torch.Tensor:
+    """Σ_n log π_θ(r_n) per trajectory from TPM calls of at most ``size`` valid row-steps (no gradient)."""
+    out = torch.zeros(ro.ratios.shape[1], dtype=torch.float32)
+    with torch.no_grad():
+        for steps, rows in _valid_chunks(ro, size):
+            out.index_add_(0, rows, _chunk_log_probs(policy, ro, steps, rows).float().cpu())
+    return out
+
+
+def _chunked_backward(policy, ro: Rollout, size: int, weights: torch.Tensor) -> None:
+    """Accumulate ∇_θ Σ_b w_b Σ_n log π_θ(r_{n,b}) chunk by chunk; with ``w = ∂L/∂(Σ_n log π)`` this is ∇_θ L
+    exactly (L depends on θ only through the per-trajectory sums). Under DDP only the last backward all-reduces."""
+    import contextlib
+
+    chunks = list(_valid_chunks(ro, size))
+    no_sync = getattr(policy, "no_sync", None)
+    for i, (steps, rows) in enumerate(chunks):
+        # DDP: forward and backward of every chunk but the last inside no_sync (the last one all-reduces the sum)
+        with no_sync() if no_sync is not None and i < len(chunks) - 1 else contextlib.nullcontext():
+            lp = _chunk_log_probs(policy, ro, steps, rows)
+            (weights.to(lp.device, lp.dtype)[rows.to(lp.device)] * lp).sum().backward()
+
+
 def ppo_update(policy, params, optimizer, ro: Rollout, advantages: torch.Tensor, cfg: TrainConfig) -> dict:
     """``cfg.ppo_epochs`` clipped-PPO steps on one rollout batch; returns the per-epoch statistics.
 
@@ -164,14 +242,21 @@ def ppo_update(policy, params, optimizer, ro: Rollout, advantages: torch.Tensor,
     the first epoch's ratio is exactly 1. A step whose loss or total
     gradient norm (after the DDP all-reduce, so every rank agrees) is not finite is skipped.
     """
+    micro = cfg.micro_batch
     with torch.no_grad():  # π_old = the weights that made the rollout, on the same cached path as π_θ: ρ ≡ 1 at first
-        old = sequence_log_probs(policy, ro)
+        old = chunked_sequence_log_probs(policy, ro, micro) if micro else sequence_log_probs(policy, ro)
     epochs = []
     for _ in range(cfg.ppo_epochs):
-        new = sequence_log_probs(policy, ro)
-        loss, stats = rl.ppo_loss(new, old, advantages, cfg.clip)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if micro:  # pass 1: the sums without a graph; ∂L/∂sums on (B,) scalars; pass 2: chunked backward
+            new = chunked_sequence_log_probs(policy, ro, micro).requires_grad_(True)
+            loss, stats = rl.ppo_loss(new, old, advantages, cfg.clip)
+            (weights,) = torch.autograd.grad(loss, new)
+            _chunked_backward(policy, ro, micro, weights)  # always: under DDP every rank joins the all-reduce
+        else:
+            new = sequence_log_probs(policy, ro)
+            loss, stats = rl.ppo_loss(new, old, advantages, cfg.clip)
+            loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         skipped = not (math.isfinite(float(loss.detach())) and math.isfinite(float(norm)))
         if skipped:
@@ -260,7 +345,7 @@ def _dist():
 def train(model, read_features: Callable, tpm: torch.nn.Module, scorer: Callable, cfg: TrainConfig,
           sample_shape: tuple[int, ...], kind=None, out: str | Path | None = None, resume: str | Path | None = None,
           conditions: Callable | None = None, progress: bool = True, log: Callable | None = None,
-          stop_after: int | None = None) -> list[dict]:
+          stop_after: int | None = None, max_seconds: float | None = None) -> list[dict]:
     """Train ``tpm`` in place; returns the per-iteration log (statistics averaged over ranks).
 
     Args:
@@ -277,6 +362,8 @@ def train(model, read_features: Callable, tpm: torch.nn.Module, scorer: Callable
             result equals the uninterrupted run.
         conditions: ``conditions(group_ids) -> extra_args`` for conditional models (prompts); None = unconditional.
         stop_after: stop (after saving) once this many iterations ran in this call — an interruption, for tests.
+        max_seconds: stop (after saving) after the first iteration that ends past this wall-time budget of the call;
+            the log's length says how many ran (the same iterations, from the start, give the same weights).
     """
     dist, rank, world = _dist()
     tpm.float().train()
@@ -292,7 +379,9 @@ def train(model, read_features: Callable, tpm: torch.nn.Module, scorer: Callable
         def same(c):
             return {k: v for k, v in c.items() if k not in ("iterations", "save_every")}
 
-        if same(state["config"]) != same(json.loads(json.dumps(asdict(cfg)))):
+        # options added later take their defaults in checkpoints written before them (same results as then)
+        written = {**{k: v for k, v in asdict(TrainConfig()).items() if k in ADDED_OPTIONS}, **state["config"]}
+        if same(written) != same(json.loads(json.dumps(asdict(cfg)))):
             raise ValueError(f"{resume} was written with another configuration; resume with the same options "
                              f"(only --iterations may grow; checkpoint: {state['config']})")
     policy = tpm
@@ -305,6 +394,8 @@ def train(model, read_features: Callable, tpm: torch.nn.Module, scorer: Callable
 
         bar = tqdm(total=cfg.iterations, initial=start, desc="tpdm train", unit="it")
     done = 0
+    last_saved = start
+    t_call = time.perf_counter()
     for it in range(start, cfg.iterations):
         t0, c0 = time.perf_counter(), time.process_time()
         b = cfg.groups * cfg.k
@@ -318,21 +409,37 @@ def train(model, read_features: Callable, tpm: torch.nn.Module, scorer: Callable
             noise = torch.randn((b, *sample_shape), generator=noise_gen)
         x_T = noise * cfg.sigma_start
         extra_args = conditions(gids) if conditions is not None else {}
-        ro = rollout(model, read_features, tpm, x_T, cfg, seed=derived_seed(cfg.seed, it, rank, _POLICY),
-                     groups=gids, extra_args=extra_args, kind=kind)
+        try:
+            ro = rollout(model, read_features, tpm, x_T, cfg, seed=derived_seed(cfg.seed, it, rank, _POLICY),
+                         groups=gids, extra_args=extra_args, kind=kind)
+        except ScheduleError as exc:  # the policy left the Beta's domain (α or β ≤ 1, or not finite)
+            kept = (f"the last checkpoint {ckpt} (iteration {last_saved}) is kept" if ckpt is not None and
+                    last_saved else "no checkpoint was written")
+            raise TrainingDiverged(f"iteration {it + 1}: the TPM diverged ({exc}); {kept}. Lower --lr, add "
+                                   "--kl-coef or use --head bounded (docs/tpdm.md, 'Stability').") from exc
         score = torch.as_tensor(scorer(ro.x0, {"x_T": x_T, "sigma_start": cfg.sigma_start, "groups": gids,
                                                "extra_args": extra_args}), dtype=torch.float64).reshape(-1)
         reward = rl.discounted_reward(score, ro.steps, cfg.gamma)
+        kl = rl.kl_to_reference(ro.alphas, ro.betas, ro.levels, ro.mask)  # (B,) Σ_n over the valid steps
+        if cfg.kl_coef > 0:  # the official non-score reward: R − kl_coef · Σ_n KL(π_n ‖ prior_n)
+            reward = reward - cfg.kl_coef * kl
         adv = rl.rloo_advantages(reward, gids)
         upd = ppo_update(policy, params, optimizer, ro, adv, cfg)
-        stats = torch.tensor([float(ro.steps.double().mean()), float(score.mean()), float(reward.mean())],
-                             dtype=torch.float64)
+        stats = torch.tensor([float(ro.steps.double().mean()), float(score.mean()), float(reward.mean()),
+                              float(kl.mean())], dtype=torch.float64)
+        # the sharpest Beta of the batch: α → 1 or β → ∞ is where the exp head leaves float32 (docs: "Stability")
+        extremes = torch.tensor([-float(ro.alphas[ro.mask].min()), float(ro.betas[ro.mask].max()),
+                                 -float(ro.betas[ro.mask].min()), float(ro.alphas[ro.mask].max())],
+                                dtype=torch.float64)
         if dist is not None and world > 1:
             dist.all_reduce(stats)
             stats /= world
+            dist.all_reduce(extremes, op=dist.ReduceOp.MAX)
         entry = {
             "iteration": it + 1, "steps_mean": stats[0].item(), "score_mean": stats[1].item(),
-            "reward_mean": stats[2].item(), "skipped": upd["skipped"],
+            "reward_mean": stats[2].item(), "kl_mean": stats[3].item(), "alpha_min": -extremes[0].item(),
+            "beta_max": extremes[1].item(), "beta_min": -extremes[2].item(), "alpha_max": extremes[3].item(),
+            "skipped": upd["skipped"],
             "clipfrac_last": upd["epochs"][-1]["clipfrac"], "approx_kl_last": upd["epochs"][-1]["approx_kl"],
             "ratio_first": upd["epochs"][0]["ratio"], "seconds": round(time.perf_counter() - t0, 3),
             "cpu_seconds": round(time.process_time() - c0, 3),
@@ -344,9 +451,15 @@ def train(model, read_features: Callable, tpm: torch.nn.Module, scorer: Callable
             bar.set_postfix(steps=f"{entry['steps_mean']:.2f}", score=f"{entry['score_mean']:.3f}")
         if log is not None and rank == 0:
             log(entry)
-        last = it + 1 == cfg.iterations or (stop_after is not None and done >= stop_after)
+        over = max_seconds is not None and time.perf_counter() - t_call > max_seconds
+        if over and dist is not None and world > 1:  # every rank stops at the same iteration
+            flag = torch.tensor([1.0 if over else 0.0])
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            over = bool(flag.item())
+        last = it + 1 == cfg.iterations or (stop_after is not None and done >= stop_after) or over
         if ckpt is not None and rank == 0 and ((it + 1) % cfg.save_every == 0 or last):
             save_checkpoint(ckpt, tpm, optimizer, it + 1, cfg, history)
+            last_saved = it + 1
         if last:
             break
     if bar is not None:

@@ -49,18 +49,25 @@ from .patches import (
     with_model_setting,
     with_settings,
 )
-from .plots import add_get_route, json_response, model_sampling_preset, scheduler_names, stock_sigmas
+from .plots import FAMILIES, add_get_route, json_response, model_sampling_preset, scheduler_names, stock_sigmas
 from .progress import Progress, check_interrupted, show_text
-from .registration import comfy_sampler, register_all, register_samplers, register_schedulers, sampler_object
+from .registration import (
+    comfy_sampler,
+    host_provided,
+    register_all,
+    register_samplers,
+    register_schedulers,
+    sampler_object,
+)
 from .tpdm import apply_tpm, ensure_tpm_folder, family_of, tpm_files, tpm_missing, tpm_read_path
 
 __all__ = [
-    "IO_MEMBERS", "KNOWN_SAMPLING", "REFUSED_SAMPLING", "UI_MEMBERS", "check_interrupted", "sampler_name",
+    "FAMILIES", "IO_MEMBERS", "KNOWN_SAMPLING", "REFUSED_SAMPLING", "UI_MEMBERS", "check_interrupted", "sampler_name",
     "definable_nodes", "CALIBRATION_FOLDER", "COMPAT", "Progress", "SCHEDULE_FOLDER", "apply_tpm", "ensure_tpm_folder",
     "family_of", "tpm_files", "tpm_missing", "tpm_read_path", "schedule_missing", "missing_file_message",
     "SETTINGS_KEY", "_warned",
     "attach_model_setting",
-    "calibrate_with_guider", "calibration_dir", "check_latent_fits", "comfy_sampler", "comfy_version",
+    "calibrate_with_guider", "calibration_dir", "check_latent_fits", "comfy_sampler", "comfy_version", "host_provided",
     "ensure_schedule_folder", "guider_fingerprint", "latent_to_model_space", "log", "model_fingerprint",
     "model_kind_from_sampling", "model_kind_in_sampler", "model_kind_of", "model_settings_of", "pack_settings",
     "register_all", "register_samplers", "register_schedulers", "run_with_guider", "sampler_function",

@@ -7,6 +7,7 @@ import torch
 
 from ...schedules.errors import ScheduleError
 from .access import load
+from .guider import sampler_function
 from .kinds import model_kind_of
 from .patches import model_settings_of, pack_settings
 from .plots import stock_sigmas
@@ -76,13 +77,7 @@ def sample_cell(model: Any, positive, negative, cfg: float, latent: dict, sample
     guider.set_conds(positive, negative)
     guider.set_cfg(cfg)
     kind, box = model_kind_of(model), {}
-    if isinstance(sampler, str):
-        spec = sampler
-    else:
-        fn, options = sampler.sampler_function, dict(getattr(sampler, "extra_options", {}) or {})
-
-        def spec(m, x, s, extra_args=None, callback=None, disable=None):
-            return fn(m, x, s, extra_args=extra_args, callback=callback, disable=disable, **options)
+    spec = sampler if isinstance(sampler, str) else sampler_function(sampler)  # a SAMPLER unwrapped once (guider.py)
 
     def through_catalogue(m, x, s, extra_args=None, callback=None, disable=None, **_):
         extra = dict(extra_args or {})

@@ -96,7 +96,7 @@ def schedule_missing(name) -> str | None:
 
 
 def saved_schedule_paths() -> list[tuple[str, str]]:
-    """``(name, path)`` of every schedule file, what registry entries with ``saved_files`` need."""
+    """``(name, path)`` of every schedule file, what catalogue entries with a ``"files"`` need get."""
     return [(name, schedule_read_path(name)) for name in schedule_files()]
 
 

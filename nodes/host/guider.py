@@ -24,8 +24,8 @@ def sampler_function(sampler: Any):
     """A SAMPLER input as a k-diffusion function ``fn(model, x, sigmas, extra_args, callback, disable)``."""
     fn = getattr(sampler, "sampler_function", None)
     if not callable(fn):
-        raise ScheduleError("sampler: this SAMPLER cannot be driven step by step by Timestep Search (it has no "
-                            "sampler_function); connect a KSamplerSelect or a Schedule Lab sampler node.")
+        raise ScheduleError("sampler: this SAMPLER cannot be driven step by step (Timestep Search, A/B Compare: it "
+                            "has no sampler_function); connect a KSamplerSelect or a Schedule Lab sampler node.")
     options = dict(getattr(sampler, "extra_options", {}) or {})
 
     def run(model, x, sigmas, extra_args=None, callback=None, disable=None):

@@ -8,19 +8,23 @@ import torch
 from ...schedules.errors import ScheduleError
 from .access import load, warn_once
 
+#: The one list of model-family presets (the plot route checks against it; the web extension reads it from
+#: ``/schedule_lab/schedules``): family -> (ComfyUI model_sampling class, prediction type).
+FAMILY_PRESETS = {"sd1": ("ModelSamplingDiscrete", "EPS"), "sdxl": ("ModelSamplingDiscrete", "EPS"),
+                  "sd2v": ("ModelSamplingDiscrete", "V_PREDICTION"), "sd3": ("ModelSamplingDiscreteFlow", "CONST"),
+                  "flux": ("ModelSamplingFlux", "CONST")}
+FAMILIES = tuple(FAMILY_PRESETS)
+
 
 def model_sampling_preset(family: str) -> Any:
     """A ComfyUI ``model_sampling`` object as the family's checkpoint loader would build it, without a model:
     sd1/sdxl (eps, scaled_linear betas), sd2v (v), sd3 (discrete flow, shift 3) and flux (Flux time shift 1.15)."""
+    if family not in FAMILY_PRESETS:
+        raise ScheduleError(f"family: {family!r} is unknown; choose one of {', '.join(FAMILIES)}")
     ms = load("comfy.model_sampling")
     if ms is None:
         raise ScheduleError("family: ComfyUI's comfy.model_sampling is unavailable; update ComfyUI")
-    bases = {"sd1": ("ModelSamplingDiscrete", "EPS"), "sdxl": ("ModelSamplingDiscrete", "EPS"),
-             "sd2v": ("ModelSamplingDiscrete", "V_PREDICTION"), "sd3": ("ModelSamplingDiscreteFlow", "CONST"),
-             "flux": ("ModelSamplingFlux", "CONST")}
-    if family not in bases:
-        raise ScheduleError(f"family: {family!r} is unknown; choose one of {', '.join(bases)}")
-    sampling, prediction = (getattr(ms, n) for n in bases[family])
+    sampling, prediction = (getattr(ms, n) for n in FAMILY_PRESETS[family])
     obj = type(f"SL_{family}", (sampling, prediction), {})(None)
     if family == "sd3":
         obj.set_parameters(shift=3.0, multiplier=1000)

@@ -5,12 +5,15 @@ A list or table missing in this ComfyUI logs one warning and registers nothing (
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 
+from ...schedules.catalogue import NEEDS, SCHEDULES, model_needs, schedule_sigmas
 from ...schedules.validate import denoise_expansion
-from ..registry import SAMPLERS, SCHEDULERS, Entry
+from ...solvers.catalogue import SAMPLERS, bind_sampler
+from .. import registry
 from .access import comfy_version, load, log, warn_once
 from .folders import saved_schedule_paths
 from .kinds import model_kind_from_sampling, model_kind_in_sampler
@@ -19,23 +22,33 @@ from .patches import model_settings_of, pack_settings
 _wrapped: dict[str, Any] = {}
 
 
-def _scheduler_handler(entry: Entry):
+def host_provided(needs: tuple[str, ...], model_sampling: Any) -> dict[str, Any]:
+    """What the host supplies for ``needs`` (``schedules.catalogue.NEEDS``) at a scheduler call: the settings this
+    ``model_sampling`` carries, and the user's saved schedule files for a ``"files"`` need."""
+    provided = model_settings_of(model_sampling, model_needs(needs))
+    for n in needs:
+        if NEEDS[n].source == "files":
+            provided[n] = saved_schedule_paths()
+    return provided
+
+
+def _scheduler_handler(name: str):
     def handler(model_sampling, steps):
-        found = model_settings_of(model_sampling, entry.model_settings)
-        if entry.saved_files:
-            found["schedule_paths"] = saved_schedule_paths()
+        provided = host_provided(SCHEDULES[name].needs, model_sampling)
         # KSampler asks for int(steps / denoise) steps (its own steps are capped at 10000): not a count the user typed
         with denoise_expansion():
-            return entry.fn(model_kind_from_sampling(model_sampling), int(steps), **found).to(torch.float32)
+            return schedule_sigmas(name, model_kind_from_sampling(model_sampling), int(steps),
+                                   provided).to(torch.float32)
 
-    handler.__name__ = f"schedule_lab_{entry.fn.__name__}"
-    handler.__doc__ = entry.description
+    handler.__name__ = f"schedule_lab_{name}"
+    handler.__doc__ = SCHEDULES[name].description
     return handler
 
 
-def register_schedulers(entries: dict[str, Entry] | None = None) -> list[str]:
-    """Append pack schedulers to ComfyUI's scheduler list: in place, append-only, idempotent."""
-    entries = SCHEDULERS if entries is None else entries
+def register_schedulers(names: Iterable[str] | None = None) -> list[str]:
+    """Append schedules of the catalogue (default: ``registry.DROPDOWN_SCHEDULERS``) to ComfyUI's scheduler list: in
+    place, append-only, idempotent."""
+    names = registry.DROPDOWN_SCHEDULERS if names is None else names
     samplers = load("comfy.samplers")
     if samplers is None or not (hasattr(samplers, "SCHEDULER_HANDLERS") and hasattr(samplers, "SCHEDULER_NAMES")
                                 and hasattr(samplers, "SchedulerHandler")):
@@ -43,39 +56,39 @@ def register_schedulers(entries: dict[str, Entry] | None = None) -> list[str]:
                   "only through the Schedule Lab nodes (SIGMAS output), not in the KSampler dropdown")
         return []
     added = []
-    for name, entry in entries.items():
+    for name in names:
         if name in samplers.SCHEDULER_HANDLERS and name in samplers.SCHEDULER_NAMES:
             continue
-        samplers.SCHEDULER_HANDLERS[name] = samplers.SchedulerHandler(_scheduler_handler(entry), use_ms=True)
+        samplers.SCHEDULER_HANDLERS[name] = samplers.SchedulerHandler(_scheduler_handler(name), use_ms=True)
         if name not in samplers.SCHEDULER_NAMES:
             samplers.SCHEDULER_NAMES.append(name)
         added.append(name)
     return added
 
 
-def comfy_sampler(name: str, entry: Entry):
-    """The function ComfyUI calls for pack sampler ``name``: fills in the model kind and any model-level settings
-    (explicit options, e.g. from the TADA Sampler node, win over the model's)."""
-    if name in _wrapped and _wrapped[name].schedule_lab_entry is entry:
+def comfy_sampler(name: str):
+    """The function ComfyUI calls for catalogue sampler ``name``: bound by ``bind_sampler`` with the model's kind and
+    the settings the MODEL carries (explicit options, e.g. from the TADA Sampler node, win over the model's)."""
+    item = SAMPLERS[name]
+    if name in _wrapped and _wrapped[name].schedule_lab_entry is item:
         return _wrapped[name]
 
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None, **options):
-        settings = {k: v for k, v in pack_settings(extra_args).items() if k in entry.model_settings}
-        merged = {**entry.defaults, **settings, **options}
-        return entry.fn(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable,
-                        kind=model_kind_in_sampler(model), **merged)
+        fn = bind_sampler(name, model_kind_in_sampler(model), pack_settings(extra_args))
+        return fn(model, x, sigmas, extra_args=extra_args, callback=callback, disable=disable, **options)
 
     sample.__name__ = f"sample_{name}"
-    sample.__doc__ = entry.description
-    sample.schedule_lab_name, sample.schedule_lab_entry = name, entry
+    sample.__doc__ = item.description
+    sample.schedule_lab_name, sample.schedule_lab_entry = name, item
     _wrapped[name] = sample
     return sample
 
 
-def register_samplers(entries: dict[str, Entry] | None = None) -> list[str]:
-    """Append pack samplers to ComfyUI's sampler lists: in place, append-only, idempotent."""
-    entries = SAMPLERS if entries is None else entries
-    if not entries:
+def register_samplers(names: Iterable[str] | None = None) -> list[str]:
+    """Append samplers of the catalogue (default: ``registry.DROPDOWN_SAMPLERS``) to ComfyUI's sampler lists: in
+    place, append-only, idempotent."""
+    names = list(registry.DROPDOWN_SAMPLERS if names is None else names)
+    if not names:
         return []
     samplers = load("comfy.samplers")
     ksampling = load("comfy.k_diffusion.sampling")
@@ -84,8 +97,8 @@ def register_samplers(entries: dict[str, Entry] | None = None) -> list[str]:
                   "through the Schedule Lab SAMPLER nodes")
         return []
     added = []
-    for name, entry in entries.items():
-        fn = comfy_sampler(name, entry)
+    for name in names:
+        fn = comfy_sampler(name)
         attr = f"sample_{name}"
         if getattr(ksampling, attr, None) is not fn:
             setattr(ksampling, attr, fn)
@@ -119,4 +132,4 @@ def sampler_object(name: str, options: dict[str, Any]):
     samplers = load("comfy.samplers")
     if samplers is None or not hasattr(samplers, "KSAMPLER"):
         raise RuntimeError("Schedule Lab: this ComfyUI has no comfy.samplers.KSAMPLER; update ComfyUI")
-    return samplers.KSAMPLER(comfy_sampler(name, SAMPLERS[name]), extra_options=dict(options))
+    return samplers.KSAMPLER(comfy_sampler(name), extra_options=dict(options))

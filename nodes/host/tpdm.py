@@ -16,8 +16,8 @@ import math
 from typing import Any
 
 from ...schedules.errors import ScheduleError
-from ..tpdm_ops import TPDMState, check_tpm_fits
-from .access import load
+from ..tpdm_ops import OFFICIAL_CONTEXT_TOKENS, TPDMState, check_tpm_fits
+from .access import comfy_version, load
 from .folders import ensure_folder, folder_files, missing_message, read_path, schedule_write_dir
 from .patches import with_settings
 from .progress import show_text
@@ -103,16 +103,27 @@ def _dit_hooks(dm, stash, labels) -> list:
     return [dm.final_layer.linear.register_forward_pre_hook(h2)]
 
 
-def _dit_block_patch(stash, previous=None):
-    """The ("double_block", 0) replacement: stash img (h1) and vec (temb), then run the block unchanged."""
+def _dit_block_patch(stash, previous=None, call=None):
+    """The ("double_block", 0) replacement: stash img (h1) and vec (temb), then run the block unchanged.
+
+    The cond/uncond labels come from the patch's own ``args["transformer_options"]``; MMDiT builds of ComfyUI that do
+    not pass it to block patches get them from the model call that the APPLY_MODEL wrapper saw (``call``)."""
 
     def patch(args, extra):
         labels = _labels(args.get("transformer_options"))
+        if labels is None and call is not None:
+            labels = call.get("labels")
         stash.put("h1", args["img"], labels)
         stash.put("temb", args["vec"], labels)
         return previous(args, extra) if previous is not None else extra["original_block"](args)
 
     return patch
+
+
+def unlabelled_message(version: str) -> str:
+    return (f"model: this ComfyUI ({version}) does not say which rows of a model call are cond and which uncond "
+            "(transformer_options['cond_or_uncond']), so TPDM cannot combine the TPM's features with the guidance "
+            "scale. Update ComfyUI to 0.3.64 or newer (the version the pack is tested with), or sample at CFG 1.")
 
 
 def install_taps(model: Any, family: str, stash) -> Any:
@@ -123,9 +134,16 @@ def install_taps(model: Any, family: str, stash) -> Any:
         raise ScheduleError("model: this ComfyUI has no model wrappers (comfy.patcher_extension); update ComfyUI "
                             "to use TPDM.")
     hooks = _unet_hooks if family == "unet" else _dit_hooks
+    # a host whose model calls carry no cond/uncond labels: the stash refuses to CFG-combine unlabelled rows
+    stash.unlabelled_error = unlabelled_message(comfy_version())
+    call: dict = {}  # the labels of the model call in progress, for block patches called without them
 
     def apply_model(executor, *args, **kwargs):
         options = args[5] if len(args) > 5 else kwargs.get("transformer_options", {})
+        call["labels"] = _labels(options)
+        context = args[3] if len(args) > 3 else kwargs.get("c_crossattn")
+        if family == "mmdit" and hasattr(context, "shape") and len(context.shape) == 3:
+            stash.context_tokens = int(context.shape[1])
         dm = executor.class_obj.diffusion_model
         if family != "unet" and len(args) and hasattr(args[0], "shape"):
             p = int(getattr(dm, "patch_size", 2))
@@ -141,7 +159,7 @@ def install_taps(model: Any, family: str, stash) -> Any:
     model.add_wrapper_with_key(wrappers.APPLY_MODEL, WRAPPER_KEY, apply_model)
     if family != "unet":
         replace = model.model_options.get("transformer_options", {}).get("patches_replace", {}).get("dit", {})
-        model.set_model_patch_replace(_dit_block_patch(stash, replace.get(("double_block", 0))), "dit",
+        model.set_model_patch_replace(_dit_block_patch(stash, replace.get(("double_block", 0)), call), "dit",
                                       "double_block", 0)
     return model
 
@@ -170,6 +188,7 @@ def apply_tpm(model: Any, tpm, meta: dict, tpm_name: str, node_id: str | None, f
         trained_start=float(start) if start not in (None, "") else (1.0 if official else None),
         trained_cfg=float(meta["cfg"]) if meta.get("cfg") else (7.0 if official else None),
         trained_grid=(64, 64) if official else None,
+        trained_context=OFFICIAL_CONTEXT_TOKENS if official and family == "mmdit" else None,
     )
 
     def watch(sampler_name: str, explicit: dict) -> None:

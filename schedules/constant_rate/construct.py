@@ -29,9 +29,9 @@ from ..model_kind import ModelKind
 from ..validate import validate_steps
 
 __all__ = [
-    "COORDS", "DEFAULT_SMOOTH", "DEFAULT_XI", "ENDS", "LAMBDA_CLIP", "SETTINGS_BY_NFE", "Velocity", "check_xi",
-    "combine", "constant_rate_sigmas", "data_free_velocity", "default_schedule_settings",
-    "MEASURED_SETTINGS_BY_NFE",
+    "COORDS", "DEFAULT_SMOOTH", "DEFAULT_XI", "ENDS", "FLOW_SETTINGS", "LAMBDA_CLIP", "SETTINGS_BY_NFE", "Velocity",
+    "check_xi", "combine", "constant_rate_sigmas", "data_free_velocity", "default_schedule_settings",
+    "MEASURED_SETTINGS_BY_NFE", "with_cos_tails",
     "cos_velocity", "default_velocity", "gaussian_frechet_velocity", "lambda_range", "power_velocity",
     "sample_training_sigmas", "training_density",
 ]
@@ -69,13 +69,17 @@ MEASURED_SETTINGS_BY_NFE = {
 }
 
 
+#: Flow kinds (SD3, Flux): data-free velocity, ξ = DEFAULT_XI, and "land" at every step count. "hold" spent one of
+#: the steps at σ_min, where a flow model's x̂₀ is the input itself, and made DPM-Solver++(2M)'s last step extrapolate
+#: (weights 3.7/−2.7 at 5 steps); the flow rows are in docs/defaults.md §7.
+FLOW_SETTINGS = {"measure": "data-free", "xi": DEFAULT_XI, "end": "land"}
+
+
 def default_schedule_settings(steps: int, kind: ModelKind | None = None, measured: bool = False) -> dict:
     """The default settings at ``steps`` model calls: {"measure", "xi", "end"} for the data-free default, {"xi",
-    "end"} for a measured velocity (flow kinds keep data-free, ξ = DEFAULT_XI, hold: no flow model is in the
-    defaults suite)."""
+    "end"} for a measured velocity (flow kinds: FLOW_SETTINGS at every step count)."""
     if kind is not None and kind.kind == "flow":
-        return {"xi": DEFAULT_XI, "end": "hold"} if measured else {"measure": "data-free", "xi": DEFAULT_XI,
-                                                                   "end": "hold"}
+        return {k: v for k, v in FLOW_SETTINGS.items() if not (measured and k == "measure")}
     table = MEASURED_SETTINGS_BY_NFE if measured else SETTINGS_BY_NFE
     grid = sorted(table)
     below = [n for n in grid if n <= int(steps)]
@@ -285,6 +289,28 @@ def default_velocity(kind: ModelKind | None = None) -> Velocity:
     vel = gaussian_frechet_velocity(torch.zeros(dim, dtype=torch.float64), LATENT_SECOND_MOMENT * dim)
     return Velocity(vel.lam, vel.values, "default",
                     {"model_calls": 0, "stats": "point mass, unit second moment per element (= cos)"})
+
+
+def with_cos_tails(velocity: Velocity, lam_range: tuple[float, float], spacing: float = 0.05) -> Velocity:
+    """``velocity`` extended to ``lam_range`` with the cosine velocity's shape beyond its end nodes, matched there:
+    v(λ) = v(λ₀) cosh λ₀ / cosh λ (v_cos = 2√(ᾱ(1 − ᾱ)) = 1/cosh λ). At both ends x̂₀ moves as cos does (∝ e^λ near
+    pure noise, ∝ e^−λ near the data), whereas holding the end value constant put a flow model's first step at
+    σ = 0.97: with ξ > 1 in ᾱ the weight of a constant velocity grows as e^−λ towards σ = 1."""
+    lam, values = velocity.lam, velocity.values
+    parts_lam, parts_v = [lam], [values]
+    lo, hi = float(lam_range[0]), float(lam_range[1])
+    if lo < float(lam[0]):
+        low = torch.linspace(lo, float(lam[0]), max(2, int((float(lam[0]) - lo) / spacing) + 1),
+                             dtype=torch.float64)[:-1]
+        parts_lam.insert(0, low)
+        parts_v.insert(0, values[0] * torch.cosh(lam[0]) / torch.cosh(low))
+    if hi > float(lam[-1]):
+        high = torch.linspace(float(lam[-1]), hi, max(2, int((hi - float(lam[-1])) / spacing) + 1),
+                              dtype=torch.float64)[1:]
+        parts_lam.append(high)
+        parts_v.append(values[-1] * torch.cosh(lam[-1]) / torch.cosh(high))
+    info = {**velocity.info, "tails": "cos"}
+    return Velocity(torch.cat(parts_lam), torch.cat(parts_v), velocity.measure, info)
 
 
 def combine(parts: Sequence[tuple[Velocity, float]], lam_range: tuple[float, float] | None = None) -> Velocity:

@@ -26,7 +26,7 @@ from ..errors import ScheduleError
 from ..model_kind import ModelKind
 from .construct import Velocity, lambda_range
 
-__all__ = ["DEFAULT_POINTS", "MEASURES", "measure_velocity", "measurement_grid", "model_input", "model_samples"]
+__all__ = ["DEFAULT_POINTS", "MEASURES", "measure_velocity", "measurement_grid", "model_input"]
 
 MEASURES = ("frechet", "vx", "veps")
 #: Noise levels of a calibration: 24 at 64 samples is the Constant-Rate Scheduler node's setting from the stability
@@ -35,12 +35,21 @@ DEFAULT_POINTS = 24
 MIN_POINTS = 4
 
 
+#: Flow models: the grid starts at this λ (SNR e^2λ = 1e-4, σ = 0.99 at shift 1) instead of the clip λ = −10. A grid
+#: uniform over [−10, λ(σ_min)] spent 11 of 24 points above σ = 0.93, where x̂₀ is the data mean and no schedule places
+#: a level; above σ = 0.99 a calibration follows the closed-form tail instead (``construct.with_cos_tails``).
+FLOW_GRID_LAMBDA_MIN = -4.6
+
+
 def measurement_grid(kind: ModelKind, points: int = DEFAULT_POINTS) -> torch.Tensor:
-    """``points`` λ values, uniform from λ(sigma_max) to λ(sigma_min) (clipped to LAMBDA_CLIP), ascending."""
+    """``points`` λ values, uniform from λ(sigma_max) to λ(sigma_min) (clipped to LAMBDA_CLIP), ascending; flow
+    kinds start at FLOW_GRID_LAMBDA_MIN when λ(sigma_max) lies below it."""
     if isinstance(points, bool) or int(points) != points or points < MIN_POINTS:
         raise ScheduleError(f"points={points!r} must be a whole number >= {MIN_POINTS} (noise levels measured; "
                             f"{DEFAULT_POINTS} is the default).")
     lo, hi = lambda_range(kind)
+    if kind.kind == "flow" and lo < FLOW_GRID_LAMBDA_MIN < hi:
+        lo = FLOW_GRID_LAMBDA_MIN
     return torch.linspace(lo, hi, int(points), dtype=torch.float64)
 
 
@@ -142,33 +151,3 @@ def measure_velocity(measure: str, kind: ModelKind, data: torch.Tensor, model: C
             "seconds": round(time.perf_counter() - started, 3),
             "features": "identity" if features is None else getattr(features, "__name__", "custom")}
     return Velocity(mid, d / (lam[1:] - lam[:-1]), measure, info)
-
-
-@torch.no_grad()
-def model_samples(model: Callable, kind: ModelKind, shape: tuple, steps: int = 12, seed: int = 0,
-                  batch: int = 64, progress: Callable[[int, int], None] | None = None):
-    """(samples, model calls): data-free x₀ for vx/veps from the model itself: DPM-Solver++(2M) on a Karras
-    schedule of ``steps`` steps over ``kind``'s range; flow models: Euler, log-SNR-uniform from σ = 1."""
-    from ...solvers.classic import sample_dpmpp_2m, sample_euler
-    from ..baseline import karras
-
-    if kind.kind == "flow":
-        sigmas = kind.from_lambda(torch.linspace(*lambda_range(kind), steps, dtype=torch.float64))
-        sigmas[0] = kind.sigma_max
-        sigmas = torch.cat([sigmas, sigmas.new_zeros(1)])
-        solver = sample_euler
-    else:
-        sigmas = karras(steps, kind.sigma_min, kind.sigma_max, dtype=torch.float64)
-        solver = sample_dpmpp_2m
-    gen = torch.Generator(device="cpu").manual_seed(int(seed) + 7919)
-    noise = torch.randn(shape, generator=gen, dtype=torch.float32)
-    outs, calls = [], 0
-    chunks = list(range(0, shape[0], int(batch)))
-    for i, start in enumerate(chunks):
-        xb = noise[start:start + int(batch)] * float(sigmas[0])
-        outs.append(solver(model, xb, sigmas.to(torch.float32), disable=True))
-        calls += steps
-        if progress is not None:
-            progress(i + 1, len(chunks))
-    return torch.cat(outs), calls
-

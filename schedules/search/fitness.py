@@ -1,7 +1,8 @@
 """Fitness functions of the timestep search (lower is better), built on a reference set computed once per search.
 
-* ``ReferenceSet`` — seeded unit noise and the many-step endpoints the model reaches from it (Heun on Karras
-  sigmas over the model's range; ``2·reference_steps − 1`` model calls per sample, paid once). Its noise is split
+* ``ReferenceSet`` — seeded unit noise and the many-step endpoints the model reaches from it (the caller's
+  reference sampler, Heun in the node and the lab, on Karras sigmas over the model's range; ``2·reference_steps − 1``
+  model calls per sample with Heun, paid once). Its noise is split
   into a *search* part and a *held-out* part (for refinement's over-fitting check and for honest reporting).
 * ``EndpointFitness`` — (b) of the issue: RMSE between the candidate's endpoints and the reference endpoints from
   the same noise (paired, so low variance; measures solver error directly).
@@ -20,12 +21,12 @@ import numpy as np
 import torch
 
 from ...kernels.frechet import frechet_distance, gaussian_stats
-from ...solvers.classic import sample_heun
 from ..baseline import karras
 from ..errors import ScheduleError
+from ..model_calls import CountedModel
 from ..model_kind import ModelKind
 
-__all__ = ["CountedModel", "EndpointFitness", "FrechetFitness", "ReferenceSet", "check_reference_steps",
+__all__ = ["EndpointFitness", "FrechetFitness", "ReferenceSet", "check_reference_steps",
            "endpoint_rmse", "run_sampler"]
 
 
@@ -51,30 +52,6 @@ def run_sampler(sampler, model, noise: torch.Tensor, sigmas: torch.Tensor, extra
     return sampler(model, noise * s[0], s, extra_args=extra_args, disable=True)
 
 
-class CountedModel:
-    """Counts model calls (``calls``) and per-sample evaluations (``samples``, the sum of the batch sizes).
-
-    Any other attribute is the wrapped model's: ComfyUI's SDE samplers read ``model.inner_model`` (the model
-    sampling and patcher behind the k-diffusion denoiser), and pack samplers find the model kind there.
-    ``should_stop()`` (if given) is asked before every model call and may raise to cancel within one call.
-    """
-
-    def __init__(self, model, should_stop=None):
-        self.model, self.calls, self.samples, self.should_stop = model, 0, 0, should_stop
-
-    def __getattr__(self, name):
-        if name in ("model", "calls", "samples", "should_stop"):  # not set yet (copy/pickle): no recursion
-            raise AttributeError(name)
-        return getattr(self.model, name)
-
-    def __call__(self, x, sigma, **kw):
-        if self.should_stop is not None:
-            self.should_stop()
-        self.calls += 1
-        self.samples += x.shape[0]
-        return self.model(x, sigma, **kw)
-
-
 class ReferenceSet:
     """Noise (``n_search + n_holdout`` samples of ``shape``) and its converged endpoints, computed once.
 
@@ -84,14 +61,16 @@ class ReferenceSet:
         reference_steps: Karras steps of the Heun reference (2·steps − 1 model calls per sample).
         nfe: the search budget; the reference must use at least as many steps.
         endpoints: precomputed endpoints for all samples (e.g. from a disk cache); skips the model calls.
-        reference_sampler: the many-step sampler (default Heun, solvers.classic), same contract as the others.
+        reference_sampler: the many-step sampler (k-diffusion contract; the node and the lab pass Heun,
+            ``solvers.classic.sample_heun``); needed unless ``endpoints`` are given. Passed in, not imported:
+            schedules/ never imports solvers/.
         should_stop: called before every model call (reference and candidates); raises to cancel (e.g. ComfyUI's
             interrupt check through the host adapter), so Cancel takes effect within one model call.
     """
 
     def __init__(self, model, kind: ModelKind, shape, n_search: int = 64, n_holdout: int = 64, seed: int = 0,
                  reference_steps: int = 100, nfe: int = 2, extra_args=None, dtype=torch.float32,
-                 endpoints: torch.Tensor | None = None, device=None, reference_sampler=sample_heun,
+                 endpoints: torch.Tensor | None = None, device=None, reference_sampler=None,
                  should_stop=None):
         for name, v, lo in (("n_search", n_search, 2), ("n_holdout", n_holdout, 0)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
@@ -107,6 +86,9 @@ class ReferenceSet:
         self.extra_args = extra_args
         self.model_calls = self.model_samples = 0
         if endpoints is None:
+            if reference_sampler is None:
+                raise ScheduleError("ReferenceSet: pass reference_sampler= (the many-step sampler, e.g. "
+                                    "solvers.classic.sample_heun) or precomputed endpoints=")
             counted = CountedModel(model, should_stop)
             sig = karras(self.reference_steps, kind.sigma_min, kind.sigma_max, dtype=torch.float64)
             self.endpoints = run_sampler(reference_sampler, counted, self.noise, sig, extra_args)

@@ -32,12 +32,13 @@ class GeneSpace:
         if not isinstance(kind, ModelKind):
             raise ScheduleError(f"kind={kind!r} is not a ModelKind; build one with ModelKind.vp/edm/flow.")
         self.kind = kind
-        if kind.is_discrete or size is None:
-            if kind.is_discrete and size is not None and size != len(kind.comfy_table()):
+        if kind.is_discrete:
+            if size is not None and size != len(kind.comfy_table()):
                 raise ScheduleError(f"grid size={size} cannot be chosen for a discrete {kind.kind} model: its "
                                     "genes are the indices of its own sigma table; leave size unset.")
             table = kind.comfy_table()
         else:
+            size = COMFY_TABLE_SIZE if size is None else size  # Flux's own table has 10000: the grid stays 1000
             if isinstance(size, bool) or int(size) != size or size < 8:
                 raise ScheduleError(f"grid size={size!r} must be a whole number >= 8 (1000 is ComfyUI's).")
             size = int(size)

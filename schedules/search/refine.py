@@ -37,9 +37,10 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import ScheduleError
+from ..model_calls import CountedModel
 from ..model_kind import ModelKind
 from ..validate import validate_sigmas
-from .fitness import CountedModel, ReferenceSet, endpoint_rmse, run_sampler
+from .fitness import ReferenceSet, endpoint_rmse, run_sampler
 
 __all__ = ["GRADIENTS", "RefineResult", "differentiable", "finite_difference_basis", "logits_from_sigmas",
            "loss_gradient", "refine", "sigmas_from_logits"]

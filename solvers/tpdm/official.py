@@ -134,7 +134,7 @@ def load_tpm(path) -> tuple[TimePredictor, dict[str, str]]:
         try:
             cfg = json.loads(meta[META_KEY])
             module = TimePredictor(int(cfg["in_channels"]), int(cfg["temb_dim"]), int(cfg["width"]),
-                                   h1_channels=cfg.get("h1_channels"))
+                                   h1_channels=cfg.get("h1_channels"), head=str(cfg.get("head", "exp")))
         except (ValueError, KeyError, TypeError) as exc:
             raise ScheduleError(f"tpm file {name!r}: its '{META_KEY}' metadata is unreadable ({exc}).") from exc
     else:

@@ -86,7 +86,7 @@ def sample_tpdm(model, x, sigmas, extra_args=None, callback=None, disable=None, 
                 read_features: Callable[[], TPMFeatures], min_sigma: float = DEFAULT_MIN_SIGMA,
                 max_steps: int | None = None, stochastic: bool = False, seed: int | None = None,
                 final_step: str = "zero", kind: ModelKind | None = None, trace: list | None = None,
-                schedules: list | None = None):
+                schedules: list | None = None, trace_cache: tuple | None = None):
     """TPDM: per-image adaptive steps chosen by the TPM (Ye et al. 2024, arXiv 2412.01243; docs/tpdm.md).
 
     ``sigmas[0]`` is the start level (the rest of ``sigmas`` is ignored); ``max_steps`` (default ``len(sigmas) − 1``,
@@ -97,7 +97,9 @@ def sample_tpdm(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     ``trace`` (a list) receives one dict per step: ``sigma``, ``sigma_next`` (B,), ``ratio``, ``alpha``, ``beta``,
     ``log_prob`` (Beta log-density of the clamped ratio), ``active`` (bool, the images that took this step; the
     others' entries are to be masked) and ``features`` (detached fp32). ``schedules`` (a list) receives each image's
-    realised σ sequence (1-D float32, start to end). Returns the samples.
+    realised σ sequence (1-D float32, start to end). ``trace_cache`` = (device, dtype) moves the traced features
+    there as they are made (a trainer's CPU / fp16 cache), else they stay fp32 where the model made them.
+    Returns the samples.
     """
     extra_args = {} if extra_args is None else extra_args
     sigmas = torch.as_tensor(sigmas)
@@ -147,7 +149,7 @@ def sample_tpdm(model, x, sigmas, extra_args=None, callback=None, disable=None, 
         if trace is not None:
             trace.append({"step": i, "sigma": sigma.clone(), "sigma_next": nxt.clone(), "ratio": ratio,
                           "alpha": alpha, "beta": beta, "log_prob": log_prob, "active": active.clone(),
-                          "features": features.detach()})
+                          "features": features.detach(*trace_cache) if trace_cache else features.detach()})
         # Euler, written as the stock sampler writes it (x + d·dt, d = (x − D)/σ), so a frozen run reproduces bitwise.
         d = (x - denoised) / sigma.to(x.dtype).reshape(view)
         stepped = x + d * (nxt.to(x.dtype) - sigma.to(x.dtype)).reshape(view)
@@ -165,14 +167,38 @@ def sample_sl_tpdm(model, x, sigmas, extra_args=None, callback=None, disable=Non
                    stochastic: bool = False, final_step: str = "zero"):
     """The catalogue's ``sl_tpdm``: TPDM with the TPM that ``tpdm`` carries.
 
-    ``tpdm`` is a ``(tpm, read_features)`` pair, or an object with ``sample(model, x, sigmas, extra_args, callback,
-    disable, kind=, min_sigma=, max_steps=, stochastic=, final_step=)`` (ComfyUI: the state Apply TPM puts on the
-    MODEL). ``sigmas[0]`` is the start level; ``max_steps`` defaults to ``len(sigmas) − 1`` (KSampler's steps)."""
-    options = {"min_sigma": min_sigma, "max_steps": max_steps, "stochastic": stochastic, "final_step": final_step}
+    ``tpdm`` is a ``(tpm, read_features)`` pair, or an object that observes the run (ComfyUI: the state Apply TPM
+    puts on the MODEL) with ``tpm``, ``prepare(model, x, sigmas, kind, options) -> read_features`` (called once
+    before the loop: warnings, device, feature stash) and ``finish(model, schedules, kind, options)`` (after it:
+    reports, frozen schedule files). The loop itself always runs here, in the core. ``sigmas[0]`` is the start
+    level; ``max_steps`` defaults to ``len(sigmas) − 1`` (KSampler's steps); ``min_sigma`` is raised to the model's
+    smallest noise level (``effective_min_sigma``)."""
     if tpdm is None:
         raise ScheduleError(NEEDS_TPM)
     if isinstance(tpdm, tuple):
         tpm, read_features = tpdm
         return sample_tpdm(model, x, sigmas, extra_args, callback, disable, tpm=tpm, read_features=read_features,
-                           kind=kind, **options)
-    return tpdm.sample(model, x, sigmas, extra_args, callback, disable, kind=kind, **options)
+                           kind=kind, min_sigma=min_sigma, max_steps=max_steps, stochastic=stochastic,
+                           final_step=final_step)
+    if max_steps is None:
+        max_steps = max(len(sigmas) - 1, 1)
+    min_sigma, max_steps, final_step = check_options(min_sigma, max_steps, final_step)
+    options = {"requested_min_sigma": min_sigma, "min_sigma": effective_min_sigma(min_sigma, kind),
+               "max_steps": max_steps, "stochastic": bool(stochastic), "final_step": final_step}
+    read_features = tpdm.prepare(model, x, sigmas, kind, options)
+    schedules: list[torch.Tensor] = []
+    out = sample_tpdm(model, x, sigmas, extra_args, callback, disable, tpm=tpdm.tpm, read_features=read_features,
+                      min_sigma=options["min_sigma"], max_steps=max_steps, stochastic=stochastic,
+                      final_step=final_step, kind=kind, schedules=schedules)
+    tpdm.finish(model, schedules, kind, options)
+    return out
+
+
+def effective_min_sigma(min_sigma: float, kind: ModelKind | None) -> float:
+    """min_sigma floored at the model's smallest noise level, except on flow models. A discrete eps / v model has no
+    timestep below σ_min; a flow model's timestep is multiplier·σ for any σ in (0, 1] (SD3's σ_min 0.003 is only the
+    end of ComfyUI's 1000-entry table), so there the official stop below 0.001 is kept (docs/tpdm.md, "Stopping
+    defaults"). EDM models keep the floor: their TPMs are trained down to σ_min (e.g. the patch UNet's 0.002)."""
+    if kind is None or kind.kind == "flow":
+        return float(min_sigma)
+    return max(float(min_sigma), float(kind.sigma_min))

@@ -26,12 +26,20 @@ class FeatureStash:
     def __init__(self):
         self._rows: dict[tuple[str, int], torch.Tensor] = {}
         self.grid: tuple[int, int] | None = None
+        self.context_tokens: int | None = None  # text tokens of the last call (hosts that know them set it)
+        #: Set by a host whose calls must carry labels: unlabelled rows then make :meth:`read` raise this message
+        #: under guidance (CFG ≠ 1) instead of treating every row as cond.
+        self.unlabelled_error: str | None = None
+        self._unlabelled = False
 
     def clear(self) -> None:
         self._rows.clear()
+        self._unlabelled = False
 
     def put(self, name: str, value: torch.Tensor, cond_or_uncond: list[int] | None) -> None:
         """Store the rows of one call; ``cond_or_uncond`` splits them into equal chunks (None: all cond)."""
+        if not cond_or_uncond:
+            self._unlabelled = True
         labels = list(cond_or_uncond) if cond_or_uncond else [COND]
         if value.shape[0] % len(labels):
             raise ScheduleError(f"features: {value.shape[0]} rows do not split into {len(labels)} cond/uncond chunks.")
@@ -44,6 +52,9 @@ class FeatureStash:
 
     def read(self, cfg: float | None) -> TPMFeatures:
         """The step's features, CFG-combined with scale ``cfg``; the stash is emptied."""
+        if self._unlabelled and self.unlabelled_error and cfg is not None and cfg != 1.0:
+            self.clear()
+            raise ScheduleError(self.unlabelled_error)
         out = {}
         for name in NAMES:
             cond, uncond = self._rows.get((name, COND)), self._rows.get((name, UNCOND))

@@ -32,7 +32,8 @@ from torch import nn
 from ...schedules.errors import ScheduleError
 
 __all__ = [
-    "OFFICIAL_CONFIG", "OFFICIAL_PARAMETERS", "INIT_BIAS", "RATIO_CLAMP", "AdaGroupNorm", "TPMFeatures",
+    "HEADS", "HEAD_BOUND", "INITS", "OFFICIAL_CONFIG", "OFFICIAL_PARAMETERS", "INIT_BIAS", "RATIO_CLAMP",
+    "AdaGroupNorm", "TPMFeatures",
     "SD3_MEDIUM", "TimePredictor", "beta_mode", "combine_cfg", "cost_report", "official_sd3_tpm",
     "sd3_medium_step_flops", "tokens_to_2d", "tpm_flops", "tpm_for_features",
 ]
@@ -44,6 +45,12 @@ RATIO_CLAMP = (1e-3, 1.0 - 1e-3)
 #: SD3-Medium: h1 and h2 have 1536 channels each, temb 1536, conv width 128, 64×64 token grid at 1024².
 OFFICIAL_CONFIG = {"in_channels": 3072, "temb_dim": 1536, "width": 128}
 OFFICIAL_PARAMETERS = 4_097_154
+#: Output heads: "exp" is the official (α, β) = exp(x) + 1; "bounded" squashes x to c·tanh(x/c) first, so α, β lie
+#: in [1 + e^-c, 1 + e^c] (c = HEAD_BOUND = 8: [1.000335, 2982]) and α = 1.0 cannot happen in float32.
+HEADS = ("exp", "bounded")
+HEAD_BOUND = 8.0
+#: Weight inits: "official" ([M] _init_weights) and "torch-norm-linear" (the pack's earlier one, see reset_parameters).
+INITS = ("official", "torch-norm-linear")
 
 
 @dataclass
@@ -74,9 +81,10 @@ class TPMFeatures:
         c2 = self.h2.shape[1] if self.h2.ndim == 4 else self.h2.shape[-1]
         return int(c1), int(c2), int(self.temb.shape[-1])
 
-    def detach(self, device=None) -> TPMFeatures:
+    def detach(self, device=None, dtype: torch.dtype = torch.float32) -> TPMFeatures:
+        """A copy cut from any graph, on ``device`` (default: where it is) in ``dtype`` (default fp32)."""
         def cut(t):
-            return t.detach().to(device=device or t.device, dtype=torch.float32).clone()
+            return t.detach().to(device=device or t.device, dtype=dtype).clone()
 
         return TPMFeatures(cut(self.h1), cut(self.h2), cut(self.temb), self.grid, dict(self.meta))
 
@@ -147,28 +155,43 @@ class TimePredictor(nn.Module):
     """
 
     def __init__(self, in_channels: int = 3072, temb_dim: int = 1536, width: int = 128,
-                 init_bias: tuple[float, float] = INIT_BIAS, h1_channels: int | None = None):
+                 init_bias: tuple[float, float] = INIT_BIAS, h1_channels: int | None = None, head: str = "exp",
+                 init: str = "official"):
         super().__init__()
         for name, v in (("in_channels", in_channels), ("temb_dim", temb_dim), ("width", width)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ScheduleError(f"TPM {name}={v!r} must be a positive integer.")
+        if head not in HEADS:
+            raise ScheduleError(f"TPM head={head!r} must be one of {', '.join(HEADS)} (exp: the official "
+                                "exp(x) + 1; bounded: exp(c·tanh(x/c)) + 1, α and β in [1 + e^-c, 1 + e^c]).")
+        if init not in INITS:
+            raise ScheduleError(f"TPM init={init!r} must be one of {', '.join(INITS)}.")
         self.config = {"in_channels": int(in_channels), "temb_dim": int(temb_dim), "width": int(width),
                        "h1_channels": int(h1_channels if h1_channels is not None else in_channels // 2)}
+        if head != "exp":  # the official head leaves the config (and files) as they were
+            self.config["head"] = head
+        self.head = head
         self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1)
         self.norm1 = AdaGroupNorm(temb_dim, width)
         self.conv2 = nn.Conv2d(width, width, 3, padding=1, stride=2)
         self.fc1 = nn.Linear(width, width)
         self.fc2 = nn.Linear(width, 2)
-        self.reset_parameters(init_bias)
+        self.reset_parameters(init_bias, init)
 
-    def reset_parameters(self, init_bias: tuple[float, float] = INIT_BIAS) -> None:
-        """Official init: conv/linear weights ~ N(0, 0.02), conv and fc1 biases 0, fc2 bias = init_bias;
-        norm1.linear keeps PyTorch's default init."""
+    def reset_parameters(self, init_bias: tuple[float, float] = INIT_BIAS, init: str = "official") -> None:
+        """Official init ([M] ``_init_weights``): every conv and linear weight ~ N(0, 0.02), norm1.linear's too;
+        conv and fc1 biases 0, fc2 bias = init_bias; norm1.linear's bias and the GroupNorm keep PyTorch's init.
+
+        ``init="torch-norm-linear"`` leaves norm1.linear's weight at PyTorch's default (Kaiming-uniform), as the
+        pack did before: the bundled testbed TPMs were trained from it, and their recorded commands reproduce
+        their weights only with it (docs/tpdm.md, "TPM modules and files"). The other draws are the same in both."""
         with torch.no_grad():
             for m in (self.conv1, self.conv2, self.fc1, self.fc2):
                 nn.init.normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
             self.fc2.bias.copy_(torch.tensor([float(init_bias[0]), float(init_bias[1])]))
+            if init == "official":
+                nn.init.normal_(self.norm1.linear.weight, std=0.02)
 
     def check_features(self, features: TPMFeatures) -> None:
         """A :class:`ScheduleError` naming the sizes when ``features`` are not the ones this TPM was built for."""
@@ -193,6 +216,8 @@ class TimePredictor(nn.Module):
         x = F.adaptive_avg_pool2d(x, 16)
         x = F.adaptive_max_pool2d(x, 1).flatten(1)
         x = self.fc2(F.silu(self.fc1(x))).float()
+        if self.head == "bounded":
+            x = HEAD_BOUND * torch.tanh(x / HEAD_BOUND)
         ab = torch.exp(x) + 1.0
         return ab[:, 0], ab[:, 1]
 
@@ -247,11 +272,11 @@ def official_sd3_tpm(init_bias: tuple[float, float] = INIT_BIAS) -> TimePredicto
     return TimePredictor(**OFFICIAL_CONFIG, init_bias=init_bias)
 
 
-def tpm_for_features(features: TPMFeatures, width: int = 32, init_bias: tuple[float, float] = INIT_BIAS
-                     ) -> TimePredictor:
+def tpm_for_features(features: TPMFeatures, width: int = 32, init_bias: tuple[float, float] = INIT_BIAS,
+                     head: str = "exp", init: str = "official") -> TimePredictor:
     """A TPM sized for the features a tapped model gives (the official architecture, narrower)."""
     c1, c2, d = features.channels()
-    return TimePredictor(c1 + c2, d, width, init_bias=init_bias, h1_channels=c1)
+    return TimePredictor(c1 + c2, d, width, init_bias=init_bias, h1_channels=c1, head=head, init=init)
 
 
 def beta_mode(alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,8 @@ The server is the real-host fixture of ``tests/integration/conftest.py`` (import
 CPU with this pack linked in and the tiny checkpoint. Chromium is Debian's (``apt-get install chromium``), driven by
 Playwright with an explicit ``executable_path`` (Playwright's own browser download is not used). Outside CI a
 missing Chromium or Playwright skips these tests with the reason; under ``CI=true`` it stops the run instead.
-Screenshots are written to ``out/browser/`` as test artefacts.
+Screenshots are written to ``out/browser/`` (``SL_BROWSER_SHOTS``) as test artefacts. ``SL_FRONTEND_ROOT`` serves
+another frontend package's ``static/`` (.ci/run runs the suite on the snapshot's frontend and on the newest).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-SHOTS = ROOT / "out" / "browser"
+SHOTS = ROOT / os.environ.get("SL_BROWSER_SHOTS", "out/browser")  # .ci/run: one folder per frontend
 sys.path.insert(0, str(HERE))
 
 
@@ -99,9 +100,9 @@ def pack_files_in(workdir: Path, workflows: list[Path]) -> dict[str, list[str]]:
 
     import torch
 
+    from schedule_lab.schedules.catalogue import schedule_sigmas
     from schedule_lab.schedules.files import make_schedule_doc, save_schedule
     from schedule_lab.schedules.model_kind import ModelKind
-    from schedule_lab.solvers import catalogue
     from schedule_lab.solvers.tpdm.official import save_tpm
     from schedule_lab.solvers.tpdm.tpm import TimePredictor
     from schedule_lab.version import PACK_VERSION
@@ -118,7 +119,7 @@ def pack_files_in(workdir: Path, workflows: list[Path]) -> dict[str, list[str]]:
                 made["tpm"].append(name)
             if node["type"] == "SL_LoadSchedule" and not (workdir / "schedules" / name).exists():
                 kind = ModelKind.vp()
-                sigmas = catalogue.schedule_sigmas("sl_ays_sd1", kind, 10).to(torch.float32)
+                sigmas = schedule_sigmas("sl_ays_sd1", kind, 10).to(torch.float32)
                 save_schedule(str(workdir / "schedules" / name),
                               make_schedule_doc(sigmas, kind, method="saved", params={"note": "browser tests"},
                                                 pack_version=PACK_VERSION))
@@ -131,10 +132,10 @@ def pack_files(comfy) -> dict[str, list[str]]:
     return pack_files_in(comfy.workdir, sorted((ROOT / "example_workflows").glob("*.json")))
 
 
-@pytest.fixture()
-def page(browser, comfy, pack_files):
-    """A fresh page with the ComfyUI frontend loaded and the pack's extensions registered; ``page.sl_console``
-    holds (type, text) of every console message and page error. The pack files the workflows read exist."""
+@pytest.fixture(scope="session")
+def shared_page(browser, comfy, pack_files):
+    """One page per session (per frontend): loading the frontend costs seconds, so the tests share it and
+    :func:`sl_page.reset_page` clears what one test leaves for the next."""
     from sl_page import open_comfy
 
     context = browser.new_context(viewport={"width": 1600, "height": 1000})
@@ -142,3 +143,34 @@ def page(browser, comfy, pack_files):
     open_comfy(pg, comfy.base)
     yield pg
     context.close()
+
+
+@pytest.fixture()
+def page(shared_page, comfy):
+    """The ComfyUI frontend with the pack's extensions registered, an empty graph, no dialog open and the pack's
+    settings at their defaults; ``page.sl_console`` holds (type, text) of this test's console messages and page
+    errors. The pack files the workflows read exist."""
+    from sl_page import reset_page
+
+    reset_page(shared_page, comfy.base)
+    yield shared_page
+
+
+@pytest.fixture()
+def fresh_page(browser, comfy, pack_files):
+    """A page of its own (for what a first load shows, e.g. a dialog raised while the workflow loads)."""
+    from sl_page import open_comfy
+
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    pg = context.new_page()
+    open_comfy(pg, comfy.base)
+    yield pg
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def frontend_version(shared_page) -> tuple[int, ...]:
+    """The served frontend's version (1.27.x from the host's requirements; another with SL_FRONTEND_ROOT)."""
+    from sl_page import frontend_version as read
+
+    return read(shared_page)

@@ -27,6 +27,46 @@ def open_comfy(page, base: str) -> None:
     page.wait_for_timeout(500)
 
 
+RESET_JS = """() => {
+  const app = window.app;
+  for (let i = 0; i < 3; i++)  // dialogs (template browser, missing models, errors) close on Escape
+    document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape', bubbles: true}));
+  app.graph.clear();
+  app.canvas.ds.scale = 1; app.canvas.ds.offset = [0, 0];
+  app.canvas.setDirty(true, true);
+}"""
+
+
+def reset_page(page, base: str) -> None:
+    """What one test leaves for the next on the shared page: dialogs closed, an empty graph, the pack's settings at
+    their defaults, the console log emptied. A page that has crashed or lost the frontend is opened again."""
+    try:
+        alive = page.evaluate("() => !!(window.app && window.app.graph)")
+    except Exception:  # noqa: BLE001 - a crashed page
+        alive = False
+    if not alive:
+        open_comfy(page, base)
+    page.keyboard.press("Escape")
+    set_setting(page, STOCK_PLOTS, False)
+    page.evaluate(RESET_JS)
+    page.wait_for_timeout(100)
+    page.sl_console.clear()
+
+
+STOCK_PLOTS = "ScheduleLab.Plots.StockNodes"
+
+
+def set_setting(page, setting_id: str, value) -> None:
+    """Change a setting as the settings dialog does (the frontend's setting store: saved, onChange called)."""
+    page.evaluate("""async ([id, v]) => { const s = window.app.extensionManager.setting;
+      if (s.get(id) !== v) await s.set(id, v); }""", [setting_id, value])
+
+
+def frontend_version(page) -> tuple[int, ...]:
+    text = page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__ || ''")
+    return tuple(int(x) for x in text.split(".") if x.isdigit()) or (0,)
+
+
 def pack_console_errors(page) -> list[str]:
     """Console errors and page errors that come from the pack (its URL or its extension name)."""
     return [text for kind, text in page.sl_console
@@ -42,14 +82,18 @@ def load_workflow(page, doc: dict, missing_models_dialog: bool = False) -> None:
     page.wait_for_timeout(300)
 
 
+#: Frontend 1.58 keeps node ids as strings ("5"), 1.27 as numbers: the tests compare numbers.
+NODE_ID_JS = "const NODE_ID = (id) => (Number.isFinite(+id) ? +id : id);"
+
 NODE_STATE_JS = """
-() => window.app.graph._nodes.map(n => ({
-  id: n.id, type: n.type, has_errors: !!n.has_errors, registered: !!window.LiteGraph.registered_node_types[n.type],
+() => { """ + NODE_ID_JS + """ return window.app.graph._nodes.map(n => ({
+  id: NODE_ID(n.id), type: n.type, has_errors: !!n.has_errors,
+  registered: !!window.LiteGraph.registered_node_types[n.type],
   widgets: (n.widgets || []).filter(w => w.serialize !== false)
     .map(w => ({name: w.name, type: w.type, value: w.value,
                 values: (w.options && Array.isArray(w.options.values)) ? w.options.values : null,
                 min: w.options ? w.options.min : null, max: w.options ? w.options.max : null})),
-}))
+})); }
 """
 
 
@@ -199,12 +243,26 @@ def plot_ink(page, node_id: int) -> int:
     return page.evaluate(CANVAS_INK_JS, node_id)
 
 
-TEXTS_JS = """() => window.app.graph._nodes.filter(n => n.slText).map(n => {
+TEXTS_JS = """() => { """ + NODE_ID_JS + """ return window.app.graph._nodes.filter(n => n.slText).map(n => {
   const el = n.slText.el, r = el.getBoundingClientRect(), c = window.app.canvas, s = c.ds.scale, o = c.ds.offset,
         cr = c.canvas.getBoundingClientRect();
   const right = cr.left + (n.pos[0] + o[0] + n.size[0]) * s;
-  return {id: n.id, type: n.type, text: el.textContent, overflowX: el.scrollWidth - el.clientWidth,
-          visible: r.width > 0 && r.height > 0, insideRight: r.right <= right + 2}; })"""
+  return {id: NODE_ID(n.id), type: n.type, text: el.textContent, overflowX: el.scrollWidth - el.clientWidth,
+          visible: r.width > 0 && r.height > 0, insideRight: r.right <= right + 2}; }); }"""
+
+
+def _number(v):
+    return int(v) if isinstance(v, str) and v.isdigit() else v
+
+
+def serialize(page) -> dict:
+    """``app.graph.serialize()`` with node ids as numbers on every frontend (nodes, links, last ids)."""
+    doc = page.evaluate("() => window.app.graph.serialize()")
+    for n in doc.get("nodes", []):
+        n["id"] = _number(n["id"])
+    doc["links"] = [[_number(v) if k in (1, 3) else v for k, v in enumerate(link)] if isinstance(link, list)
+                    else link for link in doc.get("links", [])]
+    return doc
 
 
 def node_texts(page) -> list[dict]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from sl_page import node_screenshot, pack_console_errors, plot_ink
+from sl_page import STOCK_PLOTS, node_screenshot, pack_console_errors, plot_ink, serialize, set_setting
 
 # Nodes whose widgets alone describe a schedule the route can compute (the rest draw a note until they run).
 COMPUTED = ["SL_Scheduler", "BasicScheduler", "KSampler", "KSamplerAdvanced", "SL_ConstantRateScheduler"]
 NOTE_ONLY = ["SL_TimestepSearch", "SL_LoadSchedule", "SL_SearchedSteps"]
+STOCK = {"BasicScheduler", "KSampler", "KSamplerAdvanced"}  # plotted only with the pack's setting on
 
 ADD_JS = """type => { window.app.graph.clear(); const n = window.LiteGraph.createNode(type);
   n.pos = [120, 120]; window.app.graph.add(n); window.app.canvas.ds.scale = 1; window.app.canvas.ds.offset = [0, 0];
@@ -22,7 +23,9 @@ PLOT_JS = """id => { const p = window.app.graph.getNodeById(id).slPlot;
 
 
 def _add(page, node_type: str) -> int:
-    node_id = page.evaluate(ADD_JS, node_type)
+    if node_type in STOCK:
+        set_setting(page, STOCK_PLOTS, True)
+    node_id = int(page.evaluate(ADD_JS, node_type))
     page.wait_for_function(f"() => {{ const p = window.app.graph.getNodeById({node_id}).slPlot;"
                            " return p && p.state.draws > 0 && (p.state.data || p.state.note || p.state.error); }",
                            timeout=20_000)
@@ -94,26 +97,30 @@ def test_plot_is_not_saved_and_widgets_round_trip(page):
     node_id = _add(page, "SL_Scheduler")
     _set_widget(page, node_id, "steps", 17)
     _set_widget(page, node_id, "scheduler", "sl_ays_sdxl")
-    saved = page.evaluate("() => window.app.graph.serialize()")
+    saved = serialize(page)
     node = next(n for n in saved["nodes"] if n["id"] == node_id)
     assert node["widgets_values"] == ["sl_ays_sdxl", 17, 1]
     assert "sl_plot" not in json.dumps(saved)
     page.evaluate("doc => window.app.loadGraphData(doc, true, true, 'roundtrip')", saved)
     page.wait_for_timeout(500)
-    again = page.evaluate("() => window.app.graph.serialize()")
+    again = serialize(page)
     assert [n["widgets_values"] for n in again["nodes"]] == [n["widgets_values"] for n in saved["nodes"]]
 
 
 def test_every_pack_node_can_be_placed_and_is_photographed(page, shots):
     types = page.evaluate("() => Object.keys(window.LiteGraph.registered_node_types).filter(t => t.startsWith('SL_'))")
     assert len(types) >= 11, types
+    ks = page.evaluate(ADD_JS, "KSampler")
+    stock_control = page.evaluate(f"() => window.app.graph.getNodeById({ks}).widgets"
+                                  ".find(w => w.name === 'control_after_generate').value")
     for node_type in types:
         node_id = page.evaluate(ADD_JS, node_type)
         page.wait_for_timeout(400)
         node_screenshot(page, node_id, shots / f"node_{node_type}.png")
         controls = page.evaluate(f"() => window.app.graph.getNodeById({node_id}).widgets"
                                  ".filter(w => w.name === 'control_after_generate').map(w => w.value)")
-        assert all(v == "fixed" for v in controls), f"{node_type}: a new node's seed must not randomise"
+        # the pack leaves control_after_generate to the frontend (the user's choice), as on a new KSampler
+        assert all(v == stock_control for v in controls), (node_type, controls, stock_control)
     assert pack_console_errors(page) == []
 
 
@@ -138,6 +145,7 @@ def test_the_plot_assumes_the_family_of_the_graphs_loaders_until_chosen_by_hand(
     from sl_page import load_workflow
 
     doc = json.loads((Path(__file__).resolve().parents[2] / "example_workflows" / f"{name}.json").read_text())
+    set_setting(page, STOCK_PLOTS, True)  # the plot on a stock KSampler: the pack's setting on
     load_workflow(page, doc)
     (ks,) = [n["id"] for n in doc["nodes"] if n["type"] == "KSampler"]
     page.wait_for_function(f"() => {{ const p = window.app.graph.getNodeById({ks}).slPlot;"

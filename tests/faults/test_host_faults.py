@@ -88,7 +88,7 @@ def _search_graph(filename, sampler="euler", reference_steps=8, **extra):
                                                          "negative": ["neg", 0], "cfg": 2.0}}
     g["sampler"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": sampler}}
     g["search"] = {"class_type": "SL_TimestepSearch", "inputs": {
-        "guider": ["guider", 0], "latent": ["latent", 0], "sampler": ["sampler", 0], "nfe": 3, "population": 4,
+        "guider": ["guider", 0], "latent_image": ["latent", 0], "sampler": ["sampler", 0], "nfe": 3, "population": 4,
         "generations": 1, "reference_steps": reference_steps, "samples": 2, "holdout": 2, "fitness": "endpoint",
         "seed": 0, "filename": filename, "resume": False, **extra}}
     g.pop("_model")
@@ -115,7 +115,7 @@ def test_search_and_constant_rate_refuse_an_existing_file_unless_overwrite(comfy
     g["guider"] = {"class_type": "CFGGuider", "inputs": {"model": g["_model"], "positive": ["pos", 0],
                                                          "negative": ["neg", 0], "cfg": 2.0}}
     g["crs"] = {"class_type": "SL_ConstantRateScheduler", "inputs": {
-        "guider": ["guider", 0], "latent": ["latent", 0], "steps": 4, "denoise": 1.0, "measure": "data-free",
+        "guider": ["guider", 0], "latent_image": ["latent", 0], "steps": 4, "denoise": 1.0, "measure": "data-free",
         "xi": 1.5, "samples": 2, "points": 4, "seed": 0, "save_as": "fault_taken"}}
     g["info"] = {"class_type": "SL_ScheduleInfo", "inputs": {"sigmas": ["crs", 0]}}  # an output node
     g.pop("_model")
@@ -179,7 +179,7 @@ def test_constant_rate_checks_xi_before_calibrating(comfy):
     g["guider"] = {"class_type": "CFGGuider", "inputs": {"model": g["_model"], "positive": ["pos", 0],
                                                          "negative": ["neg", 0], "cfg": 2.0}}
     g["crs"] = {"class_type": "SL_ConstantRateScheduler", "inputs": {
-        "guider": ["guider", 0], "latent": ["latent", 0], "steps": 4, "denoise": 1.0, "measure": "vx",
+        "guider": ["guider", 0], "latent_image": ["latent", 0], "steps": 4, "denoise": 1.0, "measure": "vx",
         "xi": ["xi", 0], "samples": 2, "points": 200, "seed": 12345}}
     g["info"] = {"class_type": "SL_ScheduleInfo", "inputs": {"sigmas": ["crs", 0]}}  # an output node
     g.pop("_model")

@@ -185,6 +185,17 @@ def comfy_workdir(tmp_path_factory) -> Path:
     return work
 
 
+def _frontend_args() -> list[str]:
+    """``SL_FRONTEND_ROOT``: a frontend's ``static/`` folder (a comfyui-frontend-package unpacked by .ci/run) served
+    instead of the one the host's requirements pin (the browser suite's frontend matrix)."""
+    root = os.environ.get("SL_FRONTEND_ROOT")
+    if not root:
+        return []
+    if not (Path(root) / "index.html").is_file():
+        raise RuntimeError(f"SL_FRONTEND_ROOT={root} has no index.html: point it at a frontend package's static/")
+    return ["--front-end-root", root]
+
+
 @pytest.fixture(scope="session")
 def comfy(comfy_workdir) -> ComfyServer:
     port = _free_port()
@@ -196,7 +207,7 @@ def comfy(comfy_workdir) -> ComfyServer:
          "--port", str(port), "--extra-model-paths-config", str(comfy_workdir / "extra_model_paths.yaml"),
          "--output-directory", str(comfy_workdir / "output"), "--input-directory", str(comfy_workdir / "input"),
          "--user-directory", str(comfy_workdir / "user"), "--temp-directory", str(comfy_workdir / "temp"),
-         "--disable-auto-launch", "--preview-method", "latent2rgb"],
+         "--disable-auto-launch", "--preview-method", "latent2rgb", *_frontend_args()],
         cwd=COMFYUI_PATH, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = ComfyServer(f"http://127.0.0.1:{port}", comfy_workdir, log_path)
     deadline = time.time() + 180

@@ -25,7 +25,8 @@ pkg = importlib.util.module_from_spec(spec)
 pkg.__path__ = [pack_root]
 sys.modules["schedule_lab"] = pkg
 from schedule_lab.nodes import host  # noqa: E402
-from schedule_lab.nodes.registry import SCHEDULERS, Entry  # noqa: E402
+from schedule_lab.schedules import catalogue as schedule_table  # noqa: E402
+from schedule_lab.solvers import catalogue  # noqa: E402
 
 records = []
 logging.getLogger().addHandler(type("H", (logging.Handler,), {"emit": lambda self, r: records.append(
@@ -44,7 +45,8 @@ def euler_probe(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     return x
 
 
-probe = {"sl_probe_euler": Entry(euler_probe, "probe")}
+catalogue.SAMPLERS["sl_probe_euler"] = catalogue.Sampler(euler_probe, "probe")  # one entry in the sampler table
+probe = ["sl_probe_euler"]
 first = {"schedulers": host.register_schedulers(), "samplers": host.register_samplers(probe)}
 second = {"schedulers": host.register_schedulers(), "samplers": host.register_samplers(probe)}
 after = {"schedulers": list(S.SCHEDULER_NAMES), "samplers": list(S.SAMPLER_NAMES)}
@@ -66,8 +68,9 @@ sig = S.calculate_sigmas(_Eps(), "sl_ays_sd1", 10)
 saved = S.SchedulerHandler
 del S.SchedulerHandler
 host._warned.clear()
-drift = host.register_schedulers({"sl_drift": next(iter(SCHEDULERS.values()))})
-drift2 = host.register_schedulers({"sl_drift": next(iter(SCHEDULERS.values()))})
+schedule_table.SCHEDULES["sl_drift"] = schedule_table.SCHEDULES["sl_ays_sd1"]
+drift = host.register_schedulers(["sl_drift"])
+drift2 = host.register_schedulers(["sl_drift"])
 S.SchedulerHandler = saved
 print("@@" + json.dumps({
     "stock": stock, "after": after, "first": first, "second": second, "same_objects": same_objects,

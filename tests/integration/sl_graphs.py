@@ -4,8 +4,10 @@ from __future__ import annotations
 CHECKPOINT = "sl_tiny_sd2.safetensors"  # written by make_tiny_checkpoint.py in the fixture
 
 
-def base(width: int = 64, flow_shift: float | None = None) -> dict:
-    """Checkpoint, text-encoder-free conditioning (LotusConditioning) and an empty latent."""
+def base(width: int = 64, flow_shift: float | None = None, flux: tuple[int, int] | None = None) -> dict:
+    """Checkpoint, text-encoder-free conditioning (LotusConditioning) and an empty latent; ``flow_shift`` patches the
+    model with ModelSamplingSD3 (SD3's shift), ``flux=(width, height)`` with ModelSamplingFlux (Flux's mu from the
+    image size, stock max_shift 1.15 and base_shift 0.5)."""
     g = {
         "ckpt": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
         "pos": {"class_type": "LotusConditioning", "inputs": {}},
@@ -16,6 +18,11 @@ def base(width: int = 64, flow_shift: float | None = None) -> dict:
     if flow_shift is not None:
         g["flow"] = {"class_type": "ModelSamplingSD3", "inputs": {"model": model, "shift": flow_shift}}
         model = ["flow", 0]
+    if flux is not None:
+        g["flux"] = {"class_type": "ModelSamplingFlux", "inputs": {"model": model, "max_shift": 1.15,
+                                                                  "base_shift": 0.5, "width": flux[0],
+                                                                  "height": flux[1]}}
+        model = ["flux", 0]
     g["_model"] = model
     return g
 
@@ -68,3 +75,42 @@ def custom_advanced(sigmas_node: dict, sampler_node: dict | None = None, seed: i
     for name, node in (extra or {}).items():
         g[name] = bind(node)
     return finish(g, latent, prefix)
+
+
+def flux_mu(width: int, height: int, max_shift: float = 1.15, base_shift: float = 0.5) -> float:
+    """ModelSamplingFlux's mu for an image size (comfy_extras/nodes_model_advanced.py): linear in the token count
+    width·height/256, base_shift at 256 tokens and max_shift at 4096."""
+    return base_shift + (max_shift - base_shift) * (width * height / 256 - 256) / (4096 - 256)
+
+
+def save_latent(g: dict, latent_ref: list, prefix: str) -> dict:
+    """Add a SaveLatent of ``latent_ref`` (output/<prefix>_00001_.latent, a safetensors file; ``read_latent``)."""
+    g[f"savelatent_{prefix}"] = {"class_type": "SaveLatent", "inputs": {"samples": latent_ref,
+                                                                      "filename_prefix": prefix}}
+    return g
+
+
+def write_tpm(path, bias=(2.5, 1.0), gain=1.0, seed=0, start_sigma=None, sizes=(320, 320, 1280), family="unet"):
+    """A random TPDM time predictor for the tiny checkpoint's UNet (conv_in 320 channels, output norm 320,
+    time_embed 1280) saved at ``path``; returns its file name."""
+    import torch
+
+    from schedule_lab.solvers.tpdm.official import save_tpm
+    from schedule_lab.solvers.tpdm.tpm import TimePredictor
+
+    torch.manual_seed(seed)
+    tpm = TimePredictor(sizes[0] + sizes[1], sizes[2], width=8, init_bias=bias, h1_channels=sizes[0])
+    with torch.no_grad():
+        tpm.fc2.weight.mul_(gain)
+    extra = {} if start_sigma is None else {"start_sigma": start_sigma}
+    save_tpm(path, tpm, family=family, extra=extra)
+    return path.name
+
+
+def read_latent(workdir, prefix: str):
+    """The latest latent SaveLatent wrote under ``prefix`` in the server's output folder (a torch tensor)."""
+    from safetensors.torch import load_file
+
+    files = sorted((workdir / "output").rglob(f"{prefix}_*.latent"))
+    assert files, list((workdir / "output").rglob("*.latent"))
+    return load_file(str(files[-1]))["latent_tensor"]

@@ -57,7 +57,7 @@ def test_plot_route_refuses_bad_values_with_400_and_a_message(comfy, query, need
 def _ab_graph(entry_list: str, sweep: str = "none", values: str = "1", seed: int = 3) -> dict:
     g = base()
     g["ab"] = {"class_type": "SL_ABCompare", "inputs": {
-        "model": ["ckpt", 0], "positive": ["pos", 0], "negative": ["neg", 0], "cfg": 2.0, "latent": ["latent", 0],
+        "model": ["ckpt", 0], "positive": ["pos", 0], "negative": ["neg", 0], "cfg": 2.0, "latent_image": ["latent", 0],
         "vae": ["ckpt", 2], "seed": seed, "entry_list": entry_list, "sweep": sweep, "sweep_values": values,
         "columns": 0}}
     g["save_ab"] = {"class_type": "SaveImage", "inputs": {"images": ["ab", 1], "filename_prefix": "sl_ab_cells"}}

@@ -14,7 +14,7 @@ def _ok(comfy, entry):
 
 def _crs(steps=5, measure="vx", samples=2, points=6, xi=1.5, seed=0, save_as=""):
     return {"class_type": "SL_ConstantRateScheduler", "inputs": {
-        "guider": ["guider", 0], "latent": ["latent", 0], "steps": steps, "denoise": 1.0, "measure": measure,
+        "guider": ["guider", 0], "latent_image": ["latent", 0], "steps": steps, "denoise": 1.0, "measure": measure,
         "xi": xi, "samples": samples, "points": points, "seed": seed, "save_as": save_as}}
 
 

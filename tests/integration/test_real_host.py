@@ -16,9 +16,9 @@ PACK_NODE_IDS = sorted(set(re.findall(r'node_id="(SL_[A-Za-z0-9_]+)"', "".join(
 
 
 def _registry():
-    from schedule_lab.nodes.registry import SAMPLERS, SCHEDULERS
+    from schedule_lab.nodes.registry import DROPDOWN_SAMPLERS, DROPDOWN_SCHEDULERS
 
-    return list(SAMPLERS), list(SCHEDULERS)
+    return list(DROPDOWN_SAMPLERS), list(DROPDOWN_SCHEDULERS)
 
 
 def _images(entry: dict) -> list[dict]:

@@ -24,9 +24,9 @@ def test_lists_keep_their_identity(report):
 
 
 def test_stock_names_unchanged_and_ours_appended_in_registry_order(report):
-    from schedule_lab.nodes.registry import SCHEDULERS
+    from schedule_lab.nodes.registry import DROPDOWN_SCHEDULERS
 
-    assert report["after"]["schedulers"] == report["stock"]["schedulers"] + list(SCHEDULERS)
+    assert report["after"]["schedulers"] == report["stock"]["schedulers"] + list(DROPDOWN_SCHEDULERS)
     assert report["after"]["samplers"] == report["stock"]["samplers"] + ["sl_probe_euler"]
 
 

@@ -14,7 +14,7 @@ def _search_graph(filename: str, nfe: int = 3, width: int = 64) -> dict:
                                                          "negative": ["neg", 0], "cfg": 2.0}}
     g["sampler"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
     g["search"] = {"class_type": "SL_TimestepSearch", "inputs": {
-        "guider": ["guider", 0], "latent": ["latent", 0], "sampler": ["sampler", 0], "nfe": nfe, "population": 4,
+        "guider": ["guider", 0], "latent_image": ["latent", 0], "sampler": ["sampler", 0], "nfe": nfe, "population": 4,
         "generations": 2, "reference_steps": 8, "samples": 2, "holdout": 2, "fitness": "endpoint", "seed": 0,
         "filename": filename, "resume": True}}
     g["info"] = {"class_type": "SL_ScheduleInfo", "inputs": {"sigmas": ["search", 0]}}

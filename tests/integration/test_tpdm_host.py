@@ -9,21 +9,9 @@ import pytest
 import sl_graphs as G
 import torch
 
-from schedule_lab.solvers.tpdm.official import save_tpm
-from schedule_lab.solvers.tpdm.tpm import TimePredictor
-
 # The tiny checkpoint's UNet: conv_in gives 320 channels, the output norm 320, time_embed 1280.
 UNET_SIZES = (320, 320, 1280)
-
-
-def _tpm(path, bias=(2.5, 1.0), gain=1.0, seed=0, start_sigma=None, sizes=UNET_SIZES, family="unet"):
-    torch.manual_seed(seed)
-    tpm = TimePredictor(sizes[0] + sizes[1], sizes[2], width=8, init_bias=bias, h1_channels=sizes[0])
-    with torch.no_grad():
-        tpm.fc2.weight.mul_(gain)
-    extra = {} if start_sigma is None else {"start_sigma": start_sigma}
-    save_tpm(path, tpm, family=family, extra=extra)
-    return path.name
+_tpm = G.write_tpm
 
 
 @pytest.fixture(scope="module")
@@ -138,11 +126,7 @@ def test_cancel_stops_a_tpdm_run(comfy, tpms):
 
 
 def _latent(comfy, prefix: str) -> torch.Tensor:
-    from safetensors.torch import load_file
-
-    files = sorted((comfy.workdir / "output").rglob(f"{prefix}_*.latent"))
-    assert files, list((comfy.workdir / "output").rglob("*.latent"))
-    return load_file(str(files[-1]))["latent_tensor"]
+    return G.read_latent(comfy.workdir, prefix)
 
 
 def test_freeze_a_run_and_load_schedule_reproduces_it_exactly(comfy, tpms):

@@ -49,6 +49,7 @@ def main(comfy_root: str, pack_root: str) -> None:
         return put(self, name, value, labels)
 
     def spy_read(self, w):
+        seen.setdefault("context_tokens", self.context_tokens)
         out = read(self, w)
         seen["read"].append((w, out))
         return out
@@ -76,8 +77,10 @@ def main(comfy_root: str, pack_root: str) -> None:
     with torch.no_grad():
         result = _check(seen, dm, labels_out := {}, cfg)
     result.update({"family": family, "sizes": list(sizes), "steps": len(seen["read"]),
+                   "context_tokens": seen.get("context_tokens"),
                    "hooks_left": len(dm.final_layer.linear._forward_pre_hooks) + len(dm.x_embedder._forward_hooks),
                    "finite": bool(torch.isfinite(out).all()), **labels_out})
+    result["older_call_shape"] = _older_call_shape(comfy, tpdm_host, host, TimePredictor, seen)
     result["unet"] = _unet(comfy, tpdm_host, host, TimePredictor, seen)
     result["flux"] = _flux(tpdm_host, host, TimePredictor, seen)
     print("@@" + json.dumps(result))
@@ -112,7 +115,86 @@ def _check(seen, dm, labels_out, cfg):
     }
 
 
-def _tapped(tpdm_host, TimePredictor, config, std: float, family_name: str):  # noqa: N803
+def _older_call_shape(comfy, tpdm_host, host, TimePredictor, seen):  # noqa: N803
+    """A stand-in of MMDiT builds whose block patches get no ``transformer_options`` (so no cond/uncond labels):
+    the taps' ("double_block", 0) patch is called with ``args`` without that key. cond and uncond in one batched
+    call (contexts of equal length) and in separate calls (8 vs 7 tokens, which ComfyUI does not concatenate); the
+    first step's CFG-combined temb against t_embedder(1000σ) + y_embedder(pooled) of each condition, computed here.
+    Then a host whose model calls carry no labels at all (an outer APPLY_MODEL wrapper drops ``cond_or_uncond``):
+    the run must stop with the error naming the ComfyUI version."""
+    import comfy.patcher_extension
+    import comfy.samplers
+    import comfy.supported_models
+
+    from schedule_lab.schedules.errors import ScheduleError
+
+    hidden, cfg = 128, 3.5
+    unet_config = {"in_channels": 16, "pos_embed_scaling_factor": None, "depth": 2, "patch_size": 2,
+                   "adm_in_channels": 64, "out_channels": 16, "pos_embed_max_size": 16, "num_patches": 256,
+                   "context_embedder_config": {"target": "torch.nn.Linear",
+                                               "params": {"in_features": 32, "out_features": hidden}}}
+    out = {}
+    for shape, neg_tokens in (("batched", 8), ("separate", 7), ("unlabelled", 8)):
+        torch.manual_seed(0)
+        config = comfy.supported_models.SD3(unet_config)
+        strip_labels = shape == "unlabelled"
+        dm, _, _, patched = _tapped(tpdm_host, TimePredictor, config, 0.05, "mmdit", strip_labels=strip_labels)
+        replace = patched.model_options["transformer_options"]["patches_replace"]["dit"]
+        ours = replace[("double_block", 0)]
+        calls = []
+
+        def older(args, extra, ours=ours, calls=calls):  # the older call shape: no transformer_options in args
+            calls.append(args["img"].shape[0])
+            options = args["transformer_options"]
+
+            def block(a):  # this ComfyUI's block needs them back; an older one's did not take them
+                return extra["original_block"]({**a, "transformer_options": options})
+
+            return ours({k: v for k, v in args.items() if k != "transformer_options"},
+                        {**extra, "original_block": block})
+
+        replace[("double_block", 0)] = older
+        seen["put"].clear()
+        seen["read"].clear()
+        pos_pooled, neg_pooled = torch.randn(1, 64), torch.randn(1, 64)
+        guider = comfy.samplers.CFGGuider(patched)
+        guider.set_conds([[torch.randn(1, 8, 32), {"pooled_output": pos_pooled}]],
+                         [[torch.randn(1, neg_tokens, 32), {"pooled_output": neg_pooled}]])
+        guider.set_cfg(cfg)
+        noise = torch.randn(1, 16, 16, 16, generator=torch.Generator().manual_seed(1))
+        sampler = host.sampler_object("sl_tpdm", {"min_sigma": 0.05, "max_steps": 3, "stochastic": False,
+                                                  "final_step": "zero"})
+        try:
+            guider.sample(noise, torch.zeros(1, 16, 16, 16), sampler, torch.tensor([1.0, 0.0]), seed=1)
+        except ScheduleError as exc:
+            out[shape] = {"error": str(exc), "steps": len(seen["read"])}
+            continue
+        with torch.no_grad():
+            t = dm.t_embedder(torch.tensor([1000.0]), dtype=torch.float32)
+            temb_c, temb_u = t + dm.y_embedder(pos_pooled), t + dm.y_embedder(neg_pooled)
+        _, combined = seen["read"][0]
+        labels = [labels for name, labels, _ in seen["put"] if name == "temb"]
+        out[shape] = {
+            "block_calls_first_step": calls[:2] if shape == "separate" else calls[:1],
+            "temb_labels_first_step": labels[:2] if shape == "separate" else labels[:1],
+            "temb_combination_error": float((combined.temb - (temb_u + cfg * (temb_c - temb_u))).abs().max()),
+            "temb_cond_minus_uncond": float((temb_c - temb_u).abs().max()),
+            "steps": len(seen["read"]),
+        }
+    return out
+
+
+def _strip_labels(executor, *args, **kwargs):
+    """An outer APPLY_MODEL wrapper standing in for a host whose model calls carry no cond/uncond labels."""
+    if len(args) > 5:
+        args = (*args[:5], {k: v for k, v in args[5].items() if k != "cond_or_uncond"}, *args[6:])
+    elif "transformer_options" in kwargs:
+        kwargs["transformer_options"] = {k: v for k, v in kwargs["transformer_options"].items()
+                                         if k != "cond_or_uncond"}
+    return executor(*args, **kwargs)
+
+
+def _tapped(tpdm_host, TimePredictor, config, std: float, family_name: str, strip_labels: bool = False):  # noqa: N803
     """A random-weight model of ``config`` (a comfy.supported_models entry) on CPU in fp32, with Apply TPM's taps and
     an 8-wide TPM sized from it: (diffusion_model, family, sizes, patched ModelPatcher)."""
     import comfy.model_patcher
@@ -125,6 +207,10 @@ def _tapped(tpdm_host, TimePredictor, config, std: float, family_name: str):  # 
             if p.dtype.is_floating_point:
                 torch.nn.init.normal_(p, std=std)
     patcher = comfy.model_patcher.ModelPatcher(model, torch.device("cpu"), torch.device("cpu"))
+    if strip_labels:  # added first, so it runs outside the taps' wrapper
+        import comfy.patcher_extension
+
+        patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, "strip_labels", _strip_labels)
     family, sizes = tpdm_host.family_of(patcher)
     patched = tpdm_host.apply_tpm(patcher, TimePredictor(sizes[0] + sizes[1], sizes[2], width=8),
                                   {"schedule_lab.tpm": "{}", "family": family_name}, f"{family_name}.safetensors",

@@ -9,8 +9,8 @@ import torch
 from schedule_lab.lab.benchmarks import methods as M
 from schedule_lab.lab.benchmarks.peers import ddim_sigmas, sample_diffusers
 from schedule_lab.lab.testbeds.gaussian import GaussianTestbed
-from schedule_lab.lab.testbeds.metrics import NFECounter
 from schedule_lab.schedules.baseline import ays, karras
+from schedule_lab.schedules.model_calls import CountedModel
 from schedule_lab.schedules.model_kind import ModelKind
 from schedule_lab.solvers.classic import sample_dpmpp_2m, sample_euler
 
@@ -65,9 +65,9 @@ def test_unipc_flow_route_is_a_different_solver_but_converges_to_the_exact_endpo
 def test_peers_count_one_nfe_per_step(gauss):
     g, x_T = gauss
     for name in ("diffusers.DPMSolverMultistep", "diffusers.UniPCMultistep", "diffusers.EulerDiscrete"):
-        counter = NFECounter(g)
+        counter = CountedModel(g)
         sample_diffusers(name, counter, x_T, sigmas=karras(7, SD.sigma_min, SD.sigma_max))
-        assert counter.nfe == 7, name
+        assert counter.calls == 7, name
 
 
 def test_second_order_sampler_gets_the_steps_that_fit_the_nfe_budget():
@@ -80,9 +80,9 @@ def test_second_order_sampler_gets_the_steps_that_fit_the_nfe_budget():
 def test_nfe_counted_on_a_real_run_matches_the_probe(gauss):
     g, x_T = gauss
     heun = M.sampler_methods(SD, ["heun"], ["ays"])[0]
-    counter = NFECounter(g)
+    counter = CountedModel(g)
     result = heun.run(counter, x_T, 4, sigma_start=1.0)
-    assert counter.nfe == result.nfe == M.count_nfe(heun, 4) == 7
+    assert counter.calls == result.nfe == M.count_nfe(heun, 4) == 7
 
 
 def test_a_sampler_with_noise_of_its_own_is_flagged_stochastic():

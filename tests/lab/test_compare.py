@@ -133,32 +133,42 @@ def test_compare_digits_default_steps_stay_10_and_patches_5():
     assert default_steps("patches") == 5 and default_steps("digits") == 10
 
 
-def test_compare_runs_sl_tpdm_with_thebundled_tpm_each_image_stopping_within_the_step_cap(tmp_path):
+def test_compare_runs_sl_tpdm_to_its_own_stopping_rule_and_reports_the_nfe_it_used(tmp_path):
     """The main job shows TPDM on the model and σ range its bundled TPM was trained for (the digits TPM: SD1's
-    0.0292–14.61): no SKIPPED row, the cap respected, the same batched calls as the catalogue's run of sl_tpdm with
-    that TPM and tap, per-image step counts that differ."""
-    from schedule_lab.lab.cli.compare import bundled_tpm, compare, model_kind
-    from schedule_lab.lab.testbeds.models import load_edm_mlp
+    0.0292–14.61): no SKIPPED row; each image stops on its own within the TPM's own cap (its record's max_steps, 35),
+    not the grid's step count (5 here); the row reports the mean steps the images took (the catalogue's run of
+    sl_tpdm with that TPM, tap and cap gives the same per-image step counts), in the table and the grid's label."""
+    from schedule_lab.lab.cli.compare import adaptive_cap, bundled_tpm, compare, model_kind
+    from schedule_lab.lab.testbeds.models import load_edm_mlp, read_sidecar
 
-    doc = compare(12, ["sl_tpdm"], ["karras"], seed=3, columns=2, n_samples=16, out=tmp_path, log=lambda *_: None,
+    cap = adaptive_cap("tpm_edm_digits")
+    assert cap == read_sidecar("tpm_edm_digits")["sampler"]["max_steps"] == 35
+    doc = compare(5, ["sl_tpdm"], ["karras"], seed=3, columns=2, n_samples=16, out=tmp_path, log=lambda *_: None,
                   model="digits", sigma_range="sd1")
     assert doc["skipped"] == [] and [(r["sampler"], r["schedule"]) for r in doc["rows"]] == [("sl_tpdm", "karras")]
-    assert 1 <= doc["rows"][0]["nfe"] <= 12
+    row = doc["rows"][0]
     model = load_edm_mlp()
     kind = model_kind("sd1", model.sigma_data)  # the range the digits TPM was trained on
     batch = torch.cat([noise(1, 3), noise(1, 4), noise(16, 3)])
-    res = catalogue.run(f"sl_tpdm(min_sigma={kind.sigma_min})", "karras", model, batch, kind=kind, steps=12, seed=3,
-                        provided=bundled_tpm(model)[0])
-    assert res.nfe == doc["rows"][0]["nfe"] and all(1 <= len(s) - 1 <= 12 for s in res.schedules)
-    assert len({len(s) for s in res.schedules}) > 1  # images stop on their own
+    res = catalogue.run(f"sl_tpdm(min_sigma={kind.sigma_min}, max_steps={cap})", "karras", model, batch, kind=kind,
+                        steps=5, seed=3, provided=bundled_tpm(model)[0])
+    used = [len(s) - 1 for s in res.schedules[2:]]
+    assert all(1 <= n <= cap for n in used) and len(set(used)) > 1  # images stop on their own
+    assert row["adaptive"] and row["nfe"] == pytest.approx(sum(used) / len(used), abs=0.01)
+    assert row["nfe_max"] == res.nfe and row["cap"] == cap and row["steps"] == f"cap {cap}"
+    assert max(used) > 5, "capped at the grid's step count"
+    shown = f"{row['nfe']:.1f} (≤{res.nfe}, cap {cap})"
+    assert f"| {shown} |" in (tmp_path / "table.md").read_text()
 
 
 def test_compare_defaults_include_every_registered_sampler_and_scheduler():
     from schedule_lab.lab.cli.compare import default_samplers, default_schedules
-    from schedule_lab.nodes.registry import SAMPLERS, SCHEDULERS
+    from schedule_lab.nodes.registry import DROPDOWN_SAMPLERS, DROPDOWN_SCHEDULERS
+    from schedule_lab.schedules.catalogue import SCHEDULES
 
-    assert set(SAMPLERS) | {"euler", "dpmpp_2m"} <= set(default_samplers())
-    fixed = {n for n, e in SCHEDULERS.items() if not e.saved_files}  # sl_searched needs the user's saved searches
+    assert set(DROPDOWN_SAMPLERS) | {"euler", "dpmpp_2m"} <= set(default_samplers())
+    # sl_searched needs the user's saved searches
+    fixed = {n for n in DROPDOWN_SCHEDULERS if SCHEDULES[n].self_contained}
     assert fixed | {"karras", "ays"} <= set(default_schedules())
 
 

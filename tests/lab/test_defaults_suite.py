@@ -134,7 +134,8 @@ def test_default_schedule_settings_use_the_grid_nfe_below():
     assert default_schedule_settings(grid[0] - 2) == SETTINGS_BY_NFE[grid[0]]
     assert default_schedule_settings(7) == SETTINGS_BY_NFE[6]
     assert default_schedule_settings(200) == SETTINGS_BY_NFE[20]
-    assert default_schedule_settings(5, ModelKind.flow(3.0))["end"] == "hold"
+    assert default_schedule_settings(5, ModelKind.flow(3.0))["end"] == "land"  # flow lands (docs/defaults.md §7)
+    assert default_schedule_settings(8, ModelKind.flow(3.0), measured=True)["end"] == "land"
 
 
 # ---- the guard -------------------------------------------------------------------------------------------------
@@ -186,12 +187,26 @@ def test_benchmark_constant_rate_rows_are_the_construction_with_the_ends_they_na
 
 def test_benchmark_rows_run_through_the_catalogue_with_the_specs_sampler_and_options():
     from schedule_lab.lab.defaults.bench import catalogue_sampler
+    from schedule_lab.lab.defaults.searched import split_spec
+    from schedule_lab.lab.testbeds.gaussian import GaussianTestbed
+    from schedule_lab.schedules import ModelKind
+    from schedule_lab.solvers import catalogue
 
-    assert catalogue_sampler("tada(detail=2,order=3)/karras") == "sl_tada(detail=2.0,order=3)"
+    # no map of its own: the catalogue's names (pack methods by their sl_ name) and the catalogue's parser
+    assert catalogue_sampler("tada(detail=2,order=3)/karras") == "sl_tada(detail=2,order=3)"
     assert catalogue_sampler("dpmpp_2m/crs(measure=data-free,xi=1.5,end=land)") == "dpmpp_2m"
     assert catalogue_sampler("euler/searched(opt=refine,init=crs)") == "euler"
+    assert catalogue_sampler("heun/karras") == "heun"
+    assert split_spec("dpmpp_2m/crs(measure=vx+cos,xi=1.5,end=land)") == (
+        "dpmpp_2m", {}, "crs", {"measure": "vx+cos", "xi": 1.5, "end": "land"})
     with pytest.raises(ValueError, match="unknown sampler"):
-        catalogue_sampler("heun/karras")
+        catalogue_sampler("nope/karras")
+    # detail written as an int binds exactly like the float the study used to write
+    g, kind = GaussianTestbed(4, mean=0.1, std=0.5), ModelKind.edm()
+    noise = torch.randn(4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    a, b = (catalogue.run(s, "karras", g.denoiser, noise, kind=kind, steps=4, seed=7).x0
+            for s in ("sl_tada(detail=2,order=3)", "sl_tada(detail=2.0,order=3)"))
+    assert torch.equal(a, b)
 
 
 def test_shipped_search_settings_are_the_ones_the_rule_chose():
@@ -215,11 +230,12 @@ def test_the_few_step_preset_is_the_studys_best_setting_without_a_search():
     import json
 
     from schedule_lab.lab.defaults.search import CHOSEN_FILE
+    from schedule_lab.schedules.catalogue import SCHEDULES
     from schedule_lab.solvers import catalogue
     from schedule_lab.solvers.presets import PRESETS
 
     preset = PRESETS["sl_few_steps"]
-    assert preset.sampler in catalogue.SAMPLERS and preset.scheduler in catalogue.SCHEDULES
+    assert preset.sampler in catalogue.SAMPLERS and preset.scheduler in SCHEDULES
     best = json.loads(CHOSEN_FILE.read_text())["best_without_search"][str(preset.steps)]
     assert best["label"] == "sl_tada on sl_constant_rate"
     assert preset.entry_line("few steps") == "sl_tada, sl_constant_rate, 5, few steps"
@@ -235,3 +251,32 @@ def test_search_from_the_constant_rate_list_starts_from_the_rows_constant_rate_l
     assert torch.equal(_init_sigmas("crs", nfe).float(), row.float())
     assert torch.equal(_init_sigmas("karras", nfe).float(), sigmas_for("dpmpp_2m/karras", "gmm-16", "tuning",
                                                                          nfe).float())
+
+
+@pytest.mark.parametrize("search", ["opt=refine,init=karras", "opt=evolution"])
+def test_the_studys_searches_run_the_nodes_pipeline_with_the_studys_settings(search):
+    """lab/defaults/searched.run_search is schedules.search.pipeline.optimise with the study's settings: the same
+    list as the evolution / refinement called directly (what the study ran before it shared the pipeline)."""
+    from schedule_lab.lab.defaults import searched as S
+    from schedule_lab.lab.testbeds.suite import kind, load_part
+    from schedule_lab.schedules.search.evolution import EvolutionConfig, EvolutionSearch
+    from schedule_lab.schedules.search.fitness import EndpointFitness, ReferenceSet
+    from schedule_lab.schedules.search.genes import GeneSpace
+    from schedule_lab.schedules.search.refine import refine
+    from schedule_lab.solvers import catalogue
+    from schedule_lab.solvers.classic import sample_heun
+
+    spec, nfe = f"euler/searched({search})", 3
+    got = S.run_search(spec, "gmm-2", "tuning", nfe)
+    p = load_part("gmm-2", "tuning")
+    sampler = catalogue.bind_sampler("euler", kind())
+    ref = ReferenceSet(p.model, kind(), (p.dim,), n_search=S.N_SEARCH, n_holdout=S.N_HOLDOUT,
+                       seed=S.SEARCH_SEEDS["tuning"], reference_steps=p.reference_steps, nfe=nfe,
+                       extra_args={"seed": S.EXTRA_SEED}, reference_sampler=sample_heun)
+    if search == "opt=evolution":
+        fit = EndpointFitness(p.model, sampler, ref, batch=64)
+        direct = EvolutionSearch(GeneSpace(kind()), nfe, fit, EvolutionConfig(population=16, generations=8), seed=0,
+                                 label="endpoint").run().sigmas
+    else:
+        direct = refine(p.model, sampler, ref, S._init_sigmas("karras", nfe), seed=0, **S.REFINE).sigmas
+    assert got["sigmas"] == [float(s) for s in direct] and got["model_calls"] > 0

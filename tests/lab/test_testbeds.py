@@ -21,6 +21,7 @@ from schedule_lab.lab.testbeds.models import (
 )
 from schedule_lab.lab.testbeds.reference import converged_endpoint, karras_sigmas
 from schedule_lab.lab.testbeds.train import main as train_main
+from schedule_lab.schedules.model_calls import CountedModel
 from schedule_lab.solvers.classic import sample_heun
 
 
@@ -113,11 +114,11 @@ def test_exact_denoiser_cache_key_depends_on_data(split):
 
 def test_nfe_counter_counts_model_calls():
     bed = GaussianTestbed(dim=4)
-    counter = metrics.NFECounter(bed.denoiser)
+    counter = CountedModel(bed.denoiser)
     sample_heun(counter, bed.sample_prior(2, 80.0), karras_sigmas(6, 0.002, 80.0, dtype=torch.float64))
-    assert counter.nfe == 2 * 6 - 1
+    assert counter.calls == 2 * 6 - 1
     counter.reset()
-    assert counter.nfe == 0
+    assert counter.calls == 0
 
 
 def test_rmse_of_known_difference():
@@ -159,12 +160,12 @@ def test_converged_endpoint_matches_gaussian_closed_form(tmp_path):
 
 
 def test_converged_endpoint_is_cached_by_inputs(tmp_path, split):
-    model = metrics.NFECounter(ExactDenoiser(split.train))
+    model = CountedModel(ExactDenoiser(split.train))
     x_T = 80.0 * torch.randn(4, 64, generator=_gen())
     first = converged_endpoint(model, x_T, steps=10, cache_dir=tmp_path)
-    assert model.nfe == 19 and len(list(tmp_path.glob("*.safetensors"))) == 1
+    assert model.calls == 19 and len(list(tmp_path.glob("*.safetensors"))) == 1
     again = converged_endpoint(model, x_T, steps=10, cache_dir=tmp_path)
-    assert model.nfe == 19 and torch.equal(first, again)
+    assert model.calls == 19 and torch.equal(first, again)
     converged_endpoint(model, x_T + 1.0, steps=10, cache_dir=tmp_path)
     converged_endpoint(model, x_T, steps=11, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.safetensors"))) == 3

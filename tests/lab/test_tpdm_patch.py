@@ -196,7 +196,7 @@ def test_patch_testbed_enters_the_shared_harness_with_its_classifier_and_768_val
 def test_compare_runs_sl_tpdm_on_the_patch_unet_with_the_tpm_trained_for_it(tmp_path):
     pytest.importorskip("skimage")  # compare's patch metrics use the photographs' crops
     from schedule_lab.lab.benchmarks.setups import noise
-    from schedule_lab.lab.cli.compare import bundled_tpm, compare, model_kind
+    from schedule_lab.lab.cli.compare import adaptive_cap, bundled_tpm, compare, model_kind
     from schedule_lab.solvers import catalogue
 
     model = load_patch_unet()
@@ -209,6 +209,21 @@ def test_compare_runs_sl_tpdm_on_the_patch_unet_with_the_tpm_trained_for_it(tmp_
     kind = model_kind("model", model.sigma_data)  # compare's: the model's own EDM range, where the TPM was trained
     assert (kind.sigma_min, kind.sigma_max) == (record["sampler"]["min_sigma"], record["sampler"]["sigma_start"])
     batch = torch.cat([noise(1, 3, 768), noise(1, 4, 768), noise(16, 3, 768)])
-    res = catalogue.run(f"sl_tpdm(min_sigma={kind.sigma_min})", "karras", model, batch, kind=kind, steps=5, seed=3,
-                        provided=provided)
-    assert res.nfe == doc["rows"][0]["nfe"] <= 5 and all(1 <= len(s) - 1 <= 5 for s in res.schedules)
+    cap = adaptive_cap("tpm_patch_unet")  # compare runs sl_tpdm to its own stopping rule within its TPM's cap
+    res = catalogue.run(f"sl_tpdm(min_sigma={kind.sigma_min}, max_steps={cap})", "karras", model, batch, kind=kind,
+                        steps=5, seed=3, provided=provided)
+    used = [len(s) - 1 for s in res.schedules[2:]]
+    assert all(1 <= n <= cap for n in used) and max(used) > 5, "capped at the grid's step count"
+    assert doc["rows"][0]["nfe"] == pytest.approx(sum(used) / len(used), abs=0.01)
+
+
+@pytest.mark.slow
+def test_tau_rule_gives_the_patch_unet_its_recorded_tau():
+    """`schedule-lab tpdm train --tau-rule`: the stock schedule's reward peaks nearest 10 steps at τ = 1.0 on the
+    patch UNet, the τ its TPM was trained with (chosen by the same rule by hand before; docs/tpdm.md)."""
+    from schedule_lab.lab.tpdm.train import tau_by_rule, testbed_model
+
+    model, kind, _, classifier = testbed_model("patch-unet")
+    table, tau = tau_by_rule(model, kind, classifier, kind.sigma_max, 0.85)
+    assert tau == 1.0 and table["peak_steps"][1.0] == 10 and table["schedule"] == "karras"
+    assert table["feature_error"][8] > table["feature_error"][10] > table["feature_error"][20]

@@ -1,5 +1,6 @@
-"""The method catalogue (solvers/catalogue.py): flags and call counts true to behaviour, checked against the
-Gaussian testbed's closed-form ODE; ``run`` is the one way a cell is made (compare and the benchmarks agree)."""
+"""The method tables (solvers/catalogue.py SAMPLERS, schedules/catalogue.py SCHEDULES): flags and call counts true
+to behaviour, checked against the Gaussian testbed's closed-form ODE; ``run`` is the one way a cell is made (compare
+and the benchmarks agree)."""
 from __future__ import annotations
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 
 from schedule_lab.lab.testbeds.gaussian import GaussianTestbed
 from schedule_lab.schedules import ModelKind, ScheduleError, karras, validate_sigmas
+from schedule_lab.schedules import catalogue as S
 from schedule_lab.schedules.constant_rate.calibrate import schedule as constant_rate_schedule
 from schedule_lab.schedules.constant_rate.construct import Velocity, data_free_velocity, default_schedule_settings
 from schedule_lab.solvers import catalogue as C
@@ -123,10 +125,10 @@ def test_sl_tada_without_a_detail_setting_runs_the_per_nfe_default_of_the_defaul
 
 
 @pytest.mark.parametrize("kind", [SD, ModelKind.edm(), ModelKind.flow()], ids=["vp", "edm", "flow"])
-@pytest.mark.parametrize("name", [n for n, e in C.SCHEDULES.items() if e.self_contained])
+@pytest.mark.parametrize("name", [n for n, e in S.SCHEDULES.items() if e.self_contained])
 def test_every_self_contained_schedule_is_a_valid_sigma_list_for_every_kind(name, kind):
     for steps in (1, 10):
-        sigmas = C.schedule_sigmas(name, kind, steps)
+        sigmas = S.schedule_sigmas(name, kind, steps)
         assert len(sigmas) == steps + 1 and float(sigmas[-1]) == 0.0
         validate_sigmas(sigmas)
 
@@ -134,18 +136,18 @@ def test_every_self_contained_schedule_is_a_valid_sigma_list_for_every_kind(name
 def test_constant_rate_uses_a_provided_calibration_else_the_data_free_default():
     lam = torch.linspace(-3, 6, 40, dtype=torch.float64)
     bump = Velocity(lam, 1 + 4 * torch.exp(-(lam - 1) ** 2), "vx", {})
-    measured = C.schedule_sigmas("sl_constant_rate", SD, 8, {"velocity": bump})
+    measured = S.schedule_sigmas("sl_constant_rate", SD, 8, {"velocity": bump})
     assert torch.equal(measured, constant_rate_schedule(bump, SD, 8))
     # the data-free default is the per-step-count one of docs/defaults.md (velocity, xi and last interval)
     data_free = data_free_velocity(default_schedule_settings(8, SD)["measure"], SD)
-    assert torch.equal(C.schedule_sigmas("sl_constant_rate", SD, 8), constant_rate_schedule(data_free, SD, 8))
-    assert not torch.allclose(measured, C.schedule_sigmas("sl_constant_rate", SD, 8))
+    assert torch.equal(S.schedule_sigmas("sl_constant_rate", SD, 8), constant_rate_schedule(data_free, SD, 8))
+    assert not torch.allclose(measured, S.schedule_sigmas("sl_constant_rate", SD, 8))
 
 
 def test_searched_without_saved_files_is_an_error_naming_the_search_node():
-    assert not C.SCHEDULES["sl_searched"].self_contained
+    assert not S.SCHEDULES["sl_searched"].self_contained
     with pytest.raises(ScheduleError, match="Timestep Search"):
-        C.schedule_sigmas("sl_searched", SD, 4)
+        S.schedule_sigmas("sl_searched", SD, 4)
 
 
 def test_an_unknown_name_lists_the_catalogue():
@@ -181,24 +183,31 @@ def test_compare_and_the_benchmark_make_identical_cells_through_run(tmp_path, mo
         assert bench.nfe == result.nfe == C.SAMPLERS[C.parse_sampler(sampler)[0]].calls(3)
 
 
-def test_the_registry_is_a_leaf_that_lists_catalogue_entries_with_what_they_need():
+def test_the_registry_is_a_leaf_that_names_catalogue_entries_only():
     import ast
     from pathlib import Path
 
     from schedule_lab.nodes import registry
 
     tree = ast.parse((Path(registry.__file__)).read_text())
-    ours = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1]
-    assert ours == [], f"nodes/registry.py imports {ours} from nodes/"
-    for name, entry in registry.SCHEDULERS.items():
-        item = C.SCHEDULES[name]
-        assert entry.description == item.description and item.ours
-        assert entry.saved_files == ("schedule_paths" in item.needs)
-        assert set(entry.model_settings) == set(item.needs) & set(registry.MODEL_SETTINGS)
-        if entry.saved_files:
-            continue
-        assert torch.equal(entry.fn(SD, 6), C.schedule_sigmas(name, SD, 6))
-    for name, entry in registry.SAMPLERS.items():
-        item = C.SAMPLERS[name]
-        assert entry.fn is item.fn and entry.defaults == item.defaults and "kind" in item.needs
-        assert set(entry.model_settings) == set(item.needs) & set(registry.MODEL_SETTINGS)
+    imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) and n.module != "__future__"]
+    assert imports == [], "nodes/registry.py only names dropdown entries; it imports nothing"
+    assert all(S.SCHEDULES[name].ours for name in registry.DROPDOWN_SCHEDULERS)
+    assert all(C.SAMPLERS[name].ours and "kind" in C.SAMPLERS[name].needs for name in registry.DROPDOWN_SAMPLERS)
+
+
+def test_every_need_of_an_entry_is_in_the_one_needs_vocabulary():
+    for table in (C.SAMPLERS, S.SCHEDULES):
+        for name, item in table.items():
+            assert set(item.needs) <= set(S.NEEDS), name
+    assert {need.source for need in S.NEEDS.values()} == {"kind", "model", "files"}
+    assert S.model_needs(("kind", "detail", "velocity", "tpdm", "schedule_paths")) == ("detail", "velocity", "tpdm")
+
+
+def test_schedule_options_win_over_provided_settings_which_win_over_defaults():
+    lam = torch.linspace(-3, 6, 40, dtype=torch.float64)
+    bump = Velocity(lam, 1 + 4 * torch.exp(-(lam - 1) ** 2), "vx", {})
+    assert torch.equal(S.schedule_sigmas("karras", SD, 6, {"velocity": bump}), karras(6, SD.sigma_min, SD.sigma_max))
+    assert torch.equal(S.schedule_sigmas("karras", SD, 6, rho=3.0), karras(6, SD.sigma_min, SD.sigma_max, 3.0))
+    assert torch.equal(S.schedule_sigmas("sl_constant_rate", SD, 8, {"velocity": bump}, xi=2.0),
+                       constant_rate_schedule(bump, SD, 8, xi=2.0))

@@ -12,8 +12,9 @@ import torch
 from schedule_lab.lab.testbeds.gaussian import GaussianTestbed
 from schedule_lab.nodes import constant_rate_ops as ops
 from schedule_lab.nodes import host
-from schedule_lab.nodes.registry import SCHEDULERS
 from schedule_lab.schedules import ModelKind, ScheduleError
+from schedule_lab.schedules.catalogue import SCHEDULES, model_needs, schedule_sigmas
+from schedule_lab.schedules.constant_rate import calibrate as core
 from schedule_lab.schedules.constant_rate.construct import (
     Velocity,
     constant_rate_sigmas,
@@ -54,8 +55,8 @@ def test_data_free_calibration_generates_then_measures_and_counts_every_call():
     latent = torch.zeros(2, 2, 4, 4)
     vel = ops.calibrate(model, KIND, latent, "vx", points=6, samples=3, progress=lambda d, t: seen.append((d, t)))
     reps = 2  # ceil(3 / 2) batches of 2
-    assert model.calls == reps * ops.GEN_STEPS + 6 * reps == vel.info["model_calls"]
-    assert vel.info["generation_calls"] == reps * ops.GEN_STEPS and model.batches == {2}
+    assert model.calls == reps * core.GEN_STEPS + 6 * reps == vel.info["model_calls"]
+    assert vel.info["generation_calls"] == reps * core.GEN_STEPS and model.batches == {2}
     assert seen == [(i, reps + 6) for i in range(1, reps + 7)]
     assert vel.measure == "vx" and "model samples" in vel.info["data"]
 
@@ -76,8 +77,8 @@ def test_vx_plus_cos_is_an_equal_mix_and_data_free_makes_no_calls():
 
 
 def test_frechet_on_latents_uses_pooled_channel_features():
-    assert ops.latent_features(torch.zeros(3, 4, 64, 64)).shape == (3, 64)
-    assert ops.latent_features(torch.zeros(3, 16, 2, 8, 8)).shape == (3, 256)
+    assert core.latent_features(torch.zeros(3, 4, 64, 64)).shape == (3, 64)
+    assert core.latent_features(torch.zeros(3, 16, 2, 8, 8)).shape == (3, 256)
     model = CountingModel()
     with pytest.raises(ScheduleError, match="samples: 8 samples are too few.*32-dimensional"):
         ops.calibrate(model, KIND, torch.zeros(2, 2, 4, 4), "frechet", points=4, samples=8)
@@ -96,11 +97,11 @@ def test_a_latent_the_network_cannot_take_is_refused_naming_the_latent():
 
 def test_cache_settings_follow_the_data_but_not_steps_xi_or_denoise():
     empty, data = torch.zeros(1, 4, 8, 8), torch.ones(1, 4, 8, 8)
-    a = ops.settings("vx", 24, 16, 0, KIND, empty)
-    assert a == ops.settings("vx", 24, 16, 0, KIND, torch.zeros(1, 4, 8, 8)) and a["data"] == "model"
-    assert ops.settings("vx", 24, 16, 0, KIND, data) != ops.settings("vx", 24, 16, 0, KIND, 2 * data)
-    assert ops.settings("vx", 24, 16, 0, KIND, torch.zeros(1, 4, 16, 16)) != a
-    assert ops.settings("vx", 24, 16, 1, KIND, empty) != a
+    a = core.settings("vx", 24, 16, 0, KIND, empty)
+    assert a == core.settings("vx", 24, 16, 0, KIND, torch.zeros(1, 4, 8, 8)) and a["data"] == "model"
+    assert core.settings("vx", 24, 16, 0, KIND, data) != core.settings("vx", 24, 16, 0, KIND, 2 * data)
+    assert core.settings("vx", 24, 16, 0, KIND, torch.zeros(1, 4, 16, 16)) != a
+    assert core.settings("vx", 24, 16, 1, KIND, empty) != a
 
 
 def test_schedule_applies_denoise_like_ksampler_and_checks_xi():
@@ -108,11 +109,11 @@ def test_schedule_applies_denoise_like_ksampler_and_checks_xi():
     # the settings are the per-step-count defaults of the 10 steps that run (docs/defaults.md)
     auto = default_schedule_settings(10, KIND)
     full = constant_rate_sigmas(vel, KIND, 20, xi=auto["xi"], end=auto["end"])
-    assert torch.equal(ops.schedule(vel, KIND, 10, denoise=0.5), full[-11:])
+    assert torch.equal(core.schedule(vel, KIND, 10, denoise=0.5), full[-11:])
     with pytest.raises(ScheduleError, match="xi=0"):
-        ops.schedule(vel, KIND, 10, xi=0)
+        core.schedule(vel, KIND, 10, xi=0)
     with pytest.raises(ScheduleError, match="measure: 'fid' is unknown"):
-        ops.check_measure("fid")
+        core.check_measure("fid")
 
 
 def test_report_says_where_the_schedule_came_from():
@@ -146,9 +147,9 @@ def test_dropdown_uses_the_calibration_attached_to_this_model_else_the_default(c
     with caplog.at_level(logging.INFO, logger="schedule_lab"):
         measured = handler(ms, 8)
     assert "using the vx calibration measured on this model (7 model calls)" in caplog.text
-    assert torch.allclose(measured, ops.schedule(bump, kind, 8)) and not torch.allclose(measured, default)
+    assert torch.allclose(measured, core.schedule(bump, kind, 8)) and not torch.allclose(measured, default)
     assert torch.allclose(handler(other, 8), default)  # another model keeps the default
-    assert SCHEDULERS["sl_constant_rate"].model_settings == ("velocity",)
+    assert model_needs(SCHEDULES["sl_constant_rate"].needs) == ("velocity",)
 
 
 def test_the_calibrated_model_is_a_patched_clone_and_the_loaded_model_is_untouched(comfy):
@@ -178,13 +179,13 @@ def test_the_calibrated_model_is_a_patched_clone_and_the_loaded_model_is_untouch
     assert calibrated is not loaded and not loaded.object_patches
     patched_ms = calibrated.get_model_object("model_sampling")
     assert patched_ms is not loaded.ms and torch.equal(patched_ms.sigmas, loaded.ms.sigmas)
-    assert torch.allclose(handler(patched_ms, 8), ops.schedule(bump, kind, 8))
+    assert torch.allclose(handler(patched_ms, 8), core.schedule(bump, kind, 8))
     assert torch.allclose(handler(loaded.get_model_object("model_sampling"), 8), _data_free_default(kind, 8))
 
 
 def test_dropdown_default_is_usable_without_comfy_for_every_kind():
     for kind in (ModelKind.vp("v"), ModelKind.edm(), ModelKind.flow(3.0)):
-        sig = SCHEDULERS["sl_constant_rate"].fn(kind, 6)
+        sig = schedule_sigmas("sl_constant_rate", kind, 6)
         assert len(sig) == 7 and sig[-1] == 0 and float(sig[0]) == pytest.approx(kind.sigma_max, rel=1e-6)
 
 
@@ -271,3 +272,13 @@ def test_calibration_folder_is_registered_and_created(comfy, monkeypatch, tmp_pa
     custom = tmp_path / "elsewhere"
     fp.folder_names_and_paths[host.CALIBRATION_FOLDER][0].append(str(custom))
     assert host.calibration_dir() == str(custom) and custom.is_dir()
+
+
+def test_data_free_calibration_in_the_core_takes_its_generator_from_the_caller():
+    """schedules/ never imports solvers/: without images the core asks for ``generate``; the node's calibrate passes
+    ``solvers.classic.model_samples`` and spends its generation calls."""
+    model = lambda x, sigma, **kw: x * 0  # noqa: E731
+    with pytest.raises(ScheduleError, match="generate="):
+        core.calibrate(model, KIND, torch.zeros(1, 2, 4, 4), "vx", points=4, samples=2)
+    vel = ops.calibrate(model, KIND, torch.zeros(1, 2, 4, 4), "vx", points=4, samples=2)
+    assert vel.info["generation_calls"] == 2 * core.GEN_STEPS

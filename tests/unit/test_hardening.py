@@ -15,19 +15,21 @@ import torch
 from schedule_lab.nodes import constant_rate_ops, search_ops
 from schedule_lab.schedules import ScheduleError, load_schedule, make_schedule_doc, save_schedule
 from schedule_lab.schedules.baseline import karras
+from schedule_lab.schedules.constant_rate import calibrate as calibrate_module
 from schedule_lab.schedules.constant_rate import measure
 from schedule_lab.schedules.constant_rate.cache import cached_velocity, load_velocity
 from schedule_lab.schedules.constant_rate.construct import default_velocity
 from schedule_lab.schedules.files import adapt_to_kind, doc_hash, safe_schedule_name
 from schedule_lab.schedules.latents import latent_features
+from schedule_lab.schedules.model_calls import CountedModel
 from schedule_lab.schedules.model_kind import ModelKind
 from schedule_lab.schedules.resample import truncate_for_denoise
 from schedule_lab.schedules.search.evolution import EvolutionConfig, EvolutionSearch
-from schedule_lab.schedules.search.fitness import CountedModel, ReferenceSet
+from schedule_lab.schedules.search.fitness import ReferenceSet
 from schedule_lab.schedules.search.genes import GeneSpace
 from schedule_lab.schedules.search.results import make_search_doc, searched_sigmas
 from schedule_lab.schedules.search.state import load_state, make_state_doc, save_state
-from schedule_lab.solvers.classic import sample_euler
+from schedule_lab.solvers.classic import sample_euler, sample_heun
 
 SD = ModelKind.vp()
 
@@ -169,7 +171,8 @@ def test_the_search_reference_stage_stops_within_one_model_call(tmp_path):
 
     should_stop, _ = _stop_after(5)
     with pytest.raises(_Stop):
-        ReferenceSet(model, SD, (4,), n_search=2, n_holdout=0, reference_steps=50, nfe=3, should_stop=should_stop)
+        ReferenceSet(model, SD, (4,), n_search=2, n_holdout=0, reference_steps=50, nfe=3, should_stop=should_stop,
+                     reference_sampler=sample_heun)
     assert len(calls) == 5  # 99 model calls before the fix
 
 
@@ -308,7 +311,7 @@ def test_run_search_refuses_an_existing_name_before_any_model_call(tmp_path):
 @pytest.mark.parametrize("xi", [0.0, -1.0, float("nan"), 100.0])
 def test_constant_rate_settings_are_checked_before_calibration(xi):
     with pytest.raises(ScheduleError, match="xi"):
-        constant_rate_ops.check_settings(steps=10, denoise=1.0, xi=xi)
+        calibrate_module.check_settings(steps=10, denoise=1.0, xi=xi)
 
 
 # -- 12. minor ones ----------------------------------------------------------------------------------------------
@@ -316,7 +319,7 @@ def test_constant_rate_settings_are_checked_before_calibration(xi):
 def test_one_latent_feature_map_pools_video_latents_for_search_and_constant_rate():
     video = torch.randn(3, 16, 5, 8, 8)
     assert latent_features(video).shape == (3, 16 * 16)
-    assert constant_rate_ops.latent_features is latent_features
+    assert calibrate_module.latent_features is latent_features  # what the Constant-Rate Scheduler measures with
     assert not hasattr(search_ops, "pooled_features")
 
 
@@ -341,7 +344,7 @@ def test_a_malformed_cache_record_is_discarded_without_a_raw_error(tmp_path):
 
 
 def test_default_points_is_one_number():
-    assert constant_rate_ops.DEFAULT_POINTS == measure.DEFAULT_POINTS == 24
+    assert calibrate_module.DEFAULT_POINTS == measure.DEFAULT_POINTS == 24
 
 
 def test_load_schedule_hint_is_passed_not_cut_out_of_another_message(tmp_path):

@@ -128,9 +128,7 @@ def test_sampler_name_is_the_dropdown_name_not_the_function_name(comfy, monkeypa
     samplers.KSampler = types.SimpleNamespace(SAMPLERS=["euler", "dpm_fast", "sl_tada"])
     assert host.sampler_name(types.SimpleNamespace(sampler_function=sample_euler)) == "euler"
     assert host.sampler_name(types.SimpleNamespace(sampler_function=dpm_fast_function)) == "dpm_fast"
-    from schedule_lab.nodes.registry import SAMPLERS
-
-    pack = host.comfy_sampler("sl_tada", SAMPLERS["sl_tada"])
+    pack = host.comfy_sampler("sl_tada")
     assert host.sampler_name(types.SimpleNamespace(sampler_function=pack)) == "sl_tada"
 
 

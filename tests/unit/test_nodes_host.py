@@ -14,8 +14,15 @@ import torch
 
 from schedule_lab.nodes import host
 from schedule_lab.nodes.host import registration
-from schedule_lab.nodes.registry import SCHEDULERS, Entry
+from schedule_lab.nodes.registry import DROPDOWN_SCHEDULERS
 from schedule_lab.schedules import ModelKind, ScheduleError
+from schedule_lab.solvers import catalogue
+
+
+def _probe(monkeypatch, name, fn, **fields):
+    """A sampler entry put into the catalogue's table for one test (the one place a sampler is declared)."""
+    monkeypatch.setitem(catalogue.SAMPLERS, name, catalogue.Sampler(fn, "probe", **fields))
+    return [name]
 
 
 def _mix(ms_mod, base, pred):
@@ -27,12 +34,12 @@ def test_schedulers_are_appended_in_place_after_the_stock_names(comfy):
     names = S.SCHEDULER_NAMES
     added = host.register_schedulers()
     assert S.SCHEDULER_NAMES is names
-    assert names == ["simple", "karras"] + list(SCHEDULERS)
-    assert added == list(SCHEDULERS)
+    assert names == ["simple", "karras"] + list(DROPDOWN_SCHEDULERS)
+    assert added == list(DROPDOWN_SCHEDULERS)
 
 
-def test_registering_twice_changes_nothing(comfy):
-    probe = {"sl_probe": Entry(lambda *a, **k: None, "probe")}
+def test_registering_twice_changes_nothing(comfy, monkeypatch):
+    probe = _probe(monkeypatch, "sl_probe", lambda *a, **k: None)
     host.register_schedulers()
     host.register_samplers(probe)
     S = comfy["comfy.samplers"]
@@ -42,12 +49,12 @@ def test_registering_twice_changes_nothing(comfy):
     assert (S.SCHEDULER_NAMES, S.SAMPLER_NAMES, S.KSAMPLER_NAMES, S.SCHEDULER_HANDLERS) == before
 
 
-def test_samplers_resolve_by_comfy_naming_rule(comfy):
+def test_samplers_resolve_by_comfy_naming_rule(comfy, monkeypatch):
     """ComfyUI runs sampler NAME as ``comfy.k_diffusion.sampling.sample_NAME``: that function runs the entry's."""
     def fn(model, x, sigmas, extra_args=None, callback=None, disable=None, kind=None):
         return x * 2 + len(sigmas)
 
-    host.register_samplers({"sl_probe": Entry(fn, "probe")})
+    host.register_samplers(_probe(monkeypatch, "sl_probe", fn))
     S, K = comfy["comfy.samplers"], comfy["comfy.k_diffusion.sampling"]
     assert torch.equal(K.sample_sl_probe(None, torch.ones(2), torch.tensor([1.0, 0.0])), torch.full((2,), 4.0))
     assert S.SAMPLER_NAMES[-1] == "sl_probe" and S.KSAMPLER_NAMES[-1] == "sl_probe"
@@ -155,15 +162,15 @@ def _sampler_model(ms):
     return types.SimpleNamespace(inner_model=types.SimpleNamespace(inner_model=base))
 
 
-def test_pack_sampler_gets_the_model_kind_and_model_settings_with_explicit_options_winning(comfy):
+def test_pack_sampler_gets_the_model_kind_and_model_settings_with_explicit_options_winning(comfy, monkeypatch):
     seen = []
 
     def fn(model, x, sigmas, extra_args=None, callback=None, disable=None, detail=1.0, other=0, kind=None):
         seen.append((kind.kind, detail, other))
         return x
 
-    entry = Entry(fn, "probe", defaults={"other": 7}, model_settings=("detail",))
-    sample = host.comfy_sampler("sl_probe2", entry)
+    _probe(monkeypatch, "sl_probe2", fn, defaults={"other": 7}, needs=("kind", "detail"))
+    sample = host.comfy_sampler("sl_probe2")
     M = comfy["comfy.model_sampling"]
     model = _sampler_model(_mix(M, M.ModelSamplingDiscreteFlow, M.CONST))
     stored = {"model_options": {"transformer_options": {host.SETTINGS_KEY: {"detail": 3.0, "other": 99}}}}

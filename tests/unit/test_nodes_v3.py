@@ -12,6 +12,7 @@ import torch
 from schedule_lab.lab.testbeds.gaussian import GaussianTestbed
 from schedule_lab.nodes import constant_rate_ops, search_ops
 from schedule_lab.schedules import ModelKind, ScheduleError
+from schedule_lab.schedules.constant_rate import calibrate as calibrate_module
 from schedule_lab.schedules.constant_rate.construct import (
     constant_rate_sigmas,
     data_free_velocity,
@@ -88,9 +89,30 @@ def test_schema_every_input_has_a_tooltip_and_matches_execute(v3, node_id):
             assert i.min <= i.default <= i.max, (node_id, i.id)
 
 
+@pytest.mark.parametrize("node_id", sorted(NODE_IDS))
+def test_stock_conventions_seed_range_and_latent_name(v3, node_id):
+    """As KSampler: a seed takes 0 .. 2**64 - 1, and the start latent is ``latent_image`` (saved workflows of the
+    earlier name ``latent`` are renamed on load by the web extension, web/js/schedule_plot.js RENAMED_INPUTS)."""
+    for i in v3.nodes[node_id].define_schema().inputs:
+        if i.id in ("seed", "noise_seed"):
+            assert (i.min, i.max) == (0, 2**64 - 1), (node_id, i.id)
+        if getattr(i, "io_type", None) == "LATENT":
+            assert i.id != "latent", f"{node_id}: the start latent is latent_image on the stock nodes"
+
+
+def test_largest_stock_seed_runs(v3):
+    guider = v3.Guider(v3.model(), BED.denoiser)
+    sigmas = _constant_rate(v3, guider, "vx", seed=2**64 - 1)[0]
+    assert torch.isfinite(sigmas).all() and len(sigmas) == 7
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # schedules
 # ------------------------------------------------------------------------------------------------------------------
+def _in_model_time(kind, sigmas):
+    return kind.from_flow_time(sigmas) if kind.kind == "flow" else sigmas
+
+
 @pytest.mark.parametrize("kind_name", sorted(MODELS))
 def test_schedule_lab_scheduler_gives_the_core_functions_sigmas_for_the_model_kind(v3, kind_name):
     (base, pred), kind = MODELS[kind_name]
@@ -102,8 +124,10 @@ def test_schedule_lab_scheduler_gives_the_core_functions_sigmas_for_the_model_ki
                "sl_ays_sdxl": lambda n: ays_for_model(kind, n, table="sdxl"),
                # the data-free default of an n-step list (per-step-count settings, docs/defaults.md; with denoise
                # the host asks for the full list, so its length picks the settings)
-               "sl_constant_rate": lambda n: constant_rate_sigmas(
-                   data_free_velocity(auto(n)["measure"], kind), kind, n, xi=auto(n)["xi"], end=auto(n)["end"])}
+               # (flow: placed in the model's time, the un-shifted list mapped through the shift)
+               "sl_constant_rate": lambda n: _in_model_time(kind, constant_rate_sigmas(
+                   data_free_velocity(auto(n)["measure"], kind), kind.unshifted(), n, xi=auto(n)["xi"],
+                   end=auto(n)["end"], dtype=torch.float64))}
     for name, oracle in oracles.items():
         full = _run(node, model=model, scheduler=name, steps=7, denoise=1.0)[0]
         assert full.dtype == torch.float32 and len(full) == 8 and float(full[-1]) == 0.0
@@ -159,6 +183,12 @@ def test_schedule_info_reports_and_plots_the_input_sigmas(v3):
     assert float(lam[0]) == float("-inf") and plot["log_snr"][0] is None and plot["log_snr"][-1] is None
     assert plot["log_snr"][1:-1] == pytest.approx((2 * lam[1:]).tolist())
     json.dumps(plot, allow_nan=False)
+    # the plot as an IMAGE, appended after the text output (saved links keep slot 0 = info)
+    outputs = v3.nodes["SL_ScheduleInfo"].define_schema().outputs
+    assert [o.io_type for o in outputs] == ["STRING", "IMAGE"]
+    image = out[1]
+    assert image.shape == (1, 288, 512, 3) and image.dtype == torch.float32
+    assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -232,7 +262,7 @@ def test_timestep_search_node_runs_the_search_and_saves_what_searched_steps_load
     guider = v3.Guider(v3.model(), BED.denoiser)
     settings = dict(nfe=3, population=4, generations=2, reference_steps=8, samples=2, holdout=2,
                     fitness="endpoint", seed=1)
-    out = _run(node, guider=guider, latent={"samples": torch.zeros(LATENT)}, sampler=KSAMPLER(sample_euler),
+    out = _run(node, guider=guider, latent_image={"samples": torch.zeros(LATENT)}, sampler=KSAMPLER(sample_euler),
                filename="found", resume=False, **settings)
     sigmas, report = out[0], out[1]
     (v3.models / "direct").mkdir()
@@ -259,7 +289,7 @@ def test_timestep_search_node_runs_the_search_and_saves_what_searched_steps_load
 # constant-rate
 # ------------------------------------------------------------------------------------------------------------------
 def _constant_rate(v3, guider, measure, **kw):
-    inputs = dict(guider=guider, latent={"samples": torch.zeros(2, 4, 4, 4)}, steps=6, denoise=1.0,
+    inputs = dict(guider=guider, latent_image={"samples": torch.zeros(2, 4, 4, 4)}, steps=6, denoise=1.0,
                   measure=measure, xi=1.5, samples=2, points=4, seed=0)
     return _run(v3.nodes["SL_ConstantRateScheduler"], **{**inputs, **kw})
 
@@ -269,12 +299,13 @@ def test_constant_rate_data_free_matches_the_core_and_its_model_feeds_the_dropdo
     (base, pred), kind = MODELS["flow"]
     guider = v3.Guider(v3.model(base, pred), BED.denoiser)
     sigmas, report, model = _constant_rate(v3, guider, "data-free", save_as="cr").args
-    torch.testing.assert_close(sigmas, constant_rate_sigmas(default_velocity(kind), kind, 6, xi=1.5).float(),
-                               rtol=2e-4, atol=1e-6)
+    oracle = _in_model_time(kind, constant_rate_sigmas(default_velocity(kind), kind.unshifted(), 6, xi=1.5,
+                                                       end="land", dtype=torch.float64))
+    torch.testing.assert_close(sigmas, oracle.float(), rtol=2e-4, atol=1e-6)
     assert guider.calls == 0 and "data-free default (no model calls)" in report
     handler = v3.comfy["comfy.samplers"].SCHEDULER_HANDLERS["sl_constant_rate"].handler
     torch.testing.assert_close(handler(model.get_model_object("model_sampling"), 6),
-                               constant_rate_ops.schedule(default_velocity(kind), kind, 6))
+                               calibrate_module.schedule(default_velocity(kind), kind, 6))
     saved = _run(v3.nodes["SL_LoadSchedule"], model=guider.model_patcher, schedule="cr.json", steps=0, denoise=1.0)
     assert torch.equal(saved[0], sigmas)
 
@@ -289,13 +320,13 @@ def test_constant_rate_measures_once_then_reads_the_cache_and_the_model_carries_
         return BED.denoiser(x, sigma)
 
     velocity = constant_rate_ops.calibrate(direct, ModelKind.vp(), torch.zeros(2, 4, 4, 4), "vx", 4, 2, 0)
-    torch.testing.assert_close(sigmas, constant_rate_ops.schedule(velocity, ModelKind.vp(), 6, xi=1.5),
+    torch.testing.assert_close(sigmas, calibrate_module.schedule(velocity, ModelKind.vp(), 6, xi=1.5),
                                rtol=1e-4, atol=1e-6)
     again = _constant_rate(v3, v3.Guider(v3.model(), BED.denoiser), "vx")
     assert torch.equal(again[0], sigmas) and "cached calibration (0 model calls now" in again[1]
     handler = v3.comfy["comfy.samplers"].SCHEDULER_HANDLERS["sl_constant_rate"].handler
     torch.testing.assert_close(handler(model.get_model_object("model_sampling"), 6),
-                               constant_rate_ops.schedule(velocity, ModelKind.vp(), 6), rtol=1e-4, atol=1e-6)
+                               calibrate_module.schedule(velocity, ModelKind.vp(), 6), rtol=1e-4, atol=1e-6)
     with pytest.raises(ScheduleError, match="measure: 'fid' is unknown"):
         _constant_rate(v3, guider, "fid")
 

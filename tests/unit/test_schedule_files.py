@@ -204,6 +204,16 @@ def test_flow_schedule_on_a_vp_model_needs_clamping():
     assert out[0].item() == SD1.sigma_max and out[-1] == 0 and bool((out[1:] < out[:-1]).all())
 
 
+def test_flow_schedule_below_the_table_end_loads_unchanged_on_a_flow_model_only():
+    sigmas = torch.tensor([1.0, 0.4, 0.05, 0.0021, 0.0009, 0.0], dtype=torch.float64)  # a frozen TPDM stop
+    doc = _doc(sigmas, kind=FLOW)
+    assert FLOW.sigma_min > 0.0029  # 0.0021 and 0.0009 lie below SD3's table end, on its continuous time
+    assert adapt_to_kind(doc, FLOW).tolist() == doc["sigmas"]
+    assert adapt_to_kind(doc, ModelKind.flow(shift=1.0)).tolist() == doc["sigmas"]
+    with pytest.raises(ScheduleError, match="does not fit"):  # a discrete model has no timestep there
+        adapt_to_kind(_doc(torch.tensor([14.0, 1.0, 0.02, 0.0], dtype=torch.float64)), SD1)
+
+
 def test_edm_schedule_beyond_the_vp_range_is_refused_and_merging_clamps_too():
     edm = ModelKind.edm(0.002, 80.0)
     doc = _doc(karras(10, 0.002, 80.0), kind=edm)

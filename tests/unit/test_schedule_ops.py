@@ -7,36 +7,39 @@ import pytest
 import torch
 
 from schedule_lab.nodes import schedule_ops
-from schedule_lab.nodes.registry import SAMPLERS, SCHEDULERS
-from schedule_lab.schedules import ModelKind, ScheduleError, ays
+from schedule_lab.nodes.registry import DROPDOWN_SAMPLERS, DROPDOWN_SCHEDULERS
+from schedule_lab.schedules import ModelKind, ScheduleError, ays, convert_sigmas
+from schedule_lab.schedules.catalogue import SCHEDULES, schedule_sigmas
+from schedule_lab.solvers.catalogue import SAMPLERS
 
 EPS, FLOW = ModelKind.vp("eps"), ModelKind.flow(shift=3.0)
 
 
 def test_every_registered_name_is_prefixed_and_described():
-    for name, entry in {**SCHEDULERS, **SAMPLERS}.items():
+    for name, entry in [(n, SCHEDULES[n]) for n in DROPDOWN_SCHEDULERS] + [(n, SAMPLERS[n]) for n in DROPDOWN_SAMPLERS]:
         assert name.startswith("sl_") and entry.description.strip() and callable(entry.fn)
 
 
-@pytest.mark.parametrize("name", [n for n, e in SCHEDULERS.items() if not e.saved_files])
+@pytest.mark.parametrize("name", [n for n in DROPDOWN_SCHEDULERS if SCHEDULES[n].self_contained])
 @pytest.mark.parametrize("kind", [ModelKind.vp("eps"), ModelKind.vp("v"), ModelKind.edm(), FLOW],
                          ids=["eps", "v", "edm", "flow"])
 @pytest.mark.parametrize("steps", [1, 4, 10, 37])
 def test_every_scheduler_gives_a_valid_schedule_for_every_kind(name, kind, steps):
-    sig = SCHEDULERS[name].fn(kind, steps)
+    sig = schedule_sigmas(name, kind, steps)
     assert sig.dtype == torch.float32 and sig.shape == (steps + 1,) and sig[-1] == 0
     assert bool((sig[:-1] > sig[1:]).all())
     assert kind.sigma_min * 0.999 <= float(sig[-2]) and float(sig[0]) <= kind.sigma_max * 1.001
 
 
 def test_ays_on_an_sd_model_is_the_published_table():
-    assert torch.equal(SCHEDULERS["sl_ays_sd1"].fn(EPS, 10), ays(10, "sd1"))
+    assert torch.equal(schedule_sigmas("sl_ays_sd1", EPS, 10), ays(10, "sd1"))
 
 
-def test_ays_on_a_flow_model_keeps_the_signal_to_noise_ratio():
-    vp, fl = SCHEDULERS["sl_ays_sd1"].fn(EPS, 10).double(), SCHEDULERS["sl_ays_sd1"].fn(FLOW, 10).double()
-    # SNR of VP sigma s is 1/s^2; of flow sigma f it is ((1-f)/f)^2.
-    assert torch.allclose(1 / vp[:-1], (1 - fl[:-1]) / fl[:-1], rtol=1e-5)
+def test_ays_on_a_flow_model_keeps_the_timesteps():
+    fl = schedule_sigmas("sl_ays_sd1", FLOW, 10).double()
+    # the published SD1 timesteps 999, 850, ..., 24 as the flow model's times (t + 1) / 1000, then SD3's shift 3
+    t = torch.tensor([999, 850, 736, 645, 545, 455, 343, 233, 124, 24], dtype=torch.float64) + 1
+    assert torch.allclose(fl[:-1], 3 * (t / 1000) / (1 + 2 * (t / 1000)), rtol=1e-5)
 
 
 def test_pack_schedule_applies_ksampler_denoise_semantics():
@@ -63,7 +66,7 @@ def test_save_then_load_is_exact_for_the_same_model(tmp_path):
 
 
 def test_load_resamples_and_truncates(tmp_path):
-    sig = schedule_ops.pack_schedule(EPS, "sl_ays_sd1", 10, 1.0)
+    sig = schedule_sigmas("sl_ays_sd1", EPS, 10)
     path = schedule_ops.save_schedule_file(sig, EPS, "ten", str(tmp_path))
     twenty = schedule_ops.load_schedule_file(path, EPS, steps=20)
     assert len(twenty) == 21 and float(twenty[0]) == pytest.approx(float(sig[0]))
@@ -77,8 +80,9 @@ def test_load_resamples_and_truncates(tmp_path):
 def test_load_carries_a_schedule_to_a_flow_model(tmp_path):
     sig = schedule_ops.pack_schedule(EPS, "sl_ays_sd1", 8, 1.0)
     path = schedule_ops.save_schedule_file(sig, EPS, "vp", str(tmp_path))
-    assert torch.allclose(schedule_ops.load_schedule_file(path, FLOW), schedule_ops.pack_schedule(
-        FLOW, "sl_ays_sd1", 8, 1.0), rtol=1e-5)
+    # a saved file is carried at equal signal-to-noise ratio
+    assert torch.allclose(schedule_ops.load_schedule_file(path, FLOW), convert_sigmas(sig, EPS, FLOW).float(),
+                          rtol=1e-5)
 
 
 def test_save_refuses_to_overwrite_unless_asked(tmp_path):
@@ -124,8 +128,8 @@ def test_a_flow_schedule_from_pure_noise_on_an_sd_model_is_refused_unless_clampe
     assert torch.allclose(sig[1:-1].double(), torch.tensor([4.0, 1.0, 0.25], dtype=torch.float64), rtol=1e-5)
 
 
-def test_detail_level_reports_no_effect_with_another_sampler():
-    from schedule_lab.nodes.tada_ops import detail_report
+def test_detail_level_reports_no_effect_with_another_sampler(v3):
+    from schedule_lab.nodes.tada_nodes import detail_report  # imported against the V3 stand-in
 
     assert "had no effect" in detail_report(2.0, "euler", {}) and "'euler'" in detail_report(2.0, "euler", {})
     assert "wins" in detail_report(2.0, "sl_tada", {"detail": 0.5})

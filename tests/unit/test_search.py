@@ -25,7 +25,7 @@ from schedule_lab.schedules.search.genes import (
 from schedule_lab.schedules.search.presets import PRESETS, dpm_solver_time_to_sigma, preset_sigmas
 from schedule_lab.schedules.search.refine import differentiable, logits_from_sigmas, refine, sigmas_from_logits
 from schedule_lab.schedules.search.state import load_state, make_state_doc, save_state
-from schedule_lab.solvers.classic import sample_dpmpp_2m, sample_euler
+from schedule_lab.solvers.classic import sample_dpmpp_2m, sample_euler, sample_heun
 
 SD = ModelKind.vp()
 
@@ -247,7 +247,8 @@ def _digits():
     from schedule_lab.lab.testbeds.exact import ExactDenoiser
 
     model = ExactDenoiser(load_digits_split().train)
-    ref = ReferenceSet(model, SD, (64,), n_search=256, n_holdout=256, seed=0, reference_steps=60, nfe=4)
+    ref = ReferenceSet(model, SD, (64,), n_search=256, n_holdout=256, seed=0, reference_steps=60, nfe=4,
+                       reference_sampler=sample_heun)
     return model, ref
 
 
@@ -321,7 +322,8 @@ def test_refinement_reports_held_out_error_and_keeps_the_best_list():
     assert r.gradient_calls == 6 * 3 and r.model_calls == r.gradient_calls + 4 * 3
     assert r.gradient_samples == 6 * 3 * 16 and r.model_samples == r.gradient_samples + 4 * 3 * ref.n_holdout
     with pytest.raises(ScheduleError, match="n_holdout"):
-        refine(model, sample_euler, ReferenceSet(model, SD, (64,), 4, 0, reference_steps=4, nfe=3),
+        refine(model, sample_euler, ReferenceSet(model, SD, (64,), 4, 0, reference_steps=4, nfe=3,
+                                                          reference_sampler=sample_heun),
                space.sigmas(uniform_genes(space, 3)))
 
 
@@ -342,3 +344,12 @@ def test_preset_refuses_another_model_family():
         preset_sigmas("autodiffusion_sd1_dpmpp_2m_4", ModelKind.edm())
     with pytest.raises(ScheduleError, match="unknown"):
         preset_sigmas("nope")
+
+
+def test_the_reference_sampler_is_passed_in_not_imported_by_the_schedules_core():
+    """schedules/ never imports solvers/: the many-step sampler of a reference set comes from the caller."""
+    with pytest.raises(ScheduleError, match="reference_sampler="):
+        ReferenceSet(lambda x, s: x, SD, (4,), n_search=2, n_holdout=0, reference_steps=4, nfe=3)
+    given = ReferenceSet(lambda x, s: x, SD, (4,), n_search=2, n_holdout=0, reference_steps=4, nfe=3,
+                         endpoints=torch.zeros(2, 4))
+    assert given.model_calls == 0

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from schedule_lab.nodes import search_ops
-from schedule_lab.nodes.registry import SCHEDULERS
 from schedule_lab.schedules import ScheduleError, load_schedule, make_schedule_doc, save_schedule, validate_sigmas
+from schedule_lab.schedules.catalogue import SCHEDULES, schedule_sigmas
 from schedule_lab.schedules.model_kind import ModelKind
 from schedule_lab.schedules.search.presets import preset_sigmas
 from schedule_lab.schedules.search.results import best_saved_search, make_search_doc
@@ -71,6 +71,18 @@ def test_cancel_then_resume_gives_the_uninterrupted_result(tmp_path):
     assert report.startswith("resumed") and torch.equal(resumed, full)
 
 
+def test_resuming_a_finished_search_needs_no_overwrite(tmp_path):
+    """The node's defaults (overwrite off, resume on): queueing a finished search again reads its saved state back
+    and gives the same schedule; a fresh search (resume off) under a taken name is still refused."""
+    first, path, _ = _search(tmp_path, overwrite=False)
+    again, path2, report = _search(tmp_path, overwrite=False, resume=True)
+    assert path2 == path and report.startswith("resumed") and torch.equal(again, first)
+    with pytest.raises(ScheduleError, match="already exists.*overwrite"):
+        _search(tmp_path, overwrite=False, resume=False)
+    with pytest.raises(ScheduleError, match="already exists"):  # refinement keeps no state to resume
+        _search(tmp_path, overwrite=False, resume=True, optimiser="refine", refine_iterations=1)
+
+
 def test_search_bad_inputs_name_the_input(tmp_path):
     with pytest.raises(ScheduleError, match="nfe=1"):
         _search(tmp_path, nfe=1)
@@ -122,11 +134,11 @@ def test_sl_searched_reads_the_schedule_folder_and_skips_damaged_files(tmp_path)
     save_schedule(tmp_path / "good.json", _doc([9.0, 2.0, 0.2, 0.0], SD, 3, 0.1))
     (tmp_path / "broken.json").write_text("{not json")
     paths = [(n, str(tmp_path / n)) for n in ("broken.json", "good.json")]
-    sigmas = SCHEDULERS["sl_searched"].fn(SD, 3, schedule_paths=paths)
+    sigmas = schedule_sigmas("sl_searched", SD, 3, {"schedule_paths": paths})
     assert sigmas.dtype == torch.float32 and sigmas.tolist() == pytest.approx([9.0, 2.0, 0.2, 0.0])
-    assert SCHEDULERS["sl_searched"].saved_files
+    assert not SCHEDULES["sl_searched"].self_contained
     with pytest.raises(ScheduleError, match="Timestep Search"):
-        SCHEDULERS["sl_searched"].fn(ModelKind.edm(), 3, schedule_paths=paths)
+        schedule_sigmas("sl_searched", ModelKind.edm(), 3, {"schedule_paths": paths})
 
 
 def test_searched_steps_loads_presets_and_marks_resampling(tmp_path):
@@ -235,14 +247,15 @@ def test_refine_from_sl_constant_rate_starts_from_the_dropdowns_list_and_never_e
     the refinement's first list is sl_constant_rate's data-free list at that step count, and the list it keeps is no
     worse on the held-out samples than that start (iteration 0 is scored too)."""
     from schedule_lab.schedules.constant_rate.calibrate import dropdown_sigmas
+    from schedule_lab.schedules.search import pipeline
 
-    starts, real = [], search_ops.refine
+    starts, real = [], pipeline.refine
 
     def recording(model, sampler, ref, init, **kw):
         starts.append(init.clone())
         return real(model, sampler, ref, init, **kw)
 
-    monkeypatch.setattr(search_ops, "refine", recording)
+    monkeypatch.setattr(pipeline, "refine", recording)  # the node's search runs the shared pipeline
     with torch.inference_mode():
         sigmas, path, report = _search(tmp_path, filename="crs", optimiser="refine from sl_constant_rate",
                                        refine_iterations=4)

@@ -18,7 +18,7 @@ from schedule_lab.schedules.search.refine import (
     loss_gradient,
     refine,
 )
-from schedule_lab.solvers.classic import sample_dpmpp_2m, sample_euler
+from schedule_lab.solvers.classic import sample_dpmpp_2m, sample_euler, sample_heun
 
 SD = ModelKind.vp()
 SPACE = GeneSpace(SD)
@@ -30,7 +30,8 @@ def _digits():
     from schedule_lab.lab.testbeds.exact import ExactDenoiser
 
     model = ExactDenoiser(load_digits_split().train)
-    return model, ReferenceSet(model, SD, (64,), n_search=64, n_holdout=64, seed=0, reference_steps=40, nfe=4)
+    return model, ReferenceSet(model, SD, (64,), n_search=64, n_holdout=64, seed=0, reference_steps=40, nfe=4,
+                               reference_sampler=sample_heun)
 
 
 def _uniform(nfe=4):
@@ -130,7 +131,8 @@ def _inference_mlp():
 def test_in_comfyuis_inference_mode_autograd_fails_and_finite_differences_work():
     model = _inference_mlp()
     with torch.inference_mode():
-        ref = ReferenceSet(model, SD, (64,), n_search=32, n_holdout=32, seed=0, reference_steps=30, nfe=3)
+        ref = ReferenceSet(model, SD, (64,), n_search=32, n_holdout=32, seed=0, reference_steps=30, nfe=3,
+                           reference_sampler=sample_heun)
     # the oracle: backpropagating through these weights really fails (not a guard of ours)
     s = torch.tensor([8.0, 2.0, 0.5, 0.0], requires_grad=True)
     with pytest.raises(RuntimeError, match="Inference tensors cannot be saved for backward"):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from schedule_lab.nodes.registry import SAMPLERS, SCHEDULERS
+from schedule_lab.nodes.registry import DROPDOWN_SAMPLERS as SAMPLERS
+from schedule_lab.nodes.registry import DROPDOWN_SCHEDULERS as SCHEDULERS
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / "example_workflows").glob("*.json"))
@@ -168,3 +169,23 @@ def test_every_workflow_has_a_template_thumbnail_and_a_note(path):
     doc = json.loads(path.read_text())
     notes = [n["widgets_values"][0] for n in doc["nodes"] if n["type"] == "Note"]
     assert notes and notes[0].strip(), "a note node says what to look at"
+
+
+def test_the_model_families_are_one_list_the_web_extension_reads_from_the_route(comfy, monkeypatch):
+    """nodes/host/plots.py FAMILY_PRESETS is the one list: the plot route refuses other names, the listing route
+    serves it, and web/js holds no copy of its own."""
+    import asyncio
+
+    from schedule_lab.nodes import host, plot_route
+    from schedule_lab.schedules import ScheduleError
+
+    with pytest.raises(ScheduleError, match="sd1, sdxl, sd2v, sd3, flux"):
+        plot_route.plot_data({"family": "sd15", "scheduler": "karras", "steps": "4"})
+    for name, value in {"json_response": lambda data, status=200: data, "schedule_files": lambda: [],
+                        "scheduler_names": lambda: []}.items():
+        monkeypatch.setattr(host, name, value)
+    served = asyncio.run(plot_route.schedules_handler(None))["families"]
+    assert served == list(host.FAMILIES) == ["sd1", "sdxl", "sd2v", "sd3", "flux"]
+    js = (ROOT / "web" / "js" / "schedule_plot.js").read_text()
+    assert "/schedule_lab/schedules" in js and "body.families" in js
+    assert not any(f'"{f}", "{g}"' in js for f, g in zip(host.FAMILIES, host.FAMILIES[1:], strict=False))

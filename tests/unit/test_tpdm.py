@@ -1,6 +1,7 @@
 """solvers/tpdm: the oracles listed in docs/tpdm.md, "Tests" (sampler, TPM, layout, official loading, CFG features)."""
 from __future__ import annotations
 
+import hashlib
 import math
 
 import pytest
@@ -98,6 +99,41 @@ def test_official_init_bias_and_weight_std():
     assert tpm.fc2.bias.tolist() == [2.5, 1.0]
     assert tpm.conv1.bias.abs().max() == 0 and tpm.fc1.bias.abs().max() == 0
     assert abs(tpm.conv1.weight.std().item() - 0.02) < 1e-3
+    # [M] _init_weights draws every nn.Linear weight from N(0, 0.02), norm1.linear's included (PyTorch's default
+    # Kaiming-uniform would give std 1/sqrt(3·1536) = 0.0147 here); its bias keeps PyTorch's U(±1/sqrt(1536))
+    lin = tpm.norm1.linear
+    assert abs(lin.weight.std().item() - 0.02) < 2e-4 and abs(lin.weight.mean().item()) < 2e-4
+    assert 0 < lin.bias.abs().max().item() <= 1 / math.sqrt(1536)
+
+
+def test_the_earlier_init_is_kept_as_an_option_for_the_bundled_tpms_retrain():
+    torch.manual_seed(0)
+    old = TimePredictor(40, 12, 16, init="torch-norm-linear")
+    h = hashlib.sha256()
+    for _, v in sorted(old.state_dict().items()):
+        h.update(v.numpy().tobytes())
+    # the weights TimePredictor(40, 12, 16) drew before the init followed the official code (commit c08ea68)
+    assert h.hexdigest() == "09b56d60d1b1303ec420502f2d0e11f3a7aa33e6f6018815e724499787510da4"
+    torch.manual_seed(0)
+    new = TimePredictor(40, 12, 16)
+    differs = [k for k in old.state_dict() if not torch.equal(old.state_dict()[k], new.state_dict()[k])]
+    assert differs == ["norm1.linear.weight"]
+
+
+def test_bounded_head_keeps_alpha_beta_in_range_and_survives_a_file(tmp_path):
+    f = TPMFeatures(torch.randn(3, 5, 8, 8), torch.randn(3, 4, 8, 8), torch.randn(3, 6))
+    tpm = tpm_for_features(f, width=8, head="bounded")
+    with torch.no_grad():
+        tpm.fc2.bias.copy_(torch.tensor([-200.0, 200.0]))  # the exp head: α = 1.0 and β = inf in float32
+    a, b = tpm(f)
+    assert bool((a > 1).all()) and bool(torch.isfinite(b).all())
+    assert float(a.min()) == pytest.approx(1 + math.exp(-8.0), rel=1e-4)
+    assert float(b.max()) == pytest.approx(1 + math.exp(8.0), rel=1e-4)
+    official.save_tpm(tmp_path / "b.safetensors", tpm, family="unet")
+    loaded, _ = official.load_tpm(tmp_path / "b.safetensors")
+    assert loaded.head == "bounded" and torch.equal(loaded(f)[0], a)
+    with pytest.raises(ScheduleError, match="head="):
+        tpm_for_features(f, head="softplus")
 
 
 def test_alpha_beta_exceed_one_fp32_per_image_for_random_features():
@@ -299,6 +335,18 @@ def test_cfg_combination_of_features_from_one_batched_call_or_two_calls():
         one.read(7.0)  # emptied after a read: a call without taps is an error naming the node
 
 
+def test_unlabelled_rows_are_refused_under_guidance_when_the_host_requires_labels():
+    stash = FeatureStash()
+    stash.unlabelled_error = "model: this ComfyUI (0.3.40) does not say which rows are cond"
+    for name, v in (("h1", torch.ones(2, 3, 4, 4)), ("h2", torch.randn(2, 3, 4, 4)), ("temb", torch.randn(2, 5))):
+        stash.put(name, v, None)  # [cond; uncond] rows without labels would all count as cond
+    with pytest.raises(ScheduleError, match=r"ComfyUI \(0\.3\.40\)"):
+        stash.read(7.0)
+    for name, v in (("h1", torch.ones(1, 3, 4, 4)), ("h2", torch.randn(1, 3, 4, 4)), ("temb", torch.randn(1, 5))):
+        stash.put(name, v, None)
+    assert stash.read(1.0).batch == 1  # CFG 1: cond only, nothing to tell apart
+
+
 # --- official loading ------------------------------------------------------------------------------------------------
 def _official_file(path, prefix="agent_model.", extra=True, drop=None, reshape=None):
     from safetensors.torch import save_file
@@ -433,3 +481,109 @@ def test_a_damaged_tpm_file_is_an_error_naming_it(tmp_path, damage):
                       "empty": b""}[damage])
     with pytest.raises(ScheduleError, match="tpm file 'tpm.safetensors'"):
         official.load_tpm(path)
+
+
+def test_sl_tpdm_runs_its_loop_in_the_core_and_only_calls_the_states_prepare_and_finish():
+    """The state Apply TPM puts on the MODEL observes the run (before / after); the loop never runs in nodes/."""
+    from schedule_lab.solvers.tpdm.sampler import sample_sl_tpdm
+
+    model, calls = FlowOracle(torch.zeros(1, 1, 2, 2)), []
+
+    class Observer:
+        tpm = RowTPM([0.5])
+
+        def prepare(self, model_, x, sigmas, kind, options):
+            calls.append(("prepare", options["min_sigma"], options["requested_min_sigma"], options["max_steps"]))
+            return model_.read
+
+        def finish(self, model_, schedules, kind, options):
+            calls.append(("finish", len(schedules)))
+
+    kind = ModelKind.vp()
+    sample_sl_tpdm(model, torch.randn(1, 1, 2, 2) * 14.6, torch.tensor([14.6, 7.0, 0.0]), tpdm=Observer(),
+                   kind=kind, min_sigma=0.001)
+    assert calls[0] == ("prepare", pytest.approx(kind.sigma_min), 0.001, 2) and calls[1] == ("finish", 1)
+    assert model.calls >= 1
+
+
+# --- the official loop (final_step="stop") ----------------------------------------------------------------------
+def _official_loop(velocity, read, tpm, x, min_sigma, max_steps):
+    """The stepping rule of the official SD3 sampler ([M] forward with predict=True, [U] custom_step), written out
+    for this test: σ starts at 1 for every row; per step one call gives the velocity v and the features, r = the
+    Beta mode clamped to [1e-3, 1 − 1e-3], σ' = r σ; a row whose *input* σ is already below min_sigma is masked and
+    steps to σ' = 0; x ← x + (σ' − σ) v in fp32 for every row; the loop ends once every σ' < min_sigma or after
+    max_steps calls. Each row's result is its latent after its last unmasked step, its schedule the σ up to there."""
+    b = x.shape[0]
+    sigma = torch.ones(b, dtype=torch.float32)
+    history, masks, sigmas = [], [], []
+    for _ in range(max_steps):
+        v = velocity(x, sigma)
+        a, bb = tpm(read())
+        r = ((a - 1) / (a + bb - 2)).clamp(1e-3, 1 - 1e-3)
+        masked = sigma < min_sigma
+        nxt = torch.where(masked, torch.zeros_like(sigma), sigma * r)
+        x = (x.float() + (nxt - sigma).reshape(-1, *[1] * (x.ndim - 1)) * v).to(x.dtype)
+        history.append(x)
+        masks.append(masked)
+        sigmas.append(nxt)
+        if bool((nxt < min_sigma).all()):
+            break
+        sigma = nxt
+    masks, sigmas = torch.stack(masks), torch.stack(sigmas)
+    out, schedules = [], []
+    for i in range(b):
+        last = int(torch.nonzero(~masks[:, i]).max())
+        out.append(history[last][i])
+        schedules.append(torch.cat([torch.ones(1), sigmas[: last + 1, i]]))
+    return torch.stack(out), schedules
+
+
+class VelocityToy:
+    """A nonlinear flow model given by its velocity v(x, σ); the k-diffusion denoiser is D = x − σ v. Its features
+    come from x and σ, so a random TPM gives each image its own ratios."""
+
+    def __init__(self, dim=16):
+        g = torch.Generator().manual_seed(7)
+        self.w = torch.randn(dim, dim, generator=g) / dim ** 0.5
+        self.last = None
+
+    def velocity(self, x, sigma):
+        s = sigma.reshape(-1, 1, 1, 1)
+        flat = x.reshape(x.shape[0], -1)
+        v = torch.tanh(flat @ self.w).reshape(x.shape) * (1 + s) - 0.3 * x
+        self.last = TPMFeatures(x * (1 - s), torch.tanh(x) * s, torch.cat([s.flatten(1), flat.mean(1, True)], 1)
+                                .repeat(1, 2))
+        return v
+
+    def __call__(self, x, sigma, **extra):
+        return x - sigma.reshape(-1, 1, 1, 1) * self.velocity(x, sigma)
+
+    def read(self):
+        return self.last
+
+
+@pytest.mark.parametrize("max_steps", [35, 9])
+def test_final_step_stop_is_the_official_loop_on_a_toy_flow_model(max_steps):
+    torch.manual_seed(3)
+    model = VelocityToy()
+    x = torch.randn(4, 1, 4, 4)
+    model.velocity(x, torch.ones(4))
+    torch.manual_seed(2)
+    tpm = tpm_for_features(model.read(), width=8, init_bias=(1.5, 0.5))
+    with torch.no_grad():  # large weights: each image gets its own ratios and stops at its own step
+        for m in (tpm.conv1, tpm.conv2, tpm.fc1, tpm.fc2):
+            m.weight.normal_(0, 0.5)
+        ref, ref_sched = _official_loop(model.velocity, model.read, tpm, x.clone(), 1e-3, max_steps)
+    schedules = []
+    out = sample_tpdm(model, x.clone(), torch.tensor([1.0, 0.0]), tpm=tpm, read_features=model.read,
+                      min_sigma=1e-3, max_steps=max_steps, final_step="stop", kind=ModelKind.flow(shift=3.0),
+                      schedules=schedules)
+    # images stop at different steps (per-image stopping), one at the cap (it ends where the cap left it)
+    assert sorted(len(s) - 1 for s in ref_sched) == ([5, 6, 9, 35] if max_steps == 35 else [5, 6, 9, 9])
+    for got, want in zip(schedules, ref_sched, strict=True):
+        assert len(got) == len(want)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=0)  # σ·r in fp64 vs fp32
+    stopped = [s for s in schedules if len(s) - 1 < max_steps]
+    assert len(stopped) == (3 if max_steps == 35 else 2)
+    assert all(float(s[-1]) < 1e-3 <= float(s[-2]) for s in stopped)  # below SD3's table end 0.003
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)

@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from schedule_lab.nodes import tpdm_ops
-from schedule_lab.nodes.registry import SAMPLERS
+from schedule_lab.nodes.registry import DROPDOWN_SAMPLERS
 from schedule_lab.nodes.schedule_ops import load_schedule_file
+from schedule_lab.schedules.catalogue import model_needs
 from schedule_lab.schedules.errors import ScheduleError
 from schedule_lab.schedules.model_kind import ModelKind
 from schedule_lab.solvers import catalogue
 from schedule_lab.solvers.classic import sample_euler
-from schedule_lab.solvers.tpdm.sampler import sample_sl_tpdm
+from schedule_lab.solvers.tpdm.sampler import effective_min_sigma, sample_sl_tpdm
 from schedule_lab.solvers.tpdm.taps import COND, UNCOND
 from schedule_lab.solvers.tpdm.tpm import TimePredictor
 
@@ -45,7 +46,8 @@ def _state(**kw):
 
 
 def test_sl_tpdm_is_in_the_sampler_table_and_needs_apply_tpm():
-    assert SAMPLERS["sl_tpdm"].fn is sample_sl_tpdm and SAMPLERS["sl_tpdm"].model_settings == ("tpdm",)
+    assert "sl_tpdm" in DROPDOWN_SAMPLERS and catalogue.SAMPLERS["sl_tpdm"].fn is sample_sl_tpdm
+    assert model_needs(catalogue.SAMPLERS["sl_tpdm"].needs) == ("tpdm",)
     assert catalogue.SAMPLERS["sl_tpdm"].adaptive and catalogue.SAMPLERS["sl_tpdm"].calls is None
     with pytest.raises(ScheduleError, match="Apply TPM"):
         sample_sl_tpdm(None, torch.zeros(1, 2, 2, 2), torch.tensor([1.0, 0.0]))
@@ -85,11 +87,25 @@ def test_batch_freeze_writes_one_file_per_image_and_reports_each(tmp_path):
     assert reports[-1].count("steps:") == 2
 
 
-def test_min_sigma_is_floored_at_the_model_smallest_level():
+def test_min_sigma_is_floored_at_the_smallest_level_of_discrete_models_only():
     kind = ModelKind.vp()
-    assert tpdm_ops.effective_min_sigma(0.001, kind) == pytest.approx(kind.sigma_min)
-    assert tpdm_ops.effective_min_sigma(0.5, kind) == 0.5
-    assert tpdm_ops.effective_min_sigma(0.001, None) == 0.001
+    assert effective_min_sigma(0.001, kind) == pytest.approx(kind.sigma_min)
+    assert effective_min_sigma(0.5, kind) == 0.5
+    assert effective_min_sigma(0.001, None) == 0.001
+    sd3 = ModelKind.flow(shift=3.0)  # σ_min 0.003 is the end of ComfyUI's table, not of the flow's time
+    assert sd3.sigma_min > 0.0029 and effective_min_sigma(0.001, sd3) == 0.001
+
+
+def test_stop_on_sd3_ends_below_the_official_0p001_not_the_table_end(tmp_path):
+    reports = []
+    state = _state(report=reports.append)
+    model = TappedFlow(state, torch.zeros(1, 2, 4, 4))
+    state.cfg_of = model.cfg_of
+    sample_sl_tpdm(model, torch.randn(1, 2, 4, 4), torch.tensor([1.0, 0.0]), kind=ModelKind.flow(shift=3.0),
+                   tpdm=state, max_steps=200, final_step="stop")
+    (schedule,) = state.last
+    assert float(schedule[-1]) < 1e-3 <= float(schedule[-2])  # the table end 0.003 would have stopped above 0.001
+    assert "raised" not in reports[-1]
 
 
 def test_start_below_the_trained_level_warns():
@@ -97,6 +113,13 @@ def test_start_below_the_trained_level_warns():
     assert "below the level" in tpdm_ops.start_warning(0.6, 1.0, kind)
     assert "above the level" in tpdm_ops.start_warning(14.6, 5.0, ModelKind.vp())
     assert tpdm_ops.start_warning(1.0, 1.0, kind) == "" and tpdm_ops.start_warning(0.6, None, kind) == ""
+
+
+def test_official_tpm_on_comfyui_t5_padding_is_warned():
+    (note,) = tpdm_ops.regime_notes(7.0, (64, 64), 7.0, (64, 64), 154, tpdm_ops.OFFICIAL_CONTEXT_TOKENS)
+    assert "154 tokens" in note and "256" in note and "333" in note
+    assert tpdm_ops.regime_notes(7.0, (64, 64), 7.0, (64, 64), 333, 333) == []
+    assert tpdm_ops.regime_notes(7.0, (64, 64), 7.0, (64, 64), 154, None) == []  # a pack-trained TPM: no claim
 
 
 def test_regime_notes_for_cfg_and_grid_outside_training():

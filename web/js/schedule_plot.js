@@ -7,11 +7,16 @@ import { api } from "../../../scripts/api.js";
 import { drawChart, nearestStep, AXES } from "./schedule_chart.js";
 
 const PLOT_HEIGHT = 190;
-const FAMILIES = ["sd1", "sdxl", "sd2v", "sd3", "flux"];
+// The model-family presets: the pack's one list (nodes/host/plots.py FAMILY_PRESETS), read from the server once.
+let FAMILIES = [];
 
 // Node type -> how its widgets describe a schedule the server can compute before queueing. Each returns
 // {query} (sent to /schedule_lab/plot) or {note} when there is nothing to draw yet. Nothing here is saved.
 const w = (node, name) => node.widgets?.find((x) => x.name === name)?.value;
+const choices = (node, name) => {
+  const values = node.widgets?.find((x) => x.name === name)?.options?.values;
+  return Array.isArray(values) ? values : [];
+};
 const byName = (node) => ({ scheduler: w(node, "scheduler"), steps: w(node, "steps"), denoise: w(node, "denoise") ?? 1 });
 const fromFile = (node, file) => (file ? { schedule: file, steps: w(node, "steps") || 0, denoise: w(node, "denoise") ?? 1 } : null);
 const SOURCES = {
@@ -19,12 +24,18 @@ const SOURCES = {
   BasicScheduler: (n) => ({ query: byName(n) }),
   KSampler: (n) => ({ query: byName(n) }),
   KSamplerAdvanced: (n) => ({ query: { scheduler: w(n, "scheduler"), steps: w(n, "steps"), denoise: 1 } }),
-  SL_LoadSchedule: (n) => {
-    const q = fromFile(n, w(n, "schedule"));
+  // A file the server does not list (a shared workflow's file not saved here yet) is a note, not a request the
+  // route must refuse (the browser would log its 400 in the console).
+  SL_LoadSchedule: (n, files) => {
+    const file = w(n, "schedule");
+    if (file && !files.includes(file)) return { note: `${file} is not in models/schedules yet` };
+    const q = fromFile(n, file);
     return q ? { query: q } : { note: "no schedule file in models/schedules yet" };
   },
-  SL_SearchedSteps: (n) => {
+  SL_SearchedSteps: (n, files) => {
     const choice = w(n, "schedule");
+    const known = choice && (files.includes(choice) || choices(n, "schedule").includes(choice));
+    if (choice && !known) return { note: `${choice} is not in models/schedules yet: run Timestep Search` };
     return choice ? { query: { searched: choice, steps: w(n, "steps") || 0, denoise: w(n, "denoise") ?? 1 } }
       : { note: "no searched schedule yet: run Timestep Search" };
   },
@@ -54,8 +65,38 @@ const costs = {
   },
 };
 const SL_NODE = (type) => typeof type === "string" && type.startsWith("SL_");
+// ComfyUI's own nodes stay as they are unless the user turns this setting on (Settings > Schedule Lab).
+const STOCK = new Set(["KSampler", "KSamplerAdvanced", "BasicScheduler"]);
+const STOCK_SETTING = "ScheduleLab.Plots.StockNodes";
+function setting(id) {
+  try {
+    const store = app.extensionManager?.setting;
+    if (store?.get) return store.get(id);
+    return app.ui?.settings?.getSettingValue?.(id);
+  } catch (e) {
+    return undefined;
+  }
+}
+const plotsOn = (node) => SL_NODE(node.type) || (STOCK.has(node.type) && setting(STOCK_SETTING) === true);
 
 let savedFiles = [];
+let listing = null;
+// /schedule_lab/schedules: the saved files, KSampler's scheduler names and the model families (read once here,
+// before the first plot is built; refreshFiles re-reads the files).
+function loadListing() {
+  listing ??= api.fetchApi("/schedule_lab/schedules")
+    .then((r) => (r.ok ? r.json() : {}))
+    .then((body) => {
+      FAMILIES = body.families || [];
+      savedFiles = body.schedules || savedFiles;
+    })
+    .catch((e) => {
+      console.warn("[Schedule Lab] could not read the model families", e);
+      listing = null;
+    });
+  return listing;
+}
+
 async function refreshFiles() {
   try {
     const r = await api.fetchApi("/schedule_lab/schedules");
@@ -110,7 +151,7 @@ function addPlot(node, options = {}) {
   bar.style.cssText = "display:flex;gap:3px;flex:0 0 auto";
   const state = { family: "sd1", axis: "log σ", reference: "karras", data: null, ghost: null, note: "",
                   error: "", draws: 0, hover: -1, hoverText: "", fixed: options.fixed || false };
-  const family = select(FAMILIES, state.family, "Model family the plot assumes (the real model is known only when it runs)");
+  const family = select(FAMILIES.length ? FAMILIES : [state.family], state.family, "Model family the plot assumes (the real model is known only when it runs)");
   const axis = select(Object.keys(AXES), state.axis, "Vertical axis");
   const reference = select(["karras", "none"], state.reference, "Ghost overlay: a reference schedule at the same steps");
   bar.append(family, axis, reference);
@@ -220,9 +261,49 @@ function showText(node, text) {
 function fitNode(node) {
   const min = node.computeSize();
   if (node.size[0] < min[0] || node.size[1] < min[1]) {
+    const before = [...node.size];
     node.setSize([Math.max(node.size[0], min[0]), Math.max(node.size[1], min[1])]);
+    if (node.slGrowth) {  // a stock node: what the plot added is not the node's own size
+      node.slGrowth[0] += node.size[0] - before[0];
+      node.slGrowth[1] += node.size[1] - before[1];
+    }
   }
   node.setDirtyCanvas?.(true, true);
+}
+
+// The plot on a stock node (the setting on): drawn as on the pack's nodes, but the size saved into the workflow is
+// the node's size without the plot, so turning the setting off (or opening the workflow elsewhere) shows the node
+// as it was.
+function addStockPlot(node) {
+  if (node.slPlot) return;
+  node.slGrowth = [0, 0];
+  addPlot(node);
+  hookWidgets(node);
+  fitNode(node);
+  node.slPlot.schedule();
+}
+
+function removeStockPlot(node) {
+  const plot = node.slPlot;
+  if (!plot) return;
+  const index = node.widgets?.indexOf(plot.widget) ?? -1;
+  if (node.removeWidget) node.removeWidget(plot.widget);
+  else if (index >= 0) node.widgets.splice(index, 1);
+  plot.widget.onRemove?.();
+  plot.root.remove();
+  const [gw, gh] = node.slGrowth || [0, 0];
+  node.setSize([node.size[0] - gw, node.size[1] - gh]);
+  delete node.slPlot;
+  delete node.slGrowth;
+  node.setDirtyCanvas?.(true, true);
+}
+
+function applyStockSetting(on) {
+  for (const node of app.graph?._nodes || []) {
+    if (!STOCK.has(node.type)) continue;
+    if (on) addStockPlot(node);
+    else removeStockPlot(node);
+  }
 }
 
 function hookWidgets(node) {
@@ -239,12 +320,10 @@ function hookWidgets(node) {
 }
 
 function setUp(node) {
-  // Expensive pack nodes start with a fixed seed, so a second queue does not silently redo a search (a loaded
-  // workflow's own value is applied after this).
-  if (SL_NODE(node.type)) {
-    for (const widget of node.widgets || []) {
-      if (widget.name === "control_after_generate") widget.value = "fixed";
-    }
+  // control_after_generate is left as the frontend sets it (the user's choice), as on stock nodes.
+  if (STOCK.has(node.type)) {
+    if (plotsOn(node)) addStockPlot(node);
+    return;
   }
   if (SOURCES[node.type]) {
     addPlot(node);
@@ -258,11 +337,54 @@ function setUp(node) {
   }
 }
 
+// Inputs renamed to the stock nodes' names. A saved workflow stores each input slot with its name and the frontend
+// restores the slots from the file, so a link saved under an earlier name would be queued under that name (and the
+// server would miss the new one): the names are updated in the workflow before the graph is configured.
+const RENAMED_INPUTS = {
+  SL_ABCompare: { latent: "latent_image" },
+  SL_ConstantRateScheduler: { latent: "latent_image" },
+  SL_TimestepSearch: { latent: "latent_image" },
+};
+
+function renameInputs(nodes) {
+  let count = 0;
+  for (const node of nodes || []) {
+    const renamed = RENAMED_INPUTS[node?.type];
+    if (!renamed) continue;
+    for (const input of node.inputs || []) {
+      const now = renamed[input?.name];
+      if (!now) continue;
+      if (input.localized_name === input.name) input.localized_name = now;
+      if (input.label === input.name) delete input.label;
+      input.name = now;
+      count += 1;
+    }
+  }
+  return count;
+}
+
 app.registerExtension({
   name: "schedule_lab.schedule_plot",
+  settings: [
+    {
+      id: STOCK_SETTING,
+      category: ["Schedule Lab", "Plots", "Stock nodes"],
+      name: "Live schedule plots on KSampler, KSamplerAdvanced and BasicScheduler",
+      tooltip: "Off: ComfyUI's own nodes are left as they are. On: they show the schedule their widgets describe "
+        + "(the plot's height is not saved into the workflow). The pack's own nodes always plot.",
+      type: "boolean",
+      defaultValue: false,
+      onChange: (value) => applyStockSetting(value === true),
+    },
+  ],
+  async beforeConfigureGraph(graphData) {
+    renameInputs(graphData?.nodes);
+    for (const subgraph of graphData?.definitions?.subgraphs || []) renameInputs(subgraph.nodes);
+  },
   async beforeRegisterNodeDef(nodeType, nodeData) {
     const name = nodeData.name;
     if (!SOURCES[name] && !SL_NODE(name)) return;
+    await loadListing();
 
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function () {
@@ -274,11 +396,22 @@ app.registerExtension({
     const onConfigure = nodeType.prototype.onConfigure;
     nodeType.prototype.onConfigure = function () {
       const out = onConfigure?.apply(this, arguments);
+      if (STOCK.has(this.type) && !this.slPlot) return out;  // a stock node without the setting: untouched
+      if (this.slGrowth) this.slGrowth = [0, 0];  // the loaded size is the node's own
       hookWidgets(this);
       fitNode(this);
       this.slPlot?.schedule();
       return out;
     };
+
+    if (STOCK.has(name)) {
+      const onSerialize = nodeType.prototype.onSerialize;
+      nodeType.prototype.onSerialize = function (o) {
+        const out = onSerialize?.apply(this, arguments);
+        if (this.slGrowth && o?.size) o.size = [o.size[0] - this.slGrowth[0], o.size[1] - this.slGrowth[1]];
+        return out;
+      };
+    }
 
     if (!SL_NODE(name)) return;
     const onExecuted = nodeType.prototype.onExecuted;
