@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,9 +45,8 @@ class Setting:
 SETTINGS = {
     "flow-768/shift1": Setting("zoo-flow-768", {"type": "flow", "shift": 1.0}, ModelKind.flow(1.0), "flow"),
     "flow-768/shift3": Setting("zoo-flow-768", {"type": "flow", "shift": 3.0}, ModelKind.flow(3.0), "flow"),
-    # Flux's time shift exp(μ) t / (exp(μ) t + 1 − t) is SD3's shift with shift = exp(μ); μ = 1.15 at 1024².
-    "flow-768/flux": Setting("zoo-flow-768", {"type": "flux", "shift": 1.15}, ModelKind.flow(math.exp(1.15)),
-                             "flow"),
+    # Flux's time shift (ModelSamplingFlux, μ = 1.15 at 1024x1024): SD3's shift e^μ on a 10000-entry table.
+    "flow-768/flux": Setting("zoo-flow-768", {"type": "flux", "shift": 1.15}, ModelKind.flux(1.15), "flow"),
     "patch-unet/edm": Setting("patch-unet", {"type": "edm", "sigma_min": 0.002, "sigma_max": 80.0,
                                              "sigma_data": 0.5}, ModelKind.edm(0.002, 80.0, 0.5), "edm"),
     "eps-768/sd1": Setting("zoo-eps-768", {"type": "eps"}, ModelKind.vp("eps"), "eps"),
