@@ -192,7 +192,7 @@ def test_a_flow_calibration_is_not_worse_than_the_data_free_list(flow_testbed, s
     without it, on an exact SD3-type testbed at shift 3: before, the calibrated list was up to 2.3x worse."""
     model, _, _ = flow_testbed
     kind = ModelKind.flow(3.0)
-    vel = calibrate(model, kind, torch.zeros(64, 16), "vx+cos", samples=64)
+    vel = calibrate(model, kind, torch.zeros(64, 16), "vx+cos", samples=64, generate=model_samples)
     for steps in (4, 5, 6, 8):
         calibrated = _error(flow_testbed, sampler, schedule(vel, kind, steps), kind)
         data_free = _error(flow_testbed, sampler, catalogue.schedule_sigmas("sl_constant_rate", kind, steps), kind)
