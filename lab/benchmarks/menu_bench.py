@@ -401,7 +401,6 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     pin_threads(args.threads)
     summary_path = args.out / "menu_summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     for name in args.setting:
         setting = SETTINGS[name]
         cache = Cache(args.out / "menu_rows" / f"{name.replace('/', '_')}__{args.part}.json")
@@ -414,6 +413,7 @@ def main(argv=None) -> int:
         text, per_nfe = tables(name, args.part, sorted(set(args.nfe) | set(args.nfe_dist)), args.n_error,
                                args.n_dist, cache)
         (args.out / f"menu_{name.replace('/', '_')}__{args.part}.md").write_text(text)
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}  # another run may write it
         summary.setdefault(name, {})[args.part] = per_nfe
         summary_path.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
         print(text, flush=True)
