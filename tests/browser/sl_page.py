@@ -101,6 +101,12 @@ def node_states(page) -> list[dict]:
     return page.evaluate(NODE_STATE_JS)
 
 
+def lacks_model_file(state: dict) -> bool:
+    """A node (from :func:`node_states`) whose model-file widget names a file this host does not list."""
+    return any(w["name"] in MODEL_FILE_WIDGETS and w["values"] is not None and w["value"] not in w["values"]
+               for w in state["widgets"])
+
+
 def widget_problems(states: list[dict], doc: dict) -> list[str]:
     """Values that landed on a widget which cannot hold them (a shifted widget list), or a count mismatch."""
     saved = {n["id"]: n.get("widgets_values", []) for n in doc["nodes"]}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from sl_page import (
     fit_view,
+    lacks_model_file,
     load_workflow,
     node_states,
     node_texts,
@@ -77,13 +79,15 @@ def test_workflow_loads_with_every_node_and_widget_in_place_and_runs_twice(page,
     load_workflow(page, doc)
     states = node_states(page)
     assert sorted(n["id"] for n in states) == sorted(n["id"] for n in doc["nodes"])
-    missing = [n["type"] for n in states if not n["registered"] or n["has_errors"]]
+    # a loader naming a model file this host lacks is flagged by newer frontends (1.58): that is the user's model,
+    # not a broken node (the run swaps in the tiny checkpoint)
+    missing = [n["type"] for n in states if not n["registered"] or (n["has_errors"] and not lacks_model_file(n))]
     assert missing == [], f"{path.name}: missing or broken nodes {missing}"
     assert widget_problems(states, doc) == []
     # widget values round-trip through the frontend; the plot and text widgets are not saved
     saved = serialize(page)
-    assert {n["id"]: n.get("widgets_values") for n in saved["nodes"]} == \
-        {n["id"]: n.get("widgets_values") for n in doc["nodes"]}
+    assert {n["id"]: n.get("widgets_values") or [] for n in saved["nodes"]} == \
+        {n["id"]: n.get("widgets_values") or [] for n in doc["nodes"]}  # 1.58 leaves out an empty list
     assert "sl_plot" not in json.dumps(saved) and "schedule_lab_plot" not in json.dumps(saved)
     # every linked input carries a name the server knows (a link saved under an earlier name is renamed on load)
     known = _input_names(comfy)
@@ -110,12 +114,19 @@ def test_workflow_loads_with_every_node_and_widget_in_place_and_runs_twice(page,
         assert png[:4] == b"\x89PNG" and len(png) > 1000
         (shots / f"ab_grid_{path.stem}.png").write_bytes(png)
     fit_view(page)  # DOM widgets of nodes outside the view are hidden by the frontend
-    for text in node_texts(page):
+    texts = node_texts(page)
+    for text in texts:
         assert text["text"].strip() and text["visible"], text
         assert text["overflowX"] <= 1 and text["insideRight"], f"text runs past the node's edge: {text}"
+    # the Detail Level report arrives while KSampler samples (progress text) and stays on the node after the run
+    shown = {t["id"]: t["text"] for t in texts}
+    for n in doc["nodes"]:
+        if n["type"] == "SL_DetailLevel":
+            assert shown.get(n["id"], "").startswith("Detail Level "), (n["id"], shown)
     page.screenshot(path=str(shots / f"workflow_{path.stem}_ran.png"))
     assert pack_console_errors(page) == []
-    check_thumbnail_is_this_run(path, shots / f"workflow_{path.stem}_ran.png")
+    if not os.environ.get("SL_FRONTEND_ROOT"):  # the thumbnails are pictures of the snapshot's frontend
+        check_thumbnail_is_this_run(path, shots / f"workflow_{path.stem}_ran.png")
 
 
 def _doc(name: str) -> dict:
