@@ -190,8 +190,10 @@ def _distances(x: torch.Tensor, ref: torch.Tensor, ref_stats, classifier) -> dic
     from ..testbeds.metrics import classifier_features, kid, swd
 
     f = classifier_features(x, classifier)
+    # KID's cubic kernel assumes features of order 1: both sets are divided by the reference features' RMS value
+    scale = float(ref_stats[1].square().mean().sqrt())
     return {"FD": round(frechet_distance(*gaussian_stats(f), *ref_stats[0]), 4),
-            "KID": round(1e3 * kid(f, ref_stats[1]), 4), "SW2": round(swd(x, ref), 5)}
+            "KID": round(1e3 * kid(f / scale, ref_stats[1] / scale), 4), "SW2": round(swd(x, ref), 5)}
 
 
 def stage_dist(setting: Setting, part: str, nfes, n: int, n_error: int, cache: Cache, log=print,
