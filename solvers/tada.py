@@ -86,9 +86,6 @@ def check_options(detail, n_aug, order=None, kind=None) -> tuple[float, int, int
     return float(detail), int(n_aug), int(order)
 
 
-_check_options = check_options  # the node layer's earlier name
-
-
 def time_grid(sigmas, n_aug: int = DEFAULT_N_AUG, detail: float = DEFAULT_DETAIL,
               kind: ModelKind | None = None) -> np.ndarray:
     """TADA times t_i (float64) solving ½ log γ(t_i) = λ(σ_i); σ = 0 gives t = 1, a flow σ = 1 gives t = 0."""

@@ -10,6 +10,12 @@ with the checkout in $COMFYUI_PATH, and reads back the endpoints, steps, counted
 computed in the harness like every other row. The worker builds the same denoiser and the same schedules from this
 pack, so only the sampler code differs. Without COMFYUI_PATH, or when the import fails, the rows are skipped with a
 printed note. Only deterministic samplers are listed (the metric needs the same x_T → endpoint map).
+
+``run_menu`` (request mode ``menu``, docs/menu.md §2) runs *ComfyUI's menu itself*: its samplers on the sigmas of
+``comfy.samplers.calculate_sigmas`` for each of its schedulers, computed on ComfyUI's own model_sampling classes
+(``ModelSamplingDiscrete`` eps/v, ``ModelSamplingContinuousEDM``, ``ModelSamplingDiscreteFlow`` with a shift,
+``ModelSamplingFlux``), with KSampler's discard-penultimate rule, plus the AlignYourSteps / GITS / OptimalSteps
+nodes' lists where they apply.
 """
 from __future__ import annotations
 
@@ -22,9 +28,17 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["COMFY_SAMPLERS", "run_comfy"]
+__all__ = ["COMFY_SAMPLERS", "MENU_SAMPLERS", "MENU_SCHEDULERS", "NODE_LISTS", "run_comfy", "run_menu"]
 
 COMFY_SAMPLERS = ("euler", "heun", "dpm_2", "lms", "dpmpp_2m", "ipndm", "deis")
+#: ComfyUI's deterministic samplers and its schedulers (KSampler's menu).
+MENU_SAMPLERS = ("euler", "heun", "dpmpp_2m", "ipndm", "ipndm_v", "deis", "res_multistep", "gradient_estimation",
+                 "uni_pc", "uni_pc_bh2", "lms")
+MENU_SCHEDULERS = ("simple", "sgm_uniform", "karras", "exponential", "normal", "beta", "kl_optimal",
+                   "linear_quadratic", "ddim_uniform")
+#: Sigma lists of ComfyUI's scheduler nodes → the model types they are made for (model_sampling "type").
+NODE_LISTS = {"AYS_SD1": ("eps", "v"), "AYS_SDXL": ("eps", "v"), "GITS_1.20": ("eps", "v"),
+              "OptimalSteps_FLUX": ("flow", "flux")}
 
 
 def run_comfy(testbed: str, sigma_range: str, samplers, schedules, nfes, noises: dict[int, torch.Tensor],
@@ -69,6 +83,163 @@ def run_comfy(testbed: str, sigma_range: str, samplers, schedules, nfes, noises:
     return results, note
 
 
+def run_menu(model: str, sampling: dict, samplers, schedulers, nfes, noises: dict[int, torch.Tensor], log=print):
+    """ComfyUI's menu on testbed model ``model`` (``benchmarks.setups.load_model`` name) sampled as ``sampling``
+    (``{"type": "flow", "shift": 3.0}``, ``{"type": "flux", "shift": 1.15}``, ``{"type": "edm", "sigma_min": ...,
+    "sigma_max": ..., "sigma_data": ...}``, ``{"type": "eps"}`` / ``"v"``). ``schedulers`` may include the node
+    lists of ``NODE_LISTS``. Returns (rows, note) like ``run_comfy``; each row also carries its ``sigmas``."""
+    from safetensors.torch import load_file, save_file
+
+    comfy_path = os.environ.get("COMFYUI_PATH")
+    if not comfy_path:
+        return None, "ComfyUI's menu skipped: set COMFYUI_PATH (eval \"$(../shared/host/comfyui-host.sh)\")"
+    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    with tempfile.TemporaryDirectory(prefix="sl-menu-") as tmp:
+        tmp = Path(tmp)
+        save_file({str(s): z.contiguous() for s, z in noises.items()}, str(tmp / "noise.safetensors"))
+        request = {"mode": "menu", "comfyui_path": comfy_path, "model": model, "sampling": sampling,
+                   "samplers": list(samplers), "schedules": list(schedulers), "nfes": list(nfes),
+                   "threads": torch.get_num_threads(), "dir": str(tmp)}
+        (tmp / "request.json").write_text(json.dumps(request))
+        proc = subprocess.Popen([python, str(Path(__file__).resolve()), str(tmp / "request.json")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        other = []
+        for line in proc.stderr:
+            if line.startswith("[comfy-worker]"):
+                log("  " + line.rstrip())
+            else:
+                other.append(line.rstrip())
+        proc.wait()
+        if proc.returncode != 0 or not (tmp / "result.json").exists():
+            return None, f"ComfyUI's menu failed with {python}: " + " | ".join(other[-5:])
+        meta = json.loads((tmp / "result.json").read_text())
+        tensors = load_file(str(tmp / "result.safetensors"))
+    for i, row in enumerate(meta["rows"]):
+        row["runs"] = {int(seed): {**r, "x0": tensors[f"{i}/{seed}"]} for seed, r in row["runs"].items()}
+    note = None if not meta["failed"] else "ComfyUI menu rows that failed: " + "; ".join(meta["failed"])
+    return meta["rows"], note
+
+
+def _model_sampling(comfy, sampling: dict):
+    """One of ComfyUI's own model_sampling objects, built as its ModelSampling* nodes build them."""
+    ms = comfy.model_sampling
+    kind = sampling["type"]
+    if kind == "flow":
+        class Sampling(ms.ModelSamplingDiscreteFlow, ms.CONST):
+            pass
+        obj = Sampling(None)
+        obj.set_parameters(shift=float(sampling.get("shift", 1.0)), multiplier=1000)
+    elif kind == "flux":
+        class Sampling(ms.ModelSamplingFlux, ms.CONST):
+            pass
+        obj = Sampling(None)
+        obj.set_parameters(shift=float(sampling.get("shift", 1.15)))
+    elif kind == "edm":
+        class Sampling(ms.ModelSamplingContinuousEDM, ms.EDM):
+            pass
+        obj = Sampling(None)
+        obj.set_parameters(float(sampling["sigma_min"]), float(sampling["sigma_max"]), float(sampling["sigma_data"]))
+    elif kind in ("eps", "v"):
+        class Sampling(ms.ModelSamplingDiscrete, ms.EPS if kind == "eps" else ms.V_PREDICTION):
+            pass
+        obj = Sampling(None)  # SD1's scaled_linear 0.00085-0.012
+    else:
+        raise ValueError(f"unknown sampling type {kind!r}")
+    return obj
+
+
+def _menu_sigmas(comfy_samplers, nodes, ms, sampler: str, schedule: str, steps: int) -> torch.Tensor:
+    if schedule in nodes:
+        return nodes[schedule](steps).to(torch.float32)
+    discard = sampler in comfy_samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS
+    sigmas = comfy_samplers.calculate_sigmas(ms, schedule, steps + 1 if discard else steps).to(torch.float32)
+    if discard:
+        sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
+    return sigmas
+
+
+def _menu_worker(req: dict) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from schedule_lab.lab.benchmarks.setups import load_model
+    from schedule_lab.solvers import catalogue
+
+    torch.set_num_threads(int(req["threads"]))
+    tmp = Path(req["dir"])
+    model = load_model(req["model"])
+    sys.path.insert(0, req["comfyui_path"])
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True  # no CUDA probing
+    import comfy.k_diffusion.sampling as sampling
+    import comfy.model_sampling  # noqa: F401
+    import comfy.samplers as comfy_samplers
+    from comfy.extra_samplers import uni_pc
+
+    def say(msg):
+        print(f"[comfy-worker] {msg}", file=sys.stderr, flush=True)
+
+    ms = _model_sampling(comfy, req["sampling"])
+    kind = req["sampling"]["type"]
+    nodes = {}
+    for name, kinds in NODE_LISTS.items():
+        if kind not in kinds or name not in req["schedules"]:
+            continue
+        if name.startswith("AYS"):
+            from comfy_extras.nodes_align_your_steps import AlignYourStepsScheduler as node
+
+            args = (name.split("_")[1],)
+        elif name.startswith("GITS"):
+            from comfy_extras.nodes_gits import GITSScheduler as node
+
+            args = (float(name.split("_")[1]),)
+        else:
+            from comfy_extras.nodes_optimalsteps import OptimalStepsScheduler as node
+
+            args = ("FLUX",)
+        nodes[name] = lambda steps, node=node, args=args: node.execute(*args, steps, 1.0).result[0]
+    fns = {"uni_pc": uni_pc.sample_unipc, "uni_pc_bh2": uni_pc.sample_unipc_bh2}
+    noises = {int(k): v for k, v in load_file(str(tmp / "noise.safetensors")).items()}
+    probe = torch.zeros(1, 4)
+    rows, tensors, failed = [], {}, []
+    for name in req["samplers"]:
+        fn = fns.get(name) or getattr(sampling, f"sample_{name}", None)
+        if fn is None:
+            failed.append(f"{name}: no comfy.k_diffusion.sampling.sample_{name}")
+            continue
+        for sc in req["schedules"]:
+            if sc.split("_")[0] in ("AYS", "GITS", "OptimalSteps") and sc not in nodes:
+                continue  # a node list made for another model type
+            try:
+                def calls(steps, fn=fn, name=name, sc=sc):
+                    return catalogue.run(fn, _menu_sigmas(comfy_samplers, nodes, ms, name, sc, steps),
+                                         lambda x, s, **_: x * 0, probe).nfe
+                counted = {}
+                for nfe in req["nfes"]:
+                    steps = 0
+                    for k in range(1, nfe + 2):
+                        if k not in counted:
+                            counted[k] = calls(k)
+                        if counted[k] <= nfe:
+                            steps = k
+                    if steps == 0:
+                        continue
+                    sigmas = _menu_sigmas(comfy_samplers, nodes, ms, name, sc, steps)
+                    runs = {}
+                    for seed, z in noises.items():
+                        res = catalogue.run(fn, sigmas.clone(), model, z, seed=seed)
+                        tensors[f"{len(rows)}/{seed}"] = res.x0.contiguous()
+                        runs[seed] = {"nfe": res.nfe, "wall_s": res.wall_s}
+                    rows.append({"sampler": name, "schedule": sc, "nfe_target": nfe, "steps": steps,
+                                 "sigmas": [round(float(v), 6) for v in sigmas], "runs": runs})
+                say(f"{name} / {sc} done")
+            except Exception as e:  # noqa: BLE001  (report and go on)
+                failed.append(f"{name}/{sc}: {type(e).__name__}: {e}")
+    save_file(tensors, str(tmp / "result.safetensors"))
+    (tmp / "result.json").write_text(json.dumps({"rows": rows, "failed": failed}))
+
+
 def _worker(request_path: str) -> None:
     from safetensors.torch import load_file, save_file
 
@@ -76,6 +247,8 @@ def _worker(request_path: str) -> None:
     from schedule_lab.lab.benchmarks.setups import load_testbed
 
     req = json.loads(Path(request_path).read_text())
+    if req.get("mode") == "menu":
+        return _menu_worker(req)
     torch.set_num_threads(int(req["threads"]))
     tmp = Path(req["dir"])
     bed = load_testbed(req["testbed"], req["sigma_range"])  # before comfy is importable: no host registration

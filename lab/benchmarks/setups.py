@@ -74,6 +74,11 @@ def load_model(name: str, train: torch.Tensor | None = None):
         from ..testbeds.unet import load_patch_unet
 
         return load_patch_unet()
+    if name.startswith("zoo-"):  # zoo-<parameterisation>-<dim>, e.g. zoo-flow-768 (testbeds.zoo)
+        from ..testbeds.zoo import load_zoo
+
+        _, param, dim = name.split("-")
+        return load_zoo(param, int(round((int(dim) / 3) ** 0.5)))
     raise ValueError(f"unknown testbed {name!r}; choose one of {', '.join(TESTBEDS)}")
 
 

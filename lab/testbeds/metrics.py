@@ -14,7 +14,7 @@ from schedule_lab.kernels.frechet import frechet_distance, gaussian_stats
 from schedule_lab.kernels.sliced_wasserstein import sliced_wasserstein
 
 __all__ = [
-    "classifier_features", "fd_cls", "mode_agreement", "nearest_distance", "nearest_index",
+    "classifier_features", "fd_cls", "kid", "mode_agreement", "nearest_distance", "nearest_index",
     "rmse", "swd",
 ]
 
@@ -53,6 +53,20 @@ def fd_cls(samples: torch.Tensor, reference, classifier=None) -> float:
     else:
         mu2, cov2 = reference
     return frechet_distance(mu1, cov1, mu2, cov2)
+
+
+def kid(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
+    """KID (Bińkowski et al. 2018): the unbiased squared MMD between two feature sets with the cubic polynomial
+    kernel k(x, y) = (x·y / d + 1)³. Unbiased in N (unlike FD), so it can be compared across sample counts; it
+    can be slightly negative when the two sets come from the same distribution."""
+    a, b = features_a.double(), features_b.double()
+    d = a.shape[1]
+    m, n = a.shape[0], b.shape[0]
+    kaa = (a @ a.T / d + 1) ** 3
+    kbb = (b @ b.T / d + 1) ** 3
+    kab = (a @ b.T / d + 1) ** 3
+    within = (kaa.sum() - kaa.diagonal().sum()) / (m * (m - 1)) + (kbb.sum() - kbb.diagonal().sum()) / (n * (n - 1))
+    return float(within - 2 * kab.mean())
 
 
 def swd(a: torch.Tensor, b: torch.Tensor, n_projections: int = 512, seed: int = 0) -> float:

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-__all__ = ["PATCH", "SHORT_SIDE", "SOURCES", "SPLITS", "PatchSet", "crops", "load_images", "region"]
+__all__ = ["CONFIRM_SOURCES", "PATCH", "SHORT_SIDE", "SOURCES", "SPLITS", "PatchSet", "crops", "load_images", "region"]
 
 PATCH = 16
 SHORT_SIDE = 128
@@ -38,6 +38,8 @@ SOURCES = (
     ("skimage", "camera"), ("skimage", "coins"), ("skimage", "grass"), ("skimage", "gravel"),
     ("skimage", "brick"),
 )
+#: Confirmation only: photographs that no model, classifier or default choice uses (``crops("confirm", ...)``).
+CONFIRM_SOURCES = (("skimage", "moon"),)
 SPLITS = {"train": (0.0, 0.70), "tuning": (0.70, 0.85), "held_out": (0.85, 1.0)}
 
 
@@ -59,24 +61,25 @@ def _raw(kind: str, name: str) -> np.ndarray:
     return getattr(data, name)()
 
 
-def _resize(img: np.ndarray) -> np.ndarray:
+def _resize(img: np.ndarray, short_side: int = SHORT_SIDE) -> np.ndarray:
     from PIL import Image
 
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
     img = img[:, :, :3]
     h, w = img.shape[:2]
-    scale = SHORT_SIDE / min(h, w)
+    scale = short_side / min(h, w)
     size = (max(PATCH, round(w * scale)), max(PATCH, round(h * scale)))
     return np.asarray(Image.fromarray(img.astype(np.uint8)).resize(size, Image.Resampling.BOX))
 
 
-@lru_cache(maxsize=1)
-def load_images() -> tuple[torch.Tensor, ...]:
-    """The 14 source images as (3, H, W) float32 tensors in [-1, 1], shorter side 128."""
+@lru_cache(maxsize=4)
+def load_images(short_side: int = SHORT_SIDE, sources: tuple = SOURCES) -> tuple[torch.Tensor, ...]:
+    """The source images (default the 14 ``SOURCES``) as (3, H, W) float32 tensors in [-1, 1], shorter side
+    ``short_side`` (128)."""
     out = []
-    for kind, name in SOURCES:
-        a = _resize(_raw(kind, name)).astype(np.float32) / 127.5 - 1.0
+    for kind, name in sources:
+        a = _resize(_raw(kind, name), short_side).astype(np.float32) / 127.5 - 1.0
         out.append(torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))))
     return tuple(out)
 
@@ -87,21 +90,27 @@ def region(width: int, split: str) -> tuple[int, int]:
     return int(round(lo * width)), int(round(hi * width))
 
 
-def crops(split: str, n: int, seed: int, generator: torch.Generator | None = None) -> PatchSet:
+def crops(split: str, n: int, seed: int, generator: torch.Generator | None = None, size: int = PATCH) -> PatchSet:
     """``n`` crops from ``split``'s strips: source uniform over the 14 images, position uniform in the strip.
 
+    ``split="confirm"`` draws from the whole of ``CONFIRM_SOURCES`` instead (photographs no model, classifier or
+    default has seen; labels are -1). ``size`` > 16 (e.g. 32 for the 3072-d zoo models) scales the images' shorter
+    side with it (``SHORT_SIDE · size / 16``) so that crops keep the same field of view and fit in the strips.
     Deterministic in ``seed`` (or drawn from ``generator`` when given, for training streams)."""
-    if split not in SPLITS:
-        raise ValueError(f"crops: split must be one of {sorted(SPLITS)}, got {split!r}")
-    images = load_images()
+    if split not in SPLITS and split != "confirm":
+        raise ValueError(f"crops: split must be one of {sorted(SPLITS) + ['confirm']}, got {split!r}")
+    if size < 4 or size % PATCH and PATCH % size:
+        raise ValueError(f"crops: size must divide or be a multiple of {PATCH}, got {size!r}")
+    short_side = max(SHORT_SIDE, SHORT_SIDE * size // PATCH)
+    images = load_images(short_side, CONFIRM_SOURCES if split == "confirm" else SOURCES)
     gen = generator if generator is not None else torch.Generator().manual_seed(seed)
     src = torch.randint(0, len(images), (n,), generator=gen)
     u = torch.rand(n, 2, generator=gen, dtype=torch.float64)
-    out = torch.empty(n, 3, PATCH, PATCH)
+    out = torch.empty(n, 3, size, size)
     for i in range(n):
         img = images[int(src[i])]
-        c0, c1 = region(img.shape[2], split)
-        top = int(u[i, 0] * (img.shape[1] - PATCH + 1))
-        left = c0 + int(u[i, 1] * (c1 - c0 - PATCH + 1))
-        out[i] = img[:, top:top + PATCH, left:left + PATCH]
-    return PatchSet(out, src)
+        c0, c1 = (0, img.shape[2]) if split == "confirm" else region(img.shape[2], split)
+        top = int(u[i, 0] * (img.shape[1] - size + 1))
+        left = c0 + int(u[i, 1] * (c1 - c0 - size + 1))
+        out[i] = img[:, top:top + size, left:left + size]
+    return PatchSet(out, torch.full_like(src, -1) if split == "confirm" else src)

@@ -3,6 +3,7 @@
     python -m schedule_lab.lab.testbeds.train [--which edm|classifier|all] [--iters N] [--seconds S] [--out DIR]
     python -m schedule_lab.lab.testbeds.train --which patches          # natural-image classifier, then UNet
     python -m schedule_lab.lab.testbeds.train --which patch-unet | patch-classifier
+    python -m schedule_lab.lab.testbeds.train --which zoo --param flow|eps|v|edm [--size 16|32]   # testbeds.zoo
 
 Writes ``<name>.safetensors`` (fp32 weights) and ``<name>.json`` (config, command, seed, time, torch version,
 losses, evaluation) into DIR (default: the package's ``lab/testbeds/weights``). The classifier trains first when
@@ -189,8 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="python -m schedule_lab.lab.testbeds.train",
                                 description=__doc__.split("\n")[0])
-    p.add_argument("--which", choices=["edm", "classifier", "all", "patches", "patch-unet", "patch-classifier"],
-                   default="all")
+    p.add_argument("--which", choices=["edm", "classifier", "all", "patches", "patch-unet", "patch-classifier",
+                                        "zoo"], default="all")
+    p.add_argument("--param", choices=["flow", "eps", "v", "edm"], default="flow",
+                   help="zoo only: the parameterisation (testbeds.zoo; flow = rectified flow, eps/v = SD1 table)")
+    p.add_argument("--size", type=int, default=16, help="zoo only: crop side (16 = 768-d, 32 = 3072-d)")
     p.add_argument("--iters", type=int, default=None, help="iterations (default: 15000 edm, 3000 classifier)")
     p.add_argument("--seconds", type=float, default=None, help="wall-time cap (breaks reproducibility)")
     p.add_argument("--seed", type=int, default=0)
@@ -200,6 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
+    if args.which == "zoo":
+        from .zoo import main_zoo
+
+        provenance = _provenance(argv)
+        provenance["data"] = (f"testbeds.patches: 3x{args.size}x{args.size} crops of 14 photographs from scikit-learn "
+                              "load_sample_images and skimage.data, train strip = columns [0, 70%) of each image")
+        return main_zoo(args, argv, provenance)
     if args.which.startswith("patch"):
         from .train_patches import main_patches
 

@@ -1,0 +1,61 @@
+"""The menu benchmark's bookkeeping (benchmarks.menu_bench) and the KID metric, without the ComfyUI host."""
+import math
+
+import torch
+
+from schedule_lab.lab.benchmarks import menu_bench as mb
+from schedule_lab.lab.testbeds.metrics import kid
+
+
+def test_kid_is_unbiased_near_zero_for_one_distribution_and_grows_with_a_shift():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(600, 16, generator=g), torch.randn(600, 16, generator=g)
+    same = kid(a, b)
+    shifted = kid(a, b + 0.5)
+    assert abs(same) < 0.01 < shifted
+    assert kid(a, b + 1.0) > shifted
+
+
+def test_flux_setting_is_sd3_shift_exp_mu():
+    # ComfyUI's flux_time_shift(mu, 1, t) = e^mu / (e^mu + 1/t - 1) equals SD3's shift t/(1 + (shift - 1) t)
+    from schedule_lab.schedules.model_kind import flow_shift
+
+    mu = 1.15
+    for t in (0.1, 0.5, 0.9):
+        flux = math.exp(mu) / (math.exp(mu) + (1 / t - 1))
+        assert abs(flow_shift(t, math.exp(mu)) - flux) < 1e-12
+    assert abs(mb.SETTINGS["flow-768/flux"].kind.shift - math.exp(mu)) < 1e-12
+
+
+def _fake_cache(tmp_path):
+    cache = mb.Cache(tmp_path / "rows.json")
+    seed = mb.PARTS["tuning"][0]
+    es = {("euler", "simple"): 0.30, ("dpmpp_2m", "simple"): 0.10, ("heun", "karras"): 0.20,
+          ("deis", "beta"): 0.15, ("lms", "simple"): 0.5, ("ipndm", "karras"): 0.12, ("uni_pc", "beta"): 0.11,
+          ("gradient_estimation", "simple"): 0.13}
+    for (sa, sc), e in es.items():
+        cache.rows[mb._key("E", "menu", sa, sc, 4, 8, seed)] = {"E": e, "nfe": 4, "steps": 4, "sigmas": []}
+    return cache, seed
+
+
+def test_candidates_are_the_lowest_error_rows_plus_the_stock_default(tmp_path):
+    cache, seed = _fake_cache(tmp_path)
+    setting = mb.SETTINGS["flow-768/shift3"]
+    got = mb.candidates(cache, setting, 4, 8, seed)
+    assert got[:mb.CANDIDATES] == [("dpmpp_2m", "simple"), ("uni_pc", "beta"), ("ipndm", "karras"),
+                                   ("gradient_estimation", "simple"), ("deis", "beta"), ("heun", "karras")]
+    assert got[-1] == ("euler", "simple")  # the flow family's stock default, 7th although its E is high
+
+
+def test_tables_name_the_best_pairs_and_the_disagreements(tmp_path):
+    cache, seed = _fake_cache(tmp_path)
+    n = 16
+    d = {("dpmpp_2m", "simple"): (2.0, 1.0, 0.05), ("uni_pc", "beta"): (1.5, 0.5, 0.07),
+         ("euler", "simple"): (3.0, 2.0, 0.04)}
+    for pair, (fd, k, sw) in d.items():
+        cache.rows[mb._key("D", "menu", *pair, 4, n, seed)] = {"FD": fd, "KID": k, "SW2": sw}
+    text, summary = mb.tables("flow-768/shift3", "tuning", [4], 8, n, cache)
+    s = summary["4"]
+    assert s["menu_best_E"][:2] == ["dpmpp_2m", "simple"] and s["menu_best_FD"][:2] == ["uni_pc", "beta"]
+    assert s["stock_E_ratio"] == 3.0 and s["stock_FD_ratio"] == 2.0
+    assert "best by SW2 is euler + simple (menu)" in text and "FD picks uni_pc + beta" in text
