@@ -1,4 +1,4 @@
-"""The pack against ComfyUI's menu on the learned models (issue 20, items 3–4; protocol in docs/menu.md §1–§3).
+"""The pack against ComfyUI's menu on the learned models (protocol in docs/menu.md §1–§3).
 
     eval "$(../shared/host/comfyui-host.sh)"      # COMFYUI_PATH / COMFYUI_PYTHON: the menu runs from ComfyUI's code
     python -m schedule_lab.lab.benchmarks.menu_bench --setting flow-768/shift3 --part tuning [--stage error|dist|all]
