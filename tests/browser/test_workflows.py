@@ -138,9 +138,11 @@ def _doc(name: str) -> dict:
     ("flux_tada_detail_level", ["diffusion_models / flux1-dev.safetensors", "text_encoders / clip_l.safetensors",
                                 "text_encoders / t5xxl_fp16.safetensors", "vae / ae.safetensors"]),
 ])
-def test_a_workflow_with_models_the_user_lacks_lists_them_with_their_folders(page, shots, name, listed):
+def test_a_workflow_with_models_the_user_lacks_lists_them_with_their_folders(fresh_page, shots, name, listed):
     """Dropped on ComfyUI without the models: the frontend's missing-models dialog names each file and its folder
-    (from the loaders' properties.models), with a download button; the note node says the same."""
+    (from the loaders' properties.models), with a download button; the note node says the same. A page of its own (on
+    1.58 the dialog did not open on the shared page after other tests had loaded workflows)."""
+    page = fresh_page
     load_workflow(page, _doc(name), missing_models_dialog=True)
     dialog = page.locator(".comfy-missing-models")
     dialog.wait_for(timeout=20_000)
@@ -189,7 +191,9 @@ def test_template_browser_shows_every_workflow_with_its_thumbnail(page, shots, f
         search = page.get_by_placeholder("Search templates...")
     for path in WORKFLOWS:  # the grid renders a window of cards: find each through the dialog's own search box
         search.fill(path.stem)
+        page.wait_for_timeout(300)  # the grid re-renders its cards after a search (1.58: a detached card otherwise)
         card = page.locator(f"[data-testid='template-workflow-{path.stem}']")
+        card.wait_for(timeout=20_000)
         card.scroll_into_view_if_needed(timeout=20_000)
         image = card.locator("img")
         image.wait_for(timeout=20_000)
