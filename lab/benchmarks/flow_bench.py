@@ -594,7 +594,7 @@ def write_rows_tables(rows, specs, cells, args) -> None:
            "Per cell and NFE: the ratio to euler + simple (the family's stock default) and to the menu's best pair "
            "(best of 99 ComfyUI sampler × scheduler pairs, per metric). Error = RMSE to the converged flow ODE "
            "(TADA: –, it solves its own ODE). `before:` = the lists and sl_tada settings of the pack at that commit.",
-           ""]
+           "", "Cells: " + ", ".join("/".join(c) for c in cells) + ".", ""]
     for metric in ("rmse", "sw2"):
         out += [f"## {'Error to the converged ODE' if metric == 'rmse' else 'Sliced W2 to the data'}: worst and "
                 "median ratio over the cells", "",
