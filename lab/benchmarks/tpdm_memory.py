@@ -1,4 +1,4 @@
-"""Peak trainer memory per row-step at SD3-Medium's feature shape, before -> after (docs/tpdm.md, "Memory").
+"""Peak trainer memory per row-step at SD3-Medium's feature shape, before -> after (docs/tpdm.md, "Trainer").
 
     python -m schedule_lab.lab.benchmarks.tpdm_memory [--steps 4] [--rows 2] [--width 128] [--micro-batch 2]
         [--out lab/benchmarks/results]

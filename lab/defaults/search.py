@@ -28,7 +28,7 @@ import torch
 
 from ..testbeds.suite import TESTBEDS, TUNING_TESTBEDS, kind
 from .bench import RESULTS, STOCK, ensure, load_rows, ratios, row_key, save_rows, split_spec, worst
-from .searched import SEARCHED_DIR, _load_searched, crs_spec, run_search, searched_sigmas  # noqa: F401
+from .searched import _load_searched, crs_spec
 
 CHOSEN_FILE = RESULTS / "defaults_search.json"
 COMMAND = "python -m schedule_lab.lab.defaults.search"

@@ -12,7 +12,7 @@ import torch
 
 from schedule_lab.schedules.baseline import karras
 
-__all__ = ["FlowDenoiser", "flow_reference_sigmas"]
+__all__ = ["FlowDenoiser", "data_mean", "flow_part", "flow_reference_sigmas"]
 
 
 class FlowDenoiser:
@@ -42,3 +42,21 @@ def flow_reference_sigmas(steps: int = 500) -> torch.Tensor:
     (float64, ``steps + 1`` levels and the final 0)."""
     ve = karras(steps, 0.002, 80.0, dtype=torch.float64)
     return torch.cat([torch.ones(1, dtype=torch.float64), ve / (1.0 + ve)])
+
+
+def data_mean(model) -> torch.Tensor:
+    """The posterior mean at pure noise of an exact testbed: Σ w_k μ_k of a mixture, the mean of an exact denoiser's
+    data."""
+    if hasattr(model, "weights") and hasattr(model, "means"):
+        return model.weights @ model.means
+    if hasattr(model, "data"):
+        return model.data.to(torch.float64).mean(0)
+    raise ValueError(f"{type(model).__name__} is not an exact testbed (a LowRankMixture or an ExactDenoiser)")
+
+
+def flow_part(name: str, part: str, n: int | None = None):
+    """(Part, FlowDenoiser) of an exact suite testbed (``testbeds.suite.load_part``); x_T is ``Part.noise`` at s = 1."""
+    from .suite import load_part
+
+    p = load_part(name, part, n)
+    return p, FlowDenoiser(p.model, data_mean(p.model))

@@ -81,13 +81,13 @@ class TrainConfig:
     share_noise: bool = True     # a group's k rollouts start from the same x_T (unconditional models)
     seed: int = 0
     save_every: int = 10
-    # memory (docs/tpdm.md, "Memory"): the rollout's features are kept on ``cache_device`` in ``cache_dtype``
+    # memory (docs/tpdm.md, "Trainer"): the rollout's features are kept on ``cache_device`` in ``cache_dtype``
     # ("float16" halves them, as the official cache); ``micro_batch`` > 0 recomputes the log-probs in TPM calls of
     # at most that many valid row-steps (two passes, the exact gradient), 0 = one call over all T·B rows
     cache_device: str = "cpu"
     cache_dtype: str = "float32"
     micro_batch: int = 0
-    # stability (docs/tpdm.md, "Stability"): the official reward term −kl_coef · Σ_n KL(Beta(α_n, β_n) ‖ prior(σ_n))
+    # stability (docs/tpdm.md, "Trainer"): the official reward term −kl_coef · Σ_n KL(Beta(α_n, β_n) ‖ prior(σ_n))
     kl_coef: float = 0.0
 
     def __post_init__(self):

@@ -29,11 +29,10 @@ from ..model_kind import ModelKind
 from ..validate import validate_steps
 
 __all__ = [
-    "COORDS", "DEFAULT_SMOOTH", "DEFAULT_XI", "ENDS", "FLOW_SETTINGS", "LAMBDA_CLIP", "SETTINGS_BY_NFE", "Velocity",
-    "check_xi", "combine", "constant_rate_sigmas", "data_free_velocity", "default_schedule_settings",
-    "MEASURED_SETTINGS_BY_NFE", "with_cos_tails",
-    "cos_velocity", "default_velocity", "gaussian_frechet_velocity", "lambda_range", "power_velocity",
-    "sample_training_sigmas", "training_density",
+    "COORDS", "DEFAULT_SMOOTH", "DEFAULT_XI", "ENDS", "FLOW_MEASURED_SETTINGS", "FLOW_SETTINGS", "LAMBDA_CLIP",
+    "SETTINGS_BY_NFE", "Velocity", "check_xi", "combine", "constant_rate_sigmas", "data_free_velocity",
+    "default_schedule_settings", "MEASURED_SETTINGS_BY_NFE", "with_cos_tails", "cos_velocity", "default_velocity",
+    "gaussian_frechet_velocity", "lambda_range", "power_velocity", "sample_training_sigmas", "training_density"
 ]
 
 COORDS = ("alpha_bar", "sigma", "lambda")
@@ -73,13 +72,18 @@ MEASURED_SETTINGS_BY_NFE = {
 #: the steps at σ_min, where a flow model's x̂₀ is the input itself, and made DPM-Solver++(2M)'s last step extrapolate
 #: (weights 3.7/−2.7 at 5 steps); the flow rows are in docs/defaults.md §7.
 FLOW_SETTINGS = {"measure": "data-free", "xi": DEFAULT_XI, "end": "land"}
+#: A measured (vx+cos) calibration on a flow kind: ξ = 1 (was 1.5), by the rule of docs/defaults.md §7b
+#: (``python -m schedule_lab.lab.benchmarks.flow_bench --stage calibration``, lab/benchmarks/results/
+#: flow_calibration.md): worst ratio to the data-free list over the 16 flow tuning cells 1.95 (ξ = 1.25: 2.30, ξ = 1.5:
+#: 7.55).
+FLOW_MEASURED_SETTINGS = {"xi": 1.0, "end": "land"}
 
 
 def default_schedule_settings(steps: int, kind: ModelKind | None = None, measured: bool = False) -> dict:
     """The default settings at ``steps`` model calls: {"measure", "xi", "end"} for the data-free default, {"xi",
-    "end"} for a measured velocity (flow kinds: FLOW_SETTINGS at every step count)."""
+    "end"} for a measured velocity (flow kinds: FLOW_SETTINGS / FLOW_MEASURED_SETTINGS at every step count)."""
     if kind is not None and kind.kind == "flow":
-        return {k: v for k, v in FLOW_SETTINGS.items() if not (measured and k == "measure")}
+        return dict(FLOW_MEASURED_SETTINGS if measured else FLOW_SETTINGS)
     table = MEASURED_SETTINGS_BY_NFE if measured else SETTINGS_BY_NFE
     grid = sorted(table)
     below = [n for n in grid if n <= int(steps)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from sl_page import STOCK_PLOTS, node_screenshot, pack_console_errors, plot_ink, serialize, set_setting
+from sl_page import STOCK_PLOTS, drop_nulls, node_screenshot, pack_console_errors, plot_ink, serialize, set_setting
 
 # Nodes whose widgets alone describe a schedule the route can compute (the rest draw a note until they run).
 COMPUTED = ["SL_Scheduler", "BasicScheduler", "KSampler", "KSamplerAdvanced", "SL_ConstantRateScheduler"]
@@ -101,8 +101,9 @@ def test_plot_is_not_saved_and_widgets_round_trip(page):
     node = next(n for n in saved["nodes"] if n["id"] == node_id)
     assert node["widgets_values"] == ["sl_ays_sdxl", 17, 1]
     assert "sl_plot" not in json.dumps(saved)
-    page.evaluate("doc => window.app.loadGraphData(doc, true, true, 'roundtrip')", saved)
+    page.evaluate("doc => window.app.loadGraphData(doc, true, true, 'roundtrip')", drop_nulls(saved))
     page.wait_for_timeout(500)
+    assert "Invalid workflow" not in page.evaluate("() => document.body.innerText")
     again = serialize(page)
     assert [n["widgets_values"] for n in again["nodes"]] == [n["widgets_values"] for n in saved["nodes"]]
 
@@ -157,3 +158,27 @@ def test_the_plot_assumes_the_family_of_the_graphs_loaders_until_chosen_by_hand(
     page.wait_for_function(f"() => window.app.graph.getNodeById({ks}).slPlot.state.data.steps === 7", timeout=20_000)
     assert page.evaluate(f"() => window.app.graph.getNodeById({ks}).slPlot.state.family") == "sd2v"
     assert pack_console_errors(page) == []
+
+
+def test_a_schedule_file_not_saved_yet_is_a_note_not_a_refused_request(page):
+    """load_schedule.json opened before its schedule exists (a shared workflow, a fresh install): the plot says
+    which file is missing; the plot route is not asked for it (its 400 would be logged in the console)."""
+    from pathlib import Path
+
+    from sl_page import load_workflow
+
+    refused: list[str] = []
+    page.on("response", lambda r: refused.append(r.url) if "/schedule_lab/" in r.url and r.status >= 400 else None)
+    doc = json.loads((Path(__file__).resolve().parents[2] / "example_workflows" / "load_schedule.json").read_text())
+    for node in doc["nodes"]:
+        if node["type"] == "SL_LoadSchedule":
+            node["widgets_values"][0] = "not_saved_yet.json"
+    load_workflow(page, doc)
+    (ls,) = [n["id"] for n in doc["nodes"] if n["type"] == "SL_LoadSchedule"]
+    page.wait_for_function(f"() => {{ const p = window.app.graph.getNodeById({ls}).slPlot;"
+                           " return p && p.state.draws > 0 && p.state.note; }", timeout=20_000)
+    plot = _plot(page, ls)
+    assert "not_saved_yet.json is not in models/schedules yet" in plot["note"] and plot["error"] == "", plot
+    _set_widget(page, ls, "steps", 7)
+    page.wait_for_timeout(800)
+    assert refused == [] and pack_console_errors(page) == []

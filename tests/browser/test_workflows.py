@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from sl_page import (
     fit_view,
+    lacks_model_file,
     load_workflow,
     node_states,
     node_texts,
@@ -77,13 +79,15 @@ def test_workflow_loads_with_every_node_and_widget_in_place_and_runs_twice(page,
     load_workflow(page, doc)
     states = node_states(page)
     assert sorted(n["id"] for n in states) == sorted(n["id"] for n in doc["nodes"])
-    missing = [n["type"] for n in states if not n["registered"] or n["has_errors"]]
+    # a loader naming a model file this host lacks is flagged by newer frontends (1.58): that is the user's model,
+    # not a broken node (the run swaps in the tiny checkpoint)
+    missing = [n["type"] for n in states if not n["registered"] or (n["has_errors"] and not lacks_model_file(n))]
     assert missing == [], f"{path.name}: missing or broken nodes {missing}"
     assert widget_problems(states, doc) == []
     # widget values round-trip through the frontend; the plot and text widgets are not saved
     saved = serialize(page)
-    assert {n["id"]: n.get("widgets_values") for n in saved["nodes"]} == \
-        {n["id"]: n.get("widgets_values") for n in doc["nodes"]}
+    assert {n["id"]: n.get("widgets_values") or [] for n in saved["nodes"]} == \
+        {n["id"]: n.get("widgets_values") or [] for n in doc["nodes"]}  # 1.58 leaves out an empty list
     assert "sl_plot" not in json.dumps(saved) and "schedule_lab_plot" not in json.dumps(saved)
     # every linked input carries a name the server knows (a link saved under an earlier name is renamed on load)
     known = _input_names(comfy)
@@ -110,12 +114,19 @@ def test_workflow_loads_with_every_node_and_widget_in_place_and_runs_twice(page,
         assert png[:4] == b"\x89PNG" and len(png) > 1000
         (shots / f"ab_grid_{path.stem}.png").write_bytes(png)
     fit_view(page)  # DOM widgets of nodes outside the view are hidden by the frontend
-    for text in node_texts(page):
+    texts = node_texts(page)
+    for text in texts:
         assert text["text"].strip() and text["visible"], text
         assert text["overflowX"] <= 1 and text["insideRight"], f"text runs past the node's edge: {text}"
+    # the Detail Level report arrives while KSampler samples (progress text) and stays on the node after the run
+    shown = {t["id"]: t["text"] for t in texts}
+    for n in doc["nodes"]:
+        if n["type"] == "SL_DetailLevel":
+            assert shown.get(n["id"], "").startswith("Detail Level "), (n["id"], shown)
     page.screenshot(path=str(shots / f"workflow_{path.stem}_ran.png"))
     assert pack_console_errors(page) == []
-    check_thumbnail_is_this_run(path, shots / f"workflow_{path.stem}_ran.png")
+    if not os.environ.get("SL_FRONTEND_ROOT"):  # the thumbnails are pictures of the snapshot's frontend
+        check_thumbnail_is_this_run(path, shots / f"workflow_{path.stem}_ran.png")
 
 
 def _doc(name: str) -> dict:
@@ -143,7 +154,8 @@ def test_a_workflow_with_models_the_user_lacks_lists_them_with_their_folders(pag
     ("sd3_tpdm_ksampler", "SL_LoadTPM", "tpm_not_here.safetensors", "tpm"),
     ("load_schedule", "SL_LoadSchedule", "schedule_not_here.json", "schedules"),
 ])
-def test_a_missing_pack_file_is_named_with_its_folder_when_queued(page, shots, name, node_type, missing, folder):
+def test_a_missing_pack_file_is_named_with_its_folder_when_queued(page, shots, name, node_type, missing, folder,
+                                                                   frontend_version):
     """Queued without the pack file: the error the frontend shows names models/<folder>/<file> (the pack's
     validation), before any model runs."""
     doc = _doc(name)
@@ -154,17 +166,27 @@ def test_a_missing_pack_file_is_named_with_its_folder_when_queued(page, shots, n
     swap_to_tiny_model(page)
     page.evaluate("() => window.app.queuePrompt(0, 1)")
     want = f"ComfyUI/models/{folder}/{missing}"
+    if frontend_version >= (1, 30):
+        # newer frontends list the rejected input in an error panel ("View details") and show the node's message
+        # when its entry's info button is opened
+        page.locator("[data-testid='error-overlay-see-errors']").click(timeout=30_000)
+        page.locator("button[aria-label^='Info for ']").first.click(timeout=30_000)
     page.wait_for_function(f"() => document.body.innerText.includes({json.dumps(want)})", timeout=30_000)
     page.screenshot(path=str(shots / f"missing_file_{name}.png"))
 
 
-def test_template_browser_shows_every_workflow_with_its_thumbnail(page, shots):
-    """ComfyUI 0.3.64's template browser (frontend 1.27): the pack's category (named by locales/en/main.json), one
-    card per workflow with its thumbnail loaded; a card's title and description are its file name (1.27 reads no
-    other field for custom-node templates, docs/workflows.md). Clicking a card loads that workflow."""
+def test_template_browser_shows_every_workflow_with_its_thumbnail(page, shots, frontend_version):
+    """The template browser: the pack's category (named by locales/en/main.json), one card per workflow with its
+    thumbnail loaded; a card's title is its file name (1.27 reads no other field for custom-node templates,
+    docs/workflows.md; 1.58 shows the name as it is). Clicking a card loads that workflow."""
+    new = frontend_version >= (1, 30)
     page.evaluate("() => window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
-    page.get_by_role("option", name="Schedule Lab").click()
-    search = page.get_by_placeholder("Search templates...")
+    if new:  # 1.58: the custom-node categories are buttons in the dialog's side bar, the search box says "Search ..."
+        page.get_by_role("button", name="Schedule Lab", exact=True).click()
+        search = page.locator("[role=dialog] input[placeholder='Search ...']")
+    else:
+        page.get_by_role("option", name="Schedule Lab").click()
+        search = page.get_by_placeholder("Search templates...")
     for path in WORKFLOWS:  # the grid renders a window of cards: find each through the dialog's own search box
         search.fill(path.stem)
         card = page.locator(f"[data-testid='template-workflow-{path.stem}']")
@@ -174,7 +196,10 @@ def test_template_browser_shows_every_workflow_with_its_thumbnail(page, shots):
         page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(),
                                timeout=20_000)
         assert image.evaluate("img => img.naturalWidth") == 480, path.stem
-        assert card.locator("p").inner_text() == path.stem.replace("_", " ")
+        if new:
+            assert path.stem in card.inner_text().split("\n"), card.inner_text()
+        else:
+            assert card.locator("p").inner_text() == path.stem.replace("_", " ")
     search.fill("tada")  # the issue's case: searching TADA finds the Detail Level workflows
     page.locator("[data-testid='template-workflow-sdxl_tada_detail_level']").wait_for(timeout=20_000)
     page.wait_for_timeout(500)

@@ -21,9 +21,10 @@ from schedule_lab.schedules.constant_rate.construct import (
     default_velocity,
     with_cos_tails,
 )
-from schedule_lab.schedules.constant_rate.measure import FLOW_GRID_LAMBDA_MIN, measurement_grid, model_samples
+from schedule_lab.schedules.constant_rate.measure import FLOW_GRID_LAMBDA_MIN, measurement_grid
 from schedule_lab.schedules.model_kind import flow_shift
 from schedule_lab.solvers import catalogue
+from schedule_lab.solvers.classic import model_samples
 
 FLOW_KINDS = {"sd3-shift1": ModelKind.flow(1.0), "sd3-shift3": ModelKind.flow(3.0), "flux-1024": ModelKind.flux(1.15),
               "flux-512": ModelKind.flux(0.5 + 0.65 * (1024 - 256) / (4096 - 256))}
@@ -185,11 +186,53 @@ def test_landing_beats_holding_for_dpmpp_2m_on_a_flow_model(flow_testbed, shift)
         assert _error(flow_testbed, "dpmpp_2m", land, kind) < 0.5 * _error(flow_testbed, "dpmpp_2m", hold, kind)
 
 
+@pytest.mark.parametrize("sampler", ["dpmpp_2m", "euler"])
+def test_a_flow_calibration_is_not_worse_than_the_data_free_list(flow_testbed, sampler):
+    """The Constant-Rate Scheduler's calibrated MODEL on a flow model (vx+cos, node settings) against sl_constant_rate
+    without it, on an exact SD3-type testbed at shift 3: before, the calibrated list was up to 2.3x worse."""
+    model, _, _ = flow_testbed
+    kind = ModelKind.flow(3.0)
+    vel = calibrate(model, kind, torch.zeros(64, 16), "vx+cos", samples=64, generate=model_samples)
+    for steps in (4, 5, 6, 8):
+        calibrated = _error(flow_testbed, sampler, schedule(vel, kind, steps), kind)
+        data_free = _error(flow_testbed, sampler, catalogue.schedule_sigmas("sl_constant_rate", kind, steps), kind)
+        assert calibrated <= data_free, (steps, calibrated, data_free)
+
+
 def test_a_flow_calibration_spends_no_step_above_sigma_095(flow_testbed):
     model, _, _ = flow_testbed
     kind = ModelKind.flow(1.0)
-    vel = calibrate(model, kind, torch.zeros(32, 16), "vx+cos", samples=64)
+    vel = calibrate(model, kind, torch.zeros(32, 16), "vx+cos", samples=64, generate=model_samples)
     for steps in (4, 5, 8):
         sigmas = schedule(vel, kind, steps)
         assert float(sigmas[0]) == 1.0 and float(sigmas[1]) < 0.95, sigmas
         assert float(sigmas[-2]) > 5 * kind.sigma_min
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# sl_tada's per-step-count defaults on flow kinds
+# ---------------------------------------------------------------------------------------------------------------
+def test_sl_tada_on_flow_kinds_reads_the_flow_table_and_other_kinds_their_own():
+    from schedule_lab.solvers.tada import FLOW_SETTINGS_BY_NFE, SETTINGS_BY_NFE, default_settings
+
+    for kind in (ModelKind.flow(1.0), ModelKind.flow(3.0), ModelKind.flux(1.15)):
+        for nfe, settings in FLOW_SETTINGS_BY_NFE.items():
+            assert default_settings(nfe, kind) == settings
+        assert default_settings(7, kind) == FLOW_SETTINGS_BY_NFE[6]  # between grid points: the grid NFE below
+        assert default_settings(40, kind) == FLOW_SETTINGS_BY_NFE[max(FLOW_SETTINGS_BY_NFE)]
+        assert default_settings(2, kind) == FLOW_SETTINGS_BY_NFE[min(FLOW_SETTINGS_BY_NFE)]
+    for nfe, settings in SETTINGS_BY_NFE.items():
+        assert default_settings(nfe, ModelKind.vp("eps")) == settings
+
+
+def test_sl_tada_without_options_on_flow_samples_with_the_tables_settings(flow_testbed):
+    from schedule_lab.solvers.tada import FLOW_SETTINGS_BY_NFE
+
+    model, noise, _ = flow_testbed
+    kind = ModelKind.flow(3.0)
+    for nfe, (detail, order) in FLOW_SETTINGS_BY_NFE.items():
+        sigmas = simple(kind, nfe)
+        auto = catalogue.run("sl_tada", sigmas, model, noise[:16], kind=kind, seed=3).x0
+        explicit = catalogue.run(f"sl_tada(detail={detail:g},order={order})", sigmas, model, noise[:16], kind=kind,
+                                 seed=3).x0
+        assert torch.equal(auto, explicit), nfe

@@ -244,7 +244,7 @@ function addText(node) {
   const widget = node.addDOMWidget("sl_text", "schedule_lab_text", el, {
     serialize: false,
     hideOnZoom: false,
-    getMinHeight: () => 60,
+    getMinHeight: () => textHeight(node, el.textContent),
     getMaxHeight: () => 260,
   });
   widget.serialize = false;
@@ -252,10 +252,42 @@ function addText(node) {
   return node.slText;
 }
 
+// Height for a text: its lines (wrapped at the node's width, 11 px monospace) between one line and 260 px, so a
+// one-line report does not make the node tall.
+function textHeight(node, text) {
+  const perLine = Math.max(16, Math.floor(((node.size?.[0] || 300) - 32) / 6.7));
+  const lines = String(text || "").split("\n").reduce((n, line) => n + Math.max(1, Math.ceil(line.length / perLine)), 0);
+  return Math.min(260, 12 + 15 * lines);
+}
+
 function showText(node, text) {
   const { el } = addText(node);
   el.textContent = text;
   fitNode(node);
+}
+
+// The text a pack node sends while a run goes on (ComfyUI's progress text: search generations, the Detail Level
+// report, which arrives while KSampler samples). The frontend shows it in a preview widget of its own, which newer
+// frontends (1.58) remove when the job ends, so the pack keeps it in its own text widget instead (pack nodes only).
+const FRONTEND_TEXT_PREVIEW = "$$node-text-preview";
+
+function onProgressText(event) {
+  const { nodeId, text } = event?.detail || {};
+  if (!text || nodeId === undefined || nodeId === null || String(nodeId).includes(":")) return;
+  const node = app.graph?.getNodeById?.(nodeId) ?? app.graph?.getNodeById?.(Number(nodeId));
+  if (!node || !SL_NODE(node.type)) return;
+  showText(node, String(text));
+  // one text on the node, the pack's: the frontend's preview goes, whether its listener ran before this one or not
+  removeFrontendPreview(node);
+  setTimeout(() => removeFrontendPreview(node), 0);
+}
+
+function removeFrontendPreview(node) {
+  const index = node.widgets?.findIndex((x) => x.name === FRONTEND_TEXT_PREVIEW) ?? -1;
+  if (index < 0) return;
+  node.widgets[index].onRemove?.();
+  node.widgets.splice(index, 1);
+  node.setDirtyCanvas?.(true, true);
 }
 
 function fitNode(node) {
@@ -377,6 +409,9 @@ app.registerExtension({
       onChange: (value) => applyStockSetting(value === true),
     },
   ],
+  async setup() {
+    api.addEventListener("progress_text", onProgressText);
+  },
   async beforeConfigureGraph(graphData) {
     renameInputs(graphData?.nodes);
     for (const subgraph of graphData?.definitions?.subgraphs || []) renameInputs(subgraph.nodes);
