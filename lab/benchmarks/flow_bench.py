@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 
 from schedule_lab.kernels.sliced_wasserstein import sliced_wasserstein
+from schedule_lab.schedules.catalogue import schedule_sigmas
 from schedule_lab.schedules.constant_rate.calibrate import calibrate, schedule
 from schedule_lab.schedules.model_kind import ModelKind
 from schedule_lab.solvers import catalogue
@@ -118,7 +119,7 @@ def pack_sigmas(testbed: str, part: str, family: str, sched: str, nfe: int) -> t
     if sched.startswith("calibrated"):  # calibrated or calibrated(xi=X)
         xi = float(sched.split("xi=")[1].rstrip(")")) if "xi=" in sched else None
         return schedule(_calibration(testbed, part, family), kind, nfe, xi=xi)
-    return catalogue.schedule_sigmas(sched, kind, nfe)
+    return schedule_sigmas(sched, kind, nfe)
 
 
 def metrics(x0: torch.Tensor, testbed: str, part: str, sampler: str) -> dict:
@@ -368,7 +369,7 @@ for tb, part, fam in req["cells"]:
     vel = calibrate(flow_model, kind, torch.zeros(64, p.dim), "vx+cos", samples=64, seed=0)
     for n in req["nfes"]:
         for name in ("sl_constant_rate", "sl_ays_sd1", "sl_ays_sdxl", "simple"):
-            out[f"{tb}|{part}|{fam}|{name}|{n}"] = catalogue.schedule_sigmas(name, kind, n).tolist()
+            out[f"{tb}|{part}|{fam}|{name}|{n}"] = schedule_sigmas(name, kind, n).tolist()
         out[f"{tb}|{part}|{fam}|calibrated|{n}"] = schedule(vel, kind, n).tolist()
 print(json.dumps(out))
 '''
