@@ -31,7 +31,7 @@ import torch
 __all__ = ["COMFY_SAMPLERS", "MENU_SAMPLERS", "MENU_SCHEDULERS", "NODE_LISTS", "run_comfy", "run_menu"]
 
 COMFY_SAMPLERS = ("euler", "heun", "dpm_2", "lms", "dpmpp_2m", "ipndm", "deis")
-#: ComfyUI's deterministic samplers and its schedulers (KSampler's menu).
+#: ComfyUI's deterministic samplers and its schedulers (KSampler's menu), docs/menu.md §3.
 MENU_SAMPLERS = ("euler", "heun", "dpmpp_2m", "ipndm", "ipndm_v", "deis", "res_multistep", "gradient_estimation",
                  "uni_pc", "uni_pc_bh2", "lms")
 MENU_SCHEDULERS = ("simple", "sgm_uniform", "karras", "exponential", "normal", "beta", "kl_optimal",
@@ -83,11 +83,13 @@ def run_comfy(testbed: str, sigma_range: str, samplers, schedules, nfes, noises:
     return results, note
 
 
-def run_menu(model: str, sampling: dict, samplers, schedulers, nfes, noises: dict[int, torch.Tensor], log=print):
+def run_menu(model: str, sampling: dict, samplers, schedulers, nfes, noises: dict[int, torch.Tensor], log=print,
+             only=None):
     """ComfyUI's menu on testbed model ``model`` (``benchmarks.setups.load_model`` name) sampled as ``sampling``
     (``{"type": "flow", "shift": 3.0}``, ``{"type": "flux", "shift": 1.15}``, ``{"type": "edm", "sigma_min": ...,
     "sigma_max": ..., "sigma_data": ...}``, ``{"type": "eps"}`` / ``"v"``). ``schedulers`` may include the node
-    lists of ``NODE_LISTS``. Returns (rows, note) like ``run_comfy``; each row also carries its ``sigmas``."""
+    lists of ``NODE_LISTS``; ``only``: a list of (sampler, schedule) pairs to restrict the product to. Returns
+    (rows, note) like ``run_comfy``; each row also carries its ``sigmas``."""
     from safetensors.torch import load_file, save_file
 
     comfy_path = os.environ.get("COMFYUI_PATH")
@@ -99,7 +101,8 @@ def run_menu(model: str, sampling: dict, samplers, schedulers, nfes, noises: dic
         save_file({str(s): z.contiguous() for s, z in noises.items()}, str(tmp / "noise.safetensors"))
         request = {"mode": "menu", "comfyui_path": comfy_path, "model": model, "sampling": sampling,
                    "samplers": list(samplers), "schedules": list(schedulers), "nfes": list(nfes),
-                   "threads": torch.get_num_threads(), "dir": str(tmp)}
+                   "threads": torch.get_num_threads(), "dir": str(tmp),
+                   "only": None if only is None else [list(p) for p in only]}
         (tmp / "request.json").write_text(json.dumps(request))
         proc = subprocess.Popen([python, str(Path(__file__).resolve()), str(tmp / "request.json")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -211,6 +214,8 @@ def _menu_worker(req: dict) -> None:
         for sc in req["schedules"]:
             if sc.split("_")[0] in ("AYS", "GITS", "OptimalSteps") and sc not in nodes:
                 continue  # a node list made for another model type
+            if req.get("only") is not None and [name, sc] not in req["only"]:
+                continue
             try:
                 def calls(steps, fn=fn, name=name, sc=sc):
                     return catalogue.run(fn, _menu_sigmas(comfy_samplers, nodes, ms, name, sc, steps),

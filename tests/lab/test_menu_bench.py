@@ -1,6 +1,8 @@
 """The menu benchmark's bookkeeping (benchmarks.menu_bench) and the KID metric, without the ComfyUI host."""
 import math
+import os
 
+import pytest
 import torch
 
 from schedule_lab.lab.benchmarks import menu_bench as mb
@@ -59,3 +61,33 @@ def test_tables_name_the_best_pairs_and_the_disagreements(tmp_path):
     assert s["menu_best_E"][:2] == ["dpmpp_2m", "simple"] and s["menu_best_FD"][:2] == ["uni_pc", "beta"]
     assert s["stock_E_ratio"] == 3.0 and s["stock_FD_ratio"] == 2.0
     assert "best by SW2 is euler + simple (menu)" in text and "FD picks uni_pc + beta" in text
+
+
+@pytest.mark.skipif(not os.environ.get("COMFYUI_PATH"), reason="needs ComfyUI's code: eval \"$(../shared/host/"
+                    "comfyui-host.sh)\" sets COMFYUI_PATH / COMFYUI_PYTHON")
+def test_the_menu_rows_come_from_comfyuis_code_and_agree_with_the_pack():
+    from schedule_lab.lab.benchmarks.comfy_worker import run_menu
+    from schedule_lab.lab.benchmarks.setups import load_model
+    from schedule_lab.solvers import catalogue
+
+    z = torch.randn(2, 768, generator=torch.Generator().manual_seed(3))
+    for name in ("flow-768/shift3", "flow-768/flux"):
+        setting = mb.SETTINGS[name]
+        rows, note = run_menu(setting.model, setting.sampling, ["euler", "uni_pc"], ["simple", "OptimalSteps_FLUX"],
+                              [3], {0: z}, log=lambda m: None)
+        assert note is None and len(rows) == 4
+        by = {(r["sampler"], r["schedule"]): r for r in rows}
+        # ComfyUI's simple on its ModelSamplingDiscreteFlow / ModelSamplingFlux == the pack's simple on the kind
+        pack = catalogue.schedule_sigmas("simple", setting.kind, 3)
+        assert torch.allclose(torch.tensor(by[("euler", "simple")]["sigmas"]), pack, atol=1e-5)
+        # KSampler's rule for uni_pc: one more step, the penultimate sigma dropped; 3 model calls
+        more = catalogue.schedule_sigmas("simple", setting.kind, 4)
+        uni = by[("uni_pc", "simple")]
+        assert torch.allclose(torch.tensor(uni["sigmas"]), torch.cat([more[:-2], more[-1:]]), atol=1e-5)
+        assert uni["runs"][0]["nfe"] == 3
+        # the OptimalSteps node's FLUX list starts below 1 (0.9968): ComfyUI's own list, not a pack copy
+        assert abs(by[("euler", "OptimalSteps_FLUX")]["sigmas"][0] - 0.9968) < 1e-4
+        # ComfyUI's Euler and the pack's Euler on the same sigmas, same model, same start: the same endpoint
+        sig = torch.tensor(by[("euler", "simple")]["sigmas"])
+        ours = catalogue.run("euler", sig, load_model(setting.model), z).x0
+        assert torch.allclose(by[("euler", "simple")]["runs"][0]["x0"], ours, atol=1e-4)
