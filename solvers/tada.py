@@ -22,9 +22,9 @@ from . import tada_coefficients as tc
 from .classic import step_range
 
 __all__ = [
-    "DEFAULT_DETAIL", "DEFAULT_N_AUG", "DETAIL_MAX", "DETAIL_MIN", "DETAIL_STEP", "N_AUG_CHOICES", "ORDER_CHOICES",
-    "SEED_OFFSET", "SETTINGS_BY_NFE", "check_options", "default_order", "default_settings", "initial_state",
-    "sample_tada", "tada_noise", "time_grid",
+    "DEFAULT_DETAIL", "DEFAULT_N_AUG", "DETAIL_MAX", "DETAIL_MIN", "DETAIL_STEP", "FLOW_SETTINGS_BY_NFE",
+    "N_AUG_CHOICES", "ORDER_CHOICES", "SEED_OFFSET", "SETTINGS_BY_NFE", "check_options", "default_order",
+    "default_settings", "initial_state", "sample_tada", "tada_noise", "time_grid",
 ]
 
 #: Added to ComfyUI's seed for the extra noise: ComfyUI draws the initial noise with torch.manual_seed(seed) on the
@@ -49,17 +49,23 @@ _DEFAULT_ORDER = {"ve": 2, "flow": 3}
 #: are None (sl_tada in KSampler without a Detail Level node). Produced by
 #: ``python -m schedule_lab.lab.defaults.bench --stage tune`` (lab/benchmarks/results/defaults_chosen.json; rule
 #: in docs/defaults.md §3: the lowest worst ratio to dpmpp_2m + karras over the tuning testbeds, per NFE); other step
-#: counts use the grid NFE below (above 20: 20; below 4: 4). Flow kinds keep (DEFAULT_DETAIL, 3).
+#: counts use the grid NFE below (above 20: 20; below 4: 4). Flow kinds: FLOW_SETTINGS_BY_NFE.
 SETTINGS_BY_NFE = {4: (2.0, 2), 5: (2.0, 2), 6: (1.0, 2), 8: (4.0, 2), 10: (16.0, 3), 15: (2.0, 2), 20: (2.0, 2)}
+#: Per-NFE defaults (detail, order) for flow kinds (SD3, Flux) on ComfyUI's simple list, produced by
+#: ``python -m schedule_lab.lab.benchmarks.flow_bench --stage tada`` (lab/benchmarks/results/flow_tada_chosen.json;
+#: rule in docs/defaults.md §7a: the lowest worst sliced-W2 ratio to euler + simple over 16 flow tuning cells, per
+#: NFE, 4–8); from 10 steps on the former flow default (DEFAULT_DETAIL, 3); between grid points as above.
+FLOW_SETTINGS_BY_NFE = {4: (DEFAULT_DETAIL, 3), 5: (DEFAULT_DETAIL, 3), 6: (DEFAULT_DETAIL, 3), 8: (DEFAULT_DETAIL, 3),
+                        10: (DEFAULT_DETAIL, 3)}
 
 
 def default_settings(nfe: int, kind: ModelKind | None = None) -> tuple[float, int]:
-    """(detail, order) used when the caller leaves them None, for ``nfe`` model calls (SETTINGS_BY_NFE)."""
-    if isinstance(kind, ModelKind) and kind.kind == "flow":
-        return DEFAULT_DETAIL, default_order(kind)
-    grid = sorted(SETTINGS_BY_NFE)
+    """(detail, order) used when the caller leaves them None, for ``nfe`` model calls (SETTINGS_BY_NFE; flow kinds
+    FLOW_SETTINGS_BY_NFE)."""
+    table = FLOW_SETTINGS_BY_NFE if isinstance(kind, ModelKind) and kind.kind == "flow" else SETTINGS_BY_NFE
+    grid = sorted(table)
     below = [n for n in grid if n <= int(nfe)]
-    return SETTINGS_BY_NFE[below[-1] if below else grid[0]]
+    return table[below[-1] if below else grid[0]]
 
 
 def default_order(kind: ModelKind | None = None) -> int:

@@ -31,7 +31,7 @@ import torch
 __all__ = ["COMFY_SAMPLERS", "MENU_SAMPLERS", "MENU_SCHEDULERS", "NODE_LISTS", "run_comfy", "run_menu"]
 
 COMFY_SAMPLERS = ("euler", "heun", "dpm_2", "lms", "dpmpp_2m", "ipndm", "deis")
-#: ComfyUI's deterministic samplers and its schedulers (KSampler's menu).
+#: ComfyUI's deterministic samplers and its schedulers (KSampler's menu), docs/menu.md §3.
 MENU_SAMPLERS = ("euler", "heun", "dpmpp_2m", "ipndm", "ipndm_v", "deis", "res_multistep", "gradient_estimation",
                  "uni_pc", "uni_pc_bh2", "lms")
 MENU_SCHEDULERS = ("simple", "sgm_uniform", "karras", "exponential", "normal", "beta", "kl_optimal",

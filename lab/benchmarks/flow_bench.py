@@ -39,10 +39,12 @@ from pathlib import Path
 
 import torch
 
+from schedule_lab.kernels.frechet import frechet_distance, gaussian_stats
 from schedule_lab.kernels.sliced_wasserstein import sliced_wasserstein
 from schedule_lab.schedules.constant_rate.calibrate import calibrate, schedule
 from schedule_lab.schedules.model_kind import ModelKind
 from schedule_lab.solvers import catalogue
+from schedule_lab.solvers.classic import model_samples
 
 from ..testbeds.exact import ExactDenoiser
 from ..testbeds.flow import FlowDenoiser, flow_part, flow_reference_sigmas
@@ -56,7 +58,14 @@ TESTBEDS = ("gmm-2", "gmm-16", "gmm-64-skew", "gmm-256", "gmm-1024", "gmm-512-wi
 FAMILIES = {"shift1": lambda: ModelKind.flow(1.0), "shift3": lambda: ModelKind.flow(3.0),
             "flux": lambda: ModelKind.flux(1.15)}
 CELLS = {"tuning": [(tb, "tuning", f) for tb in TESTBEDS for f in ("shift1", "shift3")],
-         "held_out": [(tb, "held_out", f) for tb in TESTBEDS for f in ("shift3", "flux")]}
+         "held_out": [(tb, "held_out", f) for tb in TESTBEDS for f in ("shift3", "flux")],
+         "zoo": [("zoo-flow-768", "held_out", "shift3")]}
+#: The held-out cells of the rows stage (the full menu costs ~8 CPU-minutes a cell on a loaded 2-core machine): five
+#: SD3 shift-3 cells over dimensions 2–512 and the memorising digits, and two Flux cells. Fixed before any held-out
+#: pack row was computed; ``--parts held_out`` runs all 16.
+CELLS["held_out_rows"] = ([(tb, "held_out", "shift3") for tb in ("gmm-2", "gmm-16", "gmm-256", "manifold-512",
+                                                                  "digits-exact")]
+                          + [(tb, "held_out", "flux") for tb in ("gmm-256", "digits-exact")])
 SAMPLES = 1000
 REFERENCE_STEPS = 400
 TADA_SEED = 7
@@ -72,7 +81,9 @@ DISCARD_PENULTIMATE = ("uni_pc", "uni_pc_bh2")  # comfy.samplers.KSampler.DISCAR
 TADA_DETAILS = (0.5, 1, 2, 4, 8, 16)
 TADA_CANDIDATES = tuple(f"pack:sl_tada(detail={d},order={o})/simple" for d in TADA_DETAILS for o in (2, 3))
 TADA_CURRENT = "pack:sl_tada(detail=1,order=3)/simple"
-TADA_NFES = (4, 5, 6, 8, 10, 15, 20)
+#: docs/defaults.md §7a, amended before any TADA row was read: 4–8 only (10–20 did not fit the CPU time; flow keeps
+#: the former (1, 3) there).
+TADA_NFES = (4, 5, 6, 8)
 ROW_NFES = (4, 5, 6, 8)
 PACK_ROWS = ("pack:dpmpp_2m/sl_constant_rate", "pack:euler/sl_constant_rate", "pack:dpmpp_2m/calibrated",
              "pack:euler/calibrated", "pack:dpmpp_2m/sl_ays_sd1", "pack:dpmpp_2m/sl_ays_sdxl",
@@ -93,18 +104,41 @@ def log(*a, **k):
 # ------------------------------------------------------------------------------------------------------------
 # cells
 # ------------------------------------------------------------------------------------------------------------
+#: The learned rectified-flow model of the zoo (a conv UNet on 3×16×16 natural-image crops, v target, CONST), with
+#: the held-out strips of ``patches-unet`` as its reference: a confirmation row only, where lab/testbeds/zoo.py exists.
+ZOO_TESTBED = "zoo-flow-768"
+
+
+def _flow_model(testbed: str, part: str):
+    """(Part, flow model): an exact testbed through FlowDenoiser, or the zoo's flow UNet (already in the flow frame)."""
+    if testbed == ZOO_TESTBED:
+        try:
+            from ..testbeds.zoo import load_zoo
+        except ImportError:
+            raise SystemExit(f"{ZOO_TESTBED} needs the model zoo (lab/testbeds/zoo.py, zoo_flow_768.safetensors)"
+                             ) from None
+        from ..testbeds.suite import load_part
+
+        return load_part("patches-unet", "held_out", SAMPLES), load_zoo("flow")
+    return flow_part(testbed, part, SAMPLES)
+
+
 @lru_cache(maxsize=64)
 def cell(testbed: str, part: str):
     """(Part, flow model, converged endpoint) of a testbed part; the endpoint is the same for every family."""
-    p, model = flow_part(testbed, part, SAMPLES)
-    ref = converged_endpoint(model, p.noise.double(), sigmas=flow_reference_sigmas(REFERENCE_STEPS)).float()
+    p, model = _flow_model(testbed, part)
+    key_ = getattr(model, "cache_key", None) or f"{testbed}:{getattr(model, 'weights_sha256', '')}"
+    with torch.no_grad():
+        ref = converged_endpoint(model, p.noise.double() if testbed != ZOO_TESTBED else p.noise,
+                                 sigmas=flow_reference_sigmas(REFERENCE_STEPS), key=key_).float()
     return p, model, ref
 
 
 @lru_cache(maxsize=64)
 def _calibration(testbed: str, part: str, family: str):
     p, model, _ = cell(testbed, part)
-    return calibrate(model, FAMILIES[family](), torch.zeros(64, p.dim), "vx+cos", samples=64, seed=0)
+    return calibrate(model, FAMILIES[family](), torch.zeros(64, p.dim), "vx+cos", samples=64, seed=0,
+                     generate=model_samples)
 
 
 def _split(spec: str):
@@ -127,6 +161,9 @@ def metrics(x0: torch.Tensor, testbed: str, part: str, sampler: str) -> dict:
     if not torch.isfinite(x0).all():
         return {"sw2": math.inf, "rmse": math.inf}
     row = {"sw2": sliced_wasserstein(x0, p.reference, n_projections=512, seed=0)}
+    if p.features is not None:  # the natural-image crops: FD in the patch classifier's features
+        with torch.no_grad():
+            row["fd"] = frechet_distance(*gaussian_stats(p.features(x0)), *gaussian_stats(p.features(p.reference)))
     if "sl_tada" not in sampler:
         row["rmse"] = float((x0.double() - ref.double()).square().mean().sqrt())
     return row
@@ -136,8 +173,9 @@ def run_pack(spec: str, testbed: str, part: str, family: str, nfe: int, lists: d
              seed: int = TADA_SEED) -> dict:
     origin, sampler, sched = _split(spec)
     p, model, _ = cell(testbed, part)
-    if origin == "before":
-        sig = torch.tensor(lists[f"{testbed}|{part}|{family}|{sched}|{nfe}"], dtype=torch.float32)
+    if origin == "before":  # simple: ComfyUI's own (what KSampler hands the sampler), today's catalogue equals it
+        sig = (pack_sigmas(testbed, part, family, sched, nfe) if sched == "simple" else
+               torch.tensor(lists[f"{testbed}|{part}|{family}|{sched}|{nfe}"], dtype=torch.float32))
         if sampler == "sl_tada":
             detail, order = lists[f"tada|{family}|{nfe}"]
             sampler = f"sl_tada(detail={detail:g},order={order})"
@@ -180,6 +218,8 @@ def ensure_pack(rows, specs, cells, nfes, lists=None):
         for spec in specs:
             for nfe in nfes:
                 k = key(tb, part, fam, spec, nfe)
+                if spec.startswith("before:") and f"{tb}|{part}|{fam}|{_split(spec)[2]}|{nfe}" not in lists:
+                    continue  # the earlier commit could not build this list (e.g. it could not load the model)
                 if k not in rows:
                     rows[k] = run_pack(spec, tb, part, fam, nfe, lists)
                     log(f"{k}  sw2 {rows[k]['sw2']:.4f}  rmse {rows[k].get('rmse', float('nan')):.4f}")
@@ -207,6 +247,10 @@ def _data_draw(p, seed: int) -> torch.Tensor:
     """SAMPLES fresh draws of the part's data distribution: the mixture itself, or the exact denoiser's data."""
     if hasattr(p.model, "sample"):
         return p.model.sample(SAMPLES, seed)
+    if p.testbed == "patches-unet":  # other held-out crops of the same photographs
+        from ..testbeds.patches import crops
+
+        return crops("held_out", SAMPLES, seed=seed).x.reshape(SAMPLES, -1).float()
     data = p.model.data
     idx = torch.randint(len(data), (SAMPLES,), generator=torch.Generator().manual_seed(seed))
     return data[idx].float()
@@ -247,8 +291,9 @@ def ensure_menu(rows, specs, cells, nfes):
             k = key(tb, part, fam, r["spec"], r["nfe"])
             rows[k] = {**metrics(tensors[str(i)], tb, part, r["spec"]), "nfe": r["counted"], "steps": r["steps"],
                        "sigmas": r["sigmas"]}
-        for failure in meta["failed"]:
-            log(f"  {tb}|{part}|{fam}: {failure}")
+        for failure in meta["failed"]:  # kept as a row, so the cell counts as complete; never a best pair
+            rows[key(tb, part, fam, failure["spec"], failure["nfe"])] = {"failed": failure["error"]}
+            log(f"  {tb}|{part}|{fam}: {failure['spec']} NFE {failure['nfe']}: {failure['error']}")
         log(f"{tb}|{part}|{fam}: {len(meta['rows'])} menu rows")
         save_rows(rows)
     return rows
@@ -268,6 +313,10 @@ def worker(request_path: str) -> None:
     noise = inputs["noise"]
     if "data" in inputs:
         model = FlowDenoiser(ExactDenoiser(inputs["data"]), inputs["data"].to(torch.float64).mean(0))
+    elif req["testbed"] == ZOO_TESTBED:
+        from ..testbeds.zoo import load_zoo
+
+        model = load_zoo("flow")
     else:
         _, model = flow_part(req["testbed"], req["part"], SAMPLES)
     sys.path.insert(0, req["comfyui_path"])
@@ -334,7 +383,7 @@ def worker(request_path: str) -> None:
                 rows.append({"spec": spec, "nfe": nfe, "steps": steps, "counted": counted,
                              "sigmas": [round(float(s), 6) for s in sig]})
             except Exception as e:  # noqa: BLE001  (a sampler/scheduler pair that fails is reported, not fatal)
-                failed.append(f"{spec} NFE {nfe}: {type(e).__name__}: {e}")
+                failed.append({"spec": spec, "nfe": nfe, "error": f"{type(e).__name__}: {e}"})
     save_file(tensors, str(Path(req["dir"]) / "result.safetensors"))
     (Path(req["dir"]) / "result.json").write_text(json.dumps({"rows": rows, "failed": failed}))
 
@@ -357,6 +406,11 @@ for fam, kind in fams.items():
         out[f"tada|{fam}|{n}"] = list(tada.default_settings(n, kind))
 for tb, part, fam in req["cells"]:
     kind = fams[fam]
+    for n in req["nfes"]:
+        for name in ("sl_constant_rate", "sl_ays_sd1", "sl_ays_sdxl", "simple"):
+            out[f"{tb}|{part}|{fam}|{name}|{n}"] = catalogue.schedule_sigmas(name, kind, n).tolist()
+    if tb not in req["suite"]:
+        continue  # a model this commit cannot load: data-free lists only
     p = load_part(tb, part, req["samples"])
     m = p.model
     mean = (m.weights @ m.means) if hasattr(m, "weights") else m.data.double().mean(0)
@@ -367,8 +421,6 @@ for tb, part, fam in req["cells"]:
         return m(x / (1.0 - s), sigma / (1.0 - sigma), **kw)
     vel = calibrate(flow_model, kind, torch.zeros(64, p.dim), "vx+cos", samples=64, seed=0)
     for n in req["nfes"]:
-        for name in ("sl_constant_rate", "sl_ays_sd1", "sl_ays_sdxl", "simple"):
-            out[f"{tb}|{part}|{fam}|{name}|{n}"] = catalogue.schedule_sigmas(name, kind, n).tolist()
         out[f"{tb}|{part}|{fam}|calibrated|{n}"] = schedule(vel, kind, n).tolist()
 print(json.dumps(out))
 '''
@@ -376,7 +428,7 @@ print(json.dumps(out))
 
 def before_lists(commit: str, cells, nfes) -> dict:
     """Lists and sl_tada settings of ``commit``'s own code (git archive of this repository, run in a subprocess)."""
-    cache = RESULTS / "flow_rows" / f"before_{commit}.json"
+    cache = RESULTS / "flow_rows" / f"before_{commit}_{len(cells)}.json"
     if cache.exists():
         return json.loads(cache.read_text())
     flux = ModelKind.flux(1.15)
@@ -387,6 +439,7 @@ def before_lists(commit: str, cells, nfes) -> dict:
         subprocess.run(["tar", "-x", "-C", str(pkg)], input=archive.stdout, check=True)
         req = Path(tmp) / "req.json"
         req.write_text(json.dumps({"cells": [list(c) for c in cells], "nfes": list(nfes), "samples": SAMPLES,
+                                   "suite": list(TESTBEDS),
                                    "flux_min": flux.sigma_min, "flux_shift": flux.shift}))
         proc = subprocess.run([sys.executable, "-c", _BEFORE_CODE, str(req)], capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": tmp, "OMP_NUM_THREADS": "1"}, cwd=tmp)
@@ -409,11 +462,14 @@ def ratio(rows, cell_, spec, nfe, against, metric="sw2"):
     return a[metric] / b[metric] if b[metric] > 0 else math.inf
 
 
-def menu_best(rows, cell_, nfe, metric):
+def menu_best(rows, cell_, nfe, metric, complete=True):
+    """(value, spec) of the menu's best pair at a cell; NaN when ``complete`` and not all MENU rows are there."""
     tb, part, fam = cell_
     scored = [(rows[key(tb, part, fam, s, nfe)].get(metric, math.inf), s) for s in MENU
               if key(tb, part, fam, s, nfe) in rows]
-    return min(scored) if scored else (math.nan, None)
+    if not scored or (complete and len(scored) < len(MENU)):
+        return math.nan, None
+    return min(scored)
 
 
 def worst(rows, spec, cells, nfe, against=STOCK):
@@ -506,9 +562,11 @@ def stage_calibration(args) -> None:
 
 def stage_rows(args) -> None:
     cells = [c for p in args.parts for c in CELLS[p]]
-    rows = load_rows()
-    rows = ensure_menu(rows, MENU, cells, ROW_NFES)
-    rows = ensure_pack(rows, PACK_ROWS, cells, ROW_NFES)
+    # the pack's rows are always recomputed (their names stay while the defaults behind them change)
+    rows = {k: v for k, v in load_rows().items() if not any(f"|{s}|" in k for s in PACK_ROWS)}
+    rows = ensure_menu(rows, [STOCK], cells, ROW_NFES)
+    if not args.cached_menu:
+        rows = ensure_menu(rows, MENU, cells, ROW_NFES)
     rows = ensure_floors(rows, cells)
     specs = list(PACK_ROWS)
     if args.before:
@@ -516,6 +574,7 @@ def stage_rows(args) -> None:
         before = [s.replace("pack:", "before:") for s in PACK_ROWS]
         rows = ensure_pack(rows, before, cells, ROW_NFES, lists)
         specs = [x for pair in zip(before, PACK_ROWS, strict=True) for x in pair]
+    rows = ensure_pack(rows, PACK_ROWS, cells, ROW_NFES)
     write_rows_tables(rows, specs, cells, args)
 
 
@@ -555,9 +614,10 @@ def write_rows_tables(rows, specs, cells, args) -> None:
     for c in cells:
         fl = rows[f"{c[0]}|{c[1]}|floor"]
         best, which = menu_best(rows, c, 5, "sw2")
+        which = "–" if which is None else which.split(":")[1]
         vals = [rows.get(key(*c, s, 5), {}).get("sw2") for s in specs]
         out.append(f"| {'|'.join(c)} | {fl['converged_sw2']:.4f} | {fl['data_sw2']:.4f} ± {fl['data_sw2_sd']:.4f} | "
-                   f"{rows[key(*c, STOCK, 5)]['sw2']:.4f} | {best:.4f} ({which.split(':')[1]}) | "
+                   f"{rows[key(*c, STOCK, 5)]['sw2']:.4f} | {best:.4f} ({which}) | "
                    + " | ".join("–" if v is None else f"{v:.4f}" for v in vals) + " |")
     name = "flow_rows_" + "_".join(args.parts) + ".md"
     (RESULTS / name).write_text("\n".join(out) + "\n")
@@ -576,6 +636,8 @@ def main(argv=None) -> None:
     ap.add_argument("--stage", choices=("tada", "calibration", "rows"), required=True)
     ap.add_argument("--parts", nargs="+", default=["held_out"], choices=list(CELLS))
     ap.add_argument("--no-menu", action="store_true", help="tada stage: skip the menu's best-pair column")
+    ap.add_argument("--cached-menu", action="store_true",
+                    help="rows stage: the menu's best pair from the cached menu rows only (the table says how many)")
     ap.add_argument("--before", default=None, help="commit whose lists and sl_tada settings make the before rows")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)

@@ -197,8 +197,9 @@ def sample_sl_tpdm(model, x, sigmas, extra_args=None, callback=None, disable=Non
 def effective_min_sigma(min_sigma: float, kind: ModelKind | None) -> float:
     """min_sigma floored at the model's smallest noise level, except on flow models. A discrete eps / v model has no
     timestep below σ_min; a flow model's timestep is multiplier·σ for any σ in (0, 1] (SD3's σ_min 0.003 is only the
-    end of ComfyUI's 1000-entry table), so there the official stop below 0.001 is kept (docs/tpdm.md, "The
-    sampler"). EDM models keep the floor: their TPMs are trained down to σ_min (e.g. the patch UNet's 0.002)."""
+    end of ComfyUI's 1000-entry table), so there the official stop below 0.001 is kept (docs/tpdm.md,
+    "Decisions on the spec's open questions", stopping defaults). EDM models keep the floor: their TPMs are trained
+    down to σ_min (e.g. the patch UNet's 0.002)."""
     if kind is None or kind.kind == "flow":
         return float(min_sigma)
     return max(float(min_sigma), float(kind.sigma_min))

@@ -29,6 +29,9 @@ def open_comfy(page, base: str) -> None:
 
 RESET_JS = """() => {
   const app = window.app;
+  // toasts (alerts) stay until closed: one test's must not show in the next one's screenshots
+  document.querySelectorAll('.p-toast-close-button, .p-toast-icon-close, [data-pc-section=closebutton]')
+    .forEach((b) => b.click());
   for (let i = 0; i < 3; i++)  // dialogs (template browser, missing models, errors) close on Escape
     document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape', bubbles: true}));
   app.graph.clear();
@@ -259,6 +262,16 @@ TEXTS_JS = """() => { """ + NODE_ID_JS + """ return window.app.graph._nodes.filt
 
 def _number(v):
     return int(v) if isinstance(v, str) and v.isdigit() else v
+
+
+def drop_nulls(value):
+    """A serialised graph as the frontend wrote it: Playwright brings JavaScript's ``undefined`` back as None, and
+    a null where the workflow schema wants an array or a number is an invalid workflow (an alert) when loaded."""
+    if isinstance(value, dict):
+        return {k: drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [drop_nulls(v) for v in value]
+    return value
 
 
 def serialize(page) -> dict:

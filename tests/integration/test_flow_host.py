@@ -40,7 +40,7 @@ def prepared(comfy):
                                                              "negative": ["neg", 0], "cfg": 2.0}}
         g["sampler"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
         g["search"] = {"class_type": "SL_TimestepSearch", "inputs": {
-            "guider": ["guider", 0], "latent": ["latent", 0], "sampler": ["sampler", 0], "nfe": STEPS,
+            "guider": ["guider", 0], "latent_image": ["latent", 0], "sampler": ["sampler", 0], "nfe": STEPS,
             "population": 4, "generations": 1, "reference_steps": 8, "samples": 2, "holdout": 2,
             "fitness": "endpoint", "seed": 0, "filename": f"sl_flow_search_{family}", "resume": True}}
         g["info"] = {"class_type": "SL_ScheduleInfo", "inputs": {"sigmas": ["search", 0]}}
@@ -62,7 +62,7 @@ def _model_with_extras(g: dict, scheduler: str, sampler: str, tpm: str) -> list:
         g["guider0"] = {"class_type": "CFGGuider", "inputs": {"model": model, "positive": ["pos", 0],
                                                               "negative": ["neg", 0], "cfg": 2.0}}
         g["crs"] = {"class_type": "SL_ConstantRateScheduler", "inputs": {
-            "guider": ["guider0", 0], "latent": ["latent", 0], "steps": STEPS, "denoise": 1.0, "xi": 1.5,
+            "guider": ["guider0", 0], "latent_image": ["latent", 0], "steps": STEPS, "denoise": 1.0, "xi": 1.5,
             "measure": "vx+cos", "samples": 4, "points": 8, "seed": 0}}
         model = ["crs", 2]
     return model

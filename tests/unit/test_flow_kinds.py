@@ -192,7 +192,7 @@ def test_a_flow_calibration_is_not_worse_than_the_data_free_list(flow_testbed, s
     without it, on an exact SD3-type testbed at shift 3: before, the calibrated list was up to 2.3x worse."""
     model, _, _ = flow_testbed
     kind = ModelKind.flow(3.0)
-    vel = calibrate(model, kind, torch.zeros(64, 16), "vx+cos", samples=64)
+    vel = calibrate(model, kind, torch.zeros(64, 16), "vx+cos", samples=64, generate=model_samples)
     for steps in (4, 5, 6, 8):
         calibrated = _error(flow_testbed, sampler, schedule(vel, kind, steps), kind)
         data_free = _error(flow_testbed, sampler, catalogue.schedule_sigmas("sl_constant_rate", kind, steps), kind)
@@ -207,3 +207,32 @@ def test_a_flow_calibration_spends_no_step_above_sigma_095(flow_testbed):
         sigmas = schedule(vel, kind, steps)
         assert float(sigmas[0]) == 1.0 and float(sigmas[1]) < 0.95, sigmas
         assert float(sigmas[-2]) > 5 * kind.sigma_min
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# sl_tada's per-step-count defaults on flow kinds
+# ---------------------------------------------------------------------------------------------------------------
+def test_sl_tada_on_flow_kinds_reads_the_flow_table_and_other_kinds_their_own():
+    from schedule_lab.solvers.tada import FLOW_SETTINGS_BY_NFE, SETTINGS_BY_NFE, default_settings
+
+    for kind in (ModelKind.flow(1.0), ModelKind.flow(3.0), ModelKind.flux(1.15)):
+        for nfe, settings in FLOW_SETTINGS_BY_NFE.items():
+            assert default_settings(nfe, kind) == settings
+        assert default_settings(7, kind) == FLOW_SETTINGS_BY_NFE[6]  # between grid points: the grid NFE below
+        assert default_settings(40, kind) == FLOW_SETTINGS_BY_NFE[max(FLOW_SETTINGS_BY_NFE)]
+        assert default_settings(2, kind) == FLOW_SETTINGS_BY_NFE[min(FLOW_SETTINGS_BY_NFE)]
+    for nfe, settings in SETTINGS_BY_NFE.items():
+        assert default_settings(nfe, ModelKind.vp("eps")) == settings
+
+
+def test_sl_tada_without_options_on_flow_samples_with_the_tables_settings(flow_testbed):
+    from schedule_lab.solvers.tada import FLOW_SETTINGS_BY_NFE
+
+    model, noise, _ = flow_testbed
+    kind = ModelKind.flow(3.0)
+    for nfe, (detail, order) in FLOW_SETTINGS_BY_NFE.items():
+        sigmas = simple(kind, nfe)
+        auto = catalogue.run("sl_tada", sigmas, model, noise[:16], kind=kind, seed=3).x0
+        explicit = catalogue.run(f"sl_tada(detail={detail:g},order={order})", sigmas, model, noise[:16], kind=kind,
+                                 seed=3).x0
+        assert torch.equal(auto, explicit), nfe
