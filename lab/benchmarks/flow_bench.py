@@ -41,6 +41,7 @@ import torch
 
 from schedule_lab.kernels.frechet import frechet_distance, gaussian_stats
 from schedule_lab.kernels.sliced_wasserstein import sliced_wasserstein
+from schedule_lab.schedules.catalogue import schedule_sigmas
 from schedule_lab.schedules.constant_rate.calibrate import calibrate, schedule
 from schedule_lab.schedules.model_kind import ModelKind
 from schedule_lab.solvers import catalogue
@@ -152,7 +153,7 @@ def pack_sigmas(testbed: str, part: str, family: str, sched: str, nfe: int) -> t
     if sched.startswith("calibrated"):  # calibrated or calibrated(xi=X)
         xi = float(sched.split("xi=")[1].rstrip(")")) if "xi=" in sched else None
         return schedule(_calibration(testbed, part, family), kind, nfe, xi=xi)
-    return catalogue.schedule_sigmas(sched, kind, nfe)
+    return schedule_sigmas(sched, kind, nfe)
 
 
 def metrics(x0: torch.Tensor, testbed: str, part: str, sampler: str) -> dict:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
+from schedule_lab.schedules.catalogue import schedule_sigmas
 from schedule_lab.schedules.model_kind import ModelKind
-from schedule_lab.solvers import catalogue
 
 from .comfy_worker import MENU_SAMPLERS, MENU_SCHEDULERS, NODE_LISTS, run_menu
 from .methods import Method, steps_for_nfe
@@ -91,7 +91,7 @@ def _pack_methods(setting: Setting) -> list[Method]:
     out = []
     for spec, sc in PACK_ROWS:
         sc = stock_schedule if sc == "<stock>" else sc
-        out.append(Method(spec, sc, "pack", lambda n, sc=sc: catalogue.schedule_sigmas(sc, setting.kind, n),
+        out.append(Method(spec, sc, "pack", lambda n, sc=sc: schedule_sigmas(sc, setting.kind, n),
                           setting.kind))
     return out
 
