@@ -337,7 +337,8 @@ def tables(setting_name: str, part: str, nfes, n_error: int, n_dist: int, cache:
                   "| sampler | schedule | source | steps | NFE | E | E / menu best | E own (TADA) | FD | FD / menu "
                   "best | KID | SW2 |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         shown = sorted(menu_e, key=lambda p: menu_e[p]["E"])[:10]
-        shown += [p for p in d_menu if p not in shown] + ([stock] if stock not in shown and stock in menu_e else [])
+        shown += [p for p in d_menu if p not in shown]
+        shown += [stock] if stock not in shown and stock in menu_e else []
         entries = [("menu", p, menu_e[p], d_menu.get(p)) for p in shown]
         entries += [("pack", p, pack_e[p], d_pack.get(p)) for p in pack_e]
         ode_fd = ode["FD"] if ode else None
