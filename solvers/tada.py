@@ -54,9 +54,9 @@ SETTINGS_BY_NFE = {4: (2.0, 2), 5: (2.0, 2), 6: (1.0, 2), 8: (4.0, 2), 10: (16.0
 #: Per-NFE defaults (detail, order) for flow kinds (SD3, Flux) on ComfyUI's simple list, produced by
 #: ``python -m schedule_lab.lab.benchmarks.flow_bench --stage tada`` (lab/benchmarks/results/flow_tada_chosen.json;
 #: rule in docs/defaults.md §7a: the lowest worst sliced-W2 ratio to euler + simple over 16 flow tuning cells, per
-#: NFE, 4–8); from 10 steps on the former flow default (DEFAULT_DETAIL, 3); between grid points as above.
-FLOW_SETTINGS_BY_NFE = {4: (DEFAULT_DETAIL, 3), 5: (DEFAULT_DETAIL, 3), 6: (DEFAULT_DETAIL, 3), 8: (DEFAULT_DETAIL, 3),
-                        10: (DEFAULT_DETAIL, 3)}
+#: NFE, 4–8; worst ratio 0.961, 0.935, 0.940, 0.949 at 4, 5, 6, 8 against 1.014, 1.038, 0.959, 0.974 for the former
+#: (1, 3)); from 10 steps on the former flow default (DEFAULT_DETAIL, 3); between grid points as above.
+FLOW_SETTINGS_BY_NFE = {4: (0.5, 2), 5: (2.0, 2), 6: (2.0, 2), 8: (2.0, 2), 10: (DEFAULT_DETAIL, 3)}
 
 
 def default_settings(nfe: int, kind: ModelKind | None = None) -> tuple[float, int]:

@@ -41,6 +41,7 @@ import torch
 
 from schedule_lab.kernels.frechet import frechet_distance, gaussian_stats
 from schedule_lab.kernels.sliced_wasserstein import sliced_wasserstein
+from schedule_lab.schedules.catalogue import schedule_sigmas
 from schedule_lab.schedules.constant_rate.calibrate import calibrate, schedule
 from schedule_lab.schedules.model_kind import ModelKind
 from schedule_lab.solvers import catalogue
@@ -152,7 +153,7 @@ def pack_sigmas(testbed: str, part: str, family: str, sched: str, nfe: int) -> t
     if sched.startswith("calibrated"):  # calibrated or calibrated(xi=X)
         xi = float(sched.split("xi=")[1].rstrip(")")) if "xi=" in sched else None
         return schedule(_calibration(testbed, part, family), kind, nfe, xi=xi)
-    return catalogue.schedule_sigmas(sched, kind, nfe)
+    return schedule_sigmas(sched, kind, nfe)
 
 
 def metrics(x0: torch.Tensor, testbed: str, part: str, sampler: str) -> dict:
@@ -488,6 +489,15 @@ def worst_vs_menu(rows, spec, cells, nfe, metric="sw2"):
     return max(out) if out else math.nan
 
 
+def _or_dash(value) -> str:
+    return "– (menu not run)" if value is None else f"{value:.3f}"
+
+
+def _finite(value: float):
+    """A rounded number for JSON, None where it is not finite (no menu rows)."""
+    return round(value, 4) if math.isfinite(value) else None
+
+
 def choose_tada(rows, cells, nfes) -> dict:
     out = {}
     for nfe in nfes:
@@ -496,11 +506,10 @@ def choose_tada(rows, cells, nfes) -> dict:
         near = [c for s, c in scored if s <= best * 1.01]
         pick = TADA_CURRENT if TADA_CURRENT in near else near[0]
         w, where = worst(rows, pick, cells, nfe)
-        out[str(nfe)] = {"default": pick, "worst_ratio_to_euler_simple": round(w, 4), "worst_at": "|".join(where),
+        out[str(nfe)] = {"default": pick, "worst_ratio_to_euler_simple": round(w, 4), "worst_at": "/".join(where),
                          "current": TADA_CURRENT,
                          "current_worst_ratio": round(worst(rows, TADA_CURRENT, cells, nfe)[0], 4),
-                         "worst_ratio_to_menu_best": (round(worst_vs_menu(rows, pick, cells, nfe), 4)
-                                                      if nfe in ROW_NFES else None),
+                         "worst_ratio_to_menu_best": _finite(worst_vs_menu(rows, pick, cells, nfe)),
                          "ranking": sorted((round(s, 4), c) for s, c in scored)[:5]}
     return out
 
@@ -523,7 +532,8 @@ def stage_tada(args) -> None:
              "|---|---|---|---|---|---|"]
     for nfe, c in chosen.items():
         lines.append(f"| {nfe} | {c['default'].split(':')[1]} | {c['worst_ratio_to_euler_simple']:.3f} | "
-                     f"{c['worst_at']} | {c['current_worst_ratio']:.3f} | {c['worst_ratio_to_menu_best']} |")
+                     f"{c['worst_at']} | {c['current_worst_ratio']:.3f} | "
+                     f"{_or_dash(c['worst_ratio_to_menu_best'])} |")
     (RESULTS / "flow_tada.md").write_text("\n".join(lines) + "\n")
     log("\n".join(lines))
 
@@ -585,7 +595,7 @@ def write_rows_tables(rows, specs, cells, args) -> None:
            "Per cell and NFE: the ratio to euler + simple (the family's stock default) and to the menu's best pair "
            "(best of 99 ComfyUI sampler × scheduler pairs, per metric). Error = RMSE to the converged flow ODE "
            "(TADA: –, it solves its own ODE). `before:` = the lists and sl_tada settings of the pack at that commit.",
-           ""]
+           "", "Cells: " + ", ".join("/".join(c) for c in cells) + ".", ""]
     for metric in ("rmse", "sw2"):
         out += [f"## {'Error to the converged ODE' if metric == 'rmse' else 'Sliced W2 to the data'}: worst and "
                 "median ratio over the cells", "",

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
+from schedule_lab.schedules.catalogue import schedule_sigmas
 from schedule_lab.schedules.model_kind import ModelKind
-from schedule_lab.solvers import catalogue
 
 from .comfy_worker import MENU_SAMPLERS, MENU_SCHEDULERS, NODE_LISTS, run_menu
 from .methods import Method, steps_for_nfe
@@ -91,7 +91,7 @@ def _pack_methods(setting: Setting) -> list[Method]:
     out = []
     for spec, sc in PACK_ROWS:
         sc = stock_schedule if sc == "<stock>" else sc
-        out.append(Method(spec, sc, "pack", lambda n, sc=sc: catalogue.schedule_sigmas(sc, setting.kind, n),
+        out.append(Method(spec, sc, "pack", lambda n, sc=sc: schedule_sigmas(sc, setting.kind, n),
                           setting.kind))
     return out
 
@@ -337,7 +337,8 @@ def tables(setting_name: str, part: str, nfes, n_error: int, n_dist: int, cache:
                   "| sampler | schedule | source | steps | NFE | E | E / menu best | E own (TADA) | FD | FD / menu "
                   "best | KID | SW2 |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         shown = sorted(menu_e, key=lambda p: menu_e[p]["E"])[:10]
-        shown += [p for p in d_menu if p not in shown] + ([stock] if stock not in shown and stock in menu_e else [])
+        shown += [p for p in d_menu if p not in shown]
+        shown += [stock] if stock not in shown and stock in menu_e else []
         entries = [("menu", p, menu_e[p], d_menu.get(p)) for p in shown]
         entries += [("pack", p, pack_e[p], d_pack.get(p)) for p in pack_e]
         ode_fd = ode["FD"] if ode else None

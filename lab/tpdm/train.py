@@ -148,7 +148,7 @@ def tau_by_rule(model, kind, classifier, sigma_start: float, gamma: float, n: in
     endpoint error in the classifier's features (``endpoint-features``) on ``n`` noises of ``seed``."""
     import torch
 
-    from schedule_lab.solvers import catalogue
+    from schedule_lab.schedules.catalogue import schedule_sigmas
     from schedule_lab.solvers.classic import sample_euler
 
     from ..testbeds.rewards import EndpointScore
@@ -162,7 +162,7 @@ def tau_by_rule(model, kind, classifier, sigma_start: float, gamma: float, n: in
     errs = {}
     with torch.no_grad():
         for k in steps:
-            sig = catalogue.schedule_sigmas(schedule, kind, k)
+            sig = schedule_sigmas(schedule, kind, k)
             sig = torch.cat([torch.tensor([sigma_start]), sig[sig < sigma_start]]) if float(sig[0]) > sigma_start \
                 else sig
             x0 = sample_euler(model, x_T.clone(), sig.to(x_T.dtype), disable=True)

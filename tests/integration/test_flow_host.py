@@ -12,8 +12,8 @@ import sl_graphs as G
 import torch
 
 from schedule_lab.nodes.registry import DROPDOWN_SAMPLERS, DROPDOWN_SCHEDULERS
+from schedule_lab.schedules.catalogue import schedule_sigmas
 from schedule_lab.schedules.model_kind import ModelKind
-from schedule_lab.solvers import catalogue
 
 FLUX_SHAPES = [(1024, 1024), (512, 768)]
 STEPS = 4
@@ -123,11 +123,11 @@ def test_the_pack_reads_flux_mu_from_the_image_size(comfy, shape):
     for steps in (5, 8):
         # ComfyUI's own simple on ModelSamplingFlux equals the pack's simple on the kind (its 10000-entry table)
         stock = _sigmas(comfy, "simple", steps, flux=shape)
-        ours = catalogue.schedule_sigmas("simple", kind, steps)
+        ours = schedule_sigmas("simple", kind, steps)
         torch.testing.assert_close(torch.tensor(stock), ours, rtol=1e-5, atol=1e-6)
         for name in ("sl_constant_rate", "sl_ays_sd1", "sl_ays_sdxl"):
             got = torch.tensor(_sigmas(comfy, name, steps, flux=shape))
-            torch.testing.assert_close(got, catalogue.schedule_sigmas(name, kind, steps), rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(got, schedule_sigmas(name, kind, steps), rtol=1e-5, atol=1e-6)
             assert float(got[0]) == pytest.approx(1.0) and float(got[-1]) == 0.0
 
 

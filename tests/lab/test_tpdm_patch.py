@@ -227,3 +227,20 @@ def test_tau_rule_gives_the_patch_unet_its_recorded_tau():
     table, tau = tau_by_rule(model, kind, classifier, kind.sigma_max, 0.85)
     assert tau == 1.0 and table["peak_steps"][1.0] == 10 and table["schedule"] == "karras"
     assert table["feature_error"][8] > table["feature_error"][10] > table["feature_error"][20]
+
+
+def test_the_flow_tpm_fits_the_zoo_flow_model_and_its_record_retrains_it():
+    from schedule_lab.lab.tpdm.train import TESTBED_MIN_SIGMA, testbed_model
+
+    model, kind, shape, _ = testbed_model("zoo-flow")
+    assert kind.kind == "flow" and shape == (3, 16, 16) and TESTBED_MIN_SIGMA["zoo-flow"] == 1e-3
+    tpm, meta = load_tpm(WEIGHTS_DIR / "tpm_zoo_flow.safetensors")
+    record = json.loads((WEIGHTS_DIR / "tpm_zoo_flow.json").read_text())
+    assert tpm.head == "bounded" and tpm.config == record["tpm_config"] and float(meta["min_sigma"]) == 1e-3
+    assert record["retrain_command"].endswith(f"--iterations {record['iterations_done']}")
+    assert "--max-minutes" not in record["retrain_command"] and len(record["history"]) == record["iterations_done"]
+    tap = tap_for(model)
+    with torch.no_grad():
+        model(torch.randn(4, 768), torch.full((4,), 0.5))
+        a, b = tpm(tap.read())
+    assert bool(((a > 1) & (b > 1)).all())

@@ -12,6 +12,7 @@ from schedule_lab.lab.testbeds.reference import converged_endpoint
 from schedule_lab.lab.testbeds.suite import load_part
 from schedule_lab.schedules import ModelKind, simple
 from schedule_lab.schedules.baseline import AYS_TIMESTEPS
+from schedule_lab.schedules.catalogue import schedule_sigmas
 from schedule_lab.schedules.constant_rate.calibrate import calibrate, schedule
 from schedule_lab.schedules.constant_rate.construct import (
     LAMBDA_CLIP,
@@ -42,7 +43,7 @@ def _flux_closed_form(mu: float, t: torch.Tensor) -> torch.Tensor:
 def test_flow_lists_start_at_sigma_max_and_land_without_a_step_at_sigma_min(name, label):
     kind = FLOW_KINDS[label]
     for steps in STEPS:
-        sigmas = catalogue.schedule_sigmas(name, kind, steps)
+        sigmas = schedule_sigmas(name, kind, steps)
         assert len(sigmas) == steps + 1 and float(sigmas[-1]) == 0.0
         assert float(sigmas[0]) == 1.0
         assert (sigmas[1:] < sigmas[:-1]).all()
@@ -54,8 +55,8 @@ def test_flow_lists_start_at_sigma_max_and_land_without_a_step_at_sigma_min(name
 @pytest.mark.parametrize("name", FLOW_SCHEDULES)
 def test_a_shifted_flow_list_is_the_unshifted_list_mapped_through_the_shift(name):
     for steps in STEPS:
-        base = catalogue.schedule_sigmas(name, ModelKind.flow(1.0), steps).double()
-        shifted = catalogue.schedule_sigmas(name, ModelKind.flow(3.0), steps).double()
+        base = schedule_sigmas(name, ModelKind.flow(1.0), steps).double()
+        shifted = schedule_sigmas(name, ModelKind.flow(3.0), steps).double()
         torch.testing.assert_close(shifted, flow_shift(base, 3.0), rtol=1e-6, atol=1e-7)
 
 
@@ -63,29 +64,29 @@ def test_a_shifted_flow_list_is_the_unshifted_list_mapped_through_the_shift(name
 def test_a_flux_list_is_the_unshifted_list_of_its_table_mapped_through_e_to_the_mu(name):
     mu = 1.15
     for steps in STEPS:
-        base = catalogue.schedule_sigmas(name, ModelKind.flow(1.0, timesteps=10000), steps).double()
-        flux = catalogue.schedule_sigmas(name, ModelKind.flux(mu), steps).double()
+        base = schedule_sigmas(name, ModelKind.flow(1.0, timesteps=10000), steps).double()
+        flux = schedule_sigmas(name, ModelKind.flux(mu), steps).double()
         expected = torch.where(base > 0, _flux_closed_form(mu, base.clamp_min(1e-12)), base)
         torch.testing.assert_close(flux, expected, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("table", ["sd1", "sdxl"])
 def test_ays_on_an_unshifted_flow_model_is_the_published_timesteps_as_times(table):
-    sigmas = catalogue.schedule_sigmas(f"sl_ays_{table}", ModelKind.flow(1.0), 10).double()
+    sigmas = schedule_sigmas(f"sl_ays_{table}", ModelKind.flow(1.0), 10).double()
     expected = torch.tensor([(t + 1) / 1000 for t in AYS_TIMESTEPS[table][:-1]] + [0.0], dtype=torch.float64)
     torch.testing.assert_close(sigmas, expected, rtol=1e-6, atol=1e-6)
 
 
 def test_ays_on_eps_models_is_still_comfyuis_table():
     kind = ModelKind.vp("eps")
-    sigmas = catalogue.schedule_sigmas("sl_ays_sd1", kind, 10).double()
-    torch.testing.assert_close(sigmas, catalogue.schedule_sigmas("ays", kind, 10).double())
+    sigmas = schedule_sigmas("sl_ays_sd1", kind, 10).double()
+    torch.testing.assert_close(sigmas, schedule_sigmas("ays", kind, 10).double())
 
 
 def test_the_data_free_constant_rate_list_moves_with_the_shift():
     """Before, it 'barely moved' (the shift only changed σ_min); now every interior level moves up."""
-    a = catalogue.schedule_sigmas("sl_constant_rate", ModelKind.flow(1.0), 5)
-    b = catalogue.schedule_sigmas("sl_constant_rate", ModelKind.flow(3.0), 5)
+    a = schedule_sigmas("sl_constant_rate", ModelKind.flow(1.0), 5)
+    b = schedule_sigmas("sl_constant_rate", ModelKind.flow(3.0), 5)
     assert (b[1:-1] > a[1:-1] + 0.05).all(), (a, b)
 
 
@@ -182,7 +183,7 @@ def test_landing_beats_holding_for_dpmpp_2m_on_a_flow_model(flow_testbed, shift)
         hold = constant_rate_sigmas(default_velocity(), kind.unshifted(), steps, xi=1.5, end="hold",
                                     dtype=torch.float64)
         hold = kind.from_flow_time(hold)
-        land = catalogue.schedule_sigmas("sl_constant_rate", kind, steps)
+        land = schedule_sigmas("sl_constant_rate", kind, steps)
         assert _error(flow_testbed, "dpmpp_2m", land, kind) < 0.5 * _error(flow_testbed, "dpmpp_2m", hold, kind)
 
 
@@ -195,7 +196,7 @@ def test_a_flow_calibration_is_not_worse_than_the_data_free_list(flow_testbed, s
     vel = calibrate(model, kind, torch.zeros(64, 16), "vx+cos", samples=64, generate=model_samples)
     for steps in (4, 5, 6, 8):
         calibrated = _error(flow_testbed, sampler, schedule(vel, kind, steps), kind)
-        data_free = _error(flow_testbed, sampler, catalogue.schedule_sigmas("sl_constant_rate", kind, steps), kind)
+        data_free = _error(flow_testbed, sampler, schedule_sigmas("sl_constant_rate", kind, steps), kind)
         assert calibrated <= data_free, (steps, calibrated, data_free)
 
 
