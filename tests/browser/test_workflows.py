@@ -138,17 +138,28 @@ def _doc(name: str) -> dict:
     ("flux_tada_detail_level", ["diffusion_models / flux1-dev.safetensors", "text_encoders / clip_l.safetensors",
                                 "text_encoders / t5xxl_fp16.safetensors", "vae / ae.safetensors"]),
 ])
-def test_a_workflow_with_models_the_user_lacks_lists_them_with_their_folders(fresh_page, shots, name, listed):
-    """Dropped on ComfyUI without the models: the frontend's missing-models dialog names each file and its folder
-    (from the loaders' properties.models), with a download button; the note node says the same. A page of its own (on
-    1.58 the dialog did not open on the shared page after other tests had loaded workflows)."""
+def test_a_workflow_with_models_the_user_lacks_lists_them_with_their_folders(fresh_page, shots, name, listed,
+                                                                              frontend_version):
+    """Dropped on ComfyUI without the models: the frontend names each file and its folder (from the loaders'
+    properties.models), with a download button; the note node says the same. 1.27 shows a missing-models dialog;
+    1.58 has no such dialog: an error overlay names the first file, and its "View details" opens the Issues panel,
+    one row per file (its name, then its folder, then Download). A page of its own: what a first load shows."""
     page = fresh_page
     load_workflow(page, _doc(name), missing_models_dialog=True)
-    dialog = page.locator(".comfy-missing-models")
-    dialog.wait_for(timeout=20_000)
-    text = dialog.inner_text()
-    for label in listed:
-        assert label in text, text
+    if frontend_version >= (1, 30):
+        page.locator("[data-testid='error-overlay-see-errors']").click(timeout=30_000)
+        group = page.locator("[data-testid='error-group-missing-model']")
+        group.wait_for(timeout=20_000)
+        lines = [line.strip() for line in group.inner_text().split("\n") if line.strip()]
+        rows = {lines[i]: lines[i + 1] for i in range(len(lines) - 1) if lines[i].endswith(".safetensors")}
+        assert {f"{folder} / {file}" for file, folder in rows.items()} == set(listed), lines
+        assert group.locator("[data-testid='missing-model-download']").count() == len(listed), lines
+    else:
+        dialog = page.locator(".comfy-missing-models")
+        dialog.wait_for(timeout=20_000)
+        text = dialog.inner_text()
+        for label in listed:
+            assert label in text, text
     page.screenshot(path=str(shots / f"missing_models_{name}.png"))
 
 
