@@ -50,6 +50,7 @@ from schedule_lab.solvers.classic import model_samples
 from ..testbeds.exact import ExactDenoiser
 from ..testbeds.flow import FlowDenoiser, flow_part, flow_reference_sigmas
 from ..testbeds.reference import converged_endpoint
+from . import row_cache
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROWS_DIR = RESULTS / "flow_rows"
@@ -196,22 +197,11 @@ def key(testbed, part, family, spec, nfe) -> str:
 
 
 def load_rows() -> dict:
-    rows = {}
-    for f in sorted(ROWS_DIR.glob("*.json")) if ROWS_DIR.exists() else []:
-        rows.update(json.loads(f.read_text()))
-    return rows
+    return row_cache.load_rows(ROWS_DIR)
 
 
 def save_rows(rows: dict) -> None:
-    ROWS_DIR.mkdir(parents=True, exist_ok=True)
-    for tb in {k.split("|")[0] for k in rows}:
-        mine = {k: v for k, v in rows.items() if k.split("|")[0] == tb}
-        path = ROWS_DIR / f"{tb}.json"
-        if path.exists():  # keep rows another process wrote for this testbed
-            mine = {**json.loads(path.read_text()), **mine}
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(mine, indent=0, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+    row_cache.save_rows(rows, ROWS_DIR)
 
 
 def ensure_pack(rows, specs, cells, nfes, lists=None):

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -38,6 +37,7 @@ from schedule_lab.kernels.sliced_wasserstein import sliced_wasserstein
 from schedule_lab.schedules.baseline import karras
 from schedule_lab.solvers import catalogue
 
+from ..benchmarks import row_cache
 from ..testbeds.reference import converged_endpoint
 from ..testbeds.suite import TUNING_TESTBEDS, Part, kind, load_part
 from .searched import catalogue_sampler, searched_sigmas, split_spec
@@ -115,24 +115,12 @@ def run_spec(spec: str, p: Part, nfe: int) -> torch.Tensor:
 # rows
 # ------------------------------------------------------------------------------------------------------------
 def load_rows() -> dict:
-    rows = {}
-    for f in sorted(ROWS_DIR.glob("*.json")) if ROWS_DIR.exists() else []:
-        rows.update(json.loads(f.read_text()))
-    return rows
+    return row_cache.load_rows(ROWS_DIR)
 
 
 def save_rows(rows: dict, testbeds=None) -> None:
     """Write the rows of ``testbeds`` (default: all present) to their per-testbed files, atomically."""
-    ROWS_DIR.mkdir(parents=True, exist_ok=True)
-    names = set(testbeds) if testbeds is not None else {k.split("|")[0] for k in rows}
-    for tb in names:
-        mine = {k: v for k, v in rows.items() if k.split("|")[0] == tb}
-        path = ROWS_DIR / f"{tb}.json"
-        if path.exists():  # keep rows another process wrote for this testbed
-            mine = {**json.loads(path.read_text()), **mine}
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(mine, indent=0, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+    row_cache.save_rows(rows, ROWS_DIR, testbeds)
 
 
 def row_key(testbed: str, part: str, spec: str, nfe: int) -> str:
