@@ -41,24 +41,22 @@ NODE_LISTS = {"AYS_SD1": ("eps", "v"), "AYS_SDXL": ("eps", "v"), "GITS_1.20": ("
               "OptimalSteps_FLUX": ("flow", "flux")}
 
 
-def run_comfy(testbed: str, sigma_range: str, samplers, schedules, nfes, noises: dict[int, torch.Tensor],
-              log=print):
-    """Run ComfyUI samplers in a subprocess. Returns (results, note): results is a list of dicts
-    ``{sampler, schedule, nfe_target, steps, runs: {seed: {x0, nfe, wall_s}}}``, or None with the reason."""
+def _call_worker(request: dict, noises: dict[int, torch.Tensor], log, prefix: str):
+    """Run this file as ComfyUI's worker on ``request`` (plus the noise of every seed): (rows with their endpoints
+    under ``runs[seed]["x0"]``, failed names, None), or (None, None, the reason) when COMFYUI_PATH is unset or the
+    worker failed."""
     from safetensors.torch import load_file, save_file
 
     comfy_path = os.environ.get("COMFYUI_PATH")
     if not comfy_path:
-        return None, "ComfyUI samplers skipped: set COMFYUI_PATH to a ComfyUI checkout to include them"
+        return None, None, "set COMFYUI_PATH (eval \"$(../shared/host/comfyui-host.sh)\") to include them"
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
-    with tempfile.TemporaryDirectory(prefix="sl-comfy-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         tmp = Path(tmp)
         save_file({str(s): z.contiguous() for s, z in noises.items()}, str(tmp / "noise.safetensors"))
-        request = {"comfyui_path": comfy_path, "testbed": testbed, "sigma_range": sigma_range,
-                   "samplers": list(samplers), "schedules": list(schedules), "nfes": list(nfes),
-                   "threads": torch.get_num_threads(), "dir": str(tmp)}
+        request = {**request, "comfyui_path": comfy_path, "threads": torch.get_num_threads(), "dir": str(tmp)}
         (tmp / "request.json").write_text(json.dumps(request))
-        log(f"  ComfyUI samplers: {python} {Path(__file__).name} (COMFYUI_PATH={comfy_path})")
+        log(f"  ComfyUI's code: {python} {Path(__file__).name} (COMFYUI_PATH={comfy_path})")
         proc = subprocess.Popen([python, str(Path(__file__).resolve()), str(tmp / "request.json")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -70,17 +68,26 @@ def run_comfy(testbed: str, sigma_range: str, samplers, schedules, nfes, noises:
                 other.append(line.rstrip())
         proc.wait()
         if proc.returncode != 0 or not (tmp / "result.json").exists():
-            tail = " | ".join(other[-3:])
-            return None, (f"ComfyUI samplers skipped: the worker failed with {python} ({tail}); "
-                          "set COMFYUI_PYTHON to the interpreter of ComfyUI's own venv")
+            tail = " | ".join(other[-5:])
+            return None, None, (f"the worker failed with {python} ({tail}); set COMFYUI_PYTHON to the interpreter "
+                                "of ComfyUI's own venv")
         meta = json.loads((tmp / "result.json").read_text())
         tensors = load_file(str(tmp / "result.safetensors"))
-    results = []
     for i, row in enumerate(meta["rows"]):
         row["runs"] = {int(seed): {**r, "x0": tensors[f"{i}/{seed}"]} for seed, r in row["runs"].items()}
-        results.append(row)
-    note = None if not meta["failed"] else "ComfyUI samplers that failed: " + "; ".join(meta["failed"])
-    return results, note
+    return meta["rows"], meta["failed"], None
+
+
+def run_comfy(testbed: str, sigma_range: str, samplers, schedules, nfes, noises: dict[int, torch.Tensor],
+              log=print):
+    """Run ComfyUI samplers in a subprocess. Returns (results, note): results is a list of dicts
+    ``{sampler, schedule, nfe_target, steps, runs: {seed: {x0, nfe, wall_s}}}``, or None with the reason."""
+    request = {"testbed": testbed, "sigma_range": sigma_range, "samplers": list(samplers),
+               "schedules": list(schedules), "nfes": list(nfes)}
+    rows, failed, why = _call_worker(request, noises, log, "sl-comfy-")
+    if rows is None:
+        return None, f"ComfyUI samplers skipped: {why}"
+    return rows, (None if not failed else "ComfyUI samplers that failed: " + "; ".join(failed))
 
 
 def run_menu(model: str, sampling: dict, samplers, schedulers, nfes, noises: dict[int, torch.Tensor], log=print,
@@ -90,38 +97,13 @@ def run_menu(model: str, sampling: dict, samplers, schedulers, nfes, noises: dic
     "sigma_max": ..., "sigma_data": ...}``, ``{"type": "eps"}`` / ``"v"``). ``schedulers`` may include the node
     lists of ``NODE_LISTS``; ``only``: a list of (sampler, schedule) pairs to restrict the product to. Returns
     (rows, note) like ``run_comfy``; each row also carries its ``sigmas``."""
-    from safetensors.torch import load_file, save_file
-
-    comfy_path = os.environ.get("COMFYUI_PATH")
-    if not comfy_path:
-        return None, "ComfyUI's menu skipped: set COMFYUI_PATH (eval \"$(../shared/host/comfyui-host.sh)\")"
-    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
-    with tempfile.TemporaryDirectory(prefix="sl-menu-") as tmp:
-        tmp = Path(tmp)
-        save_file({str(s): z.contiguous() for s, z in noises.items()}, str(tmp / "noise.safetensors"))
-        request = {"mode": "menu", "comfyui_path": comfy_path, "model": model, "sampling": sampling,
-                   "samplers": list(samplers), "schedules": list(schedulers), "nfes": list(nfes),
-                   "threads": torch.get_num_threads(), "dir": str(tmp),
-                   "only": None if only is None else [list(p) for p in only]}
-        (tmp / "request.json").write_text(json.dumps(request))
-        proc = subprocess.Popen([python, str(Path(__file__).resolve()), str(tmp / "request.json")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "OMP_NUM_THREADS": "1"})
-        other = []
-        for line in proc.stderr:
-            if line.startswith("[comfy-worker]"):
-                log("  " + line.rstrip())
-            else:
-                other.append(line.rstrip())
-        proc.wait()
-        if proc.returncode != 0 or not (tmp / "result.json").exists():
-            return None, f"ComfyUI's menu failed with {python}: " + " | ".join(other[-5:])
-        meta = json.loads((tmp / "result.json").read_text())
-        tensors = load_file(str(tmp / "result.safetensors"))
-    for i, row in enumerate(meta["rows"]):
-        row["runs"] = {int(seed): {**r, "x0": tensors[f"{i}/{seed}"]} for seed, r in row["runs"].items()}
-    note = None if not meta["failed"] else "ComfyUI menu rows that failed: " + "; ".join(meta["failed"])
-    return meta["rows"], note
+    request = {"mode": "menu", "model": model, "sampling": sampling, "samplers": list(samplers),
+               "schedules": list(schedulers), "nfes": list(nfes),
+               "only": None if only is None else [list(p) for p in only]}
+    rows, failed, why = _call_worker(request, noises, log, "sl-menu-")
+    if rows is None:
+        return None, f"ComfyUI's menu skipped: {why}"
+    return rows, (None if not failed else "ComfyUI menu rows that failed: " + "; ".join(failed))
 
 
 def _model_sampling(comfy, sampling: dict):
