@@ -19,6 +19,9 @@ class Preset:
     steps: int  # the step count it is meant for
     description: str
     source: str  # the command and file that chose it
+    #: the model families (``ModelKind.family``-style names: "eps", "v", "edm", "flow") the setting was chosen for;
+    #: nodes and docs say it, and the guard checks the preset only on these.
+    families: tuple[str, ...] = ("eps", "v", "edm")
 
     def entry_line(self, label: str = "") -> str:
         """The preset as an A/B Compare ``entry_list`` line (``sampler, scheduler, steps[, label]``)."""
