@@ -12,7 +12,7 @@ Two bundled models (``--model``):
   metrics and reference as ``patches``; its stock default is the flow family's ``euler`` + ``simple``.
 * ``digits``: the EDM MLP on 8×8 digits at 10 steps (the previous default), FD_cls and SWD against the test split.
 
-**The menu's best pair** (issue 20): beside the pack, compare shows the best pair of ComfyUI's own menu (its
+**The menu's best pair** (docs/menu.md §2): beside the pack, compare shows the best pair of ComfyUI's own menu (its
 deterministic samplers × its schedulers) for this model family at this step count, as the cached menu benchmark
 found it (``lab/benchmarks/results/menu_summary.json``, written by ``lab/benchmarks/menu_bench.py``: the lowest
 error to the converged ODE at NFE = steps, and the lowest FD_patch where that stage ran). The row is sampled by

@@ -199,7 +199,7 @@ def test_compare_preset_runs_the_pair_beside_the_stock_default_at_its_steps(tmp_
         main(["compare", "--preset", "no_such_preset"])
 
 
-# -- the flow model and the menu's best pair (issue 20, item 7) -----------------------------------------------------
+# -- the flow model and the menu's best pair (docs/menu.md) ----------------------------------------------------------
 
 _HOST_REASON = ("needs ComfyUI's code: eval \"$(../shared/host/comfyui-host.sh)\" sets COMFYUI_PATH / COMFYUI_PYTHON "
                 "(under CI the host is prepared first, so this never skips there)")
