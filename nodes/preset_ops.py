@@ -4,12 +4,12 @@ A preset (``solvers/presets.py``) is a sampler + scheduler + step count that a b
 families. The node gives it as SAMPLER + SIGMAS for SamplerCustom / SamplerCustomAdvanced, so the best few-step
 setting is one choice; ``"auto"`` picks the preset chosen for the connected MODEL's family.
 
-Decision (docs/menu.md, presets per family): a preset used on a family it was not chosen for is an **error naming the input**, not a
-warning. A preset's only claim is "measured best for these families"; on another family it was measured to lose
-(``sl_few_steps`` on the flow model: 1.42× the menu's best pair's distance, docs/menu.md §4), and a setting that
-loses to the family's stock default is the defect the pack exists to avoid. An artist who wants to try the pair
-anyway picks the same sampler and scheduler by hand (KSampler, or KSamplerSelect + Schedule Lab Scheduler); the
-error says so.
+Decision: a preset used on a family it was not chosen for is an **error naming the input**, not a warning. A
+preset's only claim is "measured best for these families"; on another family it was measured to lose
+(``sl_few_steps``, sl_tada + sl_constant_rate, on the flow model at 4 steps: 2.86× the menu's best pair's FD_patch,
+docs/menu.md §4), and a setting that loses to the family's stock default is the defect the pack exists to avoid.
+An artist who wants to try the pair anyway picks the same sampler and scheduler by hand (KSampler, or
+KSamplerSelect + Schedule Lab Scheduler); the error says so.
 """
 from __future__ import annotations
 
