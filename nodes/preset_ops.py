@@ -23,6 +23,8 @@ AUTO = "auto"
 FAMILY_NAMES = {"eps": "ε-prediction (SD1.5, SDXL)", "v": "v-prediction (SD2.x 768-v, v-pred SDXL finetunes)",
                 "edm": "EDM (Playground v2.5, EDM-type finetunes)", "flow": "rectified flow (SD3, SD3.5, Flux)"}
 
+SHORT_NAMES = {"eps": "ε", "v": "v", "edm": "EDM", "flow": "flow"}
+
 
 def family_text(families) -> str:
     return ", ".join(FAMILY_NAMES.get(f, f) for f in families)
@@ -98,8 +100,9 @@ def is_pack_name(name: str, what: str) -> bool:
 
 
 def preset_report(name: str, preset: Preset, family: str, steps: int, auto: bool) -> str:
-    """What the node shows after a run."""
+    """What the node shows after a run (short: it sits on the node)."""
     how = "auto picked" if auto else "preset"
     at = f"{steps} steps" + ("" if steps == preset.steps else f" (chosen at {preset.steps})")
-    return (f"{how} {name}: {preset.sampler} + {preset.scheduler}, {at}, for this {family_text([family])} model; "
-            f"chosen for {family_text(preset.families)} by {preset.source}")
+    chosen = ", ".join(SHORT_NAMES.get(f, f) for f in preset.families)
+    return (f"{how} {name} for this {family_text([family])} model: {preset.sampler} + {preset.scheduler}, {at}. "
+            f"Chosen for {chosen} models by {preset.source.split(' (')[0]}.")

@@ -398,7 +398,7 @@ def tada_sampler_custom_advanced():
 def few_step_preset():
     w = Workflow()
     g = setup(w)
-    preset = w.node("SL_FewStepPreset", (800, 0), ["auto", 0, 1.0], size=(315, 130))
+    preset = w.node("SL_FewStepPreset", (800, -230), ["auto", 0, 1.0], size=(340, 200))
     w.ref(g.model, preset, "model")
     _custom_advanced(w, g, preset, preset, "schedule_lab_few_step_preset", sigmas_slot=1)
     _note(w, g, "Few-Step Preset gives the best few-step sampler + scheduler chosen for this model's family in one "
