@@ -91,15 +91,20 @@ def run_comfy(testbed: str, sigma_range: str, samplers, schedules, nfes, noises:
 
 
 def run_menu(model: str, sampling: dict, samplers, schedulers, nfes, noises: dict[int, torch.Tensor], log=print,
-             only=None):
+             only=None, schedule_lists: dict | None = None):
     """ComfyUI's menu on testbed model ``model`` (``benchmarks.setups.load_model`` name) sampled as ``sampling``
     (``{"type": "flow", "shift": 3.0}``, ``{"type": "flux", "shift": 1.15}``, ``{"type": "edm", "sigma_min": ...,
     "sigma_max": ..., "sigma_data": ...}``, ``{"type": "eps"}`` / ``"v"``). ``schedulers`` may include the node
     lists of ``NODE_LISTS``; ``only``: a list of (sampler, schedule) pairs to restrict the product to. Returns
-    (rows, note) like ``run_comfy``; each row also carries its ``sigmas``."""
+    (rows, note) like ``run_comfy``; each row also carries its ``sigmas``. ``schedule_lists``: sigma lists of
+    schedules ComfyUI does not have (the pack's ``sl_`` lists, computed by the caller), ``{name: {steps: [...]}}``
+    for every step count 1 … max(nfes) + 1, so ComfyUI's samplers run on them (KSampler's discard rule is not
+    applied to these)."""
     request = {"mode": "menu", "model": model, "sampling": sampling, "samplers": list(samplers),
                "schedules": list(schedulers), "nfes": list(nfes),
-               "only": None if only is None else [list(p) for p in only]}
+               "only": None if only is None else [list(p) for p in only],
+               "schedule_lists": {k: {str(n): list(map(float, v)) for n, v in lists.items()}
+                                  for k, lists in (schedule_lists or {}).items()}}
     rows, failed, why = _call_worker(request, noises, log, "sl-menu-")
     if rows is None:
         return None, f"ComfyUI's menu skipped: {why}"
@@ -184,6 +189,8 @@ def _menu_worker(req: dict) -> None:
 
             args = ("FLUX",)
         nodes[name] = lambda steps, node=node, args=args: node.execute(*args, steps, 1.0).result[0]
+    for name, lists in (req.get("schedule_lists") or {}).items():  # the pack's lists, computed by the caller
+        nodes[name] = lambda steps, lists=lists: torch.tensor(lists[str(steps)], dtype=torch.float32)
     fns = {"uni_pc": uni_pc.sample_unipc, "uni_pc_bh2": uni_pc.sample_unipc_bh2}
     noises = {int(k): v for k, v in load_file(str(tmp / "noise.safetensors")).items()}
     probe = torch.zeros(1, 4)

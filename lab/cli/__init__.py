@@ -62,6 +62,7 @@ def _run_compare(args, parser) -> int:
 
     from . import compare as C
 
+    comfy_pairs = []
     if args.preset is not None:
         from schedule_lab.solvers.presets import PRESETS
 
@@ -73,8 +74,14 @@ def _run_compare(args, parser) -> int:
             print(f"note: preset {args.preset} was chosen for {', '.join(preset.families)} models, not {family} "
                   f"({preset.source}); it runs here beside the stock default so you can see how it does")
         stock_sampler, stock_schedule = C.STOCKS[args.model]
-        args.samplers = args.samplers or list(dict.fromkeys([preset.sampler, stock_sampler]))
-        args.schedulers = args.schedulers or list(dict.fromkeys([preset.scheduler, stock_schedule]))
+        pack_samplers, pack_schedules = C.valid_names()
+        if preset.sampler in pack_samplers and preset.scheduler in pack_schedules:
+            args.samplers = args.samplers or list(dict.fromkeys([preset.sampler, stock_sampler]))
+            args.schedulers = args.schedulers or list(dict.fromkeys([preset.scheduler, stock_schedule]))
+        else:  # a ComfyUI sampler or scheduler: the preset row is sampled by ComfyUI's own code
+            comfy_pairs = [(preset.sampler, preset.scheduler, f"preset {args.preset}")]
+            args.samplers = args.samplers or [stock_sampler]
+            args.schedulers = args.schedulers or [stock_schedule]
         args.steps = preset.steps if args.steps is None else args.steps
     args.steps = C.default_steps(args.model) if args.steps is None else args.steps
     args.n_samples = (1000 if args.model == "digits" else 500) if args.n_samples is None else args.n_samples
@@ -100,7 +107,7 @@ def _run_compare(args, parser) -> int:
     torch.set_num_threads(args.threads)
     print(f"torch threads pinned to {torch.get_num_threads()}")
     C.compare(args.steps, samplers, schedules, args.seed, args.columns, args.n_samples, args.out,
-              args.sigma_range, model=args.model, menu=not args.no_menu)
+              args.sigma_range, model=args.model, menu=not args.no_menu, comfy_pairs=comfy_pairs)
     return 0
 
 

@@ -229,48 +229,67 @@ def _menu_label(p: dict, menu: dict) -> str:
     return f"menu's best by {p['by']} (NFE {menu['nfe']}, {menu['part']} part)"
 
 
-def run_menu_rows(menu: dict, batch: torch.Tensor, seed: int, bundle: Bundle, columns: int, log=print):
-    """Sample the menu's best pair(s) with ComfyUI's own code (``comfy_worker.run_menu``) on ``batch``; returns
-    (rows, cells, sigmas by label, note). Without the host (COMFYUI_PATH unset, or the worker failing) no row, and
-    the note says how to get it."""
+def comfy_rows(model: str, pairs: list[dict], nfe: int, batch: torch.Tensor, seed: int, bundle: Bundle, columns: int,
+               kind: ModelKind, log=print) -> tuple[list, list, dict, str | None]:
+    """Sample (sampler, schedule) ``pairs`` (dicts with ``sampler``, ``schedule``, ``source``, ``label``) with
+    ComfyUI's own samplers (``comfy_worker.run_menu``, on the menu benchmark's model sampling of ``model``) at NFE
+    ``nfe`` on ``batch``: a ComfyUI scheduler's list is ComfyUI's, a pack (``sl_``) schedule's list is the
+    catalogue's for ``kind``. Returns (rows, cells, sigmas by plot label, why not): ``why not`` is None when the
+    worker ran, else its reason (COMFYUI_PATH unset: "")."""
+    import os
+
     from ..benchmarks.comfy_worker import run_menu
     from ..benchmarks.menu_bench import SETTINGS
 
-    if not menu["pairs"]:
-        return [], [], {}, menu["note"]
-    setting = SETTINGS[menu["setting"]]
-    pairs = [(p["sampler"], p["schedule"]) for p in menu["pairs"]]
-    names = ", ".join(f"{a} + {b}" for a, b in pairs)
-    res, note = run_menu(setting.model, setting.sampling, sorted({a for a, _ in pairs}), sorted({b for _, b in pairs}),
-                         [menu["nfe"]], {seed: batch}, log=log, only=pairs)
+    setting = SETTINGS[MENU_SETTINGS[model]]
+    keys = [(p["sampler"], p["schedule"]) for p in pairs]
+    lists = {sc: {n: schedule_catalogue.schedule_sigmas(sc, kind, n).tolist() for n in range(1, nfe + 2)}
+             for _, sc in keys if sc in schedule_catalogue.SCHEDULES and schedule_catalogue.SCHEDULES[sc].ours}
+    res, note = run_menu(setting.model, setting.sampling, sorted({a for a, _ in keys}), sorted({b for _, b in keys}),
+                         [nfe], {seed: batch}, log=log, only=keys, schedule_lists=lists)
     if res is None:
-        import os
-
-        why = "" if not os.environ.get("COMFYUI_PATH") else f" ({note})"  # unset: the sentence says it all
-        return [], [], {}, (f"menu's best pair at NFE {menu['nfe']} ({names}; {menu['setting']}, lab/benchmarks/"
-                            f"results/menu_summary.json) not sampled: it runs from ComfyUI's own code and needs the "
-                            f"host: {HOST_SETUP}, then rerun{why}")
+        return [], [], {}, "" if not os.environ.get("COMFYUI_PATH") else note
     rows, cells, sigmas = [], [], {}
     by_pair = {(r["sampler"], r["schedule"]): r for r in res}
-    for p in menu["pairs"]:
+    for p in pairs:
         r = by_pair.get((p["sampler"], p["schedule"]))
         if r is None:
             continue
         run = r["runs"][seed]
         x0 = run["x0"]
-        row = {"sampler": p["sampler"], "schedule": p["schedule"], "source": "ComfyUI " + _menu_label(p, menu),
-               "steps": r["steps"], "nfe": run["nfe"], "wall_s": run["wall_s"], **bundle.metrics(x0[columns:]),
-               "sigmas": r["sigmas"], "menu": True}
-        rows.append(row)
+        rows.append({"sampler": p["sampler"], "schedule": p["schedule"], "source": p["source"], "steps": r["steps"],
+                     "nfe": run["nfe"], "wall_s": run["wall_s"], **bundle.metrics(x0[columns:]),
+                     "sigmas": r["sigmas"], **p.get("flags", {})})
         cells.append(x0[:columns])
-        sigmas[f"menu: {p['sampler']} / {p['schedule']} (ComfyUI)"] = torch.tensor(r["sigmas"])
-    return rows, cells, sigmas, (note or "")
+        sigmas[f"{p['label']}: {p['sampler']} / {p['schedule']} (ComfyUI)"] = torch.tensor(r["sigmas"])
+    return rows, cells, sigmas, (note or None) if rows else (note or "no row came back")
+
+
+def run_menu_rows(menu: dict, batch: torch.Tensor, seed: int, bundle: Bundle, columns: int, log=print,
+                  kind: ModelKind | None = None):
+    """Sample the menu's best pair(s) with ComfyUI's own code (:func:`comfy_rows`) on ``batch``; returns
+    (rows, cells, sigmas by label, note). Without the host (COMFYUI_PATH unset, or the worker failing) no row, and
+    the note says how to get it."""
+    if not menu["pairs"]:
+        return [], [], {}, menu["note"]
+    pairs = [{"sampler": p["sampler"], "schedule": p["schedule"], "source": "ComfyUI " + _menu_label(p, menu),
+              "label": "menu", "flags": {"menu": True}} for p in menu["pairs"]]
+    names = ", ".join(f"{p['sampler']} + {p['schedule']}" for p in pairs)
+    rows, cells, sigmas, why = comfy_rows(bundle.name, pairs, menu["nfe"], batch, seed, bundle, columns,
+                                          kind or ModelKind.flow(3.0), log)
+    if not rows:
+        return [], [], {}, (f"menu's best pair at NFE {menu['nfe']} ({names}; {menu['setting']}, lab/benchmarks/"
+                            f"results/menu_summary.json) not sampled: it runs from ComfyUI's own code and needs the "
+                            f"host: {HOST_SETUP}, then rerun" + (f" ({why})" if why else ""))
+    return rows, cells, sigmas, (why or "")
 
 
 def compare(steps: int, samplers, schedules, seed: int, columns: int, n_samples: int, out: Path,
-            sigma_range: str = "model", log=print, model: str = "patches", menu: bool = True) -> dict:
-    """Every sampler × schedule on bundled model ``model`` (see the module docstring), and (``menu``) the menu's
-    best pair beside them; returns the table document."""
+            sigma_range: str = "model", log=print, model: str = "patches", menu: bool = True,
+            comfy_pairs=()) -> dict:
+    """Every sampler × schedule on bundled model ``model`` (see the module docstring), (``menu``) the menu's best
+    pair beside them, and ``comfy_pairs`` — (sampler, schedule, label) rows whose sampler is ComfyUI's own (a preset
+    naming ipndm, say), run by ComfyUI's code like the menu row; returns the table document."""
     import time
 
     t_start = time.perf_counter()
@@ -305,6 +324,27 @@ def compare(steps: int, samplers, schedules, seed: int, columns: int, n_samples:
             cells.append(result.x0[:columns])
             r = rows[-1]
             log(f"  {label:<32} NFE {_nfe(r):>3}  {_HEAD[a]} {r[a]:8.3f}  {_HEAD[b]} {r[b]:.4f}  {r['wall_s']:.2f} s")
+    extra_sigmas = {}
+    for sampler, schedule, label in comfy_pairs:
+        what = f"{label} ({sampler} + {schedule})"
+        if model not in MENU_SETTINGS or sigma_range != "model":
+            skipped.append(f"{what}: ComfyUI's samplers run here only on --model {' / '.join(MENU_SETTINGS)} with "
+                           "--sigma-range model")
+            continue
+        got, got_cells, got_sigmas, why = comfy_rows(model, [{"sampler": sampler, "schedule": schedule, "source":
+                                                              f"ComfyUI's {sampler} ({label})", "label": label}],
+                                                     steps, batch, seed, bundle, columns, kind, log)
+        if not got:
+            skipped.append(f"{what}: runs ComfyUI's own sampler and needs the host: {HOST_SETUP}, then rerun"
+                           + (f" ({why})" if why else ""))
+            log(f"  {what:<32} SKIPPED: {skipped[-1]}")
+            continue
+        rows += got
+        cells += got_cells
+        extra_sigmas.update(got_sigmas)
+        r = got[0]
+        log(f"  {label + ' ' + sampler + ' / ' + schedule:<32} NFE {_nfe(r):>3}  {_HEAD[a]} {r[a]:8.3f}  "
+            f"{_HEAD[b]} {r[b]:.4f}  {r['wall_s']:.2f} s  (ComfyUI's code)")
     if not rows:
         raise RuntimeError("compare: every combination failed:\n" + "\n".join(skipped))
     # the menu's best pair, from ComfyUI's own code on the same noise (or a note saying what it needs)
@@ -314,7 +354,8 @@ def compare(steps: int, samplers, schedules, seed: int, columns: int, n_samples:
         for p in menu_info["pairs"]:
             log(f"  menu's best pair by {p['by']} at NFE {steps} ({menu_info['setting']}, {menu_info['part']} part): "
                 f"{p['sampler']} + {p['schedule']}")
-        menu_rows, menu_cells, menu_sigmas, menu_note = run_menu_rows(menu_info, batch, seed, bundle, columns, log)
+        menu_rows, menu_cells, menu_sigmas, menu_note = run_menu_rows(menu_info, batch, seed, bundle, columns, log,
+                                                                      kind)
         for r in menu_rows:
             log(f"  {'menu ' + r['sampler'] + ' / ' + r['schedule']:<32} NFE {_nfe(r):>3}  {_HEAD[a]} {r[a]:8.3f}  "
                 f"{_HEAD[b]} {r[b]:.4f}  {r['wall_s']:.2f} s  (ComfyUI's code)")
@@ -336,7 +377,8 @@ def compare(steps: int, samplers, schedules, seed: int, columns: int, n_samples:
                f"NFE {_nfe(r)}  {_HEAD[a]} {_num(r[a])}  {_HEAD[b]} {_num(r[b])}") for r in rows]
     footer = [f"skipped {s}" for s in skipped] + ([f"menu row: {menu_note}"] if menu_note else [])
     draw_grid(cells, labels, [f"seed {seed + j}" for j in range(columns)], out / "grid.png", bundle, footer=footer)
-    plot_schedules({**{s: schedule_catalogue.schedule_sigmas(s, kind, steps) for s in schedules}, **menu_sigmas},
+    plot_schedules({**{s: schedule_catalogue.schedule_sigmas(s, kind, steps) for s in schedules}, **extra_sigmas,
+                    **menu_sigmas},
                    steps, kind, out / "schedules.png")
     doc = {"schema": "schedule-lab/compare/v3", "model": bundle.name, "weights": bundle.weights,
            "title": bundle.title, "kind": kind.describe(), "steps": steps, "seed": seed, "columns": columns,

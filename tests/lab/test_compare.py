@@ -349,3 +349,53 @@ def test_compare_samples_the_menus_best_pair_with_comfyuis_own_code(tmp_path):
     assert "| ComfyUI menu's best by E" in md and "÷ menu best" in md
     grid = Image.open(tmp_path / "grid.png")
     assert grid.height >= 20 + 3 * (64 + 4)  # three rows: euler, dpmpp_2m, the menu's pair
+
+
+@pytest.mark.skipif(not os.environ.get("COMFYUI_PATH") and not os.environ.get("CI"), reason=_HOST_REASON)
+def test_a_preset_naming_a_comfyui_sampler_runs_it_from_comfyuis_code_on_the_packs_list(tmp_path, monkeypatch):
+    """--preset whose sampler is ComfyUI's (ipndm, gradient_estimation, ... as per-family presets name them) on an
+    sl_ schedule: the row is ComfyUI's sampler on the catalogue's list. Oracle: ComfyUI's euler on the pack's
+    sl_constant_rate list gives the pack's euler row on it."""
+    _need_skimage()
+    from schedule_lab.lab.cli import main
+    from schedule_lab.lab.cli.compare import compare
+    from schedule_lab.schedules.catalogue import schedule_sigmas
+    from schedule_lab.schedules.model_kind import ModelKind
+    from schedule_lab.solvers.presets import PRESETS, Preset
+
+    doc = compare(5, ["euler"], ["sl_constant_rate"], seed=2, columns=1, n_samples=12, out=tmp_path / "a",
+                  log=lambda *_: None, model="flow", menu=False,
+                  comfy_pairs=[("euler", "sl_constant_rate", "check"), ("ipndm", "sl_constant_rate", "preset t")])
+    assert doc["skipped"] == []
+    ours, comfy_euler, ipndm = doc["rows"]
+    assert comfy_euler["source"] == "ComfyUI's euler (check)" and ipndm["source"] == "ComfyUI's ipndm (preset t)"
+    want = schedule_sigmas("sl_constant_rate", ModelKind.flow(3.0), 5)
+    for r in (comfy_euler, ipndm):
+        assert r["sigmas"] == pytest.approx(want.tolist(), abs=1e-6) and r["nfe"] == 5 and r["steps"] == 5
+    assert comfy_euler["sw2"] == pytest.approx(ours["sw2"], rel=1e-4)
+    assert comfy_euler["fd_patch"] == pytest.approx(ours["fd_patch"], rel=1e-3)
+    assert ipndm["sw2"] != pytest.approx(ours["sw2"], rel=1e-3)  # another sampler on the same list
+
+    monkeypatch.setitem(PRESETS, "flow_t", Preset("ipndm", "sl_constant_rate", 4, "t", "cmd", families=("flow",)))
+    out = tmp_path / "cli"
+    assert main(["compare", "--model", "flow", "--preset", "flow_t", "--columns", "1", "--n-samples", "8",
+                 "--no-menu", "--out", str(out)]) == 0
+    cli = json.loads((out / "table.json").read_text())
+    assert cli["steps"] == 4 and [(r["sampler"], r["schedule"], r["source"]) for r in cli["rows"]] == [
+        ("euler", "simple", "ours"), ("ipndm", "sl_constant_rate", "ComfyUI's ipndm (preset flow_t)")]
+
+
+def test_a_preset_naming_a_comfyui_sampler_without_the_host_is_listed_as_needing_it(tmp_path, monkeypatch):
+    _need_skimage()
+    from schedule_lab.lab.cli import main
+    from schedule_lab.solvers.presets import PRESETS, Preset
+
+    monkeypatch.delenv("COMFYUI_PATH", raising=False)
+    monkeypatch.setitem(PRESETS, "flow_t", Preset("ipndm", "sl_constant_rate", 4, "t", "cmd", families=("flow",)))
+    out = tmp_path / "cli"
+    assert main(["compare", "--model", "flow", "--preset", "flow_t", "--columns", "1", "--n-samples", "8",
+                 "--no-menu", "--out", str(out)]) == 0
+    doc = json.loads((out / "table.json").read_text())
+    assert [(r["sampler"], r["schedule"]) for r in doc["rows"]] == [("euler", "simple")]
+    assert doc["skipped"] == ["preset flow_t (ipndm + sl_constant_rate): runs ComfyUI's own sampler and needs the "
+                              "host: eval \"$(../shared/host/comfyui-host.sh)\", then rerun"]
