@@ -403,7 +403,8 @@ def few_step_preset():
     _custom_advanced(w, g, preset, preset, "schedule_lab_few_step_preset", sigmas_slot=1)
     _note(w, g, "Few-Step Preset gives the best few-step sampler + scheduler chosen for this model's family in one "
                 "choice ('auto'; the dropdown's tooltip names the family and the benchmark command of each preset). "
-                "Here an SD1.5 (ε) model: sl_few_steps, sl_tada on sl_constant_rate at 5 steps. A preset picked on "
+                "Here an SD1.5 (ε) model gets the preset sl_few_steps (sl_tada on sl_constant_rate at 5 steps). A "
+                "preset picked on "
                 "a model family it was not chosen for is refused with an error naming the family.")
     w.dump("few_step_preset", "Few-Step Preset: the family's best few-step sampler + scheduler for "
                               "SamplerCustomAdvanced in one choice.")
