@@ -200,7 +200,8 @@ def menu_best(model: str, steps: int, sigma_range: str = "model", summary_path: 
     summary = json.loads(path.read_text()).get(out["setting"], {}) if path.exists() else {}
     command = (f"python -m schedule_lab.lab.benchmarks.menu_bench --setting {out['setting']} --part tuning "
                f"--nfe {steps} --stage error (with the host: {HOST_SETUP})")
-    part = next((p for p in ("held_out", "tuning") if str(steps) in summary.get(p, {})), None)
+    # the pair is picked where choices are made (the tuning part); held-out rows only where no tuning row exists
+    part = next((p for p in ("tuning", "held_out") if str(steps) in summary.get(p, {})), None)
     if part is None:
         have = sorted({int(k) for p in summary.values() for k in p})
         out["note"] = (f"the cached menu benchmark ({path.name}) has no row for {out['setting']} at NFE {steps} "
