@@ -235,8 +235,9 @@ def comfy_rows(model: str, pairs: list[dict], nfe: int, batch: torch.Tensor, see
     """Sample (sampler, schedule) ``pairs`` (dicts with ``sampler``, ``schedule``, ``source``, ``label``) with
     ComfyUI's own samplers (``comfy_worker.run_menu``, on the menu benchmark's model sampling of ``model``) at NFE
     ``nfe`` on ``batch``: a ComfyUI scheduler's list is ComfyUI's, a pack (``sl_``) schedule's list is the
-    catalogue's for ``kind``. Returns (rows, cells, sigmas by plot label, why not): ``why not`` is None when the
-    worker ran, else its reason (COMFYUI_PATH unset: "")."""
+    catalogue's for ``kind`` (run as KSampler runs a registered scheduler, ``extra_lists``). Returns (rows, cells,
+    sigmas by plot label, why not): ``why not`` is None when the worker ran, else its reason (COMFYUI_PATH unset:
+    "")."""
     import os
 
     from ..benchmarks.comfy_worker import run_menu
@@ -244,10 +245,10 @@ def comfy_rows(model: str, pairs: list[dict], nfe: int, batch: torch.Tensor, see
 
     setting = SETTINGS[MENU_SETTINGS[model]]
     keys = [(p["sampler"], p["schedule"]) for p in pairs]
-    lists = {sc: {n: schedule_catalogue.schedule_sigmas(sc, kind, n).tolist() for n in range(1, nfe + 2)}
+    lists = {sc: {n: schedule_catalogue.schedule_sigmas(sc, kind, n).tolist() for n in range(1, nfe + 4)}
              for _, sc in keys if sc in schedule_catalogue.SCHEDULES and schedule_catalogue.SCHEDULES[sc].ours}
     res, note = run_menu(setting.model, setting.sampling, sorted({a for a, _ in keys}), sorted({b for _, b in keys}),
-                         [nfe], {seed: batch}, log=log, only=keys, schedule_lists=lists)
+                         [nfe], {seed: batch}, log=log, only=keys, extra_lists=lists)
     if res is None:
         return [], [], {}, "" if not os.environ.get("COMFYUI_PATH") else note
     rows, cells, sigmas = [], [], {}
