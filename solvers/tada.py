@@ -23,8 +23,8 @@ from .classic import step_range
 
 __all__ = [
     "DEFAULT_DETAIL", "DEFAULT_N_AUG", "DETAIL_MAX", "DETAIL_MIN", "DETAIL_STEP", "FLOW_SETTINGS_BY_NFE",
-    "INTEGRATORS", "INTEGRATOR_BY_KIND", "N_AUG_CHOICES", "ORDER_CHOICES", "SEED_OFFSET", "SETTINGS_2M_BY_NFE",
-    "SETTINGS_BY_NFE", "check_integrator", "check_options", "default_integrator", "default_order",
+    "FLOW_INTEGRATOR", "INTEGRATORS", "INTEGRATOR_BY_NFE", "N_AUG_CHOICES", "ORDER_CHOICES", "SEED_OFFSET",
+    "SETTINGS_2M_BY_NFE", "SETTINGS_BY_NFE", "check_integrator", "check_options", "default_integrator", "default_order",
     "default_settings", "initial_state", "sample_tada", "tada_noise", "time_grid",
 ]
 
@@ -64,41 +64,46 @@ SETTINGS_BY_NFE = {4: (2.0, 2), 5: (2.0, 2), 6: (1.0, 2), 8: (4.0, 2), 10: (16.0
 FLOW_SETTINGS_BY_NFE = {4: (0.5, 2), 5: (2.0, 2), 6: (2.0, 2), 8: (2.0, 2), 10: (DEFAULT_DETAIL, 3)}
 
 
-#: The integrator used when the caller leaves it None, per model family ("ve": eps/v/EDM kinds and None; "flow").
-INTEGRATOR_BY_KIND = {"ve": "ab", "flow": "ab"}
-#: Per-NFE (detail, order) of the "2m" integrator on eps/v/EDM kinds (docs/defaults.md §8).
+#: The integrator used when the caller leaves it None on eps/v/EDM kinds, per step count (grid NFE below; below the
+#: grid: its first entry), chosen by the rule of docs/defaults.md §8b (``python -m schedule_lab.lab.benchmarks.
+#: tada_stock --stage choose`` → lab/benchmarks/results/tada_stock_chosen.json). Flow kinds: "ab" (§7a).
+INTEGRATOR_BY_NFE = {4: "ab"}
+#: Per-NFE (detail, order) of the "2m" integrator on eps/v/EDM kinds (the same rule: the best-scoring 2m detail).
 SETTINGS_2M_BY_NFE = {4: (1.0, 2)}
+FLOW_INTEGRATOR = "ab"
 
 
 def _family(kind) -> str:
     return "flow" if isinstance(kind, ModelKind) and kind.kind == "flow" else "ve"
 
 
-def default_integrator(kind: ModelKind | None = None) -> str:
-    """The integrator for ``integrator=None`` (INTEGRATOR_BY_KIND)."""
-    return INTEGRATOR_BY_KIND[_family(kind)]
+def _at(table: dict, nfe: int):
+    grid = sorted(table)
+    below = [n for n in grid if n <= int(nfe)]
+    return table[below[-1] if below else grid[0]]
 
 
-def check_integrator(integrator, kind=None) -> str:
+def default_integrator(kind: ModelKind | None = None, nfe: int = 20) -> str:
+    """The integrator for ``integrator=None`` at ``nfe`` model calls (INTEGRATOR_BY_NFE; flow kinds "ab")."""
+    return FLOW_INTEGRATOR if _family(kind) == "flow" else _at(INTEGRATOR_BY_NFE, nfe)
+
+
+def check_integrator(integrator, kind=None, nfe: int = 20) -> str:
     if integrator is None:
-        return default_integrator(kind)
+        return default_integrator(kind, nfe)
     if integrator not in INTEGRATORS:
         raise ScheduleError(f"integrator={integrator!r} must be one of {', '.join(INTEGRATORS)} or None for the "
-                            f"default of the model kind ({default_integrator(kind)}).")
+                            f"default of the model kind and step count ({default_integrator(kind, nfe)}).")
     return integrator
 
 
 def default_settings(nfe: int, kind: ModelKind | None = None, integrator: str | None = None) -> tuple[float, int]:
     """(detail, order) used when the caller leaves them None, for ``nfe`` model calls and ``integrator`` (None: the
     kind's default): "ab" SETTINGS_BY_NFE (flow kinds FLOW_SETTINGS_BY_NFE), "2m" SETTINGS_2M_BY_NFE."""
-    integrator = check_integrator(integrator, kind)
+    integrator = check_integrator(integrator, kind, nfe)
     if integrator == "2m":
-        table = SETTINGS_2M_BY_NFE
-    else:
-        table = FLOW_SETTINGS_BY_NFE if _family(kind) == "flow" else SETTINGS_BY_NFE
-    grid = sorted(table)
-    below = [n for n in grid if n <= int(nfe)]
-    return table[below[-1] if below else grid[0]]
+        return _at(SETTINGS_2M_BY_NFE, nfe)
+    return _at(FLOW_SETTINGS_BY_NFE if _family(kind) == "flow" else SETTINGS_BY_NFE, nfe)
 
 
 def default_order(kind: ModelKind | None = None) -> int:
@@ -218,7 +223,7 @@ def sample_tada(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     ModelKind (None: VE sigma); ``detail``/``order`` None → ``default_settings(len(sigmas) − 1, kind)`` (the
     per-NFE defaults of docs/defaults.md). NFE = len(sigmas) − 1.
     """
-    integrator = check_integrator(integrator, kind)
+    integrator = check_integrator(integrator, kind, max(1, len(sigmas) - 1))
     if detail is None or order is None:
         auto_detail, auto_order = default_settings(max(1, len(sigmas) - 1), kind, integrator)
         detail = auto_detail if detail is None else detail
