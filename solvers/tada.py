@@ -25,7 +25,7 @@ __all__ = [
     "DEFAULT_DETAIL", "DEFAULT_N_AUG", "DETAIL_MAX", "DETAIL_MIN", "DETAIL_STEP", "FLOW_SETTINGS_BY_NFE",
     "FLOW_INTEGRATOR", "INTEGRATORS", "INTEGRATOR_BY_NFE", "N_AUG_CHOICES", "ORDER_CHOICES", "SEED_OFFSET",
     "SETTINGS_2M_BY_NFE", "SETTINGS_BY_NFE", "check_integrator", "check_options", "default_integrator", "default_order",
-    "default_settings", "initial_state", "sample_tada", "tada_noise", "time_grid",
+    "default_settings", "initial_state", "is_karras_spaced", "sample_tada", "tada_noise", "time_grid",
 ]
 
 #: Added to ComfyUI's seed for the extra noise: ComfyUI draws the initial noise with torch.manual_seed(seed) on the
@@ -83,24 +83,41 @@ def _at(table: dict, nfe: int):
     return table[below[-1] if below else grid[0]]
 
 
-def default_integrator(kind: ModelKind | None = None, nfe: int = 20) -> str:
-    """The integrator for ``integrator=None`` at ``nfe`` model calls (INTEGRATOR_BY_NFE; flow kinds "ab")."""
-    return FLOW_INTEGRATOR if _family(kind) == "flow" else _at(INTEGRATOR_BY_NFE, nfe)
+def is_karras_spaced(sigmas, rho: float = 7.0, rtol: float = 1e-4) -> bool:
+    """True when the positive sigmas (at least 3) are uniform in σ^(1/ρ): what KSampler's ``karras`` scheduler gives
+    (any model, step count or denoise)."""
+    s = torch.as_tensor(sigmas).detach().to("cpu", torch.float64)
+    s = s[s > 0]
+    if s.numel() < 3:
+        return False
+    u = s ** (1.0 / rho)
+    span = float(u[0] - u[-1])
+    return span > 0 and float((u[2:] - 2 * u[1:-1] + u[:-2]).abs().max()) <= rtol * span
 
 
-def check_integrator(integrator, kind=None, nfe: int = 20) -> str:
+def default_integrator(kind: ModelKind | None = None, nfe: int = 20, karras: bool = True) -> str:
+    """The integrator for ``integrator=None``: on eps/v/EDM kinds INTEGRATOR_BY_NFE at ``nfe`` model calls when the
+    list is Karras-spaced (``karras``), else "ab"; flow kinds "ab" (docs/defaults.md §8b)."""
+    if _family(kind) == "flow" or not karras:
+        return FLOW_INTEGRATOR if _family(kind) == "flow" else "ab"
+    return _at(INTEGRATOR_BY_NFE, nfe)
+
+
+def check_integrator(integrator, kind=None, nfe: int = 20, karras: bool = True) -> str:
     if integrator is None:
-        return default_integrator(kind, nfe)
+        return default_integrator(kind, nfe, karras)
     if integrator not in INTEGRATORS:
         raise ScheduleError(f"integrator={integrator!r} must be one of {', '.join(INTEGRATORS)} or None for the "
                             f"default of the model kind and step count ({default_integrator(kind, nfe)}).")
     return integrator
 
 
-def default_settings(nfe: int, kind: ModelKind | None = None, integrator: str | None = None) -> tuple[float, int]:
+def default_settings(nfe: int, kind: ModelKind | None = None, integrator: str | None = None,
+                     karras: bool = True) -> tuple[float, int]:
     """(detail, order) used when the caller leaves them None, for ``nfe`` model calls and ``integrator`` (None: the
-    kind's default): "ab" SETTINGS_BY_NFE (flow kinds FLOW_SETTINGS_BY_NFE), "2m" SETTINGS_2M_BY_NFE."""
-    integrator = check_integrator(integrator, kind, nfe)
+    default for the kind, NFE and list, ``default_integrator``): "ab" SETTINGS_BY_NFE (flow kinds
+    FLOW_SETTINGS_BY_NFE), "2m" SETTINGS_2M_BY_NFE."""
+    integrator = check_integrator(integrator, kind, nfe, karras)
     if integrator == "2m":
         return _at(SETTINGS_2M_BY_NFE, nfe)
     return _at(FLOW_SETTINGS_BY_NFE if _family(kind) == "flow" else SETTINGS_BY_NFE, nfe)
@@ -223,7 +240,7 @@ def sample_tada(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     ModelKind (None: VE sigma); ``detail``/``order`` None → ``default_settings(len(sigmas) − 1, kind)`` (the
     per-NFE defaults of docs/defaults.md). NFE = len(sigmas) − 1.
     """
-    integrator = check_integrator(integrator, kind, max(1, len(sigmas) - 1))
+    integrator = check_integrator(integrator, kind, max(1, len(sigmas) - 1), is_karras_spaced(sigmas))
     if detail is None or order is None:
         auto_detail, auto_order = default_settings(max(1, len(sigmas) - 1), kind, integrator)
         detail = auto_detail if detail is None else detail

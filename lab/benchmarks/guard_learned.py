@@ -106,7 +106,8 @@ def _digest(t: torch.Tensor) -> str:
 
 def resolve(row: Row, setting: Setting, nfe: int, velocity=None) -> tuple[str, torch.Tensor]:
     """(sampler spec, sigmas) that KSampler runs for ``row`` at ``nfe`` model calls with the current code (every
-    sampler here makes one call per step, so steps = NFE)."""
+    sampler here makes one call per step, so steps = NFE). A TADA spec names the detail and order it resolves to;
+    ``what_ships`` adds the integrator."""
     kind = setting.kind
     if row.schedule == "calibrated":
         from schedule_lab.schedules.constant_rate.calibrate import schedule
@@ -116,11 +117,22 @@ def resolve(row: Row, setting: Setting, nfe: int, velocity=None) -> tuple[str, t
         sig = schedule_sigmas(row.schedule, kind, nfe)
     spec = row.sampler
     if row.sampler == "sl_tada":
-        from schedule_lab.solvers.tada import default_settings
+        from schedule_lab.solvers.tada import default_settings, is_karras_spaced
 
-        d, o = default_settings(nfe, kind)
+        d, o = default_settings(nfe, kind, karras=is_karras_spaced(sig))
         spec = f"sl_tada(detail={d:g},order={o})"
     return spec, sig
+
+
+def what_ships(row: Row, setting: Setting, nfe: int, velocity=None) -> dict:
+    """What a cached row must have been computed for: the spec, the sigma list's digest, TADA's integrator."""
+    spec, sig = resolve(row, setting, nfe, velocity)
+    out = {"spec": spec, "digest": _digest(sig)}
+    if row.sampler == "sl_tada":
+        from schedule_lab.solvers.tada import default_integrator, is_karras_spaced
+
+        out["integrator"] = default_integrator(setting.kind, nfe, is_karras_spaced(sig))
+    return out
 
 
 def fingerprint(x: torch.Tensor) -> list[float]:
@@ -215,9 +227,8 @@ def _stale(cell, row: Row, setting: Setting, nfe: int, velocity, n: int) -> bool
     """True when ``cell`` is missing or was computed for another spec, sigma list, noise count or noise sets."""
     if not cell:
         return True
-    spec, sig = resolve(row, setting, nfe, velocity)
-    return (cell.get("spec"), cell.get("digest"), cell.get("n"), cell.get("seeds")) != (spec, _digest(sig), n,
-                                                                                          list(SEEDS))
+    want = what_ships(row, setting, nfe, velocity)
+    return any(cell.get(k) != v for k, v in want.items()) or (cell.get("n"), cell.get("seeds")) != (n, list(SEEDS))
 
 
 def compute(setting_name: str, nfes=NFES, n: int = N_NOISE, log=print) -> dict:
@@ -264,7 +275,7 @@ def compute(setting_name: str, nfes=NFES, n: int = N_NOISE, log=print) -> dict:
         for row in rows_for(setting):
             key = f"{row.label}|{nfe}"
             spec, sig = resolve(row, setting, nfe, velocity)
-            meta = {"spec": spec, "sigmas": [round(float(v), 6) for v in sig], "digest": _digest(sig), "n": n,
+            meta = {**what_ships(row, setting, nfe, velocity), "sigmas": [round(float(v), 6) for v in sig], "n": n,
                     "seeds": list(SEEDS)}
             if not _stale(rows.get(key), row, setting, nfe, velocity, n):
                 continue
