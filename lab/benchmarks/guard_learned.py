@@ -24,6 +24,7 @@ spec the default resolves to, the sigma list's digest, an endpoint fingerprint o
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -200,7 +201,11 @@ def judge(rows: dict, setting_name: str, nfes=NFES) -> tuple[list[dict], list[st
 
 def load(setting_name: str) -> dict:
     path = ROWS_DIR / f"{setting_name.replace('/', '_')}.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    rows = json.loads(path.read_text()) if path.exists() else {}
+    for cell in rows.values():  # cells written before sl_tada had an integrator option (b3a631f) ran Adams-Bashforth
+        if isinstance(cell, dict) and str(cell.get("spec", "")).startswith("sl_tada") and "integrator" not in cell:
+            cell["integrator"] = "ab"
+    return rows
 
 
 def save(setting_name: str, rows: dict) -> None:
@@ -271,43 +276,49 @@ def compute(setting_name: str, nfes=NFES, n: int = N_NOISE, log=print) -> dict:
             comfy = {r["nfe_target"]: r for r in got}
         else:
             log(f"  {note}; the stock rows from the pack's own {stock_row.sampler}")
-    for nfe in nfes:
-        for row in rows_for(setting):
-            key = f"{row.label}|{nfe}"
-            spec, sig = resolve(row, setting, nfe, velocity)
-            meta = {**what_ships(row, setting, nfe, velocity), "sigmas": [round(float(v), 6) for v in sig], "n": n,
-                    "seeds": list(SEEDS)}
-            if not _stale(rows.get(key), row, setting, nfe, velocity, n):
-                continue
-            t0 = time.perf_counter()
-            endpoints, source = None, "pack"
-            if row.role == "stock" and nfe in comfy:
-                endpoints = {s: comfy[nfe]["runs"][s]["x0"] for s in SEEDS}
-                source = "comfyui"
-                meta["comfy_sigmas"] = [round(float(v), 6) for v in comfy[nfe]["sigmas"]]
-            if endpoints is None:
-                endpoints = {s: catalogue.run(spec, sig, model, zs[s], kind=setting.kind, seed=s).x0 for s in SEEDS}
-            runs = []
-            for s in SEEDS:
-                run = {"seed": s, "E": round(rmse(endpoints[s], ref(s)), 6),
-                       "SW2": round(swd(endpoints[s], ref_crops), 6)}
-                if spec.startswith("sl_tada"):
-                    okey = (spec, row.schedule, s)
-                    if okey not in own_cache:
-                        dense = schedule_sigmas(row.schedule, setting.kind, REF_STEPS)
-                        own_cache[okey] = catalogue.run(spec, dense, model, zs[s], kind=setting.kind, seed=s).x0
-                    run["E_own"] = round(rmse(endpoints[s], own_cache[okey]), 6)
-                runs.append(run)
-            # the fresh subset's fingerprint: the pack's own run on the first N_FRESH noises of SEEDS[0]
-            fp = (fingerprint(endpoints[SEEDS[0]][:N_FRESH]) if source == "pack" and n == N_FRESH
-                  else fresh_fingerprint(row, setting, nfe, model, velocity))
-            meta.update(runs=runs, source=source, fingerprint=fp,
-                        seconds=round(time.perf_counter() - t0, 1))
-            rows[key] = meta
-            e = [r.get("E_own", r["E"]) for r in runs]
-            log(f"  {row.label} NFE {nfe} [{spec}, {source}]: E {sum(e) / len(e):.4f} SW2 "
-                f"{sum(r['SW2'] for r in runs) / len(runs):.5f} ({meta['seconds']}s)")
-            save(setting_name, rows)
+    # the stock row at every NFE first (its ComfyUI endpoints are in memory), then the shipped defaults
+    order = [(row, nfe) for row in rows_for(setting)[:1] for nfe in nfes]
+    order += [(row, nfe) for nfe in nfes for row in rows_for(setting)[1:]]
+    for row, nfe in order:
+        key = f"{row.label}|{nfe}"
+        spec, sig = resolve(row, setting, nfe, velocity)
+        meta = {**what_ships(row, setting, nfe, velocity), "sigmas": [round(float(v), 6) for v in sig], "n": n,
+                "seeds": list(SEEDS)}
+        if not _stale(rows.get(key), row, setting, nfe, velocity, n):
+            continue
+        t0 = time.perf_counter()
+        endpoints, source = None, "pack"
+        if row.role == "stock" and nfe in comfy:
+            endpoints = {s: comfy[nfe]["runs"][s]["x0"] for s in SEEDS}
+            source = "comfyui"
+            meta["comfy_sigmas"] = [round(float(v), 6) for v in comfy[nfe]["sigmas"]]
+        if endpoints is None:
+            endpoints = {s: catalogue.run(spec, sig, model, zs[s], kind=setting.kind, seed=s).x0 for s in SEEDS}
+        runs = []
+        for s in SEEDS:
+            run = {"seed": s, "E": round(rmse(endpoints[s], ref(s)), 6),
+                   "SW2": round(swd(endpoints[s], ref_crops), 6)}
+            if spec.startswith("sl_tada"):
+                okey = (spec, meta["integrator"], row.schedule, s)
+                if okey not in own_cache:  # the same options and integrator on 128 steps of the same schedule
+                    from schedule_lab.solvers.tada import sample_tada
+
+                    own_fn = functools.partial(sample_tada, kind=setting.kind, integrator=meta["integrator"],
+                                               **catalogue.parse_sampler(spec)[1])
+                    dense = schedule_sigmas(row.schedule, setting.kind, REF_STEPS)
+                    own_cache[okey] = catalogue.run(own_fn, dense, model, zs[s], kind=setting.kind, seed=s).x0
+                run["E_own"] = round(rmse(endpoints[s], own_cache[okey]), 6)
+            runs.append(run)
+        # the fresh subset's fingerprint: the pack's own run on the first N_FRESH noises of SEEDS[0]
+        fp = (fingerprint(endpoints[SEEDS[0]][:N_FRESH]) if source == "pack" and n == N_FRESH
+              else fresh_fingerprint(row, setting, nfe, model, velocity))
+        meta.update(runs=runs, source=source, fingerprint=fp,
+                    seconds=round(time.perf_counter() - t0, 1))
+        rows[key] = meta
+        e = [r.get("E_own", r["E"]) for r in runs]
+        log(f"  {row.label} NFE {nfe} [{spec}, {source}]: E {sum(e) / len(e):.4f} SW2 "
+            f"{sum(r['SW2'] for r in runs) / len(runs):.5f} ({meta['seconds']}s)")
+        save(setting_name, rows)
     return rows
 
 
