@@ -147,8 +147,6 @@ def stage_pack_menu(setting: Setting, part: str, nfes, n: int, cache: Cache, sam
                     schedules=PACK_SCHEDULES, only=None, log=print) -> None:
     """docs/menu.md §5: ComfyUI's samplers (from its code) on the pack's lists, as the stock KSampler runs them.
     Rows ``E|xpack|<sampler>|<schedule>|<nfe>|<n>|<seed>|<digest of the lists>``."""
-    from ..testbeds.metrics import rmse
-
     seed = PARTS[part][0]
     lists, digests = pack_lists(setting, schedules)
     pairs = [(a, sc) for a in samplers for sc in schedules if only is None or (a, sc) in only]
@@ -160,24 +158,23 @@ def stage_pack_menu(setting: Setting, part: str, nfes, n: int, cache: Cache, sam
     model = load_model(setting.model)
     z = noise(n, seed, 768)
     ref = _converged(model, setting.kind, z, REF_STEPS)
-    want = sorted({p for v in todo.values() for p in v})
-    t0 = time.perf_counter()
-    rows, note = run_menu(setting.model, setting.sampling, sorted({p[0] for p in want}),
-                          sorted({p[1] for p in want}), sorted(todo), {seed: z}, log=lambda m: None, only=want,
-                          extra_lists=lists)
-    if rows is None:
-        raise SystemExit(note)
-    if note:
-        log(note)
-    for r in rows:
-        run = r["runs"][seed]
-        cache.rows[_key("E", "xpack", r["sampler"], r["schedule"], r["nfe_target"], n, seed,
-                        digests[r["schedule"]])] = {
-            "E": round(rmse(run["x0"], ref), 6), "nfe": run["nfe"], "steps": r["steps"], "sigmas": r["sigmas"],
-            "E_halves": [round(rmse(run["x0"][: n // 2], ref[: n // 2]), 6),
-                         round(rmse(run["x0"][n // 2:], ref[n // 2:]), 6)]}
-    log(f"  ComfyUI's samplers on the pack's lists: {len(rows)} rows in {time.perf_counter() - t0:.0f}s")
-    cache.save()
+    for k, want in sorted(todo.items()):  # one worker call per NFE, saved as it comes
+        t0 = time.perf_counter()
+        rows, note = run_menu(setting.model, setting.sampling, sorted({p[0] for p in want}),
+                              sorted({p[1] for p in want}), [k], {seed: z}, log=lambda m: None, only=want,
+                              extra_lists=lists)
+        if rows is None:
+            raise SystemExit(note)
+        if note:
+            log(note)
+        for r in rows:
+            run = r["runs"][seed]
+            cache.rows[_key("E", "xpack", r["sampler"], r["schedule"], r["nfe_target"], n, seed,
+                            digests[r["schedule"]])] = {
+                **_e_row(run["x0"], ref, n), "nfe": run["nfe"], "steps": r["steps"], "sigmas": r["sigmas"]}
+        log(f"  ComfyUI's samplers on the pack's lists, NFE {k}: {len(rows)} rows in "
+            f"{time.perf_counter() - t0:.0f}s")
+        cache.save()
 
 
 def xpack_e(cache: Cache, setting: Setting, nfe: int, n: int, seed: int) -> dict[tuple[str, str], dict]:
@@ -224,19 +221,20 @@ def menu_rows(setting: Setting, part: str, nfes, n: int, cache: Cache, z, ref, o
     samplers = MENU_SAMPLERS
     if only is not None:
         samplers, schedules = sorted({p[0] for p in only}), sorted({p[1] for p in only})
-    t0 = time.perf_counter()
-    rows, note = run_menu(setting.model, setting.sampling, samplers, schedules, todo_nfes, {seed: z},
-                          log=lambda m: None, only=only)
-    if rows is None:
-        raise SystemExit(note)
-    if note:
-        log(note)
-    for r in rows:
-        run = r["runs"][seed]
-        cache.rows[_key("E", "menu", r["sampler"], r["schedule"], r["nfe_target"], n, seed)] = {
-            **_e_row(run["x0"], ref, n), "nfe": run["nfe"], "steps": r["steps"], "sigmas": r["sigmas"]}
-    log(f"  menu: {len(rows)} rows in {time.perf_counter() - t0:.0f}s")
-    cache.save()
+    for k in todo_nfes:  # one worker call per NFE, saved as it comes (a long run stopped keeps what it did)
+        t0 = time.perf_counter()
+        rows, note = run_menu(setting.model, setting.sampling, samplers, schedules, [k], {seed: z},
+                              log=lambda m: None, only=only)
+        if rows is None:
+            raise SystemExit(note)
+        if note:
+            log(note)
+        for r in rows:
+            run = r["runs"][seed]
+            cache.rows[_key("E", "menu", r["sampler"], r["schedule"], r["nfe_target"], n, seed)] = {
+                **_e_row(run["x0"], ref, n), "nfe": run["nfe"], "steps": r["steps"], "sigmas": r["sigmas"]}
+        log(f"  menu NFE {k}: {len(rows)} rows in {time.perf_counter() - t0:.0f}s")
+        cache.save()
 
 
 def pack_rows(setting: Setting, part: str, nfes, n: int, cache: Cache, model, z, ref, rows=PACK_ROWS + TADA_ROWS,
