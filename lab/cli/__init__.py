@@ -57,6 +57,12 @@ def _run_compare(args, parser) -> int:
         if args.preset not in PRESETS:
             parser.error(f"unknown preset {args.preset!r}; presets: {', '.join(PRESETS)}")
         preset = PRESETS[args.preset]
+        valid_samplers, valid_schedules = C.valid_names()
+        if preset.sampler not in valid_samplers:  # a per-family preset may pair one of ComfyUI's own samplers
+            parser.error(f"preset {args.preset!r} pairs ComfyUI's sampler {preset.sampler!r}, which this standalone "
+                         f"compare does not run (it runs the pack's catalogue: {', '.join(valid_samplers)}); pick "
+                         f"{preset.sampler} + {preset.scheduler} in the stock KSampler, or see "
+                         "lab/benchmarks/results/menu_rule.md for its rows")
         args.samplers = args.samplers or [preset.sampler, "dpmpp_2m"]
         args.schedulers = args.schedulers or [preset.scheduler, "karras"]
         args.steps = preset.steps if args.steps is None else args.steps

@@ -196,3 +196,17 @@ def test_compare_preset_runs_the_pair_beside_the_stock_default_at_its_steps(tmp_
         ("dpmpp_2m", "karras")]
     with pytest.raises(SystemExit):
         main(["compare", "--preset", "no_such_preset"])
+
+
+def test_compare_preset_with_one_of_comfyuis_own_samplers_says_where_to_pick_it(monkeypatch, capsys):
+    """A per-family preset may pair a ComfyUI sampler the standalone compare cannot run: a clear error naming the
+    pair to pick in the stock KSampler, before any work."""
+    from schedule_lab.lab.cli import main
+    from schedule_lab.solvers import presets
+
+    fake = presets.Preset("gradient_estimation", "sl_ays_sd1", 5, "test", "test", ("flow",))
+    monkeypatch.setitem(presets.PRESETS, "sl_test_menu_pair", fake)
+    with pytest.raises(SystemExit):
+        main(["compare", "--preset", "sl_test_menu_pair"])
+    err = capsys.readouterr().err
+    assert "gradient_estimation + sl_ays_sd1 in the stock KSampler" in err
