@@ -28,6 +28,7 @@ PRESET_NAMES = {"flow": "sl_flow_few_steps", "edm": "sl_edm_few_steps", "eps": "
 RULE_NFES = (4, 5, 6, 8)
 TIE = 0.01  # scores within 1 % of the best are a tie
 NOISE_FLOOR = 0.02  # the constraint's seed noise is at least 2 %
+SL_FEW_STEPS = ("sl_tada", "sl_constant_rate")  # solvers/presets.py's sl_few_steps
 TARGET = 0.8  # the issue's accuracy target: ≤ 0.8x the menu's best E at 4-8 NFE
 COMMAND = "python -m schedule_lab.lab.benchmarks.menu_rule"
 SAMPLERS = tuple(MENU_SAMPLERS) + mb.PACK_SAMPLERS
@@ -84,20 +85,28 @@ def score(cells: dict, pair) -> float | None:
     return worst
 
 
-def _ensure_long(name: str, part: str, pair, n: int = 128, log=print) -> None:
-    """The candidate and the stock default at NFE 10-30 (§5), cached like every other row."""
+def _ensure_rows(name: str, part: str, pairs, nfes=mb.LONG_NFES, stock: bool = True, n: int = 128,
+                 log=print) -> None:
+    """Candidate rows (and the stock default's, ``stock``) at ``nfes``, cached like every other row (§5: NFE 10-30
+    for the never-lose check; a held-out part's rows for the chosen presets)."""
     setting = mb.SETTINGS[name]
     cache = _cache(name, part)
     seed = mb.PARTS[part][0]
     model = mb.load_model(setting.model)
     z = mb.noise(n, seed, 768)
     ref = mb._converged(model, setting.kind, z, mb.REF_STEPS)
-    mb.menu_rows(setting, part, mb.LONG_NFES, n, cache, z, ref, only=[mb.STOCK[setting.family]], log=log)
-    if pair[0] in mb.PACK_SAMPLERS:
-        mb.pack_rows(setting, part, mb.LONG_NFES, n, cache, model, z, ref, rows=[pair], log=log)
-    else:
-        mb.stage_pack_menu(setting, part, mb.LONG_NFES, n, cache, only=[pair], log=log)
+    if stock:
+        mb.menu_rows(setting, part, nfes, n, cache, z, ref, only=[mb.STOCK[setting.family]], log=log)
+    for pair in pairs:
+        if pair[0] in mb.PACK_SAMPLERS:
+            mb.pack_rows(setting, part, nfes, n, cache, model, z, ref, rows=[pair], log=log)
+        else:
+            mb.stage_pack_menu(setting, part, nfes, n, cache, only=[pair], log=log)
     cache.save()
+
+
+def _ensure_long(name: str, part: str, pair, log=print) -> None:
+    _ensure_rows(name, part, [pair], log=log)
 
 
 def _fmt_cells(cells: dict, pair) -> dict:
@@ -118,7 +127,7 @@ def _fmt_cells(cells: dict, pair) -> dict:
     return out
 
 
-def family_rule(family: str, run: bool, log=print) -> dict:
+def family_rule(family: str, run: bool, held_out: bool = False, long_held_out: bool = False, log=print) -> dict:
     names = [s for s in FAMILIES[family] if _cache(s, "tuning") is not None]
     cells = {}
     for name in names:
@@ -168,6 +177,13 @@ def family_rule(family: str, run: bool, log=print) -> dict:
         return out
     out.update({"sampler": chosen[0], "scheduler": "sl_constant_rate" if chosen[1] == "calibrated" else chosen[1],
                 "calibrated": chosen[1] == "calibrated", "score": round(scored[chosen], 4)})
+    if held_out:  # confirmation rows: the chosen pair and sl_few_steps at 4-8, the chosen and stock at 10-30
+        for name in FAMILIES[family]:
+            if _cache(name, "held_out") is None:
+                continue
+            _ensure_rows(name, "held_out", [chosen, SL_FEW_STEPS], RULE_NFES, stock=False, log=log)
+            if long_held_out:
+                _ensure_rows(name, "held_out", [chosen], mb.LONG_NFES, log=log)
     parts = {}
     for part in ("tuning", "held_out"):
         pc = {}
@@ -177,8 +193,7 @@ def family_rule(family: str, run: bool, log=print) -> dict:
                 continue
             for k in (*RULE_NFES, *mb.LONG_NFES):
                 pc[(name, k)] = cell(cache, mb.SETTINGS[name], part, k)
-        parts[part] = {"chosen": _fmt_cells(pc, chosen), "sl_few_steps": _fmt_cells(pc, ("sl_tada",
-                                                                                          "sl_constant_rate"))}
+        parts[part] = {"chosen": _fmt_cells(pc, chosen), "sl_few_steps": _fmt_cells(pc, SL_FEW_STEPS)}
         ratios = [c["ratio_menu_best"] for s in parts[part]["chosen"].values() for k, c in s.items()
                   if int(k) in RULE_NFES and "ratio_menu_best" in c]
         parts[part]["worst_ratio_menu_best_4_8"] = max(ratios) if ratios else None
@@ -241,6 +256,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n")[0])
     p.add_argument("--family", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     p.add_argument("--no-run", action="store_true", help="only read cached rows (no NFE 10-30 runs)")
+    p.add_argument("--held-out", action="store_true", help="run the chosen pair and sl_few_steps on every held-out "
+                   "part whose menu rows exist (menu_bench --part held_out --stage menu)")
+    p.add_argument("--long-held-out", action="store_true", help="with --held-out: also NFE 10-30 (chosen, stock)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     mb.pin_threads(args.threads)
@@ -249,7 +267,8 @@ def main(argv=None) -> int:
     result.update({"rule": "docs/menu.md §5", "command": COMMAND, "nfes": list(RULE_NFES),
                    "long_nfes": list(mb.LONG_NFES), "target": TARGET})
     for fam in args.family:
-        result["families"][fam] = family_rule(fam, not args.no_run, log=lambda m: print(m, flush=True))
+        result["families"][fam] = family_rule(fam, not args.no_run, args.held_out, args.long_held_out,
+                                              log=lambda m: print(m, flush=True))
     path.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     md = _md(result)
     (mb.RESULTS / "menu_rule.md").write_text(md)
