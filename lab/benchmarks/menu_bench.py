@@ -158,10 +158,13 @@ def stage_pack_menu(setting: Setting, part: str, nfes, n: int, cache: Cache, sam
     model = load_model(setting.model)
     z = noise(n, seed, 768)
     ref = _converged(model, setting.kind, z, REF_STEPS)
-    for k, want in sorted(todo.items()):  # one worker call per NFE, saved as it comes
+    # every pair: one worker call per NFE, saved as it comes; a few pairs (``only``): one call
+    calls = sorted(todo.items()) if only is None else [(sorted(todo), sorted({p for v in todo.values() for p in v}))]
+    for k, want in calls:
+        ks = k if isinstance(k, list) else [k]
         t0 = time.perf_counter()
         rows, note = run_menu(setting.model, setting.sampling, sorted({p[0] for p in want}),
-                              sorted({p[1] for p in want}), [k], {seed: z}, log=lambda m: None, only=want,
+                              sorted({p[1] for p in want}), ks, {seed: z}, log=lambda m: None, only=want,
                               extra_lists=lists)
         if rows is None:
             raise SystemExit(note)
@@ -172,7 +175,7 @@ def stage_pack_menu(setting: Setting, part: str, nfes, n: int, cache: Cache, sam
             cache.rows[_key("E", "xpack", r["sampler"], r["schedule"], r["nfe_target"], n, seed,
                             digests[r["schedule"]])] = {
                 **_e_row(run["x0"], ref, n), "nfe": run["nfe"], "steps": r["steps"], "sigmas": r["sigmas"]}
-        log(f"  ComfyUI's samplers on the pack's lists, NFE {k}: {len(rows)} rows in "
+        log(f"  ComfyUI's samplers on the pack's lists, NFE {ks}: {len(rows)} rows in "
             f"{time.perf_counter() - t0:.0f}s")
         cache.save()
 
@@ -221,9 +224,11 @@ def menu_rows(setting: Setting, part: str, nfes, n: int, cache: Cache, z, ref, o
     samplers = MENU_SAMPLERS
     if only is not None:
         samplers, schedules = sorted({p[0] for p in only}), sorted({p[1] for p in only})
-    for k in todo_nfes:  # one worker call per NFE, saved as it comes (a long run stopped keeps what it did)
+    # the whole menu: one worker call per NFE, saved as it comes (a long run stopped keeps what it did); a few pairs:
+    # one call (starting ComfyUI's worker costs more than a few rows)
+    for ks in ([[k] for k in todo_nfes] if only is None else [todo_nfes]):
         t0 = time.perf_counter()
-        rows, note = run_menu(setting.model, setting.sampling, samplers, schedules, [k], {seed: z},
+        rows, note = run_menu(setting.model, setting.sampling, samplers, schedules, ks, {seed: z},
                               log=lambda m: None, only=only)
         if rows is None:
             raise SystemExit(note)
@@ -233,7 +238,7 @@ def menu_rows(setting: Setting, part: str, nfes, n: int, cache: Cache, z, ref, o
             run = r["runs"][seed]
             cache.rows[_key("E", "menu", r["sampler"], r["schedule"], r["nfe_target"], n, seed)] = {
                 **_e_row(run["x0"], ref, n), "nfe": run["nfe"], "steps": r["steps"], "sigmas": r["sigmas"]}
-        log(f"  menu NFE {k}: {len(rows)} rows in {time.perf_counter() - t0:.0f}s")
+        log(f"  menu NFE {ks}: {len(rows)} rows in {time.perf_counter() - t0:.0f}s")
         cache.save()
 
 
