@@ -95,3 +95,21 @@ def test_the_3072_d_model_runs_flat_rows():
     from schedule_lab.lab.testbeds.zoo import zoo_name
 
     assert zoo_name("flow", 32) == "zoo_flow_3072" and zoo_name("eps") == "zoo_eps_768"
+
+
+def test_zoo_report_renders_the_bundled_record_and_its_plateau_check():
+    """docs/zoo.md's tables come from ``zoo_report``: the plateau drop is the record's own curve, recomputed."""
+    import json
+
+    from schedule_lab.lab.testbeds import zoo_report
+
+    rec = json.loads((zoo_report.WEIGHTS / "zoo_flow_768.json").read_text())
+    a, b, drop = zoo_report.plateau(rec)
+    val = dict((int(it), v) for it, v in rec["validation_curve"])
+    last = max(val)
+    assert b == val[last] and a == val[max(i for i in val if i <= last - 2000)]
+    assert drop == pytest.approx((a - b) / a)
+    md = zoo_report.report("zoo_flow_768")
+    assert "3×16×16 (768-d)" in md and rec["command"] in md and f"{b:.4f}" in md
+    with pytest.raises(ValueError, match="fewer than"):
+        zoo_report.plateau({"validation_curve": [[500, 0.3], [1000, 0.2]]})
