@@ -529,9 +529,10 @@ def main(argv=None) -> int:
                                 description=__doc__.split("\n")[0])
     p.add_argument("--setting", nargs="+", default=["flow-768/shift3"], choices=list(SETTINGS))
     p.add_argument("--part", default="tuning", choices=list(PARTS))
-    p.add_argument("--stage", default="all", choices=["error", "menu", "dist", "all", "tables"],
+    p.add_argument("--stage", default="all", choices=["error", "menu", "pack", "dist", "all", "tables"],
                    help="menu: the menu's E rows only (a held-out part's baseline; menu_rule --held-out adds the "
-                        "chosen presets' rows)")
+                        "chosen presets' rows); pack: only the §5 candidates (ComfyUI's samplers and sl_tada on the "
+                        "pack's lists)")
     p.add_argument("--nfe", nargs="+", type=int, default=[4, 5, 6, 8], help="NFE of the error stage")
     p.add_argument("--nfe-dist", nargs="+", type=int, default=[4, 6, 8], help="NFE of the distance stage")
     p.add_argument("--n-error", type=int, default=128)
@@ -550,6 +551,14 @@ def main(argv=None) -> int:
             z = noise(args.n_error, seed, 768)
             ref = _converged(load_model(setting.model), setting.kind, z, REF_STEPS)
             menu_rows(setting, args.part, args.nfe, args.n_error, cache, z, ref, log=lambda m: print(m, flush=True))
+        if args.stage == "pack":
+            seed = PARTS[args.part][0]
+            model = load_model(setting.model)
+            z = noise(args.n_error, seed, 768)
+            ref = _converged(model, setting.kind, z, REF_STEPS)
+            stage_pack_menu(setting, args.part, args.nfe, args.n_error, cache, log=lambda m: print(m, flush=True))
+            pack_rows(setting, args.part, args.nfe, args.n_error, cache, model, z, ref,
+                      rows=[("sl_tada", sc) for sc in PACK_SCHEDULES], log=lambda m: print(m, flush=True))
         if args.stage in ("error", "all"):
             stage_error(setting, args.part, args.nfe, args.n_error, cache, log=lambda m: print(m, flush=True))
             stage_pack_menu(setting, args.part, args.nfe, args.n_error, cache, log=lambda m: print(m, flush=True))
