@@ -185,9 +185,12 @@ def family_rule(family: str, run: bool, held_out: bool = False, long_held_out: b
                 "calibrated": chosen[1] == "calibrated", "score": round(scored[chosen], 4)})
     if held_out:  # confirmation rows: the chosen pair and sl_few_steps at 4-8, the chosen and stock at 10-30
         for name in FAMILIES[family]:
-            if _cache(name, "held_out") is None:
+            cache = _cache(name, "held_out")
+            if cache is None:
                 continue
-            _ensure_rows(name, "held_out", [chosen, SL_FEW_STEPS], RULE_NFES, stock=False, log=log)
+            have = [k for k in RULE_NFES if cell(cache, mb.SETTINGS[name], "held_out", k)["best"] is not None]
+            if have:  # only where the held-out menu has run (its best pair is the comparison)
+                _ensure_rows(name, "held_out", [chosen, SL_FEW_STEPS], have, stock=False, log=log)
             if long_held_out:
                 _ensure_rows(name, "held_out", [chosen], mb.LONG_NFES, log=log)
     parts = {}
