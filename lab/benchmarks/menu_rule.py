@@ -176,7 +176,9 @@ def family_rule(family: str, run: bool, held_out: bool = False, long_held_out: b
             chosen = pair  # with --no-run and rows missing at NFE 10-30: provisional
             break
     provisional = bool(chosen and checked[-1]["unmeasured"])
-    out = {"settings": names, "preset": PRESET_NAMES[family] if chosen else None, "provisional": provisional,
+    # a provisional pair (never-lose rows at NFE 10-30 not all measured) names no preset
+    out = {"settings": names, "preset": PRESET_NAMES[family] if chosen and not provisional else None,
+           "provisional": provisional,
            "ranking": [[*p, round(scored[p], 4)] for p in ranked[:12]], "missing_candidates": len(missing),
            "checked": checked}
     if chosen is None:
@@ -230,7 +232,7 @@ def _md(result: dict) -> str:
         if r.get("sampler"):
             lines.append(f"Chosen: **{r['sampler']} + {r['scheduler']}**"
                          + (" (calibrated: the Constant-Rate Scheduler node's MODEL)" if r["calibrated"] else "")
-                         + f", score {r['score']:.3f}; preset `{r['preset']}`"
+                         + f", score {r['score']:.3f}; preset `{r['preset'] or PRESET_NAMES[fam]}`"
                          + (" — **provisional**: the never-lose rows at NFE 10-30 are not all measured."
                             if r.get("provisional") else "."))
         else:

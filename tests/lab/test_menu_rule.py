@@ -44,6 +44,23 @@ def test_the_tie_rule_prefers_data_free_then_comfyuis_samplers_then_the_menu_ord
                                               ("ipndm", "calibrated")]
 
 
+def test_the_presets_are_the_rules_choices_and_name_their_family():
+    """Each per-family preset in solvers/presets.py is the pair results/menu_rule.json chose for that family."""
+    from schedule_lab.solvers.presets import PRESETS
+
+    path = mb.RESULTS / "menu_rule.json"
+    chosen = json.loads(path.read_text())["families"]
+    named = [f for f, r in chosen.items() if r.get("preset")]
+    assert named, "menu_rule.json names no preset"
+    for fam in named:
+        r = chosen[fam]
+        preset = PRESETS[r["preset"]]
+        assert (preset.sampler, preset.scheduler) == (r["sampler"], r["scheduler"])
+        assert preset.families == (fam,) and "menu_rule" in preset.source
+        assert preset.sampler in (*mb.MENU_SAMPLERS, *mb.PACK_SAMPLERS)
+    assert PRESETS["sl_few_steps"].entry_line() == "sl_tada, sl_constant_rate, 5"  # saved in workflows: unchanged
+
+
 @pytest.mark.skipif(not __import__("os").environ.get("COMFYUI_PATH") and not __import__("os").environ.get("CI"),
                     reason="needs ComfyUI's code: eval \"$(../shared/host/comfyui-host.sh)\" sets COMFYUI_PATH / "
                     "COMFYUI_PYTHON")
