@@ -11,6 +11,7 @@ from . import host, registry, schedule_ops
 from .node_list import node
 from .plot_image import schedule_image
 from .plot_route import plot_axes
+from .preset_ops import with_presets
 
 api = host.v3_api()
 io, ui = api.io, api.ui
@@ -38,7 +39,8 @@ class PackScheduler(io.ComfyNode):
                 io.Model.Input("model", tooltip="The model the schedule is made for; its kind and noise range "
                                "set the sigma values."),
                 io.Combo.Input("scheduler", options=list(registry.DROPDOWN_SCHEDULERS), tooltip="\n".join(
-                    f"{name}: {SCHEDULES[name].description}" for name in registry.DROPDOWN_SCHEDULERS)),
+                    f"{name}: {with_presets(name, SCHEDULES[name].description)}"
+                    for name in registry.DROPDOWN_SCHEDULERS)),
                 io.Int.Input("steps", default=10, min=1, max=10000, tooltip=_STEPS_TIP),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01, tooltip=_DENOISE_TIP),
             ],

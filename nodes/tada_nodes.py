@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..solvers import tada
 from . import host
 from .node_list import node
+from .preset_ops import with_presets
 
 api = host.v3_api()
 io = api.io
@@ -37,7 +38,8 @@ class TADASampler(io.ComfyNode):
             category="sampling/custom_sampling/samplers",
             description="TADA (Chen et al. 2025, arXiv 2506.21757): a training-free ODE sampler that integrates the "
                         "image together with extra momentum noise, giving more detail at low step counts for the "
-                        "same number of model calls. Connect to SamplerCustom / SamplerCustomAdvanced.",
+                        "same number of model calls. Connect to SamplerCustom / SamplerCustomAdvanced. "
+                        + with_presets("sl_tada", "Its defaults are per model kind (docs/tada.md)."),
             inputs=[
                 io.Float.Input("detail", default=tada.DEFAULT_DETAIL, min=tada.DETAIL_MIN, max=tada.DETAIL_MAX,
                                step=tada.DETAIL_STEP, tooltip=_DETAIL_TIP + " This input wins over a Detail Level "

@@ -91,15 +91,21 @@ def run_comfy(testbed: str, sigma_range: str, samplers, schedules, nfes, noises:
 
 
 def run_menu(model: str, sampling: dict, samplers, schedulers, nfes, noises: dict[int, torch.Tensor], log=print,
-             only=None):
+             only=None, extra_lists=None):
     """ComfyUI's menu on testbed model ``model`` (``benchmarks.setups.load_model`` name) sampled as ``sampling``
     (``{"type": "flow", "shift": 3.0}``, ``{"type": "flux", "shift": 1.15}``, ``{"type": "edm", "sigma_min": ...,
     "sigma_max": ..., "sigma_data": ...}``, ``{"type": "eps"}`` / ``"v"``). ``schedulers`` may include the node
-    lists of ``NODE_LISTS``; ``only``: a list of (sampler, schedule) pairs to restrict the product to. Returns
+    lists of ``NODE_LISTS``; ``only``: a list of (sampler, schedule) pairs to restrict the product to.
+    ``extra_lists``: ``{name: {steps: sigma list}}``, schedules computed outside ComfyUI (the pack's lists, as its
+    registered KSampler schedulers return them for ``steps``); ``schedulers`` may name them, and ComfyUI's samplers
+    run on them as KSampler runs a registered scheduler (``uni_pc``/``uni_pc_bh2``: the ``steps + 1`` list with its
+    penultimate sigma dropped), so a list is needed for every step count up to the largest NFE + 3. Returns
     (rows, note) like ``run_comfy``; each row also carries its ``sigmas``."""
     request = {"mode": "menu", "model": model, "sampling": sampling, "samplers": list(samplers),
                "schedules": list(schedulers), "nfes": list(nfes),
-               "only": None if only is None else [list(p) for p in only]}
+               "only": None if only is None else [list(p) for p in only],
+               "extra_lists": {name: {str(int(k)): [float(v) for v in sig] for k, sig in lists.items()}
+                               for name, lists in (extra_lists or {}).items()}}
     rows, failed, why = _call_worker(request, noises, log, "sl-menu-")
     if rows is None:
         return None, f"ComfyUI's menu skipped: {why}"
@@ -134,11 +140,17 @@ def _model_sampling(comfy, sampling: dict):
     return obj
 
 
-def _menu_sigmas(comfy_samplers, nodes, ms, sampler: str, schedule: str, steps: int) -> torch.Tensor:
+def _menu_sigmas(comfy_samplers, nodes, ms, sampler: str, schedule: str, steps: int,
+                 extra: dict | None = None) -> torch.Tensor:
     if schedule in nodes:
         return nodes[schedule](steps).to(torch.float32)
+    # KSampler.calculate_sigmas: the same rule for ComfyUI's schedulers and for a registered one (the pack's)
     discard = sampler in comfy_samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS
-    sigmas = comfy_samplers.calculate_sigmas(ms, schedule, steps + 1 if discard else steps).to(torch.float32)
+    asked = steps + 1 if discard else steps
+    if extra and schedule in extra:
+        sigmas = torch.tensor(extra[schedule][str(asked)], dtype=torch.float32)
+    else:
+        sigmas = comfy_samplers.calculate_sigmas(ms, schedule, asked).to(torch.float32)
     if discard:
         sigmas = torch.cat([sigmas[:-2], sigmas[-1:]])
     return sigmas
@@ -186,6 +198,7 @@ def _menu_worker(req: dict) -> None:
         nodes[name] = lambda steps, node=node, args=args: node.execute(*args, steps, 1.0).result[0]
     fns = {"uni_pc": uni_pc.sample_unipc, "uni_pc_bh2": uni_pc.sample_unipc_bh2}
     noises = {int(k): v for k, v in load_file(str(tmp / "noise.safetensors")).items()}
+    extra = req.get("extra_lists") or {}
     probe = torch.zeros(1, 4)
     rows, tensors, failed = [], {}, []
     for name in req["samplers"]:
@@ -200,7 +213,7 @@ def _menu_worker(req: dict) -> None:
                 continue
             try:
                 def calls(steps, fn=fn, name=name, sc=sc):
-                    return catalogue.run(fn, _menu_sigmas(comfy_samplers, nodes, ms, name, sc, steps),
+                    return catalogue.run(fn, _menu_sigmas(comfy_samplers, nodes, ms, name, sc, steps, extra),
                                          lambda x, s, **_: x * 0, probe).nfe
                 counted = {}
                 for nfe in req["nfes"]:
@@ -212,7 +225,7 @@ def _menu_worker(req: dict) -> None:
                             steps = k
                     if steps == 0:
                         continue
-                    sigmas = _menu_sigmas(comfy_samplers, nodes, ms, name, sc, steps)
+                    sigmas = _menu_sigmas(comfy_samplers, nodes, ms, name, sc, steps, extra)
                     runs = {}
                     for seed, z in noises.items():
                         res = catalogue.run(fn, sigmas.clone(), model, z, seed=seed)

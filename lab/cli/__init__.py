@@ -1,7 +1,7 @@
 """``schedule-lab``: the pack's standalone jobs (no ComfyUI needed).
 
-    schedule-lab compare [--model patches|digits] [--steps 5] [--samplers ...] [--schedulers ...] [--seed 0]
-                         [--columns 8] [--n-samples 500] [--out DIR]
+    schedule-lab compare [--model patches|flow|digits] [--steps 5] [--samplers ...] [--schedulers ...] [--seed 0]
+                         [--columns 8] [--n-samples 500] [--no-menu] [--out DIR]
     schedule-lab bench [run options]          (same as python -m schedule_lab.lab.benchmarks.run)
     schedule-lab tpdm train [options]         (same as python -m schedule_lab.lab.tpdm.train)
 
@@ -23,23 +23,34 @@ def _compare_parser(sub) -> None:
                        description="Every sampler × schedule on a bundled model: a labelled image grid (same seed "
                                    "per column), a log-sigma plot and a table of NFE, time and two distribution "
                                    "distances. Default: the natural-image patch UNet at 5 steps (FD_patch, sliced "
-                                   "W2); --model digits: the EDM MLP digits model at 10 steps (FD_cls, SWD).")
-    p.add_argument("--model", choices=("patches", "digits"), default="patches",
-                   help="patches: the natural-image 3×16×16 patch UNet (default); digits: the 8×8 digits EDM MLP")
+                                   "W2); --model flow: the zoo's rectified-flow model sampled as SD3 (shift 3) at 5 "
+                                   "steps, same metrics; --model digits: the EDM MLP digits model at 10 steps "
+                                   "(FD_cls, SWD). Beside the pack: the family's stock default and the menu's best "
+                                   "pair (ComfyUI's best sampler + scheduler at that step count, from the cached "
+                                   "menu benchmark), sampled by ComfyUI's own code when the host is set up "
+                                   "(eval \"$(../shared/host/comfyui-host.sh)\").")
+    p.add_argument("--model", choices=("patches", "flow", "digits"), default="patches",
+                   help="patches: the natural-image 3×16×16 patch UNet (EDM, default); flow: the zoo's rectified-flow "
+                        "model on the same crops, sampled as SD3 at shift 3 (stock default euler + simple); digits: "
+                        "the 8×8 digits EDM MLP")
     p.add_argument("--steps", type=int, default=None,
-                   help="sampler steps for every combination (default 5 on patches, 10 on digits)")
+                   help="sampler steps for every combination (default 5 on patches and flow, 10 on digits)")
     p.add_argument("--samplers", nargs="+", metavar="NAME",
                    help="samplers to compare (default: euler, dpmpp_2m and every registered sampler)")
     p.add_argument("--schedulers", nargs="+", metavar="NAME",
-                   help="schedules to compare (default: karras, ays and every registered scheduler)")
+                   help="schedules to compare (default: karras, ays and every registered scheduler; on flow: simple, "
+                        "karras and every registered scheduler)")
     p.add_argument("--preset", metavar="NAME", help="run a preset (solvers/presets.py, e.g. sl_few_steps) beside "
-                   "the stock dpmpp_2m + karras at the preset's steps, instead of every sampler and schedule")
+                   "the family's stock default (dpmpp_2m + karras; flow: euler + simple) at the preset's steps, "
+                   "instead of every sampler and schedule")
     p.add_argument("--seed", type=int, default=0, help="first noise seed; grid column j uses seed + j")
     p.add_argument("--columns", type=int, default=8, help="grid columns (seeds), 1-64 (default 8)")
     p.add_argument("--n-samples", type=int, default=None,
                    help="samples for the distances (default 500 on patches, 1000 on digits)")
     p.add_argument("--sigma-range", choices=("model", "sd1"), default="model",
                    help="model: the model's EDM range 0.002-80 (default); sd1: 0.0292-14.61")
+    p.add_argument("--no-menu", action="store_true", help="leave out the menu's best pair (by default it is sampled "
+                   "by ComfyUI's own code when COMFYUI_PATH is set, else the output says it needs the host)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--out", type=Path, default=Path("out/compare"), help="output folder (default ./out/compare)")
 
@@ -51,17 +62,31 @@ def _run_compare(args, parser) -> int:
 
     from . import compare as C
 
+    comfy_pairs = []
     if args.preset is not None:
         from schedule_lab.solvers.presets import PRESETS
 
         if args.preset not in PRESETS:
             parser.error(f"unknown preset {args.preset!r}; presets: {', '.join(PRESETS)}")
         preset = PRESETS[args.preset]
-        args.samplers = args.samplers or [preset.sampler, "dpmpp_2m"]
-        args.schedulers = args.schedulers or [preset.scheduler, "karras"]
+        family = "flow" if args.model == "flow" else "edm"
+        if family not in preset.families:
+            print(f"note: preset {args.preset} was chosen for {', '.join(preset.families)} models, not {family} "
+                  f"({preset.source}); it runs here beside the stock default so you can see how it does")
+        stock_sampler, stock_schedule = C.STOCKS[args.model]
+        pack_samplers, pack_schedules = C.valid_names()
+        if preset.sampler in pack_samplers and preset.scheduler in pack_schedules:
+            args.samplers = args.samplers or list(dict.fromkeys([preset.sampler, stock_sampler]))
+            args.schedulers = args.schedulers or list(dict.fromkeys([preset.scheduler, stock_schedule]))
+        else:  # a ComfyUI sampler or scheduler: the preset row is sampled by ComfyUI's own code
+            comfy_pairs = [(preset.sampler, preset.scheduler, f"preset {args.preset}")]
+            args.samplers = args.samplers or [stock_sampler]
+            args.schedulers = args.schedulers or [stock_schedule]
         args.steps = preset.steps if args.steps is None else args.steps
     args.steps = C.default_steps(args.model) if args.steps is None else args.steps
-    args.n_samples = (500 if args.model == "patches" else 1000) if args.n_samples is None else args.n_samples
+    args.n_samples = (1000 if args.model == "digits" else 500) if args.n_samples is None else args.n_samples
+    if args.model == "flow" and args.sigma_range != "model":
+        parser.error("--sigma-range sd1 applies to the EDM models; --model flow is sampled as SD3 (shift 3)")
     if args.steps < 1 or args.steps > 1000:
         parser.error(f"--steps {args.steps} is out of range; use 1 to 1000")
     if not 1 <= args.columns <= 64:
@@ -69,8 +94,8 @@ def _run_compare(args, parser) -> int:
     if args.n_samples < 2 or args.threads < 1:
         parser.error("--n-samples must be >= 2 and --threads >= 1")
     valid_samplers, valid_schedules = C.valid_names()
-    samplers = args.samplers or C.default_samplers()
-    schedules = args.schedulers or C.default_schedules()
+    samplers = args.samplers or C.default_samplers(args.model)
+    schedules = args.schedulers or C.default_schedules(args.model)
     try:
         bases = [parse_sampler(n)[0] for n in samplers]
     except ValueError as e:
@@ -82,7 +107,7 @@ def _run_compare(args, parser) -> int:
     torch.set_num_threads(args.threads)
     print(f"torch threads pinned to {torch.get_num_threads()}")
     C.compare(args.steps, samplers, schedules, args.seed, args.columns, args.n_samples, args.out,
-              args.sigma_range, model=args.model)
+              args.sigma_range, model=args.model, menu=not args.no_menu, comfy_pairs=comfy_pairs)
     return 0
 
 

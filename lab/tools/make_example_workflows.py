@@ -46,6 +46,7 @@ OUTPUTS = {
     "SL_LoadTPM": [("TPM", "SL_TPM")],
     "SL_ApplyTPM": [("MODEL", "MODEL")],
     "SL_AdaptiveStepsSampler": [("SAMPLER", "SAMPLER")],
+    "SL_FewStepPreset": [("sampler", "SAMPLER"), ("sigmas", "SIGMAS")],
     "PreviewImage": [],
     "Note": [],
 }
@@ -76,6 +77,7 @@ INPUTS = {
     "SL_ABCompare": [("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
                      ("latent", "LATENT"), ("vae", "VAE"), ("entries", "SL_AB_ENTRIES")],
     "SL_ApplyTPM": [("model", "MODEL"), ("tpm", "SL_TPM")],
+    "SL_FewStepPreset": [("model", "MODEL")],
     "PreviewImage": [("images", "IMAGE")],
 }
 
@@ -267,14 +269,15 @@ def _guider(w: Workflow, g: Graph, at=(800, 420), model=None) -> int:
     return guider
 
 
-def _custom_advanced(w: Workflow, g: Graph, sampler: int, sigmas: int, prefix: str, model=None):
+def _custom_advanced(w: Workflow, g: Graph, sampler: int, sigmas: int, prefix: str, model=None,
+                     sigmas_slot: int = 0):
     noise = w.node("RandomNoise", (800, 300), [42, "fixed"], size=(315, 82))
     guider = _guider(w, g, model=model)
     sca = w.node("SamplerCustomAdvanced", (1150, 250), size=(272, 106))
     w.link(noise, 0, sca, "noise")
     w.link(guider, 0, sca, "guider")
     w.link(sampler, 0, sca, "sampler")
-    w.link(sigmas, 0, sca, "sigmas")
+    w.link(sigmas, sigmas_slot, sca, "sigmas")
     w.ref(g.lat, sca, "latent_image")
     _decode_and_save(w, g, sca, prefix)
     return guider
@@ -390,6 +393,21 @@ def tada_sampler_custom_advanced():
                 "scheduler plot shows the 8 AYS steps it samples.")
     w.dump("tada_sampler_custom_advanced",
            "The TADA Sampler node (detail, n_aug, order) driving SamplerCustomAdvanced on 8 AYS steps.")
+
+
+def few_step_preset():
+    w = Workflow()
+    g = setup(w)
+    preset = w.node("SL_FewStepPreset", (800, -230), ["auto", 0, 1.0], size=(340, 200))
+    w.ref(g.model, preset, "model")
+    _custom_advanced(w, g, preset, preset, "schedule_lab_few_step_preset", sigmas_slot=1)
+    _note(w, g, "Few-Step Preset gives the best few-step sampler + scheduler chosen for this model's family in one "
+                "choice ('auto'; the dropdown's tooltip names the family and the benchmark command of each preset). "
+                "Here an SD1.5 (ε) model gets the preset sl_few_steps (sl_tada on sl_constant_rate at 5 steps). A "
+                "preset picked on "
+                "a model family it was not chosen for is refused with an error naming the family.")
+    w.dump("few_step_preset", "Few-Step Preset: the family's best few-step sampler + scheduler for "
+                              "SamplerCustomAdvanced in one choice.")
 
 
 def timestep_search():
@@ -610,6 +628,7 @@ def build_all() -> list[str]:
     searched_steps_preset()
     tada_detail_level_ksampler()
     tada_sampler_custom_advanced()
+    few_step_preset()
     timestep_search()
     constant_rate_calibration()
     ab_tada_detail_sweep()

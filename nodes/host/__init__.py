@@ -53,11 +53,13 @@ from .plots import FAMILIES, add_get_route, json_response, model_sampling_preset
 from .progress import Progress, check_interrupted, show_text
 from .registration import (
     comfy_sampler,
+    discards_penultimate,
     host_provided,
     register_all,
     register_samplers,
     register_schedulers,
     sampler_object,
+    stock_sampler_object,
 )
 from .tpdm import apply_tpm, ensure_tpm_folder, family_of, tpm_files, tpm_missing, tpm_read_path
 
@@ -75,4 +77,5 @@ __all__ = [
     "show_text", "v3_api", "warn_once", "with_model_setting", "with_settings",
     "add_get_route", "cell_sampler", "json_response", "model_sampling_preset", "sample_cell",
     "sampler_names", "scheduler_names", "scheduler_sigmas_for", "stock_sigmas", "model_velocity",
+    "discards_penultimate", "stock_sampler_object",
 ]

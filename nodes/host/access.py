@@ -53,7 +53,9 @@ COMPAT: dict[str, str] = {
     "comfy.samplers.calculate_sigmas": "live schedule plots of KSampler's scheduler names; A/B Compare schedules",
     "server.PromptServer.instance.routes": "the live schedule plot route (/schedule_lab/plot)",
     "comfy.samplers.CFGGuider": "A/B Compare (each cell sampled through a CFG guider)",
-    "comfy.samplers.sampler_object": "A/B Compare entries naming a stock sampler",
+    "comfy.samplers.sampler_object": "A/B Compare entries naming a stock sampler; Few-Step Preset's stock samplers",
+    "comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS": "Few-Step Preset's SIGMAS for uni_pc-type samplers "
+                                                                  "(KSampler's discard rule)",
     "comfy.sample.prepare_noise": "A/B Compare (the same noise for every cell, as RandomNoise makes it)",
     "comfy_api.latest.io.Conditioning.Input": _V3 + ": A/B Compare",
     "comfy_api.latest.io.Vae.Input": _V3 + ": A/B Compare",

@@ -133,3 +133,23 @@ def sampler_object(name: str, options: dict[str, Any]):
     if samplers is None or not hasattr(samplers, "KSAMPLER"):
         raise RuntimeError("Schedule Lab: this ComfyUI has no comfy.samplers.KSAMPLER; update ComfyUI")
     return samplers.KSAMPLER(comfy_sampler(name), extra_options=dict(options))
+
+
+def stock_sampler_object(name: str):
+    """ComfyUI's own SAMPLER for a stock sampler name (what KSamplerSelect gives); an error naming the input when this
+    ComfyUI has no sampler of that name."""
+    from ...schedules.errors import ScheduleError
+
+    samplers = load("comfy.samplers")
+    names = list(getattr(samplers, "SAMPLER_NAMES", [])) if samplers is not None else []
+    if name not in names or not hasattr(samplers, "sampler_object"):
+        raise ScheduleError(f"sampler: this ComfyUI ({comfy_version()}) has no sampler {name!r}; update ComfyUI or "
+                            "choose another preset")
+    return samplers.sampler_object(name)
+
+
+def discards_penultimate(name: str) -> bool:
+    """KSampler's rule for ``name`` (uni_pc, uni_pc_bh2, ...): one more step is computed and the penultimate sigma
+    dropped (``KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS``)."""
+    samplers = load("comfy.samplers")
+    return name in getattr(getattr(samplers, "KSampler", None), "DISCARD_PENULTIMATE_SIGMA_SAMPLERS", ())

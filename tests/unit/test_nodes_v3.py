@@ -27,7 +27,7 @@ from schedule_lab.solvers.tada import sample_tada
 #: Permanent workflow identity: saved workflows refer to nodes by these ids.
 NODE_IDS = {"SL_Scheduler", "SL_SaveSchedule", "SL_LoadSchedule", "SL_ScheduleInfo", "SL_TADASampler",
             "SL_DetailLevel", "SL_TimestepSearch", "SL_SearchedSteps", "SL_ConstantRateScheduler", "SL_LoadTPM",
-            "SL_ApplyTPM", "SL_AdaptiveStepsSampler", "SL_ABEntry", "SL_ABCompare"}
+            "SL_ApplyTPM", "SL_AdaptiveStepsSampler", "SL_ABEntry", "SL_ABCompare", "SL_FewStepPreset"}
 #: The stand-in models and the kinds the core would be given for them, built without the host.
 MODELS = {"eps": (("ModelSamplingDiscrete", "EPS"), ModelKind.vp("eps")),
           "flow": (("ModelSamplingDiscreteFlow", "CONST"), ModelKind.flow(shift=3.0)),
@@ -345,3 +345,88 @@ def test_schedule_loaders_validation_says_which_file_to_put_where(v3):
     first_preset = next(c for c in searched.define_schema().inputs[1].options if c.startswith("preset: "))
     assert searched.validate_inputs(schedule=first_preset) is True
     assert "unknown preset" in searched.validate_inputs(schedule="preset: nope")
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Few-Step Preset
+# ------------------------------------------------------------------------------------------------------------------
+def test_few_step_preset_auto_gives_the_presets_sampler_and_sigmas_for_the_models_family(v3):
+    """'auto' on an ε model is sl_few_steps (chosen for eps, v, EDM): SIGMAS = the Schedule Lab Scheduler's
+    sl_constant_rate at the preset's 5 steps, SAMPLER = what KSampler's 'sl_tada' runs; steps and denoise as
+    KSampler's."""
+    from schedule_lab.solvers.presets import PRESETS
+
+    preset = PRESETS["sl_few_steps"]
+    model = v3.model()
+    sampler, sigmas = _run(v3.nodes["SL_FewStepPreset"], model=model, preset="auto", steps=0, denoise=1.0)[:2]
+    want = _run(v3.nodes["SL_Scheduler"], model=model, scheduler=preset.scheduler, steps=preset.steps,
+                denoise=1.0)[0]
+    assert len(sigmas) == preset.steps + 1
+    torch.testing.assert_close(sigmas, want)
+    ksampling = v3.comfy["comfy.k_diffusion.sampling"]
+    dropdown = v3.comfy["comfy.samplers"].KSAMPLER(ksampling.sample_sl_tada)
+    x, _, _ = _sample(v3, model, sampler)
+    ref, _, _ = _sample(v3, model, dropdown)
+    torch.testing.assert_close(x, ref)
+    eight = _run(v3.nodes["SL_FewStepPreset"], model=model, preset="sl_few_steps", steps=8, denoise=1.0)[1]
+    torch.testing.assert_close(eight, _run(v3.nodes["SL_Scheduler"], model=model, scheduler=preset.scheduler,
+                                           steps=8, denoise=1.0)[0])
+    half = _run(v3.nodes["SL_FewStepPreset"], model=model, preset="auto", steps=4, denoise=0.5)[1]
+    torch.testing.assert_close(half, _run(v3.nodes["SL_Scheduler"], model=model, scheduler=preset.scheduler,
+                                          steps=4, denoise=0.5)[0])
+
+
+def test_few_step_preset_refuses_a_family_it_was_not_chosen_for_naming_the_input(v3):
+    node, flow = v3.nodes["SL_FewStepPreset"], v3.model("ModelSamplingDiscreteFlow", "CONST")
+    with pytest.raises(ScheduleError, match=r"^preset: sl_few_steps was chosen for .*EDM.* models, and the "
+                                            r"connected model is rectified flow .*sl_tada.*sl_constant_rate"):
+        node.execute(model=flow, preset="sl_few_steps", steps=0, denoise=1.0)
+    with pytest.raises(ScheduleError, match=r"^preset: 'auto' found no preset chosen for rectified flow"):
+        node.execute(model=flow, preset="auto", steps=0, denoise=1.0)
+    with pytest.raises(ScheduleError, match=r"^steps: -1"):
+        node.execute(model=v3.model(), preset="auto", steps=-1, denoise=1.0)
+
+
+def test_few_step_preset_with_a_stock_pair_gives_comfyuis_sampler_and_ksamplers_sigmas(v3, monkeypatch):
+    """A preset naming ComfyUI samplers/schedulers (as per-family presets do): ComfyUI's own SAMPLER object, its own
+    scheduler's list, and KSampler's discard-penultimate rule for uni_pc-type samplers; 'auto' picks the preset of
+    the model's family chosen nearest the requested step count."""
+    from schedule_lab.solvers.presets import PRESETS, Preset
+
+    samplers = v3.comfy["comfy.samplers"]
+    monkeypatch.setattr(samplers, "SAMPLER_NAMES", samplers.SAMPLER_NAMES + ["uni_pc", "ipndm"], raising=False)
+    monkeypatch.setattr(samplers, "sampler_object", lambda name: ("comfy sampler", name), raising=False)
+    monkeypatch.setattr(samplers, "calculate_sigmas", lambda ms, name, n: torch.linspace(1.0, 0.0, n + 1) * (
+        2.0 if name == "beta" else 1.0), raising=False)
+    monkeypatch.setattr(samplers, "KSampler", type("KSampler", (), {"DISCARD_PENULTIMATE_SIGMA_SAMPLERS": {"uni_pc"}}),
+                        raising=False)
+    monkeypatch.setitem(PRESETS, "flow_4", Preset("uni_pc", "simple", 4, "test", "cmd", families=("flow",)))
+    monkeypatch.setitem(PRESETS, "flow_8", Preset("ipndm", "beta", 8, "test", "cmd", families=("flow",)))
+    flow = v3.model("ModelSamplingDiscreteFlow", "CONST")
+    node = v3.nodes["SL_FewStepPreset"]
+    sampler, sigmas = _run(node, model=flow, preset="flow_4", steps=0, denoise=1.0)[:2]
+    assert sampler == ("comfy sampler", "uni_pc")
+    full = torch.linspace(1.0, 0.0, 6)  # steps + 1, then the penultimate sigma dropped
+    torch.testing.assert_close(sigmas, torch.cat([full[:-2], full[-1:]]))
+    sampler, sigmas = _run(node, model=flow, preset="auto", steps=7, denoise=1.0)[:2]
+    assert sampler == ("comfy sampler", "ipndm")  # chosen at 8, nearer 7 than flow_4's 4
+    torch.testing.assert_close(sigmas, torch.linspace(1.0, 0.0, 8) * 2.0)
+    assert _run(node, model=flow, preset="auto", steps=5, denoise=1.0)[0] == ("comfy sampler", "uni_pc")
+    monkeypatch.setitem(PRESETS, "gone", Preset("no_such", "simple", 4, "test", "cmd", families=("flow",)))
+    with pytest.raises(ScheduleError, match="sampler: this ComfyUI .* has no sampler 'no_such'"):
+        node.execute(model=flow, preset="gone", steps=0, denoise=1.0)
+
+
+def test_few_step_preset_tooltips_say_the_family_and_the_command_of_every_preset(v3):
+    from schedule_lab.solvers.presets import PRESETS
+
+    schema = v3.nodes["SL_FewStepPreset"].define_schema()
+    preset_input = next(i for i in schema.inputs if i.id == "preset")
+    assert preset_input.options == ["auto", *PRESETS]
+    for name, p in PRESETS.items():
+        assert f"{name}: {p.sampler} + {p.scheduler}, {p.steps} steps; chosen for" in preset_input.tooltip
+        assert p.source in preset_input.tooltip
+    assert "EDM" in preset_input.tooltip and "ε-prediction" in preset_input.tooltip
+    scheduler = next(i for i in v3.nodes["SL_Scheduler"].define_schema().inputs if i.id == "scheduler")
+    line = next(t for t in scheduler.tooltip.splitlines() if t.startswith("sl_constant_rate:"))
+    assert "preset sl_few_steps (sl_tada + sl_constant_rate, 5 steps) was chosen for" in line and "EDM" in line
