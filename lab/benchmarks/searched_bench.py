@@ -1,4 +1,6 @@
-"""Searched timestep lists against ComfyUI's menu on the learned models (issue 20's searched-list target).
+"""Searched timestep lists against ComfyUI's menu on the learned models.
+
+Protocol and results: docs/search.md, "Searched lists against ComfyUI's menu".
 
     eval "$(../shared/host/comfyui-host.sh)"      # COMFYUI_PATH / COMFYUI_PYTHON: the samplers are ComfyUI's
     python -m schedule_lab.lab.benchmarks.searched_bench --setting flow-768/shift3 --nfe 4 5 6
@@ -299,11 +301,11 @@ def _save_list(setting, setting_name: str, nfe: int, row: dict, args) -> Path:
 
 
 def table(summary: dict, args) -> str:
-    lines = ["# Searched lists against ComfyUI's menu (issue 20: a searched list ≤ 0.6× the menu's best pair's E)", "",
+    lines = ["# Searched lists against ComfyUI's menu (target: a searched list ≤ 0.6× the menu's best pair's E)", "",
              "Written by `python -m schedule_lab.lab.benchmarks.searched_bench` (docs/search.md, \"Searched lists "
-             f"against the menu\"). Search on the first {args.n_search} noises of the tuning part; E on the first "
-             f"{args.n_eval} noises of the held-out part (menu_bench.PARTS), never searched on. The menu's best pair "
-             f"on held-out noise is the best of its {args.menu_top} best tuning pairs re-run there from ComfyUI's "
+             f"against ComfyUI's menu\"). Search on the first {args.n_search} noises of the tuning part; E on the "
+             f"first {args.n_eval} noises of the held-out part (menu_bench.PARTS), never searched on. The menu's best "
+             f"pair on held-out noise is the best of its {args.menu_top} best tuning pairs re-run there from ComfyUI's "
              "code. Ratio = searched E / menu's best E, same held-out noises.", "",
              "| setting | NFE | menu's best pair (tuning) | menu's best pair on held-out (E) | searched: sampler | "
              "E tuning | E held-out | **ratio** | evolution only, held-out | list + dpmpp_2m (ratio) | list + best "
