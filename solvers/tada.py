@@ -23,8 +23,9 @@ from .classic import step_range
 
 __all__ = [
     "DEFAULT_DETAIL", "DEFAULT_N_AUG", "DETAIL_MAX", "DETAIL_MIN", "DETAIL_STEP", "FLOW_SETTINGS_BY_NFE",
-    "N_AUG_CHOICES", "ORDER_CHOICES", "SEED_OFFSET", "SETTINGS_BY_NFE", "check_options", "default_order",
-    "default_settings", "initial_state", "sample_tada", "tada_noise", "time_grid",
+    "FLOW_INTEGRATOR", "INTEGRATORS", "INTEGRATOR_BY_NFE", "N_AUG_CHOICES", "ORDER_CHOICES", "SEED_OFFSET",
+    "SETTINGS_2M_BY_NFE", "SETTINGS_BY_NFE", "check_integrator", "check_options", "default_integrator", "default_order",
+    "default_settings", "initial_state", "is_karras_spaced", "sample_tada", "tada_noise", "time_grid",
 ]
 
 #: Added to ComfyUI's seed for the extra noise: ComfyUI draws the initial noise with torch.manual_seed(seed) on the
@@ -33,6 +34,10 @@ SEED_OFFSET = 0x7ADA
 
 N_AUG_CHOICES = (1, 2, 3)
 ORDER_CHOICES = (1, 2, 3)
+#: How a step moves the state (docs/tada.md "Integrators"): "ab" = Adams-Bashforth of ``order`` on the force in t
+#: (the paper's Algorithm 1); "2m" = the closed loop's exact transition with the data prediction held at
+#: DPM-Solver++(2M)'s λ-extrapolated value (``order`` 1: held at the newest prediction; 2: 2M's correction).
+INTEGRATORS = ("ab", "2m")
 DEFAULT_N_AUG = 2
 
 # Defaults and slider range measured by lab/benchmarks/tada_defaults.py (tables in
@@ -59,13 +64,63 @@ SETTINGS_BY_NFE = {4: (2.0, 2), 5: (2.0, 2), 6: (1.0, 2), 8: (4.0, 2), 10: (16.0
 FLOW_SETTINGS_BY_NFE = {4: (0.5, 2), 5: (2.0, 2), 6: (2.0, 2), 8: (2.0, 2), 10: (DEFAULT_DETAIL, 3)}
 
 
-def default_settings(nfe: int, kind: ModelKind | None = None) -> tuple[float, int]:
-    """(detail, order) used when the caller leaves them None, for ``nfe`` model calls (SETTINGS_BY_NFE; flow kinds
-    FLOW_SETTINGS_BY_NFE)."""
-    table = FLOW_SETTINGS_BY_NFE if isinstance(kind, ModelKind) and kind.kind == "flow" else SETTINGS_BY_NFE
+#: The integrator used when the caller leaves it None on eps/v/EDM kinds, per step count (grid NFE below; below the
+#: grid: its first entry), chosen by the rule of docs/defaults.md §8b (``python -m schedule_lab.lab.benchmarks.
+#: tada_stock --stage choose`` → lab/benchmarks/results/tada_stock_chosen.json). Flow kinds: "ab" (§7a).
+INTEGRATOR_BY_NFE = {4: "ab"}
+#: Per-NFE (detail, order) of the "2m" integrator on eps/v/EDM kinds (the same rule: the best-scoring 2m detail).
+SETTINGS_2M_BY_NFE = {4: (1.0, 2)}
+FLOW_INTEGRATOR = "ab"
+
+
+def _family(kind) -> str:
+    return "flow" if isinstance(kind, ModelKind) and kind.kind == "flow" else "ve"
+
+
+def _at(table: dict, nfe: int):
     grid = sorted(table)
     below = [n for n in grid if n <= int(nfe)]
     return table[below[-1] if below else grid[0]]
+
+
+def is_karras_spaced(sigmas, rho: float = 7.0, rtol: float = 1e-4) -> bool:
+    """True when the positive sigmas (at least 3) are uniform in σ^(1/ρ): what KSampler's ``karras`` scheduler gives
+    (any model, step count or denoise)."""
+    s = torch.as_tensor(sigmas).detach().to("cpu", torch.float64)
+    s = s[s > 0]
+    if s.numel() < 3:
+        return False
+    u = s ** (1.0 / rho)
+    span = float(u[0] - u[-1])
+    return span > 0 and float((u[2:] - 2 * u[1:-1] + u[:-2]).abs().max()) <= rtol * span
+
+
+def default_integrator(kind: ModelKind | None = None, nfe: int = 20, karras: bool = True) -> str:
+    """The integrator for ``integrator=None``: on eps/v/EDM kinds INTEGRATOR_BY_NFE at ``nfe`` model calls when the
+    list is Karras-spaced (``karras``), else "ab"; flow kinds "ab" (docs/defaults.md §8b)."""
+    if _family(kind) == "flow" or not karras:
+        return FLOW_INTEGRATOR if _family(kind) == "flow" else "ab"
+    return _at(INTEGRATOR_BY_NFE, nfe)
+
+
+def check_integrator(integrator, kind=None, nfe: int = 20, karras: bool = True) -> str:
+    if integrator is None:
+        return default_integrator(kind, nfe, karras)
+    if integrator not in INTEGRATORS:
+        raise ScheduleError(f"integrator={integrator!r} must be one of {', '.join(INTEGRATORS)} or None for the "
+                            f"default of the model kind and step count ({default_integrator(kind, nfe)}).")
+    return integrator
+
+
+def default_settings(nfe: int, kind: ModelKind | None = None, integrator: str | None = None,
+                     karras: bool = True) -> tuple[float, int]:
+    """(detail, order) used when the caller leaves them None, for ``nfe`` model calls and ``integrator`` (None: the
+    default for the kind, NFE and list, ``default_integrator``): "ab" SETTINGS_BY_NFE (flow kinds
+    FLOW_SETTINGS_BY_NFE), "2m" SETTINGS_2M_BY_NFE."""
+    integrator = check_integrator(integrator, kind, nfe, karras)
+    if integrator == "2m":
+        return _at(SETTINGS_2M_BY_NFE, nfe)
+    return _at(FLOW_SETTINGS_BY_NFE if _family(kind) == "flow" else SETTINGS_BY_NFE, nfe)
 
 
 def default_order(kind: ModelKind | None = None) -> int:
@@ -152,16 +207,42 @@ def _step_tables(ts: np.ndarray, sigmas64: np.ndarray, n: int, k: float, order: 
     return xin, force_a, force_p, update
 
 
+def _step_tables_2m(ts: np.ndarray, sigmas64: np.ndarray, n: int, order: int, kind):
+    """Per-step (transition Φ̂(t_{i+1}, t_i), data weight e0 − Φ̂ e0, 2M correction r_i) of the "2m" integrator.
+
+    With the data prediction x̂ held constant over a step the state's exact solution is
+    X(t) − x̂ e0 = Φ̂(t, τ)(X(τ) − x̂ e0) (X = x̂ e0 is the closed loop's fixed point); "2m" holds
+    x̂ = D_i + r_i (D_i − D_{i−1}), r_i = h_i / (2 h_{i−1}) with h the step in λ (DPM-Solver++(2M)'s value; for
+    N = 1 the step is exactly DPM-Solver++(2M)).
+    """
+    steps = len(ts) - 1
+    s = torch.as_tensor(sigmas64)
+    lam = (kind.to_lambda(s) if kind is not None else -torch.log(s)).numpy()
+    trans = np.zeros((steps, n, n))
+    weight = np.zeros((steps, n))
+    ratio = np.zeros(steps)
+    e0 = np.eye(n)[0]
+    for i in range(steps):
+        if sigmas64[i + 1] == 0:
+            continue  # the read-out
+        trans[i] = tc.phi_hat(ts[i + 1], ts[i], n)
+        weight[i] = e0 - trans[i] @ e0
+        if order >= 2 and i > 0 and np.isfinite(lam[i - 1]) and lam[i] > lam[i - 1]:
+            ratio[i] = (lam[i + 1] - lam[i]) / (2.0 * (lam[i] - lam[i - 1]))
+    return trans, weight, ratio
+
+
 @torch.no_grad()
 def sample_tada(model, x, sigmas, extra_args=None, callback=None, disable=None, detail=None,
-                n_aug=DEFAULT_N_AUG, order=None, kind=None, seed_offset=SEED_OFFSET):
+                n_aug=DEFAULT_N_AUG, order=None, kind=None, seed_offset=SEED_OFFSET, integrator=None):
     """TADA (arXiv 2506.21757, Alg. 1): Adams–Bashforth on the force of an N-variable momentum state, read
     through the pretrained denoiser. ``detail`` = k, the variance of the last prior variable; ``kind`` a
     ModelKind (None: VE sigma); ``detail``/``order`` None → ``default_settings(len(sigmas) − 1, kind)`` (the
     per-NFE defaults of docs/defaults.md). NFE = len(sigmas) − 1.
     """
+    integrator = check_integrator(integrator, kind, max(1, len(sigmas) - 1), is_karras_spaced(sigmas))
     if detail is None or order is None:
-        auto_detail, auto_order = default_settings(max(1, len(sigmas) - 1), kind)
+        auto_detail, auto_order = default_settings(max(1, len(sigmas) - 1), kind, integrator)
         detail = auto_detail if detail is None else detail
         # an explicit detail keeps the kind's order (the per-NFE order was chosen together with its detail)
         order = order if order is not None else (auto_order if detail == auto_detail else None)
@@ -170,6 +251,8 @@ def sample_tada(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     extra_args = {} if extra_args is None else extra_args
     sig64 = sigmas.detach().to("cpu", torch.float64).numpy()
     ts = time_grid(sig64, n, k, kind)
+    if integrator == "2m":
+        return _sample_2m(model, x, sigmas, sig64, ts, extra_args, callback, disable, k, n, order, kind, seed_offset)
     xin_w, force_a, force_p, update = _step_tables(ts, sig64, n, k, order)
 
     state_dtype = torch.promote_types(x.dtype, torch.float32)
@@ -192,3 +275,30 @@ def sample_tada(model, x, sigmas, extra_args=None, callback=None, disable=None, 
     # split schedule (sigmas end above 0): hand over a conventional latent σ_last·ŷ; the extra state is lost
     g_last, _ = tc.projections(ts[-1], n, k)
     return combine(z[:n], torch.as_tensor(float(sig64[-1]) * g_last, **as_state)).reshape(x.shape).to(x.dtype)
+
+
+def _sample_2m(model, x, sigmas, sig64, ts, extra_args, callback, disable, k, n, order, kind, seed_offset):
+    """The "2m" integrator's loop (``sample_tada`` with integrator="2m"): same state, start and read-out as "ab"."""
+    xin_w = np.stack([sig64[i] * tc.projections(ts[i], n, k)[0] for i in range(len(ts) - 1)])
+    trans, weight, ratio = _step_tables_2m(ts, sig64, n, order, kind)
+    state_dtype = torch.promote_types(x.dtype, torch.float32)
+    as_state = {"device": x.device, "dtype": state_dtype}
+    xin_w, trans, weight = (torch.as_tensor(a, **as_state) for a in (xin_w, trans, weight))
+    z = torch.zeros((n, x.numel()), **as_state)
+    noise = None if n == 1 else tada_noise(x.shape, n, extra_args.get("seed"), seed_offset)
+    initial_state(x, float(sig64[0]), float(ts[0]), n, k, noise, z)
+    old = None
+    s_in = x.new_ones([x.shape[0]])
+    for i in step_range(len(sigmas) - 1, disable):
+        x_in = combine(z, xin_w[i]).reshape(x.shape).to(x.dtype)
+        denoised = model(x_in, sigmas[i] * s_in, **extra_args)
+        if callback is not None:
+            callback({"x": x_in, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised})
+        if sig64[i + 1] == 0:
+            return denoised.to(x.dtype)
+        d = denoised.reshape(-1).to(state_dtype)
+        held = d if old is None or ratio[i] == 0 else d + float(ratio[i]) * (d - old)
+        z = torch.addr(torch.mm(trans[i], z), weight[i], held)
+        old = d
+    g_last, _ = tc.projections(ts[-1], n, k)
+    return combine(z, torch.as_tensor(float(sig64[-1]) * g_last, **as_state)).reshape(x.shape).to(x.dtype)

@@ -50,6 +50,9 @@ SETTINGS = {
     "patch-unet/edm": Setting("patch-unet", {"type": "edm", "sigma_min": 0.002, "sigma_max": 80.0,
                                              "sigma_data": 0.5}, ModelKind.edm(0.002, 80.0, 0.5), "edm"),
     "eps-768/sd1": Setting("zoo-eps-768", {"type": "eps"}, ModelKind.vp("eps"), "eps"),
+    "v-768/sd1": Setting("zoo-v-768", {"type": "v"}, ModelKind.vp("v"), "v"),
+    "edm-768/edm": Setting("zoo-edm-768", {"type": "edm", "sigma_min": 0.002, "sigma_max": 80.0,
+                                           "sigma_data": 0.5}, ModelKind.edm(0.002, 80.0, 0.5), "edm"),
 }
 #: The family's stock default (KSampler's sampler + scheduler an artist gets for that model type).
 STOCK = {"flow": ("euler", "simple"), "eps": ("dpmpp_2m", "karras"), "v": ("dpmpp_2m", "karras"),
@@ -61,6 +64,17 @@ PARTS = {"tuning": (1101, "tuning", 1102), "held_out": (1201, "held_out", 1202)}
 PACK_ROWS = (("euler", "sl_constant_rate"), ("dpmpp_2m", "sl_constant_rate"), ("dpmpp_2m", "sl_ays_sd1"),
              ("dpmpp_2m", "sl_ays_sdxl"), ("sl_tada", "sl_constant_rate"), ("sl_tada", "<stock>"))
 REF_STEPS, REF_DIST_STEPS, CANDIDATES = 128, 32, 6
+#: docs/menu.md §5: the pack's schedules an artist picks in the KSampler, run under every sampler of ComfyUI's menu
+#: and the pack's sl_tada. "calibrated" = `sl_constant_rate` on the Constant-Rate Scheduler node's MODEL output (node
+#: defaults), the others as the KSampler computes them for the model without a calibration.
+PACK_SCHEDULES = ("sl_constant_rate", "calibrated", "sl_ays_sd1", "sl_ays_sdxl")
+PACK_SAMPLERS = ("sl_tada",)
+#: sl_tada on each pack schedule (error stage only; the distance stage keeps PACK_ROWS)
+TADA_ROWS = tuple(("sl_tada", sc) for sc in PACK_SCHEDULES if ("sl_tada", sc) not in PACK_ROWS)
+#: The pack's lists go to the worker for 1..LIST_STEPS steps: NFE 30, KSampler's one more step for uni_pc, and the
+#: worker's search for the step count of an NFE budget (up to NFE + 1 steps).
+LIST_STEPS = 33
+LONG_NFES = (10, 15, 20, 30)
 
 
 def _reference_sigmas(kind: ModelKind, steps: int) -> torch.Tensor:
@@ -86,13 +100,95 @@ def _digest(t: torch.Tensor) -> str:
     return hashlib.sha256(t.to(torch.float64).numpy().tobytes()).hexdigest()[:12]
 
 
-def _pack_methods(setting: Setting) -> list[Method]:
+_VELOCITY: dict[str, object] = {}
+
+
+def calibration(setting: Setting):
+    """The Constant-Rate Scheduler node's calibration of this model with its default settings (vx+cos, the
+    default points and samples, seed 0, an empty latent: data-free samples drawn by the pack's generator), through
+    the pack's public calibration API as the node calls it (``nodes.constant_rate_ops.calibrate``)."""
+    key = f"{setting.model}|{setting.kind!r}"
+    if key not in _VELOCITY:
+        from schedule_lab.schedules.constant_rate import calibrate as cr
+        from schedule_lab.solvers.classic import model_samples
+
+        latent = torch.zeros(cr.DEFAULT_SAMPLES, 768)  # one batch of the default sample count
+        _VELOCITY[key] = cr.calibrate(load_model(setting.model), setting.kind, latent, cr.DEFAULT_MEASURE,
+                                      cr.DEFAULT_POINTS, cr.DEFAULT_SAMPLES, 0, generate=model_samples)
+    return _VELOCITY[key]
+
+
+def pack_list(setting: Setting, name: str, steps: int) -> torch.Tensor:
+    """What the stock KSampler gets from the pack's registered scheduler ``name`` for ``steps`` (``calibrated``:
+    ``sl_constant_rate`` on the MODEL carrying the node's calibration)."""
+    if name == "calibrated":
+        return schedule_sigmas("sl_constant_rate", setting.kind, steps, {"velocity": calibration(setting)})
+    return schedule_sigmas(name, setting.kind, steps)
+
+
+def _pack_methods(setting: Setting, rows=PACK_ROWS) -> list[Method]:
     stock_schedule = STOCK[setting.family][1]
     out = []
-    for spec, sc in PACK_ROWS:
+    for spec, sc in rows:
         sc = stock_schedule if sc == "<stock>" else sc
-        out.append(Method(spec, sc, "pack", lambda n, sc=sc: schedule_sigmas(sc, setting.kind, n),
-                          setting.kind))
+        out.append(Method(spec, sc, "pack", lambda n, sc=sc: pack_list(setting, sc, n), setting.kind))
+    return out
+
+
+def pack_lists(setting: Setting, schedules=PACK_SCHEDULES) -> tuple[dict, dict]:
+    """({name: {steps: sigmas}} for 1..LIST_STEPS steps, {name: digest of those lists}): the worker's extra lists
+    and the cache key of their rows (a changed catalogue entry or calibration is recomputed)."""
+    lists = {sc: {k: pack_list(setting, sc, k) for k in range(1, LIST_STEPS + 1)} for sc in schedules}
+    digests = {sc: _digest(torch.cat([v.to(torch.float64) for v in ls.values()])) for sc, ls in lists.items()}
+    return lists, digests
+
+
+def stage_pack_menu(setting: Setting, part: str, nfes, n: int, cache: Cache, samplers=MENU_SAMPLERS,
+                    schedules=PACK_SCHEDULES, only=None, log=print) -> None:
+    """docs/menu.md §5: ComfyUI's samplers (from its code) on the pack's lists, as the stock KSampler runs them.
+    Rows ``E|xpack|<sampler>|<schedule>|<nfe>|<n>|<seed>|<digest of the lists>``."""
+    seed = PARTS[part][0]
+    lists, digests = pack_lists(setting, schedules)
+    pairs = [(a, sc) for a in samplers for sc in schedules if only is None or (a, sc) in only]
+    todo = {k: [p for p in pairs if _key("E", "xpack", *p, k, n, seed, digests[p[1]]) not in cache.rows]
+            for k in nfes}
+    todo = {k: v for k, v in todo.items() if v}
+    if not todo:
+        return
+    model = load_model(setting.model)
+    z = noise(n, seed, 768)
+    ref = _converged(model, setting.kind, z, REF_STEPS)
+    # every pair: one worker call per NFE, saved as it comes; a few pairs (``only``): one call
+    calls = sorted(todo.items()) if only is None else [(sorted(todo), sorted({p for v in todo.values() for p in v}))]
+    for k, want in calls:
+        ks = k if isinstance(k, list) else [k]
+        t0 = time.perf_counter()
+        rows, note = run_menu(setting.model, setting.sampling, sorted({p[0] for p in want}),
+                              sorted({p[1] for p in want}), ks, {seed: z}, log=lambda m: None, only=want,
+                              extra_lists=lists)
+        if rows is None:
+            raise SystemExit(note)
+        if note:
+            log(note)
+        for r in rows:
+            run = r["runs"][seed]
+            cache.rows[_key("E", "xpack", r["sampler"], r["schedule"], r["nfe_target"], n, seed,
+                            digests[r["schedule"]])] = {
+                **_e_row(run["x0"], ref, n), "nfe": run["nfe"], "steps": r["steps"], "sigmas": r["sigmas"]}
+        log(f"  ComfyUI's samplers on the pack's lists, NFE {ks}: {len(rows)} rows in "
+            f"{time.perf_counter() - t0:.0f}s")
+        cache.save()
+
+
+def xpack_e(cache: Cache, setting: Setting, nfe: int, n: int, seed: int) -> dict[tuple[str, str], dict]:
+    """The rows of ``stage_pack_menu`` for the current lists at this NFE."""
+    _, digests = pack_lists(setting)
+    out = {}
+    for a in MENU_SAMPLERS:
+        for sc in PACK_SCHEDULES:
+            row = cache.rows.get(_key("E", "xpack", a, sc, nfe, n, seed, digests[sc]))
+            if row is not None:
+                out[(a, sc)] = row
     return out
 
 
@@ -106,6 +202,70 @@ class Cache:
         self.path.write_text(json.dumps(self.rows, indent=1, sort_keys=True) + "\n")
 
 
+def _e_row(x0: torch.Tensor, ref: torch.Tensor, n: int, name: str = "E") -> dict:
+    from ..testbeds.metrics import rmse
+
+    return {name: round(rmse(x0, ref), 6), f"{name}_halves": [round(rmse(x0[: n // 2], ref[: n // 2]), 6),
+                                                              round(rmse(x0[n // 2:], ref[n // 2:]), 6)]}
+
+
+def menu_rows(setting: Setting, part: str, nfes, n: int, cache: Cache, z, ref, only=None, log=print) -> None:
+    """ComfyUI's menu (its samplers × schedulers and the scheduler nodes' lists, from its code) at ``nfes``;
+    ``only``: (sampler, scheduler) pairs to restrict it to (e.g. the stock default at NFE 10–30)."""
+    seed = PARTS[part][0]
+    if only is None:
+        todo_nfes = [k for k in nfes if not any(r.startswith("E|menu|") and r.endswith(f"|{k}|{n}|{seed}")
+                                                for r in cache.rows)]
+    else:
+        todo_nfes = [k for k in nfes if any(_key("E", "menu", *p, k, n, seed) not in cache.rows for p in only)]
+    if not todo_nfes:
+        return
+    schedules = list(MENU_SCHEDULERS) + [k for k, kinds in NODE_LISTS.items() if setting.sampling["type"] in kinds]
+    samplers = MENU_SAMPLERS
+    if only is not None:
+        samplers, schedules = sorted({p[0] for p in only}), sorted({p[1] for p in only})
+    # the whole menu: one worker call per NFE, saved as it comes (a long run stopped keeps what it did); a few pairs:
+    # one call (starting ComfyUI's worker costs more than a few rows)
+    for ks in ([[k] for k in todo_nfes] if only is None else [todo_nfes]):
+        t0 = time.perf_counter()
+        rows, note = run_menu(setting.model, setting.sampling, samplers, schedules, ks, {seed: z},
+                              log=lambda m: None, only=only)
+        if rows is None:
+            raise SystemExit(note)
+        if note:
+            log(note)
+        for r in rows:
+            run = r["runs"][seed]
+            cache.rows[_key("E", "menu", r["sampler"], r["schedule"], r["nfe_target"], n, seed)] = {
+                **_e_row(run["x0"], ref, n), "nfe": run["nfe"], "steps": r["steps"], "sigmas": r["sigmas"]}
+        log(f"  menu NFE {ks}: {len(rows)} rows in {time.perf_counter() - t0:.0f}s")
+        cache.save()
+
+
+def pack_rows(setting: Setting, part: str, nfes, n: int, cache: Cache, model, z, ref, rows=PACK_ROWS + TADA_ROWS,
+              log=print) -> None:
+    """The pack's rows through its public catalogue (``solvers.catalogue.run``, as KSampler runs them)."""
+    seed = PARTS[part][0]
+    for m in _pack_methods(setting, rows):
+        own, own_ref = m.own_endpoint, None
+        for k in nfes:
+            steps = steps_for_nfe(m, k)
+            sig = m.sigmas(steps)
+            key = _key("E", "pack", m.sampler, m.schedule, k, n, seed, _digest(sig))
+            if key in cache.rows and "E_halves" in cache.rows[key]:  # rows before §5 lack the halves
+                continue
+            res = m.run(model, z, steps, seed)
+            row = {**_e_row(res.x0, ref, n), "nfe": res.nfe, "steps": steps,
+                   "sigmas": [round(float(v), 6) for v in sig]}
+            if own is not None:  # TADA: its own converged endpoint, same seed, 128 steps of the same schedule
+                if own_ref is None:
+                    own_ref = own(model, z * float(m.sigmas(REF_STEPS)[0]), seed, m.sigmas(REF_STEPS))
+                row.update(_e_row(res.x0, own_ref, n, "E_own"))
+            cache.rows[key] = row
+            log(f"  pack {m.label} NFE {k}: E {row['E']:.4f}" + (f" (own {row['E_own']:.4f})" if own else ""))
+        cache.save()
+
+
 def stage_error(setting: Setting, part: str, nfes, n: int, cache: Cache, log=print) -> None:
     seed = PARTS[part][0]
     model = load_model(setting.model)
@@ -114,47 +274,8 @@ def stage_error(setting: Setting, part: str, nfes, n: int, cache: Cache, log=pri
     ref_half = _converged(model, setting.kind, z, REF_STEPS // 2)
     cache.rows[_key("ref-convergence", REF_STEPS, n, seed)] = {
         "rmse_heun64_vs_heun128": round(float((ref_half - ref).square().mean().sqrt()), 6)}
-    from ..testbeds.metrics import rmse
-
-    # the menu, from ComfyUI's code
-    todo_nfes = [k for k in nfes if not any(r.startswith("E|menu|") and r.endswith(f"|{k}|{n}|{seed}")
-                                            for r in cache.rows)]
-    if todo_nfes:
-        schedules = list(MENU_SCHEDULERS) + [k for k, kinds in NODE_LISTS.items() if setting.sampling["type"] in kinds]
-        t0 = time.perf_counter()
-        rows, note = run_menu(setting.model, setting.sampling, MENU_SAMPLERS, schedules, todo_nfes, {seed: z},
-                              log=lambda m: None)
-        if rows is None:
-            raise SystemExit(note)
-        if note:
-            log(note)
-        for r in rows:
-            run = r["runs"][seed]
-            cache.rows[_key("E", "menu", r["sampler"], r["schedule"], r["nfe_target"], n, seed)] = {
-                "E": round(rmse(run["x0"], ref), 6), "nfe": run["nfe"], "steps": r["steps"], "sigmas": r["sigmas"],
-                "E_halves": [round(rmse(run["x0"][: n // 2], ref[: n // 2]), 6),
-                             round(rmse(run["x0"][n // 2:], ref[n // 2:]), 6)]}
-        log(f"  menu: {len(rows)} rows in {time.perf_counter() - t0:.0f}s")
-        cache.save()
-    # the pack, through its public catalogue
-    for m in _pack_methods(setting):
-        own, own_ref = m.own_endpoint, None
-        for k in nfes:
-            steps = steps_for_nfe(m, k)
-            sig = m.sigmas(steps)
-            key = _key("E", "pack", m.sampler, m.schedule, k, n, seed, _digest(sig))
-            if key in cache.rows:
-                continue
-            res = m.run(model, z, steps, seed)
-            row = {"E": round(rmse(res.x0, ref), 6), "nfe": res.nfe, "steps": steps,
-                   "sigmas": [round(float(v), 6) for v in sig]}
-            if own is not None:  # TADA: its own converged endpoint, same seed, 128 steps of the same schedule
-                if own_ref is None:
-                    own_ref = own(model, z * float(m.sigmas(REF_STEPS)[0]), seed, m.sigmas(REF_STEPS))
-                row["E_own"] = round(rmse(res.x0, own_ref), 6)
-            cache.rows[key] = row
-            log(f"  pack {m.label} NFE {k}: E {row['E']:.4f}" + (f" (own {row['E_own']:.4f})" if own else ""))
-        cache.save()
+    menu_rows(setting, part, nfes, n, cache, z, ref, log=log)
+    pack_rows(setting, part, nfes, n, cache, model, z, ref, log=log)
 
 
 def _menu_e(cache: Cache, nfe: int, n: int, seed: int) -> dict[tuple[str, str], dict]:
@@ -168,7 +289,7 @@ def _menu_e(cache: Cache, nfe: int, n: int, seed: int) -> dict[tuple[str, str], 
 
 def _pack_e(cache: Cache, setting: Setting, nfe: int, n: int, seed: int) -> dict[tuple[str, str], dict]:
     out = {}
-    for m in _pack_methods(setting):
+    for m in _pack_methods(setting, PACK_ROWS + TADA_ROWS):
         sig = m.sigmas(steps_for_nfe(m, nfe))
         row = cache.rows.get(_key("E", "pack", m.sampler, m.schedule, nfe, n, seed, _digest(sig)))
         if row is not None:
@@ -367,6 +488,22 @@ def tables(setting_name: str, part: str, nfes, n_error: int, n_dist: int, cache:
             lines += ["", "Disagreements: " + ("; ".join(notes) + f" — FD picks {' + '.join(by['FD'][1:])} "
                                                f"({by['FD'][0]})." if notes else "none (FD, KID and SW2 pick "
                                                "the same row).")]
+        xpack = xpack_e(cache, setting, k, n_error, seed)
+        if xpack:  # docs/menu.md §5: every sampler of the menu (and sl_tada) on the pack's lists
+            lines += ["", f"ComfyUI's samplers on the pack's lists (docs/menu.md §5), E / the menu's best E "
+                          f"({best_e:.4f}); sl_tada: E to its own converged endpoint / the menu's best E:", "",
+                      "| sampler | " + " | ".join(PACK_SCHEDULES) + " |",
+                      "|---|" + "---|" * len(PACK_SCHEDULES)]
+            for a in (*MENU_SAMPLERS, *PACK_SAMPLERS):
+                cols = []
+                for sc in PACK_SCHEDULES:
+                    row = xpack.get((a, sc)) if a in MENU_SAMPLERS else pack_e.get((a, sc))
+                    e = None if row is None else row.get("E" if a in MENU_SAMPLERS else "E_own")
+                    cols.append("—" if e is None else f"{e / best_e:.2f}")
+                lines.append(f"| {a} | " + " | ".join(cols) + " |")
+            best_x = min(xpack, key=lambda p: xpack[p]["E"])
+            lines += ["", f"Best of these: {best_x[0]} + {best_x[1]}, {xpack[best_x]['E'] / best_e:.3f}× the menu's "
+                          "best E."]
         no_tada = {p: v for p, v in pack_e.items() if not p[0].startswith("sl_tada")}
         pack_best_e = min(no_tada, key=lambda p: no_tada[p]["E"]) if no_tada else None
         pack_best_fd = min(d_pack, key=lambda p: d_pack[p]["FD"]) if d_pack else None
@@ -392,7 +529,9 @@ def main(argv=None) -> int:
                                 description=__doc__.split("\n")[0])
     p.add_argument("--setting", nargs="+", default=["flow-768/shift3"], choices=list(SETTINGS))
     p.add_argument("--part", default="tuning", choices=list(PARTS))
-    p.add_argument("--stage", default="all", choices=["error", "dist", "all", "tables"])
+    p.add_argument("--stage", default="all", choices=["error", "menu", "dist", "all", "tables"],
+                   help="menu: the menu's E rows only (a held-out part's baseline; menu_rule --held-out adds the "
+                        "chosen presets' rows)")
     p.add_argument("--nfe", nargs="+", type=int, default=[4, 5, 6, 8], help="NFE of the error stage")
     p.add_argument("--nfe-dist", nargs="+", type=int, default=[4, 6, 8], help="NFE of the distance stage")
     p.add_argument("--n-error", type=int, default=128)
@@ -406,8 +545,14 @@ def main(argv=None) -> int:
         setting = SETTINGS[name]
         cache = Cache(args.out / "menu_rows" / f"{name.replace('/', '_')}__{args.part}.json")
         print(f"{name} ({args.part})", flush=True)
+        if args.stage == "menu":
+            seed = PARTS[args.part][0]
+            z = noise(args.n_error, seed, 768)
+            ref = _converged(load_model(setting.model), setting.kind, z, REF_STEPS)
+            menu_rows(setting, args.part, args.nfe, args.n_error, cache, z, ref, log=lambda m: print(m, flush=True))
         if args.stage in ("error", "all"):
             stage_error(setting, args.part, args.nfe, args.n_error, cache, log=lambda m: print(m, flush=True))
+            stage_pack_menu(setting, args.part, args.nfe, args.n_error, cache, log=lambda m: print(m, flush=True))
         if args.stage in ("dist", "all"):
             stage_dist(setting, args.part, args.nfe_dist, args.n_dist, args.n_error, cache,
                        log=lambda m: print(m, flush=True))

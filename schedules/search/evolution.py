@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import ScheduleError
-from .genes import GeneSpace, crossover, karras_genes, mutate, random_genes, uniform_genes
+from .genes import GeneSpace, crossover, karras_genes, mutate, nearest_genes, random_genes, uniform_genes
 from .state import STATE_FORMAT, check_state, make_state_doc, save_state
 
 __all__ = ["EvolutionConfig", "EvolutionSearch", "SearchResult", "evolve"]
@@ -104,13 +104,17 @@ class EvolutionSearch:
         config: hyper-parameters.
         seed: seeds the search's own generator.
         label: names the fitness; a saved state is only resumed with the same label.
+        initial: sigma lists (descending, ``nfe`` positive sigmas then 0, e.g. the best pairs of a menu) that join
+            uniform and Karras in generation 0, each on its nearest grid points (collisions pushed apart); a state
+            is only resumed with the same ones.
     """
 
     def __init__(self, space: GeneSpace, nfe: int, fitness: Callable[[torch.Tensor, int], float],
-                 config: EvolutionConfig | None = None, seed: int = 0, label: str = "fitness"):
+                 config: EvolutionConfig | None = None, seed: int = 0, label: str = "fitness", initial=()):
         self.space = space
         self.nfe = space.check_nfe(nfe)
         self.config = (config or EvolutionConfig()).check()
+        self.initial = [self._genes_of(s, i) for i, s in enumerate(initial)]
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ScheduleError(f"seed={seed!r} must be a whole number >= 0.")
         self.seed = int(seed)
@@ -127,17 +131,25 @@ class EvolutionSearch:
 
     # -- the algorithm --
 
+    def _genes_of(self, sigmas, i: int) -> tuple[int, ...]:
+        s = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
+        if len(s) != self.nfe + 1 or float(s[-1]) != 0.0 or not bool((s[:-1] > 0).all()) \
+                or not bool((s[:-1] > s[1:]).all()):
+            raise ScheduleError(f"initial[{i}] has {len(s) - 1} steps or is not a descending list ending in 0; "
+                                f"pass lists of {self.nfe} positive sigmas followed by 0.")
+        return nearest_genes(self.space, s[:-1])
+
     def _initial_population(self) -> list[tuple[int, ...]]:
         space, n, cfg = self.space, self.nfe, self.config
-        seeds = [uniform_genes(space, n), karras_genes(space, n)]
+        seeds = [uniform_genes(space, n), karras_genes(space, n), *self.initial]
         pop: list[tuple[int, ...]] = []
         for g in seeds:
-            if g not in pop:
+            if g not in pop and len(pop) < cfg.population:
                 pop.append(g)
-        half = cfg.population // 2
+        half = max(cfg.population // 2, len(pop))
         tries = 0
         while len(pop) < half and tries < _TRIES * cfg.population:
-            child = mutate(seeds[tries % 2], space, self.rng, cfg.m_prob)
+            child = mutate(seeds[tries % len(seeds)], space, self.rng, cfg.m_prob)
             tries += 1
             if child not in pop:
                 pop.append(child)
@@ -243,8 +255,11 @@ class EvolutionSearch:
     # -- state --
 
     def _identity(self) -> dict:
-        return {"space": self.space.describe(), "nfe": self.nfe, "seed": self.seed,
-                "config": asdict(self.config), "fitness": self.label}
+        out = {"space": self.space.describe(), "nfe": self.nfe, "seed": self.seed,
+               "config": asdict(self.config), "fitness": self.label}
+        if self.initial:  # absent otherwise, so states saved before seeds existed still resume
+            out["initial"] = [list(g) for g in self.initial]
+        return out
 
     def state_doc(self) -> dict:
         """The complete search state as a hashed JSON document (see ``state``)."""
@@ -265,10 +280,10 @@ class EvolutionSearch:
         """
         doc = check_state(doc, source)
         mine = self._identity()
-        for key in ("space", "nfe", "seed", "config", "fitness"):
-            if doc[key] != mine[key]:
-                raise ScheduleError(f"{source} was saved by a different search ({key}: saved {doc[key]!r}, now "
-                                    f"{mine[key]!r}); use the same settings to resume, or start a new search.")
+        for key in ("space", "nfe", "seed", "config", "fitness", "initial"):
+            if doc.get(key) != mine.get(key):
+                raise ScheduleError(f"{source} was saved by a different search ({key}: saved {doc.get(key)!r}, "
+                                    f"now {mine.get(key)!r}); use the same settings to resume, or start a new search.")
         space = self.space
         last = self.config.generations - 1
         if not 0 <= doc["generation"] <= last or (doc["done"] and doc["generation"] != last):

@@ -66,12 +66,14 @@ class ReferenceSet:
             schedules/ never imports solvers/.
         should_stop: called before every model call (reference and candidates); raises to cancel (e.g. ComfyUI's
             interrupt check through the host adapter), so Cancel takes effect within one model call.
+        noise: the unit noise itself (``n_search + n_holdout`` samples of ``shape``, search part first), e.g. a
+            benchmark's fixed noise parts; ``seed`` then only seeds the batch draws.
     """
 
     def __init__(self, model, kind: ModelKind, shape, n_search: int = 64, n_holdout: int = 64, seed: int = 0,
                  reference_steps: int = 100, nfe: int = 2, extra_args=None, dtype=torch.float32,
                  endpoints: torch.Tensor | None = None, device=None, reference_sampler=None,
-                 should_stop=None):
+                 should_stop=None, noise: torch.Tensor | None = None):
         for name, v, lo in (("n_search", n_search, 2), ("n_holdout", n_holdout, 0)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
                 raise ScheduleError(f"{name}={v!r} must be a whole number >= {lo}; 32-256 samples are typical.")
@@ -79,8 +81,14 @@ class ReferenceSet:
         self.kind, self.shape, self.seed = kind, tuple(shape), int(seed)
         self.n_search, self.n_holdout = int(n_search), int(n_holdout)
         n = self.n_search + self.n_holdout
-        gen = torch.Generator().manual_seed(self.seed)
-        self.noise = torch.randn((n, *self.shape), generator=gen, dtype=torch.float32).to(dtype)
+        if noise is None:
+            gen = torch.Generator().manual_seed(self.seed)
+            self.noise = torch.randn((n, *self.shape), generator=gen, dtype=torch.float32).to(dtype)
+        elif tuple(noise.shape) != (n, *self.shape):
+            raise ScheduleError(f"noise of shape {tuple(noise.shape)} does not match n_search + n_holdout = {n} "
+                                f"samples of shape {self.shape}; pass exactly that many unit-noise samples.")
+        else:
+            self.noise = noise.to(dtype)
         if device is not None:
             self.noise = self.noise.to(device)
         self.extra_args = extra_args

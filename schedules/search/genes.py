@@ -20,7 +20,7 @@ import torch
 from ..errors import ScheduleError
 from ..model_kind import COMFY_TABLE_SIZE, ModelKind, flow_shift
 
-__all__ = ["GeneSpace", "crossover", "karras_genes", "mutate", "random_genes", "uniform_genes"]
+__all__ = ["GeneSpace", "crossover", "karras_genes", "mutate", "nearest_genes", "random_genes", "uniform_genes"]
 
 Genes = tuple[int, ...]
 
@@ -109,6 +109,11 @@ def karras_genes(space: GeneSpace, nfe: int, rho: float = 7.0) -> Genes:
     ramp = np.linspace(0.0, 1.0, nfe)
     sig = (hi ** (1 / rho) + ramp * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
     return _spread([space.nearest(s) for s in sig], space.size)
+
+
+def nearest_genes(space: GeneSpace, sigmas) -> Genes:
+    """The positive ``sigmas`` (highest first) on their nearest grid points, collisions pushed apart."""
+    return _spread([space.nearest(float(s)) for s in sigmas], space.size)
 
 
 def random_genes(space: GeneSpace, nfe: int, rng: np.random.Generator) -> Genes:

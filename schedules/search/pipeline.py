@@ -17,6 +17,7 @@ import torch
 from .evolution import EvolutionConfig, EvolutionSearch
 from .fitness import ReferenceSet
 from .genes import GeneSpace
+from .polish import PolishResult, polish
 from .refine import RefineResult, refine
 from .state import load_state
 
@@ -35,27 +36,32 @@ class SearchRun:
     config: dict = field(default_factory=dict)  # the evolution's settings (empty without evolution)
     resumed: bool = False
     refined: RefineResult | None = None
+    polished: PolishResult | None = None
     calls: dict[str, int] = field(default_factory=dict)  # model calls by stage: evolution, refine
 
 
 def optimise(model, sampler, reference: ReferenceSet, fit, nfe: int, *, evolution: EvolutionConfig | None = None,
              init: torch.Tensor | None = None, refine_options: dict | None = None, seed: int = 0, label: str = "",
              state_path: str | Path | None = None, resume: bool = False,
-             progress: Callable[[dict], None] | None = None, should_stop: Callable[[], None] | None = None
-             ) -> SearchRun:
+             progress: Callable[[dict], None] | None = None, should_stop: Callable[[], None] | None = None,
+             initial=(), polish_options: dict | None = None) -> SearchRun:
     """Search ``nfe`` steps for ``sampler`` on ``model``.
 
     With ``evolution`` an evolutionary search over the reference's ``GeneSpace`` scored by ``fit`` (autosaved to and,
     with ``resume``, continued from ``state_path``), else the list ``init``; then, with ``refine_options`` (the
     keyword arguments of ``schedules.search.refine.refine``), a refinement of that list. ``progress(info)`` gets
-    ``info["stage"]`` = ``"evolution"`` per evaluation and ``"refine"`` per iteration, and may raise to cancel;
-    ``should_stop()`` is asked before every refinement model call.
+    ``info["stage"]`` = ``"evolution"`` per evaluation, ``"refine"`` per iteration and ``"polish"`` per fitness call,
+    and may raise to cancel; ``should_stop()`` is asked before every refinement model call. ``initial``: sigma lists
+    that seed the evolution's first generation (e.g. the best lists of ComfyUI's menu). ``polish_options`` (the
+    keyword arguments of ``schedules.search.polish.polish``): last, a Nelder–Mead polish of the list on ``fit`` at
+    draw 0 (deterministic only when ``fit`` scores every search sample: ``batch=None``).
     """
     if evolution is None and init is None:
         raise ValueError("optimise: pass evolution= (a search) or init= (the list a refinement starts from)")
     run = SearchRun(sigmas=init)
     if evolution is not None:
-        search = EvolutionSearch(GeneSpace(reference.kind), nfe, fit, evolution, seed=seed, label=label)
+        search = EvolutionSearch(GeneSpace(reference.kind), nfe, fit, evolution, seed=seed, label=label,
+                                 initial=initial)
         if state_path is not None and resume and Path(state_path).exists():
             search.restore(load_state(state_path), source=f"search state {Path(state_path).name!r}")
             run.resumed = True
@@ -70,4 +76,11 @@ def optimise(model, sampler, reference: ReferenceSet, fit, nfe: int, *, evolutio
                              should_stop=should_stop, **refine_options)
         run.sigmas = run.refined.sigmas
         run.calls["refine"] = run.refined.model_calls
+    if polish_options is not None:
+        before = fit.model_calls
+        pol_progress = None if progress is None else (lambda info: progress({**info, "stage": "polish"}))
+        run.polished = polish(lambda s: fit(s, 0), run.sigmas, reference.kind, progress=pol_progress,
+                              **polish_options)
+        run.sigmas = run.polished.sigmas
+        run.calls["polish"] = fit.model_calls - before
     return run

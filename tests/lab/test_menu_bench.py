@@ -132,3 +132,36 @@ def test_family_expectation_sentences_quote_the_cells_and_name_what_is_not_measu
     assert "0.90–1.20×" in sd3 and "0.90× at 8" in sd3 and "sl_tada on simple 1.30×" in sd3
     eps = next(line for line in tuning.splitlines() if line.startswith("- **SD1.5"))
     assert "not measured against ComfyUI's menu yet" in eps and "eps-768/sd1" in eps
+
+
+def test_the_worker_gives_comfyuis_samplers_the_packs_lists_as_ksampler_would():
+    """comfy_worker._menu_sigmas on an extra (pack) list: KSampler.calculate_sigmas asks a registered scheduler for
+    steps + 1 when the sampler is in DISCARD_PENULTIMATE_SIGMA_SAMPLERS and drops the penultimate sigma; other
+    samplers get the list for steps as it is."""
+    from types import SimpleNamespace
+
+    from schedule_lab.lab.benchmarks.comfy_worker import _menu_sigmas
+
+    comfy_samplers = SimpleNamespace(KSampler=SimpleNamespace(DISCARD_PENULTIMATE_SIGMA_SAMPLERS={"uni_pc"}),
+                                     calculate_sigmas=None)  # never called for an extra list
+    extra = {"sl_x": {"3": [1.0, 0.5, 0.2, 0.0], "4": [1.0, 0.6, 0.3, 0.1, 0.0]}}
+    assert _menu_sigmas(comfy_samplers, {}, None, "euler", "sl_x", 3, extra).tolist() == pytest.approx(
+        [1.0, 0.5, 0.2, 0.0])
+    assert _menu_sigmas(comfy_samplers, {}, None, "uni_pc", "sl_x", 3, extra).tolist() == pytest.approx(
+        [1.0, 0.6, 0.3, 0.0])
+
+
+def test_the_pack_lists_are_the_catalogues_and_the_calibrated_one_is_the_nodes(monkeypatch):
+    """menu_bench.pack_list: the data-free lists are schedules.catalogue.schedule_sigmas for the setting's kind; the
+    calibrated one is sl_constant_rate given the velocity the node's default calibration measures."""
+    from schedule_lab.schedules.catalogue import schedule_sigmas
+    from schedule_lab.schedules.constant_rate.construct import Velocity, data_free_velocity
+
+    setting = mb.SETTINGS["flow-768/shift3"]
+    for name in ("sl_constant_rate", "sl_ays_sd1", "sl_ays_sdxl"):
+        assert torch.equal(mb.pack_list(setting, name, 6), schedule_sigmas(name, setting.kind, 6))
+    free = data_free_velocity("cos+karras", setting.kind)  # a stand-in for a measurement: no model calls here
+    vel = Velocity(free.lam, free.values, "vx+cos", {"model_calls": 1})
+    monkeypatch.setitem(mb._VELOCITY, f"{setting.model}|{setting.kind!r}", vel)
+    assert torch.equal(mb.pack_list(setting, "calibrated", 6),
+                       schedule_sigmas("sl_constant_rate", setting.kind, 6, {"velocity": vel}))

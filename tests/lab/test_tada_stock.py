@@ -1,0 +1,55 @@
+"""sl_tada on the family's stock scheduler (docs/defaults.md §8): the shipped integrator table is the rule's output
+(lab/benchmarks/results/tada_stock_chosen.json) and it applies to Karras-spaced lists only."""
+import json
+
+import pytest
+import torch
+
+from schedule_lab.lab.benchmarks import tada_stock
+from schedule_lab.lab.testbeds.gaussian import GaussianTestbed
+from schedule_lab.schedules.catalogue import schedule_sigmas
+from schedule_lab.schedules.model_kind import ModelKind
+from schedule_lab.solvers import tada
+
+KINDS = [ModelKind.edm(0.002, 80.0, 0.5), ModelKind.vp("eps"), ModelKind.vp("v")]
+
+
+def test_the_shipped_integrator_tables_are_the_rules_choice():
+    chosen = json.loads(tada_stock.CHOSEN.read_text())
+    assert sorted(int(n) for n in chosen) == list(tada_stock.RULE_NFES)
+    assert tada.INTEGRATOR_BY_NFE == {int(n): v["setting"][0] for n, v in chosen.items()}
+    best_2m = {}
+    for n, v in chosen.items():
+        scores = {k: s[0] for k, s in v["scores"].items() if k.startswith("2m")}
+        pick = min(scores, key=lambda k: (scores[k], tada_stock.candidates(int(n))[k][1]))
+        best_2m[int(n)] = tuple(tada_stock.candidates(int(n))[pick][1:])
+    assert tada.SETTINGS_2M_BY_NFE == best_2m
+    for n, v in chosen.items():  # where ab is chosen it is today's table, unchanged
+        if v["setting"][0] == "ab":
+            assert tuple(v["setting"][1:]) == tada.default_settings(int(n), KINDS[0], "ab")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("steps", [3, 4, 5, 8, 20, 30])
+def test_karras_lists_are_detected_and_the_other_stock_lists_are_not(kind, steps):
+    assert tada.is_karras_spaced(schedule_sigmas("karras", kind, steps))
+    for other in ("simple", "exponential", "sl_constant_rate", "sl_ays_sd1"):
+        assert not tada.is_karras_spaced(schedule_sigmas(other, kind, steps)), other
+    # KSampler's denoise < 1 keeps the tail of a longer Karras list: still Karras-spaced
+    assert tada.is_karras_spaced(schedule_sigmas("karras", kind, 2 * steps)[steps:])
+
+
+@pytest.mark.parametrize("steps", [4, 6, 10, 30])
+def test_sl_tada_without_options_uses_the_rules_integrator_on_karras_and_ab_elsewhere(steps):
+    bed = GaussianTestbed(8)
+    kind = KINDS[0]
+    x = bed.sample_prior(4, 80.0, seed=1, dtype=torch.float64)
+    for name in ("karras", "sl_constant_rate"):
+        sig = schedule_sigmas(name, kind, steps).to(torch.float64)
+        want = tada.INTEGRATOR_BY_NFE[max(n for n in tada.INTEGRATOR_BY_NFE if n <= steps)] if name == "karras" \
+            else "ab"
+        d, o = tada.default_settings(steps, kind, want)
+        auto = tada.sample_tada(bed.denoiser, x, sig, extra_args={"seed": 2}, kind=kind)
+        explicit = tada.sample_tada(bed.denoiser, x, sig, extra_args={"seed": 2}, kind=kind, detail=d, order=o,
+                                    integrator=want)
+        assert torch.equal(auto, explicit), (name, want)
