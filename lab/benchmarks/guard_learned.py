@@ -1,4 +1,4 @@
-"""The CI guard on held-out learned models (issue 20, item 6; rule in docs/defaults.md §9).
+"""The CI guard on held-out learned models (rule in docs/defaults.md §9).
 
     eval "$(../shared/host/comfyui-host.sh)"; export COMFYUI_PATH COMFYUI_PYTHON   # the stock rows from ComfyUI's code
     python -m schedule_lab.lab.benchmarks.guard_learned --compute [--settings ...] [--nfes ...]   # fill the rows
