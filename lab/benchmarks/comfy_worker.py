@@ -249,6 +249,10 @@ def _worker(request_path: str) -> None:
     req = json.loads(Path(request_path).read_text())
     if req.get("mode") == "menu":
         return _menu_worker(req)
+    if req.get("mode") == "search":  # searched_bench: the pack's search driving ComfyUI's samplers
+        from schedule_lab.lab.benchmarks.searched_bench import worker
+
+        return worker(req)
     torch.set_num_threads(int(req["threads"]))
     tmp = Path(req["dir"])
     bed = load_testbed(req["testbed"], req["sigma_range"])  # before comfy is importable: no host registration
