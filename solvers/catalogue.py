@@ -71,7 +71,8 @@ SAMPLERS: dict[str, Sampler] = {
         "TADA (Chen et al. 2025): an ODE sampler on a momentum-augmented state; more detail and diversity at low "
         "step counts for the same model calls. Detail level from the Detail Level node; without one, detail and "
         "order follow the step count and the model family (solvers/tada.py SETTINGS_BY_NFE, FLOW_SETTINGS_BY_NFE for "
-        "SD3/Flux; docs/defaults.md).",
+        "SD3/Flux; docs/defaults.md); on a karras list for eps/v/EDM models it steps with the 2m integrator "
+        "(SETTINGS_2M_BY_NFE, docs/defaults.md §8).",
         # None: the per-NFE defaults of tada.default_settings (the TADA Sampler node's widgets stay explicit)
         defaults={"detail": None, "n_aug": tada.DEFAULT_N_AUG, "order": None},
         needs=("kind", "detail"), ours=True, stochastic=True, own_ode=True, calls=_per_step),

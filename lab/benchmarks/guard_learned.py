@@ -28,6 +28,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -200,18 +201,23 @@ def judge(rows: dict, setting_name: str, nfes=NFES) -> tuple[list[dict], list[st
 
 
 def load(setting_name: str) -> dict:
-    path = ROWS_DIR / f"{setting_name.replace('/', '_')}.json"
-    rows = json.loads(path.read_text()) if path.exists() else {}
+    """Every cached row of ``setting_name``: its file and any ``<setting>.<part>.json`` another process wrote."""
+    stem = setting_name.replace("/", "_")
+    rows = {}
+    for path in sorted(ROWS_DIR.glob(f"{stem}.*json")) if ROWS_DIR.exists() else []:
+        if path.name == f"{stem}.json" or path.name.count(".") == 2:
+            rows.update(json.loads(path.read_text()))
     for cell in rows.values():  # cells written before sl_tada had an integrator option (b3a631f) ran Adams-Bashforth
         if isinstance(cell, dict) and str(cell.get("spec", "")).startswith("sl_tada") and "integrator" not in cell:
             cell["integrator"] = "ab"
     return rows
 
 
-def save(setting_name: str, rows: dict) -> None:
+def save(setting_name: str, rows: dict, part: str = "") -> None:
+    """Write ``rows`` to the setting's file (``part``: to ``<setting>.<part>.json``, for a second process)."""
     ROWS_DIR.mkdir(parents=True, exist_ok=True)
-    path = ROWS_DIR / f"{setting_name.replace('/', '_')}.json"
-    tmp = path.with_suffix(".tmp")
+    path = ROWS_DIR / f"{setting_name.replace('/', '_')}{'.' + part if part else ''}.json"
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
     tmp.replace(path)
 
@@ -236,7 +242,7 @@ def _stale(cell, row: Row, setting: Setting, nfe: int, velocity, n: int) -> bool
     return any(cell.get(k) != v for k, v in want.items()) or (cell.get("n"), cell.get("seeds")) != (n, list(SEEDS))
 
 
-def compute(setting_name: str, nfes=NFES, n: int = N_NOISE, log=print) -> dict:
+def compute(setting_name: str, nfes=NFES, n: int = N_NOISE, log=print, stock: bool = True, part: str = "") -> dict:
     from ..testbeds.metrics import rmse, swd
     from ..testbeds.patches import crops
     from .comfy_worker import run_menu
@@ -256,7 +262,7 @@ def compute(setting_name: str, nfes=NFES, n: int = N_NOISE, log=print) -> dict:
         velocity = _calibration(setting, model)
         rows["calibration"] = velocity.to_dict()
         log(f"  calibration (vx+cos, node defaults) {time.perf_counter() - t0:.0f}s")
-        save(setting_name, rows)
+        save(setting_name, rows, part)
     refs = {}
 
     def ref(seed):
@@ -267,7 +273,8 @@ def compute(setting_name: str, nfes=NFES, n: int = N_NOISE, log=print) -> dict:
     own_cache = {}
     # the stock rows of every NFE from one ComfyUI worker (its start-up costs more than a row)
     stock_row = rows_for(setting)[0]
-    todo = [k for k in nfes if _stale(rows.get(f"{stock_row.label}|{k}"), stock_row, setting, k, velocity, n)]
+    todo = [k for k in nfes if stock and _stale(rows.get(f"{stock_row.label}|{k}"), stock_row, setting, k, velocity,
+                                                 n)]
     comfy = {}
     if todo:
         got, note = run_menu(setting.model, setting.sampling, [stock_row.sampler], [stock_row.schedule], todo, zs,
@@ -277,7 +284,7 @@ def compute(setting_name: str, nfes=NFES, n: int = N_NOISE, log=print) -> dict:
         else:
             log(f"  {note}; the stock rows from the pack's own {stock_row.sampler}")
     # the stock row at every NFE first (its ComfyUI endpoints are in memory), then the shipped defaults
-    order = [(row, nfe) for row in rows_for(setting)[:1] for nfe in nfes]
+    order = [(row, nfe) for row in rows_for(setting)[:1] for nfe in nfes] if stock else []
     order += [(row, nfe) for nfe in nfes for row in rows_for(setting)[1:]]
     for row, nfe in order:
         key = f"{row.label}|{nfe}"
@@ -318,7 +325,7 @@ def compute(setting_name: str, nfes=NFES, n: int = N_NOISE, log=print) -> dict:
         e = [r.get("E_own", r["E"]) for r in runs]
         log(f"  {row.label} NFE {nfe} [{spec}, {source}]: E {sum(e) / len(e):.4f} SW2 "
             f"{sum(r['SW2'] for r in runs) / len(runs):.5f} ({meta['seconds']}s)")
-        save(setting_name, rows)
+        save(setting_name, rows, part)
     return rows
 
 
@@ -366,6 +373,8 @@ def main(argv=None) -> int:
     p.add_argument("--nfes", nargs="+", type=int, default=list(NFES))
     p.add_argument("--compute", action="store_true", help="compute missing or outdated rows first")
     p.add_argument("--n", type=int, default=N_NOISE)
+    p.add_argument("--no-stock", action="store_true", help="leave the stock rows to another process")
+    p.add_argument("--part", default="", help="write to results/guard_rows/<setting>.<part>.json (a second process)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     pin_threads(args.threads)
@@ -373,7 +382,8 @@ def main(argv=None) -> int:
     if args.compute:
         for name in settings:
             print(name, flush=True)
-            compute(name, args.nfes, args.n, log=lambda m: print(m, flush=True))
+            compute(name, args.nfes, args.n, log=lambda m: print(m, flush=True), stock=not args.no_stock,
+                    part=args.part)
     text, failures, missing = report(settings, args.nfes)
     (RESULTS / "guard_learned.md").write_text(text)
     print(text)
