@@ -135,12 +135,18 @@ def _pack_methods(setting: Setting, rows=PACK_ROWS) -> list[Method]:
     return out
 
 
+_LISTS: dict[tuple, tuple[dict, dict]] = {}
+
+
 def pack_lists(setting: Setting, schedules=PACK_SCHEDULES) -> tuple[dict, dict]:
     """({name: {steps: sigmas}} for 1..LIST_STEPS steps, {name: digest of those lists}): the worker's extra lists
-    and the cache key of their rows (a changed catalogue entry or calibration is recomputed)."""
-    lists = {sc: {k: pack_list(setting, sc, k) for k in range(1, LIST_STEPS + 1)} for sc in schedules}
-    digests = {sc: _digest(torch.cat([v.to(torch.float64) for v in ls.values()])) for sc, ls in lists.items()}
-    return lists, digests
+    and the cache key of their rows (a changed catalogue entry or calibration is recomputed). Memoised per process."""
+    key = (setting.model, repr(setting.kind), tuple(schedules))
+    if key not in _LISTS:
+        lists = {sc: {k: pack_list(setting, sc, k) for k in range(1, LIST_STEPS + 1)} for sc in schedules}
+        digests = {sc: _digest(torch.cat([v.to(torch.float64) for v in ls.values()])) for sc, ls in lists.items()}
+        _LISTS[key] = lists, digests
+    return _LISTS[key]
 
 
 def stage_pack_menu(setting: Setting, part: str, nfes, n: int, cache: Cache, samplers=MENU_SAMPLERS,
@@ -507,7 +513,9 @@ def tables(setting_name: str, part: str, nfes, n_error: int, n_dist: int, cache:
         no_tada = {p: v for p, v in pack_e.items() if not p[0].startswith("sl_tada")}
         pack_best_e = min(no_tada, key=lambda p: no_tada[p]["E"]) if no_tada else None
         pack_best_fd = min(d_pack, key=lambda p: d_pack[p]["FD"]) if d_pack else None
-        tada = {p: v for p, v in pack_e.items() if p[0].startswith("sl_tada") and "E_own" in v}
+        # the summary keeps §4's rows (PACK_ROWS; the README's sentences read it); §5's are in menu_rule.json
+        first = {(a, stock[1] if sc == "<stock>" else sc) for a, sc in PACK_ROWS}
+        tada = {p: v for p, v in pack_e.items() if p[0].startswith("sl_tada") and "E_own" in v and p in first}
         summary[str(k)] = {
             "menu_best_E": [*best_e_pair, best_e],
             "stock_E_ratio": round(menu_e[stock]["E"] / best_e, 3) if stock in menu_e else None,
@@ -529,9 +537,10 @@ def main(argv=None) -> int:
                                 description=__doc__.split("\n")[0])
     p.add_argument("--setting", nargs="+", default=["flow-768/shift3"], choices=list(SETTINGS))
     p.add_argument("--part", default="tuning", choices=list(PARTS))
-    p.add_argument("--stage", default="all", choices=["error", "menu", "dist", "all", "tables"],
+    p.add_argument("--stage", default="all", choices=["error", "menu", "pack", "dist", "all", "tables"],
                    help="menu: the menu's E rows only (a held-out part's baseline; menu_rule --held-out adds the "
-                        "chosen presets' rows)")
+                        "chosen presets' rows); pack: only the §5 candidates (ComfyUI's samplers and sl_tada on the "
+                        "pack's lists)")
     p.add_argument("--nfe", nargs="+", type=int, default=[4, 5, 6, 8], help="NFE of the error stage")
     p.add_argument("--nfe-dist", nargs="+", type=int, default=[4, 6, 8], help="NFE of the distance stage")
     p.add_argument("--n-error", type=int, default=128)
@@ -550,6 +559,14 @@ def main(argv=None) -> int:
             z = noise(args.n_error, seed, 768)
             ref = _converged(load_model(setting.model), setting.kind, z, REF_STEPS)
             menu_rows(setting, args.part, args.nfe, args.n_error, cache, z, ref, log=lambda m: print(m, flush=True))
+        if args.stage == "pack":
+            seed = PARTS[args.part][0]
+            model = load_model(setting.model)
+            z = noise(args.n_error, seed, 768)
+            ref = _converged(model, setting.kind, z, REF_STEPS)
+            stage_pack_menu(setting, args.part, args.nfe, args.n_error, cache, log=lambda m: print(m, flush=True))
+            pack_rows(setting, args.part, args.nfe, args.n_error, cache, model, z, ref,
+                      rows=[("sl_tada", sc) for sc in PACK_SCHEDULES], log=lambda m: print(m, flush=True))
         if args.stage in ("error", "all"):
             stage_error(setting, args.part, args.nfe, args.n_error, cache, log=lambda m: print(m, flush=True))
             stage_pack_menu(setting, args.part, args.nfe, args.n_error, cache, log=lambda m: print(m, flush=True))

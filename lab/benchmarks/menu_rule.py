@@ -97,11 +97,12 @@ def _ensure_rows(name: str, part: str, pairs, nfes=mb.LONG_NFES, stock: bool = T
     ref = mb._converged(model, setting.kind, z, mb.REF_STEPS)
     if stock:
         mb.menu_rows(setting, part, nfes, n, cache, z, ref, only=[mb.STOCK[setting.family]], log=log)
+    comfy = [p for p in pairs if p[0] not in mb.PACK_SAMPLERS]
+    if comfy:  # ComfyUI's samplers: one worker call for all of them
+        mb.stage_pack_menu(setting, part, nfes, n, cache, only=comfy, log=log)
     for pair in pairs:
         if pair[0] in mb.PACK_SAMPLERS:
             mb.pack_rows(setting, part, nfes, n, cache, model, z, ref, rows=[pair], log=log)
-        else:
-            mb.stage_pack_menu(setting, part, nfes, n, cache, only=[pair], log=log)
     cache.save()
 
 
@@ -127,7 +128,8 @@ def _fmt_cells(cells: dict, pair) -> dict:
     return out
 
 
-def family_rule(family: str, run: bool, held_out: bool = False, long_held_out: bool = False, log=print) -> dict:
+def family_rule(family: str, run: bool, held_out: bool = False, long_held_out: bool = False, prefetch: int = 0,
+                log=print) -> dict:
     names = [s for s in FAMILIES[family] if _cache(s, "tuning") is not None]
     cells = {}
     for name in names:
@@ -145,6 +147,10 @@ def family_rule(family: str, run: bool, held_out: bool = False, long_held_out: b
     best = scored[ranked[0]]
     tied = sorted((p for p in ranked if scored[p] <= best * (1 + TIE)), key=_tie_key)
     order = tied + [p for p in ranked if p not in tied]
+    if run and prefetch:  # the never-lose rows of the next `prefetch` candidates in one worker call per setting
+        ahead = order[:prefetch]
+        for name in names:
+            _ensure_rows(name, "tuning", ahead, log=log)
     chosen, checked = None, []
     for pair in order:
         if run:
@@ -259,6 +265,8 @@ def main(argv=None) -> int:
     p.add_argument("--held-out", action="store_true", help="run the chosen pair and sl_few_steps on every held-out "
                    "part whose menu rows exist (menu_bench --part held_out --stage menu)")
     p.add_argument("--long-held-out", action="store_true", help="with --held-out: also NFE 10-30 (chosen, stock)")
+    p.add_argument("--prefetch", type=int, default=0, help="run the never-lose rows of the first N candidates in "
+                   "one go (a worker start costs more than a few rows); the choice is the same")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     mb.pin_threads(args.threads)
@@ -268,7 +276,7 @@ def main(argv=None) -> int:
                    "long_nfes": list(mb.LONG_NFES), "target": TARGET})
     for fam in args.family:
         result["families"][fam] = family_rule(fam, not args.no_run, args.held_out, args.long_held_out,
-                                              log=lambda m: print(m, flush=True))
+                                              args.prefetch, log=lambda m: print(m, flush=True))
     path.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     md = _md(result)
     (mb.RESULTS / "menu_rule.md").write_text(md)
