@@ -4,7 +4,9 @@ The classes only map sockets to :mod:`.search_ops`; ComfyUI is reached through :
 """
 from __future__ import annotations
 
-from . import host, search_ops
+import torch
+
+from . import host, registry, search_ops
 from .node_list import SEED_MAX, node
 
 api = host.v3_api()
@@ -74,11 +76,16 @@ class TimestepSearch(io.ComfyNode):
                                "keeps the list with the best held-out error; needs fitness endpoint and holdout >= 2. "
                                "evolution + refine: refines the evolution's result (both costs; usually the best "
                                "list). refine from sl_constant_rate: refines the data-free constant-rate list "
-                               "(the rule's choice at some step counts: docs/defaults.md)."),
+                               "(the rule's choice at some step counts: docs/defaults.md). evolution + polish: "
+                               "the evolution starts from ComfyUI's own schedulers' lists for this model at nfe steps "
+                               "(simple, karras, beta, ...), then a Nelder-Mead polish moves its best list's noise "
+                               "levels freely (4 x refine_iterations sampler runs; the lists of docs/search.md's "
+                               "comparison with ComfyUI's menu were found this way)."),
                 io.Int.Input("refine_iterations", default=20, min=1, max=500, optional=True, tooltip="Refinement "
                              "steps for optimiser refine or evolution + refine (ignored by evolution). Each costs "
                              "2 x nfe sampler runs on the search samples plus a held-out check every 2 steps. "
-                             "20 is a quick polish after evolution; from uniform 40-60 reach more."),
+                             "20 is a quick polish after evolution; from uniform 40-60 reach more. With evolution "
+                             "+ polish: the polish makes 4 sampler runs per iteration."),
                 io.Boolean.Input("overwrite", default=False, optional=True, tooltip="Replace an existing schedule "
                                  "file of the same name. Off: an existing name is an error before any model call, "
                                  "nothing is written (a cancelled search has written no file yet and resumes)."),
@@ -97,11 +104,18 @@ class TimestepSearch(io.ComfyNode):
         kind = host.model_kind_of(guider.model_patcher)
         fn = host.sampler_function(sampler)
         # one tick per new candidate evaluated, then one per refinement iteration
+        polishing = optimiser == "evolution + polish"
         bar = host.Progress((population * generations if not optimiser.startswith("refine") else 0)
-                            + (refine_iterations if optimiser != "evolution" else 0))
+                            + (0 if optimiser == "evolution" else search_ops.POLISH_PER_ITERATION * refine_iterations
+                               if polishing else refine_iterations))
+        initial = stock_lists(guider.model_patcher, nfe) if polishing else []
 
         def progress(info):
             bar.step()  # raises on Cancel; the evolution saves its state first
+            if info.get("stage") == "polish":
+                host.show_text(node_id, f"polish evaluation {info['evaluation']}/{info['evaluations']}, best "
+                                        f"{fitness} {info['best_fitness']:.4g}")
+                return
             if info.get("stage") == "refine":
                 host.show_text(node_id, f"refine iteration {info['iteration']}/{info['iterations']}, held-out "
                                         f"{fitness} {info['holdout_rmse']:.4g} (best {info['best_holdout_rmse']:.4g}),"
@@ -121,11 +135,29 @@ class TimestepSearch(io.ComfyNode):
                 fitness=fitness, samples=samples, holdout=holdout, directory=host.schedule_write_dir(),
                 filename=filename, resume=resume, progress=progress, extra_args=extra_args, device=x.device,
                 target=target, optimiser=optimiser, refine_iterations=refine_iterations,
-                should_stop=host.check_interrupted, overwrite=overwrite)
+                should_stop=host.check_interrupted, overwrite=overwrite, initial=initial)
 
         sigmas, _, report = host.run_with_guider(guider, latent_image, work, seed)
         host.show_text(node_id, report)
         return io.NodeOutput(sigmas, report)
+
+
+def stock_lists(model_patcher, nfe: int) -> list:
+    """ComfyUI's own schedulers' lists for this model at ``nfe`` steps (what KSampler computes; the pack's ``sl_``
+    entries left out), those with ``nfe`` distinct positive sigmas then 0: the seeds of "evolution + polish"."""
+    ms = model_patcher.get_model_object("model_sampling")
+    out = []
+    for name in host.scheduler_names():
+        if name in registry.DROPDOWN_SCHEDULERS:
+            continue
+        try:
+            s = host.stock_sigmas(ms, name, nfe)
+        except Exception:  # noqa: BLE001  (a scheduler that cannot make this list is no seed)
+            continue
+        if len(s) == nfe + 1 and float(s[-1]) == 0.0 and bool((s[:-1] > 0).all()) and bool((s[:-1] > s[1:]).all()) \
+                and not any(torch.equal(s, o) for o in out):
+            out.append(s)
+    return out
 
 
 @node

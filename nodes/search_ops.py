@@ -34,7 +34,9 @@ from .schedule_ops import file_fingerprint
 FITNESSES = ("endpoint", "frechet_pooled")
 #: Appended last, never reordered (saved workflows store the value): "refine from sl_constant_rate" starts the
 #: refinement from sl_constant_rate's list (data-free default) at that step count (docs/defaults.md §3b).
-OPTIMISERS = ("evolution", "refine", "evolution + refine", "refine from sl_constant_rate")
+OPTIMISERS = ("evolution", "refine", "evolution + refine", "refine from sl_constant_rate", "evolution + polish")
+#: "evolution + polish": fitness calls of the Nelder–Mead polish per refine_iteration (one sampler run each)
+POLISH_PER_ITERATION = 4
 #: from uniform / after evolution (docs/search.md); from the constant-rate list as measured (docs/defaults.md §3b)
 REFINE_LR = {"refine": 0.2, "evolution + refine": 0.1, "refine from sl_constant_rate": 0.2}
 REFINE_EVAL_EVERY = 2  # held-out check every 2 iterations (one run of the held-out samples)
@@ -51,14 +53,18 @@ def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, popu
                generations: int = 8, reference_steps: int = 50, seed: int = 0, fitness: str = "endpoint",
                samples: int = 8, holdout: int = 8, directory, filename: str, resume: bool = True,
                progress=None, extra_args=None, device=None, reference_sampler=sample_heun, target=None,
-               optimiser: str = "evolution", refine_iterations: int = 20, should_stop=None, overwrite: bool = True):
+               optimiser: str = "evolution", refine_iterations: int = 20, should_stop=None, overwrite: bool = True,
+               initial=()):
     """Search ``nfe`` steps for ``sampler`` on ``model``; returns ``(sigmas float32, path, report)``.
 
     ``model`` is a k-diffusion denoiser, ``shape`` one latent's shape, ``sampler`` a k-diffusion sampler function.
     ``optimiser``: ``"evolution"``, ``"refine"`` (finite-difference refinement of the uniform list; ``"refine from
     sl_constant_rate"`` of the data-free constant-rate list,
     ``refine_iterations`` steps of ``2·nfe`` sampler runs on all ``samples``; needs ``holdout >= 2`` and the
-    endpoint fitness) or ``"evolution + refine"`` (refinement of the evolution's result).
+    endpoint fitness), ``"evolution + refine"`` (refinement of the evolution's result) or ``"evolution + polish"``
+    (the evolution with ``initial`` lists — the node passes ComfyUI's own schedulers' lists at ``nfe`` steps — in
+    its first generation, then a Nelder–Mead polish of its best list: ``POLISH_PER_ITERATION · refine_iterations``
+    sampler runs on the search samples; schedules.search.polish).
     ``progress(info)`` is called per evaluation of the evolution (``info["stage"] == "evolution"``) and per
     refinement iteration (``"refine"``) and may raise (Cancel): the evolution's state is saved first, and the next
     run with ``resume`` continues it (refinement restarts: it is deterministic). ``target`` (user latents in the
@@ -82,7 +88,13 @@ def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, popu
         raise ScheduleError(f"fitness={fitness!r} is unknown; choose one of {', '.join(FITNESSES)}.")
     if optimiser not in OPTIMISERS:
         raise ScheduleError(f"optimiser={optimiser!r} is unknown; choose one of {', '.join(OPTIMISERS)}.")
-    refining = optimiser != "evolution"
+    polishing = optimiser == "evolution + polish"
+    refining = optimiser not in ("evolution", "evolution + polish")
+    if polishing and (isinstance(refine_iterations, bool) or not isinstance(refine_iterations, int)
+                      or refine_iterations < 1):
+        raise ScheduleError(f"refine_iterations={refine_iterations!r} must be a whole number >= 1: with "
+                            f"'evolution + polish' the polish makes {POLISH_PER_ITERATION} sampler runs per "
+                            "iteration (20 is typical).")
     if refining:
         if fitness != "endpoint":
             raise ScheduleError(f"optimiser={optimiser!r} refines the endpoint distance (LD3); set fitness to "
@@ -132,11 +144,17 @@ def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, popu
         "gradient": "finite_difference"}
     run = optimise(model, sampler, ref, fit, nfe, evolution=None if init is not None else config, init=init,
                    refine_options=refine_options, seed=seed, label=label, state_path=state_path(directory, filename),
-                   resume=resume, progress=progress, should_stop=should_stop)
+                   resume=resume, progress=progress, should_stop=should_stop,
+                   initial=list(initial) if polishing else (),
+                   polish_options={"evaluations": POLISH_PER_ITERATION * refine_iterations} if polishing else None)
     sigmas, refined, genes, history = run.sigmas, run.refined, run.genes, run.history
     calls = {"reference": ref.model_calls, **run.calls}
     before = fit.model_calls
-    best = fit(sigmas) if refining else run.fitness  # the refined list on the search samples
+    polished = run.polished
+    if polishing:
+        genes = None  # the polished sigmas are not grid points
+    # the refined list on the search samples (the polish scored it already, on the same deterministic fitness)
+    best = fit(sigmas) if refining else polished.fitness if polishing else run.fitness
     held = fit.holdout(sigmas) if holdout >= 2 else None
     calls["scoring"] = fit.model_calls - before
     refine_doc = None if refined is None else {
@@ -148,12 +166,19 @@ def run_search(model, kind, shape, sampler, *, sampler_name: str, nfe: int, popu
     doc = make_search_doc(sigmas, kind, nfe=nfe, sampler=sampler_name, fitness=label, best_fitness=best,
                           holdout_fitness=held, seed=seed, config=run.config, genes=genes, history=history,
                           pack_version=PACK_VERSION, refined=refined is not None, optimiser=optimiser,
-                          refine=refine_doc, model_calls=calls)
+                          refine=refine_doc, model_calls=calls,
+                          polish=None if polished is None else {
+                              "evaluations": polished.evaluations, "start_fitness": _finite(polished.start_fitness),
+                              "fitness": _finite(polished.fitness), "seed_lists": len(initial),
+                              "history": [round(v, 6) for v in polished.history]})
     save_schedule(path, doc)
     parts = []
     if not optimiser.startswith("refine"):
         parts.append(f"{'resumed, ' if run.resumed else ''}{len(history)} generations, {run.evaluations} "
                      "evaluations")
+    if polished is not None:
+        parts.append(f"seeded with {len(initial)} of ComfyUI's lists, polished by {polished.evaluations} "
+                     f"evaluations ({polished.start_fitness:.4g} -> {polished.fitness:.4g})")
     if refined is not None:
         parts.append(f"refined {len(refined.train_rmse)} iterations by finite differences (best at "
                      f"{refined.best_iteration}{', over-fitting after it' if refined.overfit else ''})")
@@ -222,3 +247,9 @@ def searched_steps(choice: str, kind, read_path, steps: int = 0, denoise: float 
     out = truncate_for_denoise(lambda n: sigmas if n == saved else loglinear_resample(sigmas, n),
                                steps or saved, denoise)
     return out.to(torch.float32), note
+
+
+def _finite(v):
+    import math
+
+    return None if v is None or not math.isfinite(float(v)) else float(v)

@@ -71,7 +71,8 @@ SAMPLERS: dict[str, Sampler] = {
         "TADA (Chen et al. 2025): an ODE sampler on a momentum-augmented state; more detail and diversity at low "
         "step counts for the same model calls. Detail level from the Detail Level node; without one, detail and "
         "order follow the step count and the model family (solvers/tada.py SETTINGS_BY_NFE, FLOW_SETTINGS_BY_NFE for "
-        "SD3/Flux; docs/defaults.md).",
+        "SD3/Flux; docs/defaults.md); on a karras list for eps/v/EDM models it steps with the 2m integrator "
+        "(SETTINGS_2M_BY_NFE, docs/defaults.md §8).",
         # None: the per-NFE defaults of tada.default_settings (the TADA Sampler node's widgets stay explicit)
         defaults={"detail": None, "n_aug": tada.DEFAULT_N_AUG, "order": None},
         needs=("kind", "detail"), ours=True, stochastic=True, own_ode=True, calls=_per_step),
@@ -85,7 +86,7 @@ SAMPLERS: dict[str, Sampler] = {
 }
 
 
-def parse_spec(spec: str, numbers_only: bool = False) -> tuple[str, dict]:
+def parse_spec(spec: str, numbers_only: bool = False, string_keys: tuple[str, ...] = ()) -> tuple[str, dict]:
     """The one parser of method specs: ``"name(key=value,...)"`` → ``("name", {key: value})``; a bare name has no
     options. Values are ints when written as ints, floats when numbers, else strings (``crs(measure=vx+cos)``);
     with ``numbers_only`` anything else is a ValueError naming the option."""
@@ -106,7 +107,7 @@ def parse_spec(spec: str, numbers_only: bool = False) -> tuple[str, dict]:
             try:
                 options[key.strip()] = float(value)
             except ValueError:
-                if numbers_only:
+                if numbers_only and key.strip() not in string_keys:
                     raise ValueError(f"sampler {spec!r}: option {key.strip()}={value!r} is not a number") from None
                 options[key.strip()] = value.strip()
     return base.strip(), options
@@ -114,8 +115,8 @@ def parse_spec(spec: str, numbers_only: bool = False) -> tuple[str, dict]:
 
 def parse_sampler(spec: str) -> tuple[str, dict]:
     """``"sl_tada(detail=2,order=3)"`` → ``("sl_tada", {"detail": 2, "order": 3})`` (:func:`parse_spec`, numbers
-    only: sampler options are numbers)."""
-    return parse_spec(spec, numbers_only=True)
+    only: sampler options are numbers, except sl_tada's ``integrator`` name)."""
+    return parse_spec(spec, numbers_only=True, string_keys=("integrator",))
 
 
 def bind_sampler(spec: str, kind: ModelKind | None = None, provided: dict | None = None) -> Callable:

@@ -67,9 +67,10 @@ FLOW_SETTINGS_BY_NFE = {4: (0.5, 2), 5: (2.0, 2), 6: (2.0, 2), 8: (2.0, 2), 10: 
 #: The integrator used when the caller leaves it None on eps/v/EDM kinds, per step count (grid NFE below; below the
 #: grid: its first entry), chosen by the rule of docs/defaults.md §8b (``python -m schedule_lab.lab.benchmarks.
 #: tada_stock --stage choose`` → lab/benchmarks/results/tada_stock_chosen.json). Flow kinds: "ab" (§7a).
-INTEGRATOR_BY_NFE = {4: "ab"}
+INTEGRATOR_BY_NFE = {4: "2m", 5: "2m", 6: "2m", 8: "2m", 10: "2m", 15: "2m", 20: "2m", 30: "2m"}
 #: Per-NFE (detail, order) of the "2m" integrator on eps/v/EDM kinds (the same rule: the best-scoring 2m detail).
-SETTINGS_2M_BY_NFE = {4: (1.0, 2)}
+SETTINGS_2M_BY_NFE = {4: (0.5, 2), 5: (0.5, 2), 6: (0.5, 2), 8: (2.0, 2), 10: (2.0, 2), 15: (2.0, 2), 20: (2.0, 2),
+                      30: (0.5, 2)}
 FLOW_INTEGRATOR = "ab"
 
 

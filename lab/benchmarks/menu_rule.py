@@ -93,7 +93,7 @@ def _ensure_rows(name: str, part: str, pairs, nfes=mb.LONG_NFES, stock: bool = T
     cache = _cache(name, part)
     seed = mb.PARTS[part][0]
     model = mb.load_model(setting.model)
-    z = mb.noise(n, seed, 768)
+    z = mb.noise(n, seed, setting.dim)
     ref = mb._converged(model, setting.kind, z, mb.REF_STEPS)
     if stock:
         mb.menu_rows(setting, part, nfes, n, cache, z, ref, only=[mb.STOCK[setting.family]], log=log)

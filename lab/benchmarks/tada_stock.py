@@ -1,4 +1,4 @@
-"""Why `sl_tada` loses on the family's stock scheduler (karras) at few steps, with numbers (issue 20, item 5).
+"""Why `sl_tada` loses on the family's stock scheduler (karras) at few steps, with numbers (docs/defaults.md §8).
 
     python -m schedule_lab.lab.benchmarks.tada_stock --stage diagnose [--n 128] [--nfe 4 5 6]
     python -m schedule_lab.lab.benchmarks.tada_stock --stage rule --cells suite|learned   # docs/defaults.md §8b

@@ -7,9 +7,11 @@ whose params record what it was searched for and how it went::
      "seed": 0, "config": {...}, "genes": [...], "refined": false, "history": [{generation, best_fitness, ...}],
      "optimiser": "evolution", "refine": null, "model_calls": {"reference": ..., "evolution": ...}}
 
-``optimiser`` is ``"evolution"``, ``"refine"`` or ``"evolution + refine"``; ``history`` is the evolution's
-(empty for refinement alone) and ``refine`` the refinement's record (gradient, settings, training and held-out
-RMSE curves, best iteration, model calls); ``genes`` is null for a refined list (its sigmas are not grid points).
+``optimiser`` is ``"evolution"``, ``"refine"``, ``"evolution + refine"``, ``"refine from sl_constant_rate"`` or
+``"evolution + polish"`` (then ``polish`` holds the polish's evaluations, start and final fitness and history);
+``history`` is the evolution's (empty for refinement alone) and ``refine`` the refinement's record (gradient,
+settings, training and held-out RMSE curves, best iteration, model calls); ``genes`` is null for a refined or
+polished list (its sigmas are not grid points).
 
 ``best_saved_search`` is what the ``sl_searched`` dropdown scheduler uses: among saved searches for the same model
 family and step count, the one with the lowest held-out fitness (else search fitness; ties: first file name);
@@ -35,7 +37,7 @@ SEARCH_METHOD = "timestep_search"
 def make_search_doc(sigmas, kind: ModelKind, *, nfe: int, sampler: str, fitness: str, best_fitness: float,
                     history: list, pack_version: str, holdout_fitness: float | None = None, seed: int = 0,
                     config: dict | None = None, genes=None, refined: bool = False, optimiser: str = "evolution",
-                    refine: dict | None = None, model_calls: dict | None = None) -> dict:
+                    refine: dict | None = None, model_calls: dict | None = None, polish: dict | None = None) -> dict:
     """A hashed schedule document for a search result (see the module docstring)."""
     params = {"nfe": int(nfe), "sampler": str(sampler), "fitness": str(fitness),
               "best_fitness": _finite(best_fitness), "holdout_fitness": _finite(holdout_fitness),
@@ -43,6 +45,8 @@ def make_search_doc(sigmas, kind: ModelKind, *, nfe: int, sampler: str, fitness:
               "refined": bool(refined), "history": list(history), "optimiser": str(optimiser),
               "refine": None if refine is None else dict(refine),
               "model_calls": None if model_calls is None else {str(k): int(v) for k, v in model_calls.items()}}
+    if polish is not None:  # "evolution + polish": the Nelder–Mead polish's record (absent for other optimisers)
+        params["polish"] = dict(polish)
     return make_schedule_doc(sigmas, kind, SEARCH_METHOD, params, pack_version)
 
 

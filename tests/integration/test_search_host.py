@@ -112,3 +112,19 @@ def test_refine_and_evolution_plus_refine_run_in_the_host(comfy):
     entry = comfy.run(g)
     assert entry["status"]["status_str"] == "error"
     assert any("holdout=0" in m for m in _errors(entry)), entry["status"]
+
+
+def test_evolution_plus_polish_seeds_with_comfyuis_own_schedulers_in_the_host(comfy):
+    """"evolution + polish": the node passes ComfyUI's stock schedulers' lists for this model (calculate_sigmas at
+    nfe steps, the sl_ entries left out) as seeds, then polishes; the file records how many and the polish."""
+    g = _search_graph("sl_it_polish")
+    g["search"]["inputs"].update(optimiser="evolution + polish", refine_iterations=2)
+    entry, events = comfy.run_ws(g, timeout=600)
+    assert entry["status"]["status_str"] == "success", (entry["status"], comfy.log_tail())
+    texts = [e[2] for e in events if e[0] == "text" and e[1] == "search"]
+    assert any(t.startswith("polish evaluation") for t in texts), texts
+    p = json.loads((comfy.workdir / "schedules" / "sl_it_polish.json").read_text())["provenance"]["params"]
+    assert p["optimiser"] == "evolution + polish" and p["genes"] is None
+    # simple, sgm_uniform, karras, exponential, normal, beta, ... give distinct 3-step lists on SD1's table
+    assert p["polish"]["seed_lists"] >= 5 and 1 <= p["polish"]["evaluations"] <= 8
+    assert p["polish"]["fitness"] <= p["polish"]["start_fitness"]

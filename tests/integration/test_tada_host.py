@@ -50,11 +50,13 @@ def test_detail_level_reaches_sl_tada_in_the_stock_ksampler(comfy):
 
 def test_sl_tada_in_the_stock_ksampler_without_detail_level_uses_the_per_step_count_default(comfy):
     """KSampler 'sl_tada' without a Detail Level node samples with solvers.tada.default_settings(steps): at 5 steps
-    detail 2 (docs/defaults.md), i.e. the TADA Sampler node with detail 2, not the node widget's detail 1."""
+    detail 0.5 with the 2m integrator (docs/defaults.md §8), i.e. the TADA Sampler node with detail 0.5, not the node
+    widget's detail 1."""
     from schedule_lab.solvers.tada import default_settings
 
     detail, order = default_settings(5)
-    assert (detail, order) == (2.0, 2)  # the table this test is about; if the rule changes it, change the test
+    # the table this test is about (docs/defaults.md §8: 2m on karras); if the rule changes it, change the test
+    assert (detail, order) == (0.5, 2)
     plain = _pixels(comfy, comfy.run(G.ksampler("sl_tada", "karras", steps=5, seed=5, prefix="sl_pernfe_ks")))
     sigmas = {"class_type": "BasicScheduler", "inputs": {"model": "_model", "scheduler": "karras", "steps": 5,
                                                          "denoise": 1.0}}

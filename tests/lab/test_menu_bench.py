@@ -103,7 +103,8 @@ def test_family_expectations_are_the_summarys_numbers_and_the_readme_holds_them_
     from schedule_lab.lab.benchmarks.family_expectations import RESULTS, expectations
 
     summary = json.loads((RESULTS / "menu_summary.json").read_text())
-    generated = expectations(summary)
+    rule = RESULTS / "menu_rule.json"
+    generated = expectations(summary, json.loads(rule.read_text()) if rule.exists() else None)
     assert (RESULTS / "family_expectations.md").read_text() == generated, (
         "run python -m schedule_lab.lab.benchmarks.family_expectations")
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -165,3 +166,23 @@ def test_the_pack_lists_are_the_catalogues_and_the_calibrated_one_is_the_nodes(m
     monkeypatch.setitem(mb._VELOCITY, f"{setting.model}|{setting.kind!r}", vel)
     assert torch.equal(mb.pack_list(setting, "calibrated", 6),
                        schedule_sigmas("sl_constant_rate", setting.kind, 6, {"velocity": vel}))
+
+
+def test_family_expectations_end_each_family_with_the_rules_choice_when_it_exists():
+    from schedule_lab.lab.benchmarks.family_expectations import expectations
+
+    cell = {"menu_best_E": ["ipndm", "beta", 0.05], "stock_E_ratio": 2.0, "pack_best_E": ["dpmpp_2m", "sl_x", 0.9]}
+    rule = {"command": "python -m schedule_lab.lab.benchmarks.menu_rule --family flow edm", "families": {
+        "flow": {"preset": "sl_flow_few_steps", "sampler": "ipndm", "scheduler": "sl_constant_rate",
+                 "calibrated": False, "score": 0.91, "provisional": True,
+                 "parts": {"held_out": {"worst_ratio_menu_best_4_8": 0.95, "meets_target_0.8": False}}},
+        "edm": {"preset": None, "sampler": None}}}
+    text = expectations({"flow-768/shift3": {"tuning": {"5": cell}}, "patch-unet/edm": {"tuning": {"5": cell}}}, rule)
+    sd3 = next(line for line in text.splitlines() if line.startswith("- **SD3"))
+    assert sd3.endswith(" The per-family rule chose **ipndm + sl_constant_rate** (preset sl_flow_few_steps) for flow "
+                        "models: worst 0.91× the menu's best E at 4–8 NFE on the tuning part, 0.95× on the held-out "
+                        "part (misses the 0.8× target) (provisional: some never-lose rows at NFE 10–30 were not "
+                        "measured) (`python -m schedule_lab.lab.benchmarks.menu_rule --family flow edm`).")
+    edm = next(line for line in text.splitlines() if line.startswith("- **EDM"))
+    assert "per-family rule" not in edm  # it chose nothing there: nothing is claimed
+    assert "and `menu_rule.json`" in text

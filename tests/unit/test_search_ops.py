@@ -317,3 +317,29 @@ def test_cancel_during_refinement_then_run_again_gives_the_uninterrupted_result(
     assert load_state(tmp_path / "b" / "digits_euler_3.searchstate")["done"]  # the evolution part is kept
     again, _, report = _search(tmp_path / "b", **kw)
     assert report.startswith("resumed") and torch.equal(again, full)
+
+
+def test_evolution_plus_polish_starts_from_the_given_lists_and_never_ends_worse(tmp_path):
+    """"evolution + polish" (docs/search.md, searched lists against ComfyUI's menu): the given lists (the node
+    passes ComfyUI's own schedulers' lists) join the first generation, the Nelder-Mead polish then moves the best
+    list off the grid; the saved file records the polish, which starts from the evolution's best and ends no worse."""
+    seeds = [schedule_sigmas(name, SD, 3) for name in ("karras", "simple")]
+    seen = []
+    with torch.inference_mode():
+        evo, evo_path, _ = _search(tmp_path, filename="evo")
+        sigmas, path, report = _search(tmp_path, filename="pol", optimiser="evolution + polish", refine_iterations=5,
+                                       initial=seeds, progress=seen.append)
+    validate_sigmas(sigmas)
+    p = load_schedule(path)["provenance"]["params"]
+    e = load_schedule(evo_path)["provenance"]["params"]
+    assert p["optimiser"] == "evolution + polish" and p["genes"] is None and len(p["history"]) == 3
+    pol = p["polish"]
+    assert pol["evaluations"] <= 4 * 5 and pol["seed_lists"] == 2 and len(pol["history"]) == pol["evaluations"]
+    assert p["best_fitness"] == pytest.approx(pol["fitness"]) and pol["fitness"] <= pol["start_fitness"]
+    assert pol["start_fitness"] == pytest.approx(p["history"][-1]["best_fitness"])  # it polished the evolution's best
+    assert e["genes"] is not None and e.get("polish") is None
+    assert p["model_calls"]["polish"] == 3 * pol["evaluations"]
+    assert [i["stage"] for i in seen].count("polish") == pol["evaluations"]
+    assert "seeded with 2 of ComfyUI's lists, polished by" in report
+    with pytest.raises(ScheduleError, match="refine_iterations"):
+        _search(tmp_path, filename="bad", optimiser="evolution + polish", refine_iterations=0)

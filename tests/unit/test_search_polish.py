@@ -1,4 +1,4 @@
-"""The searched-list improvements for issue 20 (docs/search.md, "Polish and menu seeds"): the Nelder–Mead polish of
+"""The searched-list improvements on the learned models (docs/search.md): the Nelder–Mead polish of
 a list, evolution seeded with given lists (e.g. the menu's best), a reference set on given noise, and the pipeline
 that chains them — against synthetic oracles with known optima and the exact digits denoiser."""
 from __future__ import annotations

@@ -82,14 +82,16 @@ def test_n_aug_1_order_1_equals_flow_matching_euler_from_sigma_one():
     assert (out - _flow_euler(model, x, sigmas)).abs().max() < 1e-12
 
 
-def test_flow_kind_on_the_same_snr_grid_equals_ve_run():
+@pytest.mark.parametrize("integrator", ["ab", "2m"])
+def test_flow_kind_on_the_same_snr_grid_equals_ve_run(integrator):
     bed = GaussianTestbed(dim=16, mean=0.3, std=0.5)
     x = bed.sample_prior(8, 80.0, seed=0)
     sigmas = _karras(8)
-    # same detail and order on both (the per-NFE defaults differ by kind: docs/defaults.md)
-    ve = sample_tada(bed, x, sigmas, extra_args={"seed": 3}, detail=1.0, order=default_order(None))
+    # same detail, order and integrator on both (the per-NFE defaults differ by kind and list: docs/defaults.md)
+    ve = sample_tada(bed, x, sigmas, extra_args={"seed": 3}, detail=1.0, order=default_order(None),
+                     integrator=integrator)
     flow = sample_tada(_flow_model(bed), x / 81.0, sigmas / (1 + sigmas), extra_args={"seed": 3},
-                       kind=ModelKind.flow(), detail=1.0, order=default_order(None))
+                       kind=ModelKind.flow(), detail=1.0, order=default_order(None), integrator=integrator)
     assert (ve - flow).abs().max() < 1e-9
 
 
@@ -362,13 +364,18 @@ def test_split_sigmas_return_a_latent_with_the_marginal_std_at_the_last_sigma():
     assert abs(float(out.std()) - math.sqrt(0.25 + float(sigmas[-1]) ** 2)) < 0.02
 
 
-def test_img2img_start_from_a_noised_data_sample_keeps_the_data_distribution():
+@pytest.mark.parametrize("integrator,steps", [("ab", 20), ("2m", 80)])
+def test_img2img_start_from_a_noised_data_sample_keeps_the_data_distribution(integrator, steps):
+    """The initial state conditioned on an img2img latent (the subject here) keeps the data's std. 2m is
+    DPM-Solver++(2M) on TADA's state, whose 10-step error on this Gaussian inflates the std by 4.6 % like
+    DPM-Solver++(2M)'s own (0.523): it is checked where its discretisation error is below the tolerance."""
     bed = GaussianTestbed(dim=16, mean=0.0, std=0.5)
-    sigmas = _karras(20)
+    sigmas = _karras(steps)
     sigmas = sigmas[sigmas <= 2.0]  # what KSampler's denoise < 1 hands over
     image = bed.sample_prior(20000, 0.0, seed=8)
     x = image + sigmas[0] * torch.randn(image.shape, generator=torch.Generator().manual_seed(9), dtype=F64)
-    assert abs(float(sample_tada(bed, x, sigmas, extra_args={"seed": 1}).std()) - 0.5) < 0.005
+    out = sample_tada(bed, x, sigmas, extra_args={"seed": 1}, integrator=integrator)
+    assert abs(float(out.std()) - 0.5) < 0.005
 
 
 def test_flow_start_at_sigma_one_is_the_limit_of_starts_just_below_one():
