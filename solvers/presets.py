@@ -35,14 +35,4 @@ PRESETS: dict[str, Preset] = {
         "study, and the best of all rows on the natural-image UNet at 4-5 steps.",
         "python -m schedule_lab.lab.defaults.search (lab/benchmarks/results/defaults_search.json, "
         "best_without_search; tables in defaults_combos.md)"),
-    "sl_flow_few_steps": Preset(
-        "dpmpp_2m", "sl_constant_rate", 5,
-        "Rectified-flow models (SD3, SD3.5, Flux): ComfyUI's dpmpp_2m on the constant-rate list calibrated on your "
-        "model - feed the KSampler the MODEL output of the Constant-Rate Scheduler node (default settings; without "
-        "it sl_constant_rate is the data-free list, which the rule did not choose). Best worst-case error over SD3 "
-        "shift 1, shift 3 and Flux at 4-8 steps among every sampler on the pack's schedules (1.11x the menu's best "
-        "pair, 0.27-0.60x the stock euler + simple), and never worse than euler + simple at 4-30 steps.",
-        "python -m schedule_lab.lab.benchmarks.menu_rule --family flow (lab/benchmarks/results/menu_rule.json, "
-        "docs/menu.md §5)",
-        ("flow",)),
 }

@@ -29,6 +29,11 @@ RULE_NFES = (4, 5, 6, 8)
 TIE = 0.01  # scores within 1 % of the best are a tie
 NOISE_FLOOR = 0.02  # the constraint's seed noise is at least 2 %
 SL_FEW_STEPS = ("sl_tada", "sl_constant_rate")  # solvers/presets.py's sl_few_steps
+#: A Preset is a sampler + scheduler name: a calibrated winner used without the Constant-Rate Scheduler's MODEL is
+#: the data-free list, which the guard (guard_learned) measured losing to euler + simple at 4-5 NFE on flow.
+CALIBRATED_NOT_SHIPPED = ("not shipped as a preset: a Preset names only a sampler and a scheduler, so without the "
+                          "Constant-Rate Scheduler's MODEL the pair runs the data-free sl_constant_rate list, which "
+                          "loses to the stock default at 4-5 NFE (guard_learned rows, docs/menu.md §5b)")
 TARGET = 0.8  # the accuracy target: ≤ 0.8x the menu's best E at 4-8 NFE
 COMMAND = "python -m schedule_lab.lab.benchmarks.menu_rule"
 SAMPLERS = tuple(MENU_SAMPLERS) + mb.PACK_SAMPLERS
@@ -185,6 +190,9 @@ def family_rule(family: str, run: bool, held_out: bool = False, long_held_out: b
         return out
     out.update({"sampler": chosen[0], "scheduler": "sl_constant_rate" if chosen[1] == "calibrated" else chosen[1],
                 "calibrated": chosen[1] == "calibrated", "score": round(scored[chosen], 4)})
+    if out["calibrated"]:  # found after the rule ran: a Preset cannot carry the calibration (docs/menu.md §5b)
+        out["preset"] = None
+        out["not_shipped"] = CALIBRATED_NOT_SHIPPED
     if held_out:  # confirmation rows: the chosen pair and sl_few_steps at 4-8, the chosen and stock at 10-30
         for name in FAMILIES[family]:
             cache = _cache(name, "held_out")
@@ -232,9 +240,11 @@ def _md(result: dict) -> str:
         if r.get("sampler"):
             lines.append(f"Chosen: **{r['sampler']} + {r['scheduler']}**"
                          + (" (calibrated: the Constant-Rate Scheduler node's MODEL)" if r["calibrated"] else "")
-                         + f", score {r['score']:.3f}; preset `{r['preset'] or PRESET_NAMES[fam]}`"
-                         + (" — **provisional**: the never-lose rows at NFE 10-30 are not all measured."
-                            if r.get("provisional") else "."))
+                         + f", score {r['score']:.3f}"
+                         + (f"; preset `{r['preset']}`" if r.get("preset") else "")
+                         + (" — **provisional**: the never-lose rows at NFE 10-30 are not all measured"
+                            if r.get("provisional") else "")
+                         + (f" — {r['not_shipped']}" if r.get("not_shipped") else "") + ".")
         else:
             lines.append("No candidate met the constraint with the rows present.")
         lines += ["", "Ranking (best 12 by score): " + "; ".join(f"{a} + {b} {s:.3f}" for a, b, s in r["ranking"]),
