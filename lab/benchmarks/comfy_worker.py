@@ -41,10 +41,10 @@ NODE_LISTS = {"AYS_SD1": ("eps", "v"), "AYS_SDXL": ("eps", "v"), "GITS_1.20": ("
               "OptimalSteps_FLUX": ("flow", "flux")}
 
 
-def _call_worker(request: dict, noises: dict[int, torch.Tensor], log, prefix: str):
-    """Run this file as ComfyUI's worker on ``request`` (plus the noise of every seed): (rows with their endpoints
-    under ``runs[seed]["x0"]``, failed names, None), or (None, None, the reason) when COMFYUI_PATH is unset or the
-    worker failed."""
+def _call_worker(request: dict, noises: dict[int, torch.Tensor], log, prefix: str, script: Path | None = None):
+    """Run this file (or ``script``, another module's worker entry taking the request path) as ComfyUI's worker on
+    ``request`` (plus the noise of every seed): (rows with their endpoints under ``runs[seed]["x0"]``, failed names,
+    None), or (None, None, the reason) when COMFYUI_PATH is unset or the worker failed."""
     from safetensors.torch import load_file, save_file
 
     comfy_path = os.environ.get("COMFYUI_PATH")
@@ -56,8 +56,9 @@ def _call_worker(request: dict, noises: dict[int, torch.Tensor], log, prefix: st
         save_file({str(s): z.contiguous() for s, z in noises.items()}, str(tmp / "noise.safetensors"))
         request = {**request, "comfyui_path": comfy_path, "threads": torch.get_num_threads(), "dir": str(tmp)}
         (tmp / "request.json").write_text(json.dumps(request))
-        log(f"  ComfyUI's code: {python} {Path(__file__).name} (COMFYUI_PATH={comfy_path})")
-        proc = subprocess.Popen([python, str(Path(__file__).resolve()), str(tmp / "request.json")],
+        script = Path(__file__).resolve() if script is None else Path(script).resolve()
+        log(f"  ComfyUI's code: {python} {script.name} (COMFYUI_PATH={comfy_path})")
+        proc = subprocess.Popen([python, str(script), str(tmp / "request.json")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
         other = []
@@ -249,10 +250,6 @@ def _worker(request_path: str) -> None:
     req = json.loads(Path(request_path).read_text())
     if req.get("mode") == "menu":
         return _menu_worker(req)
-    if req.get("mode") == "search":  # searched_bench: the pack's search driving ComfyUI's samplers
-        from schedule_lab.lab.benchmarks.searched_bench import worker
-
-        return worker(req)
     torch.set_num_threads(int(req["threads"]))
     tmp = Path(req["dir"])
     bed = load_testbed(req["testbed"], req["sigma_range"])  # before comfy is importable: no host registration

@@ -40,6 +40,11 @@ class Setting:
     sampling: dict   # ComfyUI model_sampling to build in the worker (comfy_worker._model_sampling)
     kind: ModelKind  # what the pack's catalogue is told
     family: str      # eps | v | edm | flow
+    size: int = 16   # crop side of the model's data: noise has 3 * size**2 entries (16: 768-d, 32: 3072-d)
+
+    @property
+    def dim(self) -> int:
+        return 3 * self.size * self.size
 
 
 SETTINGS = {
@@ -51,6 +56,7 @@ SETTINGS = {
                                              "sigma_data": 0.5}, ModelKind.edm(0.002, 80.0, 0.5), "edm"),
     "eps-768/sd1": Setting("zoo-eps-768", {"type": "eps"}, ModelKind.vp("eps"), "eps"),
     "v-768/sd1": Setting("zoo-v-768", {"type": "v"}, ModelKind.vp("v"), "v"),
+    "flow-3072/shift3": Setting("zoo-flow-3072", {"type": "flow", "shift": 3.0}, ModelKind.flow(3.0), "flow", 32),
     "edm-768/edm": Setting("zoo-edm-768", {"type": "edm", "sigma_min": 0.002, "sigma_max": 80.0,
                                            "sigma_data": 0.5}, ModelKind.edm(0.002, 80.0, 0.5), "edm"),
 }
@@ -112,7 +118,7 @@ def calibration(setting: Setting):
         from schedule_lab.schedules.constant_rate import calibrate as cr
         from schedule_lab.solvers.classic import model_samples
 
-        latent = torch.zeros(cr.DEFAULT_SAMPLES, 768)  # one batch of the default sample count
+        latent = torch.zeros(cr.DEFAULT_SAMPLES, setting.dim)  # one batch of the default sample count
         _VELOCITY[key] = cr.calibrate(load_model(setting.model), setting.kind, latent, cr.DEFAULT_MEASURE,
                                       cr.DEFAULT_POINTS, cr.DEFAULT_SAMPLES, 0, generate=model_samples)
     return _VELOCITY[key]
@@ -162,7 +168,7 @@ def stage_pack_menu(setting: Setting, part: str, nfes, n: int, cache: Cache, sam
     if not todo:
         return
     model = load_model(setting.model)
-    z = noise(n, seed, 768)
+    z = noise(n, seed, setting.dim)
     ref = _converged(model, setting.kind, z, REF_STEPS)
     # every pair: one worker call per NFE, saved as it comes; a few pairs (``only``): one call
     calls = sorted(todo.items()) if only is None else [(sorted(todo), sorted({p for v in todo.values() for p in v}))]
@@ -275,7 +281,7 @@ def pack_rows(setting: Setting, part: str, nfes, n: int, cache: Cache, model, z,
 def stage_error(setting: Setting, part: str, nfes, n: int, cache: Cache, log=print) -> None:
     seed = PARTS[part][0]
     model = load_model(setting.model)
-    z = noise(n, seed, 768)
+    z = noise(n, seed, setting.dim)
     ref = _converged(model, setting.kind, z, REF_STEPS)
     ref_half = _converged(model, setting.kind, z, REF_STEPS // 2)
     cache.rows[_key("ref-convergence", REF_STEPS, n, seed)] = {
@@ -325,6 +331,9 @@ def _distances(x: torch.Tensor, ref: torch.Tensor, ref_stats, classifier) -> dic
 
 def stage_dist(setting: Setting, part: str, nfes, n: int, n_error: int, cache: Cache, log=print,
                spread_offset: int = 50) -> None:
+    if setting.size != 16:
+        raise SystemExit(f"the distance stage's features come from the 16-px patch classifier; {setting.model} is "
+                         f"{setting.size}-px: run --stage error (E) for it")
     from schedule_lab.kernels.frechet import gaussian_stats
 
     from ..testbeds.metrics import classifier_features
@@ -333,16 +342,16 @@ def stage_dist(setting: Setting, part: str, nfes, n: int, n_error: int, cache: C
 
     seed, strip, ref_seed = PARTS[part]
     clf = load_patch_classifier()
-    ref = crops(strip, n, seed=ref_seed).x.reshape(n, -1)
+    ref = crops(strip, n, seed=ref_seed, size=setting.size).x.reshape(n, -1)
     f_ref = classifier_features(ref, clf)
     ref_stats = (gaussian_stats(f_ref), f_ref)
     for split, offset in ((strip, 10), ("train", 20)):  # data-vs-data floors
         key = _key("floor", split, n, ref_seed, ref_seed + offset)
         if key not in cache.rows:
-            other = crops(split, n, seed=ref_seed + offset).x.reshape(n, -1)
+            other = crops(split, n, seed=ref_seed + offset, size=setting.size).x.reshape(n, -1)
             cache.rows[key] = _distances(other, ref, ref_stats, clf)
     model = load_model(setting.model)
-    z = noise(n, seed, 768)
+    z = noise(n, seed, setting.dim)
     # the pack's rows
     for m in _pack_methods(setting):
         for k in nfes:
@@ -383,7 +392,7 @@ def stage_dist(setting: Setting, part: str, nfes, n: int, n_error: int, cache: C
             key = _key("D", "menu", *pair, k, n, s2)
             if key in cache.rows:
                 continue
-            z2 = noise(n, s2, 768) if z2 is None else z2
+            z2 = noise(n, s2, setting.dim) if z2 is None else z2
             rows, note = run_menu(setting.model, setting.sampling, [pair[0]], [pair[1]], [k], {s2: z2},
                                   log=lambda m: None)
             if rows is None:
@@ -395,7 +404,7 @@ def stage_dist(setting: Setting, part: str, nfes, n: int, n_error: int, cache: C
     key = _key("D", "ode", REF_DIST_STEPS, n, seed)
     if key not in cache.rows:
         t0 = time.perf_counter()
-        x0 = _converged(model, setting.kind, noise(n, seed, 768), REF_DIST_STEPS)
+        x0 = _converged(model, setting.kind, noise(n, seed, setting.dim), REF_DIST_STEPS)
         cache.rows[key] = _distances(x0, ref, ref_stats, clf)
         log(f"  converged ODE (Heun {REF_DIST_STEPS}): {cache.rows[key]} {time.perf_counter() - t0:.0f}s")
         cache.save()
@@ -556,13 +565,13 @@ def main(argv=None) -> int:
         print(f"{name} ({args.part})", flush=True)
         if args.stage == "menu":
             seed = PARTS[args.part][0]
-            z = noise(args.n_error, seed, 768)
+            z = noise(args.n_error, seed, setting.dim)
             ref = _converged(load_model(setting.model), setting.kind, z, REF_STEPS)
             menu_rows(setting, args.part, args.nfe, args.n_error, cache, z, ref, log=lambda m: print(m, flush=True))
         if args.stage == "pack":
             seed = PARTS[args.part][0]
             model = load_model(setting.model)
-            z = noise(args.n_error, seed, 768)
+            z = noise(args.n_error, seed, setting.dim)
             ref = _converged(model, setting.kind, z, REF_STEPS)
             stage_pack_menu(setting, args.part, args.nfe, args.n_error, cache, log=lambda m: print(m, flush=True))
             pack_rows(setting, args.part, args.nfe, args.n_error, cache, model, z, ref,

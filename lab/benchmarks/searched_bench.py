@@ -79,7 +79,8 @@ def plan_cell(setting_name: str, nfe: int, samplers_per_cell: int, n_menu: int =
 # -- the worker (ComfyUI's interpreter) ----------------------------------------------------------------------------
 
 def worker(req: dict) -> None:
-    """Request mode ``search`` of comfy_worker: search every task with ComfyUI's sampler, score on held-out noise."""
+    """ComfyUI's worker (this file run by ``comfy_worker._call_worker`` with ComfyUI's interpreter): search every
+    task with ComfyUI's sampler, score on held-out noise."""
     from safetensors.torch import load_file, save_file
 
     from schedule_lab.lab.benchmarks.setups import load_model
@@ -197,7 +198,7 @@ def run_setting(setting_name: str, nfes, args, log=print) -> dict:
             request = {"mode": "search", "model": setting.model, "kind": setting.kind.to_dict(), "tasks": [task],
                        "evolution": evo, "polish_evaluations": args.polish, "eligible": list(ELIGIBLE),
                        "inputs_dir": d}
-            rows, _, why = _call_worker(request, {1: z_t, 2: z_h}, log, "sl-search-")
+            rows, _, why = _call_worker(request, {1: z_t, 2: z_h}, log, "sl-search-", script=Path(__file__))
         if rows is None:
             raise SystemExit(f"the search worker failed: {why}")
         return rows
@@ -362,4 +363,11 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):  # the worker: `<ComfyUI python> searched_bench.py req`
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import _bootstrap
+
+        _bootstrap.pack()
+        worker(json.loads(Path(sys.argv[1]).read_text()))
+    else:
+        raise SystemExit(main())
