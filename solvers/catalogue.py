@@ -86,7 +86,7 @@ SAMPLERS: dict[str, Sampler] = {
 }
 
 
-def parse_spec(spec: str, numbers_only: bool = False) -> tuple[str, dict]:
+def parse_spec(spec: str, numbers_only: bool = False, string_keys: tuple[str, ...] = ()) -> tuple[str, dict]:
     """The one parser of method specs: ``"name(key=value,...)"`` → ``("name", {key: value})``; a bare name has no
     options. Values are ints when written as ints, floats when numbers, else strings (``crs(measure=vx+cos)``);
     with ``numbers_only`` anything else is a ValueError naming the option."""
@@ -107,7 +107,7 @@ def parse_spec(spec: str, numbers_only: bool = False) -> tuple[str, dict]:
             try:
                 options[key.strip()] = float(value)
             except ValueError:
-                if numbers_only:
+                if numbers_only and key.strip() not in string_keys:
                     raise ValueError(f"sampler {spec!r}: option {key.strip()}={value!r} is not a number") from None
                 options[key.strip()] = value.strip()
     return base.strip(), options
@@ -115,8 +115,8 @@ def parse_spec(spec: str, numbers_only: bool = False) -> tuple[str, dict]:
 
 def parse_sampler(spec: str) -> tuple[str, dict]:
     """``"sl_tada(detail=2,order=3)"`` → ``("sl_tada", {"detail": 2, "order": 3})`` (:func:`parse_spec`, numbers
-    only: sampler options are numbers)."""
-    return parse_spec(spec, numbers_only=True)
+    only: sampler options are numbers, except sl_tada's ``integrator`` name)."""
+    return parse_spec(spec, numbers_only=True, string_keys=("integrator",))
 
 
 def bind_sampler(spec: str, kind: ModelKind | None = None, provided: dict | None = None) -> Callable:

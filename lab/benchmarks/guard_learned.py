@@ -332,6 +332,20 @@ def compute(setting_name: str, nfes=NFES, n: int = N_NOISE, log=print, stock: bo
 # ------------------------------------------------------------------------------------------------------------
 # report
 # ------------------------------------------------------------------------------------------------------------
+#: The open defects: every cell that lost when the guard was first run (7 Dec 05:15 UTC). Not a tolerance: the CI
+#: test fails on any lost cell *outside* it (a new loss) and on any cell in it that no longer loses (a fixed default
+#: must leave it), so it only shrinks; the guard command itself still exits 1 while it is not empty.
+LEDGER = RESULTS / "guard_known_losses.json"
+
+
+def loss_key(c: dict) -> str:
+    return f"{c['setting']} | NFE {c['nfe']} | {c['row']} vs {c['against']} | {c['metric']}"
+
+
+def ledger() -> list[str]:
+    return json.loads(LEDGER.read_text())["lost"] if LEDGER.exists() else []
+
+
 def report(settings, nfes=NFES) -> tuple[str, list[dict], list[str]]:
     lines = ["# Guard on held-out learned models (ratio to the reference row; **bold** = lost beyond seed noise)", "",
              f"`{COMMAND}` then `python -m schedule_lab.lab.benchmarks.guard_learned` (rule: docs/defaults.md §9). "
@@ -376,6 +390,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-stock", action="store_true", help="leave the stock rows to another process")
     p.add_argument("--part", default="", help="write to results/guard_rows/<setting>.<part>.json (a second process)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--write-ledger", action="store_true",
+                   help="write today's lost cells to results/guard_known_losses.json (the open defects the CI test "
+                        "holds the line on; docs/defaults.md §9)")
     args = p.parse_args(argv)
     pin_threads(args.threads)
     settings = args.settings or [s for s in SETTINGS if bundled(s)]
@@ -389,6 +406,12 @@ def main(argv=None) -> int:
     print(text)
     for m in missing:
         print(f"missing: {m}", file=sys.stderr)
+    if args.write_ledger:
+        LEDGER.write_text(json.dumps({"command": "python -m schedule_lab.lab.benchmarks.guard_learned --write-ledger",
+                                      "lost": sorted(loss_key(c) for c in failures)}, indent=1) + "\n")
+    known = set(ledger())
+    print(f"{len(failures)} lost cells, {sum(loss_key(c) in known for c in failures)} of them in the ledger of open "
+          f"defects ({LEDGER.name}, {len(known)} entries)", file=sys.stderr)
     for c in failures:
         print(f"LOST: {c['setting']} NFE {c['nfe']} {c['row']} vs {c['against']} {c['metric']}: "
               f"{c['mean']:.5f} vs {c['ref']:.5f} (ratio {c['ratio']:.3f}, 2 SE {Z_SE * c['se']:.5f})",

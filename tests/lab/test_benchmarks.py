@@ -143,13 +143,16 @@ def test_tada_own_endpoint_is_what_many_steps_converge_to():
     """The own-ODE yardstick: few-step TADA error to it shrinks with steps, and it differs from the standard ODE."""
     g = GaussianTestbed(16, mean=0.3, std=0.5)
     x_T = g.sample_prior(256, SD.sigma_max, seed=0, dtype=torch.float64)
-    m = M.sampler_methods(SD, ["sl_tada(detail=1)"], ["karras"])[0]
-    own = m.own_endpoint(g.denoiser, x_T, 7, karras(400, SD.sigma_min, SD.sigma_max, dtype=torch.float64))
-    errs = [float((m.run(g.denoiser, x_T, n, 7, 1.0).x0 - own).square().mean().sqrt()) for n in (5, 10, 20, 40)]
-    assert all(b < a for a, b in zip(errs, errs[1:], strict=False)), errs
-    assert errs[-1] < 0.2 * errs[0]
-    ode = g.ode_endpoint(x_T, SD.sigma_max)
-    assert float((own - ode).square().mean().sqrt()) > 10 * errs[-1]  # a different endpoint: extra noise
+    # the integrator pinned (on karras the default is "2m", docs/defaults.md §8: DPM-Solver++(2M) on TADA's state,
+    # luckier at 5 steps than at 10 on this Gaussian, so monotone from 10 steps)
+    for spec, start in (("sl_tada(detail=1,integrator=ab)", 0), ("sl_tada(detail=1,integrator=2m)", 1)):
+        m = M.sampler_methods(SD, [spec], ["karras"])[0]
+        own = m.own_endpoint(g.denoiser, x_T, 7, karras(400, SD.sigma_min, SD.sigma_max, dtype=torch.float64))
+        errs = [float((m.run(g.denoiser, x_T, n, 7, 1.0).x0 - own).square().mean().sqrt()) for n in (5, 10, 20, 40)]
+        assert all(b < a for a, b in zip(errs[start:], errs[start + 1:], strict=False)), (spec, errs)
+        assert errs[-1] < 0.2 * errs[0]
+        ode = g.ode_endpoint(x_T, SD.sigma_max)
+        assert float((own - ode).square().mean().sqrt()) > 10 * errs[-1]  # a different endpoint: extra noise
 
 
 def _target_tb(tada_5, tada_by_nfe, peer_5=1.0, peer_20=0.9, floor=0.8):

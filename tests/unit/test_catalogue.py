@@ -66,13 +66,18 @@ def test_own_ode_samplers_converge_to_their_own_endpoint_not_the_standard_one(ga
     g, x_T = gauss
     # one ODE for every step count: a bare sl_tada follows the per-NFE defaults (a different detail, i.e. a
     # different ODE, at 10 steps than at 400), so its options are pinned here
-    name = {"sl_tada": "sl_tada(detail=1,order=2)"}.get(name, name)
-    own = C.run(name, karras(400, SD.sigma_min, SD.sigma_max, dtype=torch.float64), g.denoiser, x_T, kind=SD,
-                seed=7, sigma_start=1.0).x0
-    errors = [_rmse(C.run(name, karras(n, SD.sigma_min, SD.sigma_max, dtype=torch.float64), g.denoiser, x_T,
-                          kind=SD, seed=7, sigma_start=1.0).x0, own) for n in (5, 10, 20, 40)]
-    assert all(b < a for a, b in zip(errors, errors[1:], strict=False)) and errors[-1] < 0.2 * errors[0], errors
-    assert _rmse(own, g.ode_endpoint(x_T, SD.sigma_max)) > 10 * errors[-1]
+    # ... and its integrator (on karras the default is "2m", docs/defaults.md §8)
+    names = {"sl_tada": ["sl_tada(detail=1,order=2,integrator=ab)", "sl_tada(detail=1,order=2,integrator=2m)"]}
+    for spec in names.get(name, [name]):
+        own = C.run(spec, karras(400, SD.sigma_min, SD.sigma_max, dtype=torch.float64), g.denoiser, x_T, kind=SD,
+                    seed=7, sigma_start=1.0).x0
+        errors = [_rmse(C.run(spec, karras(n, SD.sigma_min, SD.sigma_max, dtype=torch.float64), g.denoiser, x_T,
+                              kind=SD, seed=7, sigma_start=1.0).x0, own) for n in (5, 10, 20, 40)]
+        # 2m (DPM-Solver++(2M) on TADA's state) is luckier at 5 steps than at 10 on this Gaussian: monotone from 10
+        start = 1 if "2m" in spec else 0
+        assert all(b < a for a, b in zip(errors[start:], errors[start + 1:], strict=False)), (spec, errors)
+        assert errors[-1] < 0.2 * errors[0], (spec, errors)
+        assert _rmse(own, g.ode_endpoint(x_T, SD.sigma_max)) > 10 * errors[-1]
 
 
 def test_an_adaptive_sampler_reports_the_schedule_each_image_took_and_its_own_call_count(gauss):

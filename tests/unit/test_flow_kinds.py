@@ -214,7 +214,7 @@ def test_a_flow_calibration_spends_no_step_above_sigma_095(flow_testbed):
 # sl_tada's per-step-count defaults on flow kinds
 # ---------------------------------------------------------------------------------------------------------------
 def test_sl_tada_on_flow_kinds_reads_the_flow_table_and_other_kinds_their_own():
-    from schedule_lab.solvers.tada import FLOW_SETTINGS_BY_NFE, SETTINGS_BY_NFE, default_settings
+    from schedule_lab.solvers.tada import FLOW_SETTINGS_BY_NFE, SETTINGS_2M_BY_NFE, SETTINGS_BY_NFE, default_settings
 
     for kind in (ModelKind.flow(1.0), ModelKind.flow(3.0), ModelKind.flux(1.15)):
         for nfe, settings in FLOW_SETTINGS_BY_NFE.items():
@@ -222,7 +222,10 @@ def test_sl_tada_on_flow_kinds_reads_the_flow_table_and_other_kinds_their_own():
         assert default_settings(7, kind) == FLOW_SETTINGS_BY_NFE[6]  # between grid points: the grid NFE below
         assert default_settings(40, kind) == FLOW_SETTINGS_BY_NFE[max(FLOW_SETTINGS_BY_NFE)]
         assert default_settings(2, kind) == FLOW_SETTINGS_BY_NFE[min(FLOW_SETTINGS_BY_NFE)]
-    for nfe, settings in SETTINGS_BY_NFE.items():
+    for nfe, settings in SETTINGS_BY_NFE.items():  # eps/v/EDM on any list but karras, and "ab" explicitly
+        assert default_settings(nfe, ModelKind.vp("eps"), karras=False) == settings
+        assert default_settings(nfe, ModelKind.vp("eps"), "ab") == settings
+    for nfe, settings in SETTINGS_2M_BY_NFE.items():  # on karras: the 2m table (docs/defaults.md §8)
         assert default_settings(nfe, ModelKind.vp("eps")) == settings
 
 
