@@ -26,7 +26,9 @@ class ConstantRateScheduler(io.ComfyNode):
             description="Noise levels placed so the image changes at an even pace from step to step (constant-rate "
                         "scheduling, Okada et al. 2024), measured on your model once and cached on disk "
                         "(models/schedule_lab_calibration), so the next run is instant. Its MODEL output carries the "
-                        "calibration: a KSampler fed that MODEL with scheduler 'sl_constant_rate' uses it.",
+                        "calibration: a KSampler fed that MODEL with scheduler 'sl_constant_rate' uses it. For SD3 / "
+                        "Flux (flow) models at 4-8 steps, pair it with sampler 'dpmpp_2m': the pairing Schedule Lab's "
+                        "per-family benchmark chose for flow models (not measured best on SD1/SDXL or EDM models).",
             inputs=[
                 io.Guider.Input("guider", tooltip="The model with its prompt and CFG, e.g. from CFGGuider - the same "
                                 "guider you sample with. The calibration calls the model through it, so the schedule "
