@@ -174,22 +174,10 @@ def stage_pack_menu(setting: Setting, part: str, nfes, n: int, cache: Cache, sam
     calls = sorted(todo.items()) if only is None else [(sorted(todo), sorted({p for v in todo.values() for p in v}))]
     for k, want in calls:
         ks = k if isinstance(k, list) else [k]
-        t0 = time.perf_counter()
-        rows, note = run_menu(setting.model, setting.sampling, sorted({p[0] for p in want}),
-                              sorted({p[1] for p in want}), ks, {seed: z}, log=lambda m: None, only=want,
-                              extra_lists=lists)
-        if rows is None:
-            raise SystemExit(note)
-        if note:
-            log(note)
-        for r in rows:
-            run = r["runs"][seed]
-            cache.rows[_key("E", "xpack", r["sampler"], r["schedule"], r["nfe_target"], n, seed,
-                            digests[r["schedule"]])] = {
-                **_e_row(run["x0"], ref, n), "nfe": run["nfe"], "steps": r["steps"], "sigmas": r["sigmas"]}
-        log(f"  ComfyUI's samplers on the pack's lists, NFE {ks}: {len(rows)} rows in "
-            f"{time.perf_counter() - t0:.0f}s")
-        cache.save()
+        _menu_call(setting, sorted({p[0] for p in want}), sorted({p[1] for p in want}), ks, seed, z, ref, n, cache,
+                   lambda r: _key("E", "xpack", r["sampler"], r["schedule"], r["nfe_target"], n, seed,
+                                  digests[r["schedule"]]),
+                   "ComfyUI's samplers on the pack's lists", log, only=want, extra_lists=lists)
 
 
 def xpack_e(cache: Cache, setting: Setting, nfe: int, n: int, seed: int) -> dict[tuple[str, str], dict]:
@@ -221,6 +209,25 @@ def _e_row(x0: torch.Tensor, ref: torch.Tensor, n: int, name: str = "E") -> dict
                                                               round(rmse(x0[n // 2:], ref[n // 2:]), 6)]}
 
 
+def _menu_call(setting: Setting, samplers, schedules, ks, seed: int, z, ref, n: int, cache: Cache, key, what: str,
+               log, only=None, extra_lists=None) -> None:
+    """One ComfyUI worker call (``run_menu``) at NFE ``ks``; each row scored by E against ``ref`` and cached under
+    ``key(row)``, then saved (a long run stopped keeps what it did)."""
+    t0 = time.perf_counter()
+    rows, note = run_menu(setting.model, setting.sampling, samplers, schedules, ks, {seed: z}, log=lambda m: None,
+                          only=only, extra_lists=extra_lists)
+    if rows is None:
+        raise SystemExit(note)
+    if note:
+        log(note)
+    for r in rows:
+        run = r["runs"][seed]
+        cache.rows[key(r)] = {**_e_row(run["x0"], ref, n), "nfe": run["nfe"], "steps": r["steps"],
+                              "sigmas": r["sigmas"]}
+    log(f"  {what} NFE {ks}: {len(rows)} rows in {time.perf_counter() - t0:.0f}s")
+    cache.save()
+
+
 def menu_rows(setting: Setting, part: str, nfes, n: int, cache: Cache, z, ref, only=None, log=print) -> None:
     """ComfyUI's menu (its samplers × schedulers and the scheduler nodes' lists, from its code) at ``nfes``;
     ``only``: (sampler, scheduler) pairs to restrict it to (e.g. the stock default at NFE 10–30)."""
@@ -239,19 +246,9 @@ def menu_rows(setting: Setting, part: str, nfes, n: int, cache: Cache, z, ref, o
     # the whole menu: one worker call per NFE, saved as it comes (a long run stopped keeps what it did); a few pairs:
     # one call (starting ComfyUI's worker costs more than a few rows)
     for ks in ([[k] for k in todo_nfes] if only is None else [todo_nfes]):
-        t0 = time.perf_counter()
-        rows, note = run_menu(setting.model, setting.sampling, samplers, schedules, ks, {seed: z},
-                              log=lambda m: None, only=only)
-        if rows is None:
-            raise SystemExit(note)
-        if note:
-            log(note)
-        for r in rows:
-            run = r["runs"][seed]
-            cache.rows[_key("E", "menu", r["sampler"], r["schedule"], r["nfe_target"], n, seed)] = {
-                **_e_row(run["x0"], ref, n), "nfe": run["nfe"], "steps": r["steps"], "sigmas": r["sigmas"]}
-        log(f"  menu NFE {ks}: {len(rows)} rows in {time.perf_counter() - t0:.0f}s")
-        cache.save()
+        _menu_call(setting, samplers, schedules, ks, seed, z, ref, n, cache,
+                   lambda r: _key("E", "menu", r["sampler"], r["schedule"], r["nfe_target"], n, seed), "menu", log,
+                   only=only)
 
 
 def pack_rows(setting: Setting, part: str, nfes, n: int, cache: Cache, model, z, ref, rows=PACK_ROWS + TADA_ROWS,
