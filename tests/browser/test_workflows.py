@@ -188,6 +188,23 @@ def test_a_missing_pack_file_is_named_with_its_folder_when_queued(page, shots, n
     page.screenshot(path=str(shots / f"missing_file_{name}.png"))
 
 
+def _scroll_to_settled(card, attempts=5):
+    """Scroll to a template card once the grid has stopped replacing it. 1.58's grid re-renders its cards a few times
+    after a search, so the element a scroll resolved can be detached before the scroll lands; the locator then
+    resolves the new card on the next attempt. A card that never appears still fails through ``wait_for``."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    for attempt in range(attempts):
+        card.wait_for(timeout=20_000)
+        try:
+            card.scroll_into_view_if_needed(timeout=5_000)
+            return
+        except PlaywrightError as error:
+            if "not attached" not in str(error) or attempt == attempts - 1:
+                raise
+            card.page.wait_for_timeout(300)
+
+
 def test_template_browser_shows_every_workflow_with_its_thumbnail(page, shots, frontend_version):
     """The template browser: the pack's category (named by locales/en/main.json), one card per workflow with its
     thumbnail loaded; a card's title is its file name (1.27 reads no other field for custom-node templates,
@@ -204,8 +221,7 @@ def test_template_browser_shows_every_workflow_with_its_thumbnail(page, shots, f
         search.fill(path.stem)
         page.wait_for_timeout(300)  # the grid re-renders its cards after a search (1.58: a detached card otherwise)
         card = page.locator(f"[data-testid='template-workflow-{path.stem}']")
-        card.wait_for(timeout=20_000)
-        card.scroll_into_view_if_needed(timeout=20_000)
+        _scroll_to_settled(card)
         image = card.locator("img")
         image.wait_for(timeout=20_000)
         page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(),
