@@ -107,15 +107,17 @@ SCHEDULES: dict[str, Schedule] = {
                     "whatever the model.", defaults={"table": "sd1"}),
     "sl_ays_sd1": Schedule(
         ays_for_model,
-        "Align Your Steps (SD1.5 table, Sabour et al. 2024) resampled log-linearly to any step count; on EDM models "
-        "the noise levels are carried over at equal signal-to-noise ratio, on flow models (SD3, Flux) as the same "
-        "timesteps in the model's time, so the list starts at σ = 1 and follows the shift.",
+        "Align Your Steps (SD1.5 table, Sabour et al. 2024) resampled log-linearly to any step count. On "
+        "SD1/SD2/SDXL models its levels span the model's range down to σ_min, then 0 (ComfyUI's AYS node ends "
+        "higher); on EDM models they are carried over at equal signal-to-noise ratio; on flow models (SD3, Flux) "
+        "the same timesteps in the model's time, so the list starts at σ = 1 and follows the shift.",
         defaults={"table": "sd1"}, ours=True),
     "sl_ays_sdxl": Schedule(
         ays_for_model,
-        "Align Your Steps (SDXL table, Sabour et al. 2024) resampled log-linearly to any step count; on EDM models "
-        "the noise levels are carried over at equal signal-to-noise ratio, on flow models (SD3, Flux) as the same "
-        "timesteps in the model's time, so the list starts at σ = 1 and follows the shift.",
+        "Align Your Steps (SDXL table, Sabour et al. 2024) resampled log-linearly to any step count. On "
+        "SD1/SD2/SDXL models its levels span the model's range down to σ_min, then 0 (ComfyUI's AYS node ends "
+        "higher); on EDM models they are carried over at equal signal-to-noise ratio; on flow models (SD3, Flux) "
+        "the same timesteps in the model's time, so the list starts at σ = 1 and follows the shift.",
         defaults={"table": "sdxl"}, ours=True),
     "sl_searched": Schedule(
         searched_sigmas,

@@ -30,7 +30,8 @@ from ..validate import validate_steps
 
 __all__ = [
     "COORDS", "DEFAULT_SMOOTH", "DEFAULT_XI", "ENDS", "FLOW_MEASURED_SETTINGS", "FLOW_SETTINGS", "LAMBDA_CLIP",
-    "SETTINGS_BY_NFE", "Velocity", "check_xi", "combine", "constant_rate_sigmas", "data_free_velocity",
+    "LEARNED_FAMILIES", "LEARNED_MEASURED_SETTINGS_BY_NFE", "LEARNED_SETTINGS_BY_NFE", "SETTINGS_BY_NFE", "Velocity",
+    "check_xi", "combine", "constant_rate_sigmas", "data_free_velocity",
     "default_schedule_settings", "MEASURED_SETTINGS_BY_NFE", "with_cos_tails", "cos_velocity", "default_velocity",
     "gaussian_frechet_velocity", "lambda_range", "power_velocity", "sample_training_sigmas", "training_density"
 ]
@@ -47,7 +48,8 @@ ENDS = ("hold", "land")
 #: (lab/benchmarks/results/defaults_chosen.json; rule: docs/defaults.md §3, the lowest worst ratio to dpmpp_2m + karras
 #: over the tuning testbeds). SETTINGS_BY_NFE: `sl_constant_rate` without a calibration (data-free velocities:
 #: "data-free" = cos, "cos+karras"); MEASURED_SETTINGS_BY_NFE: a measured (vx+cos) calibration. Step counts between
-#: grid points use the grid NFE below (above 20: 20; below 4: 4).
+#: grid points use the grid NFE below (above the last: the last; below 4: 4). The families of
+#: LEARNED_FAMILIES use the LEARNED_ tables instead.
 SETTINGS_BY_NFE = {
     4: {"measure": "cos+karras", "xi": 1.25, "end": "land"},
     5: {"measure": "cos+karras", "xi": 1.25, "end": "land"},
@@ -66,6 +68,31 @@ MEASURED_SETTINGS_BY_NFE = {
     15: {"xi": 1.5, "end": "land"},
     20: {"xi": 1.5, "end": "land"},
 }
+#: The same tables re-chosen on the learned ε, v and EDM zoo models (``python -m schedule_lab.lab.benchmarks.list_ends``
+#: → lab/benchmarks/results/list_ends.json; rule: docs/defaults.md §10), used by the families of LEARNED_FAMILIES
+#: only: §10a's held-out guard vetoed them where they added a lost cell (EDM and v: both tables).
+LEARNED_SETTINGS_BY_NFE = {
+    4: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
+    5: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
+    6: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
+    8: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
+    10: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
+    15: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
+    20: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
+    30: {"measure": "cos+karras", "xi": 1.5, "end": "hold"},
+}
+LEARNED_MEASURED_SETTINGS_BY_NFE = {
+    4: {"xi": 1.0, "end": "land"},
+    5: {"xi": 1.0, "end": "hold"},
+    6: {"xi": 1.0, "end": "hold"},
+    8: {"xi": 1.0, "end": "hold"},
+    10: {"xi": 1.25, "end": "hold"},
+    15: {"xi": 1.25, "end": "hold"},
+    20: {"xi": 1.25, "end": "hold"},
+    30: {"xi": 1.25, "end": "hold"},
+}
+#: Which model families (ModelKind.kind) use the LEARNED_ tables: "free" (no calibration) / "measured".
+LEARNED_FAMILIES = {"free": ("eps",), "measured": ("eps",)}
 
 
 #: Flow kinds (SD3, Flux): data-free velocity, ξ = DEFAULT_XI, and "land" at every step count. "hold" spent one of
@@ -84,7 +111,11 @@ def default_schedule_settings(steps: int, kind: ModelKind | None = None, measure
     "end"} for a measured velocity (flow kinds: FLOW_SETTINGS / FLOW_MEASURED_SETTINGS at every step count)."""
     if kind is not None and kind.kind == "flow":
         return dict(FLOW_MEASURED_SETTINGS if measured else FLOW_SETTINGS)
-    table = MEASURED_SETTINGS_BY_NFE if measured else SETTINGS_BY_NFE
+    learned = kind is not None and kind.kind in LEARNED_FAMILIES["measured" if measured else "free"]
+    if measured:
+        table = LEARNED_MEASURED_SETTINGS_BY_NFE if learned else MEASURED_SETTINGS_BY_NFE
+    else:
+        table = LEARNED_SETTINGS_BY_NFE if learned else SETTINGS_BY_NFE
     grid = sorted(table)
     below = [n for n in grid if n <= int(steps)]
     return dict(table[below[-1] if below else grid[0]])

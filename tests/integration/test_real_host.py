@@ -101,14 +101,20 @@ def _sigmas_via_info(comfy, sigmas_node: dict, model_needed: bool = True) -> lis
     return entry["outputs"]["info"]["schedule_lab_sigmas"][0]["sigmas"]
 
 
-@pytest.mark.parametrize("steps", [10, 7, 25])
-def test_pack_ays_in_basic_scheduler_equals_the_builtin_ays_node(comfy, steps):
+@pytest.mark.parametrize("steps", [11, 10, 7, 25])
+def test_pack_ays_in_basic_scheduler_is_the_builtin_ays_levels_down_to_sigma_min(comfy, steps):
+    """sl_ays_sd1 on an SD1 model: the levels of ComfyUI's own AYS node, with one more level kept at the bottom.
+    The node for steps - 1 resamples the published table to ``steps`` levels and replaces the last (SD1's σ_min)
+    by 0; the pack keeps all ``steps`` of them as the positive levels, then 0 (docs/defaults.md §10)."""
     ours = _sigmas_via_info(comfy, {"class_type": "BasicScheduler", "inputs": {
         "model": "_model", "scheduler": "sl_ays_sd1", "steps": steps, "denoise": 1.0}})
     builtin = _sigmas_via_info(comfy, {"class_type": "AlignYourStepsScheduler", "inputs": {
-        "model_type": "SD1", "steps": steps, "denoise": 1.0}})
-    assert len(ours) == steps + 1
-    assert ours == pytest.approx(builtin, rel=1e-6, abs=1e-7)
+        "model_type": "SD1", "steps": steps - 1, "denoise": 1.0}})
+    karras = _sigmas_via_info(comfy, {"class_type": "BasicScheduler", "inputs": {
+        "model": "_model", "scheduler": "karras", "steps": steps, "denoise": 1.0}})
+    assert len(ours) == steps + 1 and ours[-1] == 0
+    assert ours[:-2] == pytest.approx(builtin[:-1], rel=1e-6, abs=1e-7)
+    assert ours[-2] == pytest.approx(karras[-2], rel=1e-5)  # the model's σ_min, where ComfyUI's karras ends
 
 
 def test_save_then_load_schedule_round_trip(comfy):

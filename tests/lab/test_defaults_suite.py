@@ -6,6 +6,7 @@ definition; the guard's verdict on constructed rows.
 """
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -155,17 +156,42 @@ def test_guard_flags_a_default_more_than_ten_percent_worse_on_a_held_out_part(mo
 
 
 # ---- the shipped tables are the benchmark's output ---------------------------------------------------------------
-def test_shipped_per_nfe_defaults_are_the_ones_the_defaults_benchmark_chose():
-    """solvers.tada.SETTINGS_BY_NFE and construct.SETTINGS_BY_NFE are copies of lab/benchmarks/results/
-    defaults_chosen.json (written by `python -m schedule_lab.lab.defaults.bench --stage tune`)."""
+def test_shipped_per_nfe_defaults_are_the_ones_the_benchmarks_chose():
+    """solvers.tada.SETTINGS_BY_NFE and construct.SETTINGS_BY_NFE / MEASURED_SETTINGS_BY_NFE are copies of
+    lab/benchmarks/results/defaults_chosen.json (`python -m schedule_lab.lab.defaults.bench --stage tune`, §3);
+    construct.LEARNED_* of lab/benchmarks/results/list_ends.json (`python -m schedule_lab.lab.benchmarks.list_ends`,
+    §10), used only by the families §10a's guard did not veto; the dropdown's AYS fit is §10's choice on those
+    families and ComfyUI's elsewhere."""
+    from schedule_lab.lab.benchmarks.list_ends import shipped_tables as list_ends_tables
     from schedule_lab.lab.defaults.bench import CHOSEN_FILE, shipped_tables
+    from schedule_lab.schedules.catalogue import SCHEDULES
     from schedule_lab.schedules.constant_rate import construct
+    from schedule_lab.schedules.for_model import AYS_FIT_BY_FAMILY
     from schedule_lab.solvers import tada
 
     tada_table, crs_table, measured_table = shipped_tables(CHOSEN_FILE)
     assert tada.SETTINGS_BY_NFE == tada_table
     assert construct.SETTINGS_BY_NFE == crs_table
     assert construct.MEASURED_SETTINGS_BY_NFE == measured_table
+    learned_free, learned_measured = list_ends_tables()
+    assert construct.LEARNED_SETTINGS_BY_NFE == learned_free
+    assert construct.LEARNED_MEASURED_SETTINGS_BY_NFE == learned_measured
+    chosen = json.loads((CHOSEN_FILE.parent / "list_ends.json").read_text())["ays"]
+    assert set(chosen.values()) == {"stretched"}
+    assert "fit" not in SCHEDULES["sl_ays_sd1"].defaults  # the dropdown runs fit="auto", AYS_FIT_BY_FAMILY
+    assert {f: AYS_FIT_BY_FAMILY[f] for f in ("eps", "v", "edm")} == {"eps": "stretched", "v": "stretched",
+                                                                       "edm": "comfy"}
+
+
+def test_the_learned_tables_apply_to_the_families_the_guard_did_not_veto():
+    from schedule_lab.schedules.constant_rate import construct
+
+    eps, v, edm = ModelKind.vp("eps"), ModelKind.vp("v"), ModelKind.edm()
+    assert default_schedule_settings(30, eps) == construct.LEARNED_SETTINGS_BY_NFE[30]
+    assert default_schedule_settings(30, v) == construct.SETTINGS_BY_NFE[20]
+    assert default_schedule_settings(30, edm) == construct.SETTINGS_BY_NFE[20]
+    assert default_schedule_settings(5, eps, measured=True) == construct.LEARNED_MEASURED_SETTINGS_BY_NFE[5]
+    assert default_schedule_settings(5, v, measured=True) == construct.MEASURED_SETTINGS_BY_NFE[5]
 
 
 # ---- the benchmark's rows are the shipped code's ---------------------------------------------------------------

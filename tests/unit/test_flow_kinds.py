@@ -77,10 +77,13 @@ def test_ays_on_an_unshifted_flow_model_is_the_published_timesteps_as_times(tabl
     torch.testing.assert_close(sigmas, expected, rtol=1e-6, atol=1e-6)
 
 
-def test_ays_on_eps_models_is_still_comfyuis_table():
+def test_ays_on_eps_models_is_comfyuis_table_with_its_lowest_level_kept():
+    """ComfyUI's AYS at N - 1 steps resamples to N levels and drops the lowest for 0; the dropdown keeps all N as
+    its positive levels (docs/defaults.md §10), so the flow changes did not touch eps models beyond that."""
     kind = ModelKind.vp("eps")
     sigmas = schedule_sigmas("sl_ays_sd1", kind, 10).double()
-    torch.testing.assert_close(sigmas, schedule_sigmas("ays", kind, 10).double())
+    torch.testing.assert_close(sigmas[:-2], schedule_sigmas("ays", kind, 9).double()[:-1])
+    assert float(sigmas[-2]) == pytest.approx(kind.sigma_min, rel=1e-6)
 
 
 def test_the_data_free_constant_rate_list_moves_with_the_shift():

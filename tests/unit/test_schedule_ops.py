@@ -31,8 +31,29 @@ def test_every_scheduler_gives_a_valid_schedule_for_every_kind(name, kind, steps
     assert kind.sigma_min * 0.999 <= float(sig[-2]) and float(sig[0]) <= kind.sigma_max * 1.001
 
 
-def test_ays_on_an_sd_model_is_the_published_table():
-    assert torch.equal(schedule_sigmas("sl_ays_sd1", EPS, 10), ays(10, "sd1"))
+def test_ays_on_an_sd_model_spans_the_published_levels_down_to_sigma_min():
+    """The dropdown's fit (docs/defaults.md §10): 11 steps are the 11 published levels then 0; other step counts
+    resample them log-linearly to N positive levels, so the last is SD1's σ_min (ComfyUI's AYS node ends higher)."""
+    from schedule_lab.schedules.baseline import ays_noise_levels
+    from schedule_lab.schedules.resample import loglinear_interp
+
+    published = ays_noise_levels("sd1")
+    assert torch.allclose(schedule_sigmas("sl_ays_sd1", EPS, 11).double()[:-1], published, rtol=1e-6)
+    ten = schedule_sigmas("sl_ays_sd1", EPS, 10).double()
+    assert torch.allclose(ten[:-1], loglinear_interp(published, 10), rtol=1e-6) and ten[-1] == 0
+    assert float(ten[-2]) == pytest.approx(EPS.sigma_min, rel=1e-6)
+    assert float(ays(10, "sd1")[-2]) > 5 * EPS.sigma_min  # ComfyUI's semantics, still the "comfy" fit:
+    assert torch.equal(schedule_sigmas("sl_ays_sd1", EPS, 10, fit="comfy"), ays(10, "sd1"))
+
+
+def test_ays_fit_stretched_spans_an_edm_models_range_and_the_dropdown_keeps_comfys_fit_there():
+    edm = ModelKind.edm(sigma_min=0.002, sigma_max=80.0)
+    sig = schedule_sigmas("sl_ays_sdxl", edm, 8, fit="stretched")
+    assert float(sig[0]) == pytest.approx(80.0, rel=1e-6) and float(sig[-2]) == pytest.approx(0.002, rel=1e-5)
+    # docs/defaults.md §10a: the held-out guard vetoed the stretch on EDM; the dropdown is ComfyUI's AYS there
+    assert torch.equal(schedule_sigmas("sl_ays_sdxl", edm, 8), schedule_sigmas("sl_ays_sdxl", edm, 8, fit="comfy"))
+    with pytest.raises(ScheduleError, match="fit"):
+        schedule_sigmas("sl_ays_sd1", edm, 8, fit="ends")
 
 
 def test_ays_on_a_flow_model_keeps_the_timesteps():

@@ -1,0 +1,210 @@
+"""The ends of the pack's lists on eps / v / EDM models, chosen on the learned models' tuning parts (rule:
+docs/defaults.md §10, stated before these rows).
+
+    python -m schedule_lab.lab.benchmarks.list_ends            # rows (cached) + choice -> results/list_ends.{md,json}
+
+For the zoo's ε and v models on SD1's table and the zoo's EDM model, on menu bench's tuning noises (128 = 4 sets of
+32), E (RMSE to the converged ODE from the same noise) of dpmpp_2m on every candidate list, divided by dpmpp_2m +
+karras: `sl_constant_rate`'s data-free settings (measure × ξ × end) and the Constant-Rate Scheduler's calibration
+(ξ × end) per NFE, and the three ways of fitting Align Your Steps to N steps (``schedules.for_model.AYS_FITS``).
+The choice is the candidate with the lowest worst ratio over the models (AYS: and over the NFE).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from schedule_lab.schedules.catalogue import schedule_sigmas
+from schedule_lab.schedules.constant_rate.calibrate import schedule
+from schedule_lab.schedules.constant_rate.construct import data_free_velocity, default_schedule_settings
+from schedule_lab.schedules.for_model import AYS_FITS, ays_for_model
+from schedule_lab.solvers import catalogue
+
+from .menu_bench import PARTS, REF_STEPS, SETTINGS, _converged, calibration
+from .setups import load_model, noise, pin_threads
+
+__all__ = ["MODELS", "NFES", "candidates", "choose", "main", "shipped_tables"]
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CACHE = RESULTS / "list_ends_rows.json"
+MODELS = ("eps-768/sd1", "v-768/sd1", "edm-768/edm")
+NFES = (4, 5, 6, 8, 10, 15, 20, 30)
+N_NOISE, N_SETS = 128, 4
+MEASURES, XIS, ENDS = ("data-free", "cos+karras"), (1.0, 1.25, 1.5), ("land", "hold")
+TIE = 0.01  # ties within 1 % go to the current setting
+COMMAND = "python -m schedule_lab.lab.benchmarks.list_ends"
+#: The tables before this rule (§3's choice on the exact mixtures): the rule's "current setting" for ties and marks.
+BEFORE_FREE = {4: ("cos+karras", 1.25, "land"), 5: ("cos+karras", 1.25, "land"), 6: ("data-free", 1.5, "land"),
+               8: ("cos+karras", 1.25, "land"), 10: ("cos+karras", 1.25, "land"), 15: ("cos+karras", 1.25, "land"),
+               20: ("data-free", 1.5, "land")}
+BEFORE_MEASURED = {4: (1.5, "land"), 5: (1.5, "land"), 6: (1.25, "land"), 8: (1.25, "hold"), 10: (1.25, "land"),
+                   15: (1.5, "land"), 20: (1.5, "land")}
+
+
+def candidates(setting_name: str, nfe: int, velocity=None) -> dict[str, torch.Tensor]:
+    """label -> sigma list of every candidate at ``nfe`` steps (plus the reference "karras")."""
+    kind = SETTINGS[setting_name].kind
+    out = {"karras": schedule_sigmas("karras", kind, nfe)}
+    for m in MEASURES:
+        vel = data_free_velocity(m, kind)
+        for xi in XIS:
+            for end in ENDS:
+                out[f"free|{m}|{xi:g}|{end}"] = schedule(vel, kind, nfe, xi=xi, end=end)
+    if velocity is not None:
+        for xi in XIS:
+            for end in ENDS:
+                out[f"measured|{xi:g}|{end}"] = schedule(velocity, kind, nfe, xi=xi, end=end)
+    for table in ("sd1", "sdxl"):
+        for fit in AYS_FITS:
+            out[f"ays|{table}|{fit}"] = ays_for_model(kind, nfe, table, fit=fit)
+    return out
+
+
+def _digest(sig: torch.Tensor) -> str:
+    return ",".join(f"{float(v):.6g}" for v in sig)
+
+
+def rows(log=print) -> dict:
+    """cache[setting][label|nfe] = {"sigmas": ..., "E": [per set]} (recomputed when a list changes)."""
+    cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+    seed = PARTS["tuning"][0]
+    for name in MODELS:
+        setting = SETTINGS[name]
+        model = load_model(setting.model)
+        vel = calibration(setting)
+        z = noise(N_NOISE, seed, setting.dim)
+        ref = None
+        got = cache.setdefault(name, {})
+        for nfe in NFES:
+            for label, sig in candidates(name, nfe, vel).items():
+                key = f"{label}|{nfe}"
+                if key in got and got[key]["sigmas"] == _digest(sig):
+                    continue
+                if ref is None:
+                    t0 = time.time()
+                    ref = _converged(model, setting.kind, z, REF_STEPS)
+                    log(f"{name}: converged reference in {time.time() - t0:.0f} s")
+                x0 = catalogue.run("dpmpp_2m", sig, model, z, kind=setting.kind, seed=seed).x0
+                err = (x0 - ref).reshape(N_SETS, N_NOISE // N_SETS, -1).square().mean((1, 2)).sqrt()
+                got[key] = {"sigmas": _digest(sig), "E": [round(float(e), 7) for e in err]}
+            log(f"{name}: NFE {nfe} done")
+            CACHE.write_text(json.dumps(cache, indent=0, sort_keys=True))
+    return cache
+
+
+def _ratio(cache, name, label, nfe) -> float:
+    a, b = cache[name][f"{label}|{nfe}"]["E"], cache[name][f"karras|{nfe}"]["E"]
+    return (sum(a) / len(a)) / (sum(b) / len(b))
+
+
+def _current_free(nfe: int) -> str:
+    m, xi, end = BEFORE_FREE[max(n for n in BEFORE_FREE if n <= nfe)]
+    return f"free|{m}|{xi:g}|{end}"
+
+
+def _current_measured(nfe: int) -> str:
+    xi, end = BEFORE_MEASURED[max(n for n in BEFORE_MEASURED if n <= nfe)]
+    return f"measured|{xi:g}|{end}"
+
+
+def shipped_tables(path: Path = RESULTS / "list_ends.json") -> tuple[dict, dict]:
+    """The chosen per-NFE tables as ``construct.SETTINGS_BY_NFE`` / ``MEASURED_SETTINGS_BY_NFE`` spell them."""
+    chosen = json.loads(Path(path).read_text())
+    free, measured = {}, {}
+    for n, label in chosen["free"].items():
+        _, m, xi, end = label.split("|")
+        free[int(n)] = {"measure": m, "xi": float(xi), "end": end}
+    for n, label in chosen["measured"].items():
+        _, xi, end = label.split("|")
+        measured[int(n)] = {"xi": float(xi), "end": end}
+    return free, measured
+
+
+def _pick(scores: dict[str, float], current: str) -> str:
+    best = min(scores, key=scores.get)
+    return current if current in scores and scores[current] <= scores[best] * (1 + TIE) else best
+
+
+def choose(cache) -> dict:
+    """The rule of docs/defaults.md §10 on the cached rows."""
+    out = {"free": {}, "measured": {}, "ays": {}, "scores": {}}
+    for nfe in NFES:
+        labels = [k.rsplit("|", 1)[0] for k in cache[MODELS[0]] if k.startswith("free|") and k.endswith(f"|{nfe}")]
+        free = {lab: max(_ratio(cache, m, lab, nfe) for m in MODELS) for lab in labels}
+        pick = _pick(free, _current_free(nfe))
+        out["free"][str(nfe)] = pick
+        meas = {}
+        labels = [k.rsplit("|", 1)[0] for k in cache[MODELS[0]] if k.startswith("measured|") and k.endswith(f"|{nfe}")]
+        for lab in labels:
+            meas[lab] = max(max(_ratio(cache, m, lab, nfe), _ratio(cache, m, lab, nfe) / _ratio(cache, m, pick, nfe))
+                            for m in MODELS)
+        out["measured"][str(nfe)] = _pick(meas, _current_measured(nfe))
+        out["scores"][str(nfe)] = {"free": free, "measured": meas}
+    for table in ("sd1", "sdxl"):
+        scores = {fit: max(_ratio(cache, m, f"ays|{table}|{fit}", nfe) for m in MODELS for nfe in NFES)
+                  for fit in AYS_FITS}
+        out["ays"][table] = _pick(scores, "comfy")
+        out["scores"][f"ays_{table}"] = scores
+    return out
+
+
+def report(cache, chosen) -> str:
+    lines = ["# The ends of the pack's lists on ε / v / EDM (tuning parts; rule: docs/defaults.md §10)", "",
+             f"`{COMMAND}`. E of dpmpp_2m ÷ dpmpp_2m + karras, menu bench's tuning noises (seed "
+             f"{PARTS['tuning'][0]}, {N_NOISE} = {N_SETS} × {N_NOISE // N_SETS}), converged ODE = Heun {REF_STEPS} on "
+             "karras. Cell: worst over the models, then each model.", ""]
+    head = "| candidate | " + " | ".join(f"NFE {n}" for n in NFES) + " |"
+    for group, title in (("free", "`sl_constant_rate` without a calibration"),
+                         ("measured", "the Constant-Rate Scheduler's calibration (vx+cos)")):
+        lines += [f"## {title}", "", head, "|---" * (len(NFES) + 1) + "|"]
+        labels = sorted({k.rsplit("|", 1)[0] for k in cache[MODELS[0]] if k.startswith(group + "|")})
+        for lab in labels:
+            cells = []
+            for nfe in NFES:
+                per = [_ratio(cache, m, lab, nfe) for m in MODELS]
+                cell = f"{max(per):.2f} ({'/'.join(f'{p:.2f}' for p in per)})"
+                if chosen[group][str(nfe)] == lab:
+                    cell = f"**{cell}**"
+                if lab == (_current_free(nfe) if group == "free" else _current_measured(nfe)):
+                    cell += " ·"
+                cells.append(cell)
+            lines.append(f"| {lab} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["**bold** = chosen; · = the setting before this rule. Per-model order: " + ", ".join(MODELS) + ".", "",
+              "## Align Your Steps", "", head, "|---" * (len(NFES) + 1) + "|"]
+    for table in ("sd1", "sdxl"):
+        for fit in AYS_FITS:
+            lab = f"ays|{table}|{fit}"
+            cells = []
+            for nfe in NFES:
+                per = [_ratio(cache, m, lab, nfe) for m in MODELS]
+                cells.append(f"{max(per):.2f} ({'/'.join(f'{p:.2f}' for p in per)})")
+            mark = " (chosen)" if chosen["ays"][table] == fit else ""
+            lines.append(f"| {table} {fit}{mark} | " + " | ".join(cells) + " |")
+    lines += ["", "Karras's own E (mean RMSE) per model and NFE: " + "; ".join(
+        f"{m}: " + ", ".join(f"{sum(cache[m][f'karras|{n}']['E']) / N_SETS:.4f}" for n in NFES) for m in MODELS), ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args(argv)
+    pin_threads(a.threads)
+    cache = rows()
+    chosen = choose(cache)
+    (RESULTS / "list_ends.json").write_text(json.dumps({"command": COMMAND, **chosen}, indent=1, sort_keys=True))
+    (RESULTS / "list_ends.md").write_text(report(cache, chosen))
+    print(report(cache, chosen))
+    for nfe in NFES:
+        print(nfe, default_schedule_settings(nfe), "->", chosen["free"][str(nfe)], "|", chosen["measured"][str(nfe)])
+    print("ays:", chosen["ays"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
