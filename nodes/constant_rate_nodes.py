@@ -28,7 +28,10 @@ class ConstantRateScheduler(io.ComfyNode):
                         "(models/schedule_lab_calibration), so the next run is instant. Its MODEL output carries the "
                         "calibration: a KSampler fed that MODEL with scheduler 'sl_constant_rate' uses it. For SD3 / "
                         "Flux (flow) models at 4-8 steps, pair it with sampler 'dpmpp_2m': the pairing Schedule Lab's "
-                        "per-family benchmark chose for flow models (not measured best on SD1/SDXL or EDM models).",
+                        "per-family benchmark chose for flow models (not measured best on SD1/SDXL or EDM models). "
+                        "On SD1/SDXL (eps) and v-prediction models the calibration measured worse than the data-free "
+                        "list on Schedule Lab's tuning models, so 'sl_constant_rate' on this MODEL gives the data-free "
+                        "list there (the log says so); on EDM models it is used at 4-10 steps.",
             inputs=[
                 io.Guider.Input("guider", tooltip="The model with its prompt and CFG, e.g. from CFGGuider - the same "
                                 "guider you sample with. The calibration calls the model through it, so the schedule "

@@ -27,14 +27,25 @@ from schedule_lab.solvers import catalogue
 from .menu_bench import PARTS, REF_STEPS, SETTINGS, _converged, calibration
 from .setups import load_model, noise, pin_threads
 
-__all__ = ["MODELS", "NFES", "candidates", "choose", "main", "shipped_tables"]
+__all__ = ["FAMILY_MODEL", "MODELS", "NFES", "VETOED", "candidates", "choose", "choose_per_family", "family_tables",
+           "main", "shipped_tables"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = RESULTS / "list_ends_rows.json"
 MODELS = ("eps-768/sd1", "v-768/sd1", "edm-768/edm")
 NFES = (4, 5, 6, 8, 10, 15, 20, 30)
 N_NOISE, N_SETS = 128, 4
-MEASURES, XIS, ENDS = ("data-free", "cos+karras"), (1.0, 1.25, 1.5), ("land", "hold")
+MEASURES, XIS, ENDS = ("data-free", "cos+karras", "karras"), (1.0, 1.25, 1.5), ("land", "hold")
+#: §10's candidates (§10b added "karras"): §10's one-table choice is made among these only.
+MEASURES_10 = ("data-free", "cos+karras")
+#: §10b: each family's tuning model.
+FAMILY_MODEL = {"eps": "eps-768/sd1", "v": "v-768/sd1", "edm": "edm-768/edm"}
+#: §10a's veto on §10b's per-family tables: the parts whose held-out guard rows added a lost cell outside the ledger
+#: (family -> parts among "free", "measured"). Written from `guard_learned`'s output, docs/defaults.md §10b.
+VETOED: dict[str, tuple[str, ...]] = {"eps": ("free",)}
+#: §10a: the families whose guard rows accepted §10's one-table choice (a vetoed §10b part falls back to it there,
+#: else to §3's table).
+ACCEPTED_10 = {"free": ("eps",), "measured": ("eps",)}
 TIE = 0.01  # ties within 1 % go to the current setting
 COMMAND = "python -m schedule_lab.lab.benchmarks.list_ends"
 #: The tables before this rule (§3's choice on the exact mixtures): the rule's "current setting" for ties and marks.
@@ -133,7 +144,8 @@ def choose(cache) -> dict:
     """The rule of docs/defaults.md §10 on the cached rows."""
     out = {"free": {}, "measured": {}, "ays": {}, "scores": {}}
     for nfe in NFES:
-        labels = [k.rsplit("|", 1)[0] for k in cache[MODELS[0]] if k.startswith("free|") and k.endswith(f"|{nfe}")]
+        labels = [k.rsplit("|", 1)[0] for k in cache[MODELS[0]] if k.startswith("free|") and k.endswith(f"|{nfe}")
+                  and k.split("|")[1] in MEASURES_10]
         free = {lab: max(_ratio(cache, m, lab, nfe) for m in MODELS) for lab in labels}
         pick = _pick(free, _current_free(nfe))
         out["free"][str(nfe)] = pick
@@ -150,6 +162,50 @@ def choose(cache) -> dict:
         out["ays"][table] = _pick(scores, "comfy")
         out["scores"][f"ays_{table}"] = scores
     return out
+
+
+def choose_per_family(cache) -> dict:
+    """§10b: per family, on its tuning model, per NFE: the data-free setting (now with "karras") and the calibration's
+    (now with "data-free": the calibrated MODEL's list is the data-free one at that step count)."""
+    out = {}
+    for fam, name in FAMILY_MODEL.items():
+        free, measured, scores = {}, {}, {}
+        for nfe in NFES:
+            labels = [k.rsplit("|", 1)[0] for k in cache[name] if k.startswith("free|") and k.endswith(f"|{nfe}")]
+            fs = {lab: _ratio(cache, name, lab, nfe) for lab in labels}
+            pick = _pick(fs, _current_free(nfe))
+            labels = [k.rsplit("|", 1)[0] for k in cache[name] if k.startswith("measured|") and k.endswith(f"|{nfe}")]
+            base = _ratio(cache, name, pick, nfe)
+            ms = {lab: max(_ratio(cache, name, lab, nfe), _ratio(cache, name, lab, nfe) / base) for lab in labels}
+            ms["measured|data-free"] = max(_ratio(cache, name, pick, nfe), 1.0)
+            free[str(nfe)], measured[str(nfe)] = pick, _pick(ms, _current_measured(nfe))
+            scores[str(nfe)] = {"free": fs, "measured": ms}
+        out[fam] = {"model": name, "free": free, "measured": measured, "scores": scores}
+    return out
+
+
+def family_tables(path: Path = RESULTS / "list_ends.json") -> tuple[dict, dict]:
+    """§10b's per-family tables minus §10a's veto, as ``construct.FAMILY_SETTINGS_BY_NFE`` /
+    ``FAMILY_MEASURED_SETTINGS_BY_NFE`` spell them ({family: {nfe: settings}})."""
+    data = json.loads(Path(path).read_text())
+    free, measured = {}, {}
+    for fam, entry in data["families"].items():
+        for part, out in (("free", free), ("measured", measured)):
+            if part not in VETOED.get(fam, ()):
+                labels = entry[part]
+            elif fam in ACCEPTED_10[part]:
+                labels = data[part]  # §10's one-table choice, which §10a's guard accepted for this family
+            else:
+                continue  # §3's table
+            out[fam] = {int(n): _settings(label) for n, label in labels.items()}
+    return free, measured
+
+
+def _settings(label: str) -> dict:
+    parts = label.split("|")
+    if parts[0] == "free":
+        return {"measure": parts[1], "xi": float(parts[2]), "end": parts[3]}
+    return {"use": "data-free"} if parts[1] == "data-free" else {"xi": float(parts[1]), "end": parts[2]}
 
 
 def report(cache, chosen) -> str:
@@ -190,6 +246,22 @@ def report(cache, chosen) -> str:
     return "\n".join(lines)
 
 
+def family_report(cache, families) -> str:
+    lines = ["## Per family (§10b: with Karras's spacing and \"no calibration\" as candidates)", "",
+             "Cell: the chosen setting and its E ÷ karras on the family's tuning model. Vetoed by the held-out guard "
+             f"(§10a): {', '.join(f'{f} {p}' for f, ps in VETOED.items() for p in ps) or 'nothing'}.", "",
+             "| family | table | " + " | ".join(f"NFE {n}" for n in NFES) + " |", "|---" * (len(NFES) + 2) + "|"]
+    for fam, entry in families.items():
+        for part in ("free", "measured"):
+            cells = []
+            for n in NFES:
+                lab = entry[part][str(n)]
+                score = entry["scores"][str(n)][part][lab]
+                cells.append(f"{lab.split('|', 1)[1]} ({score:.2f})")
+            lines.append(f"| {fam} ({entry['model']}) | {part} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""])
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
@@ -197,9 +269,13 @@ def main(argv=None) -> int:
     pin_threads(a.threads)
     cache = rows()
     chosen = choose(cache)
-    (RESULTS / "list_ends.json").write_text(json.dumps({"command": COMMAND, **chosen}, indent=1, sort_keys=True))
-    (RESULTS / "list_ends.md").write_text(report(cache, chosen))
-    print(report(cache, chosen))
+    families = choose_per_family(cache)
+    (RESULTS / "list_ends.json").write_text(json.dumps({"command": COMMAND, **chosen, "families": families,
+                                                        "vetoed": {f: list(p) for f, p in VETOED.items()}},
+                                                       indent=1, sort_keys=True))
+    text = report(cache, chosen) + family_report(cache, families)
+    (RESULTS / "list_ends.md").write_text(text)
+    print(text)
     for nfe in NFES:
         print(nfe, default_schedule_settings(nfe), "->", chosen["free"][str(nfe)], "|", chosen["measured"][str(nfe)])
     print("ays:", chosen["ays"])

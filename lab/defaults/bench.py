@@ -17,7 +17,7 @@ constant_rate/construct.py``) are copied from ``defaults_chosen.json`` and name 
 Method specs (strings, so rows are readable and cacheable):
     dpmpp_2m/karras, euler/karras                       stock defaults
     tada(detail=D,order=O)/karras                        TADA (n_aug 2)
-    dpmpp_2m/crs(measure=M,xi=X,end=E)                   constant-rate: M ∈ data-free | vx+cos | cos+karras,
+    dpmpp_2m/crs(measure=M,xi=X,end=E)                   constant-rate: M ∈ data-free | vx+cos | cos+karras | karras,
                                                          E ∈ hold | land (docs/defaults.md §3)
     tada(...)/crs(...)                                   combinations
 """
@@ -70,7 +70,7 @@ def _velocity(testbed: str, part: str, measure: str):
     from schedule_lab.schedules.constant_rate.construct import data_free_velocity
     from schedule_lab.solvers.classic import model_samples
 
-    if measure in ("data-free", "cos+karras"):
+    if measure in ("data-free", "cos+karras", "karras"):
         return data_free_velocity(measure, kind())  # exactly what sl_constant_rate uses without a calibration
     p = load_part(testbed, part)
     return calibrate(p.model, kind(), torch.zeros(64, p.dim), "vx+cos", points=24, samples=64, seed=0,

@@ -35,7 +35,8 @@ def shipped_specs(nfe: int) -> dict[str, str]:
     measured = default_schedule_settings(nfe, kind, measured=True)
     tada = f"tada(detail={detail:g},order={order})"
     crs_df = f"crs(measure={crs['measure']},xi={crs['xi']:g},end={crs['end']})"
-    crs_vx = f"crs(measure=vx+cos,xi={measured['xi']:g},end={measured['end']})"
+    crs_vx = (crs_df if measured.get("use") == "data-free"  # §10b: the calibrated MODEL gives the data-free list
+              else f"crs(measure=vx+cos,xi={measured['xi']:g},end={measured['end']})")
     return {
         "sl_tada (karras)": f"{tada}/karras",
         "sl_constant_rate data-free (dpmpp_2m)": f"dpmpp_2m/{crs_df}",

@@ -44,10 +44,10 @@ def catalogue_sampler(spec: str) -> str:
 
 
 def crs_spec(nfe: int) -> str:
-    """The shipped data-free constant-rate default at ``nfe`` as a row's schedule spec."""
+    """§3's data-free constant-rate default at ``nfe`` as a row's schedule spec (what the study searched from)."""
     from schedule_lab.schedules.constant_rate.construct import default_schedule_settings
 
-    c = default_schedule_settings(nfe, kind())
+    c = default_schedule_settings(nfe)  # §3's table: the study's own choice (the EDM family's is §10b's)
     return f"crs(measure={c['measure']},xi={c['xi']:g},end={c['end']})"
 
 
@@ -65,7 +65,7 @@ def _init_sigmas(init: str, nfe: int) -> torch.Tensor:
     if init == "karras":
         return karras(nfe, k.sigma_min, k.sigma_max).to(torch.float64)
     if init == "crs":
-        c = default_schedule_settings(nfe, k)
+        c = default_schedule_settings(nfe)
         return constant_rate_sigmas(data_free_velocity(c["measure"], k), k, nfe, xi=c["xi"],
                                     end=c["end"]).to(torch.float32).to(torch.float64)
     raise ValueError(f"unknown init {init!r}")

@@ -45,7 +45,7 @@ MEASURES = {
 }
 DEFAULT_MEASURE = "vx+cos"
 #: Velocities that come from no measurement (``Velocity.measure`` of the analytic defaults).
-DATA_FREE_MEASURES = ("default", "data-free", "cos+karras")
+DATA_FREE_MEASURES = ("default", "data-free", "cos+karras", "karras")
 DEFAULT_SAMPLES, GEN_STEPS = 64, 12  # points: DEFAULT_POINTS of .measure (one number for the core and the node)
 XI_MIN, XI_MAX = 0.25, 4.0
 
@@ -158,6 +158,13 @@ def schedule(velocity: Velocity, kind: ModelKind, steps: int, denoise: float = 1
     validate_denoise(denoise)
     measured = velocity.measure not in DATA_FREE_MEASURES
     auto = default_schedule_settings(steps, kind, measured=measured)
+    if auto.get("use") == "data-free":  # docs/defaults.md §10b: the calibration measured worse at this step count
+        if xi is None and end is None:
+            log.info("[Schedule Lab] sl_constant_rate: at %d steps this model family's default is the data-free "
+                     "list, not the calibration (it measured worse there, docs/defaults.md §10b)", steps)
+            free = data_free_velocity(default_schedule_settings(steps, kind)["measure"], kind)
+            return schedule(free, kind, steps, denoise)
+        auto = default_schedule_settings(steps, None, measured=True)  # an explicit ξ / end: §3's table for the rest
     xi = check_xi(auto["xi"] if xi is None else xi)
     end = auto["end"] if end is None else end
     smooth = DEFAULT_SMOOTH if velocity.measure in ("vx", "veps", "frechet") else 0.0  # vx+cos: smoothed before

@@ -30,7 +30,7 @@ from ..validate import validate_steps
 
 __all__ = [
     "COORDS", "DEFAULT_SMOOTH", "DEFAULT_XI", "ENDS", "FLOW_MEASURED_SETTINGS", "FLOW_SETTINGS", "LAMBDA_CLIP",
-    "LEARNED_FAMILIES", "LEARNED_MEASURED_SETTINGS_BY_NFE", "LEARNED_SETTINGS_BY_NFE", "SETTINGS_BY_NFE", "Velocity",
+    "FAMILY_MEASURED_SETTINGS_BY_NFE", "FAMILY_SETTINGS_BY_NFE", "SETTINGS_BY_NFE", "Velocity",
     "check_xi", "combine", "constant_rate_sigmas", "data_free_velocity",
     "default_schedule_settings", "MEASURED_SETTINGS_BY_NFE", "with_cos_tails", "cos_velocity", "default_velocity",
     "gaussian_frechet_velocity", "lambda_range", "power_velocity", "sample_training_sigmas", "training_density"
@@ -49,7 +49,7 @@ ENDS = ("hold", "land")
 #: over the tuning testbeds). SETTINGS_BY_NFE: `sl_constant_rate` without a calibration (data-free velocities:
 #: "data-free" = cos, "cos+karras"); MEASURED_SETTINGS_BY_NFE: a measured (vx+cos) calibration. Step counts between
 #: grid points use the grid NFE below (above the last: the last; below 4: 4). The families of
-#: LEARNED_FAMILIES use the LEARNED_ tables instead.
+#: FAMILY_SETTINGS_BY_NFE / FAMILY_MEASURED_SETTINGS_BY_NFE use those instead.
 SETTINGS_BY_NFE = {
     4: {"measure": "cos+karras", "xi": 1.25, "end": "land"},
     5: {"measure": "cos+karras", "xi": 1.25, "end": "land"},
@@ -68,31 +68,76 @@ MEASURED_SETTINGS_BY_NFE = {
     15: {"xi": 1.5, "end": "land"},
     20: {"xi": 1.5, "end": "land"},
 }
-#: The same tables re-chosen on the learned ε, v and EDM zoo models (``python -m schedule_lab.lab.benchmarks.list_ends``
-#: → lab/benchmarks/results/list_ends.json; rule: docs/defaults.md §10), used by the families of LEARNED_FAMILIES
-#: only: §10a's held-out guard vetoed them where they added a lost cell (EDM and v: both tables).
-LEARNED_SETTINGS_BY_NFE = {
-    4: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
-    5: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
-    6: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
-    8: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
-    10: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
-    15: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
-    20: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
-    30: {"measure": "cos+karras", "xi": 1.5, "end": "hold"},
+#: Per family (ModelKind.kind), the tables re-chosen on that family's learned zoo model (``python -m
+#: schedule_lab.lab.benchmarks.list_ends`` → lab/benchmarks/results/list_ends.json "families"; rule:
+#: docs/defaults.md §10 and §10b, minus the parts §10a's held-out guard vetoed, ``list_ends.VETOED``). A family or
+#: part not here uses §3's tables above. Measures: "karras" is Karras ρ = 7's spacing (with "hold", its exact
+#: list; with "land", N + 1 levels and σ_min dropped). A measured entry {"use": "data-free"} means the calibrated
+#: MODEL's list is the data-free default at that step count (the calibration measured worse there; logged).
+FAMILY_SETTINGS_BY_NFE: dict[str, dict[int, dict]] = {
+    "eps": {
+        4: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
+        5: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
+        6: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
+        8: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
+        10: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
+        15: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
+        20: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
+        30: {"measure": "cos+karras", "xi": 1.5, "end": "hold"},
+    },
+    "v": {
+        4: {"measure": "karras", "xi": 1.0, "end": "land"},
+        5: {"measure": "karras", "xi": 1.0, "end": "land"},
+        6: {"measure": "karras", "xi": 1.0, "end": "land"},
+        8: {"measure": "karras", "xi": 1.0, "end": "land"},
+        10: {"measure": "karras", "xi": 1.0, "end": "hold"},
+        15: {"measure": "karras", "xi": 1.0, "end": "hold"},
+        20: {"measure": "karras", "xi": 1.0, "end": "hold"},
+        30: {"measure": "cos+karras", "xi": 1.5, "end": "hold"},
+    },
+    "edm": {
+        4: {"measure": "karras", "xi": 1.0, "end": "land"},
+        5: {"measure": "karras", "xi": 1.0, "end": "land"},
+        6: {"measure": "karras", "xi": 1.0, "end": "land"},
+        8: {"measure": "karras", "xi": 1.0, "end": "land"},
+        10: {"measure": "karras", "xi": 1.0, "end": "land"},
+        15: {"measure": "karras", "xi": 1.0, "end": "land"},
+        20: {"measure": "karras", "xi": 1.0, "end": "land"},
+        30: {"measure": "karras", "xi": 1.0, "end": "land"},
+    },
 }
-LEARNED_MEASURED_SETTINGS_BY_NFE = {
-    4: {"xi": 1.0, "end": "land"},
-    5: {"xi": 1.0, "end": "hold"},
-    6: {"xi": 1.0, "end": "hold"},
-    8: {"xi": 1.0, "end": "hold"},
-    10: {"xi": 1.25, "end": "hold"},
-    15: {"xi": 1.25, "end": "hold"},
-    20: {"xi": 1.25, "end": "hold"},
-    30: {"xi": 1.25, "end": "hold"},
+FAMILY_MEASURED_SETTINGS_BY_NFE: dict[str, dict[int, dict]] = {
+    "eps": {
+        4: {"use": "data-free"},
+        5: {"use": "data-free"},
+        6: {"use": "data-free"},
+        8: {"use": "data-free"},
+        10: {"use": "data-free"},
+        15: {"use": "data-free"},
+        20: {"use": "data-free"},
+        30: {"use": "data-free"},
+    },
+    "v": {
+        4: {"use": "data-free"},
+        5: {"use": "data-free"},
+        6: {"use": "data-free"},
+        8: {"use": "data-free"},
+        10: {"use": "data-free"},
+        15: {"use": "data-free"},
+        20: {"use": "data-free"},
+        30: {"use": "data-free"},
+    },
+    "edm": {
+        4: {"xi": 1.25, "end": "land"},
+        5: {"xi": 1.25, "end": "land"},
+        6: {"xi": 1.25, "end": "land"},
+        8: {"xi": 1.25, "end": "land"},
+        10: {"xi": 1.25, "end": "land"},
+        15: {"use": "data-free"},
+        20: {"use": "data-free"},
+        30: {"use": "data-free"},
+    },
 }
-#: Which model families (ModelKind.kind) use the LEARNED_ tables: "free" (no calibration) / "measured".
-LEARNED_FAMILIES = {"free": ("eps",), "measured": ("eps",)}
 
 
 #: Flow kinds (SD3, Flux): data-free velocity, ξ = DEFAULT_XI, and "land" at every step count. "hold" spent one of
@@ -111,25 +156,28 @@ def default_schedule_settings(steps: int, kind: ModelKind | None = None, measure
     "end"} for a measured velocity (flow kinds: FLOW_SETTINGS / FLOW_MEASURED_SETTINGS at every step count)."""
     if kind is not None and kind.kind == "flow":
         return dict(FLOW_MEASURED_SETTINGS if measured else FLOW_SETTINGS)
-    learned = kind is not None and kind.kind in LEARNED_FAMILIES["measured" if measured else "free"]
-    if measured:
-        table = LEARNED_MEASURED_SETTINGS_BY_NFE if learned else MEASURED_SETTINGS_BY_NFE
-    else:
-        table = LEARNED_SETTINGS_BY_NFE if learned else SETTINGS_BY_NFE
+    family = (FAMILY_MEASURED_SETTINGS_BY_NFE if measured else FAMILY_SETTINGS_BY_NFE).get(
+        kind.kind if kind is not None else None)
+    table = family or (MEASURED_SETTINGS_BY_NFE if measured else SETTINGS_BY_NFE)
     grid = sorted(table)
     below = [n for n in grid if n <= int(steps)]
     return dict(table[below[-1] if below else grid[0]])
 
 
 def data_free_velocity(measure: str, kind: ModelKind | None = None) -> Velocity:
-    """The data-free velocities the defaults choose from: "data-free" (= cos, ``default_velocity``) and
-    "cos+karras" (cos mixed half and half with the power law whose ξ = 1 schedule is Karras ρ = 7)."""
+    """The data-free velocities the defaults choose from: "data-free" (= cos, ``default_velocity``),
+    "cos+karras" (cos mixed half and half with the power law whose ξ = 1 schedule is Karras ρ = 7) and "karras"
+    (that power law alone: ξ = 1 with end "hold" is Karras ρ = 7's list; docs/defaults.md §10b)."""
     if measure == "data-free":
         return default_velocity(kind)
     if measure == "cos+karras":
         vel = combine([(default_velocity(kind), 1.0), (power_velocity(1 / 7 - 1, "sigma"), 1.0)])
         return Velocity(vel.lam, vel.values, "cos+karras", {"model_calls": 0, "parts": ["cos", "karras rho=7"]})
-    raise ScheduleError(f"measure={measure!r} is not a data-free velocity; use 'data-free' or 'cos+karras'.")
+    if measure == "karras":
+        vel = power_velocity(1 / 7 - 1, "sigma")
+        return Velocity(vel.lam, vel.values, "karras", {"model_calls": 0, "parts": ["karras rho=7"]})
+    raise ScheduleError(f"measure={measure!r} is not a data-free velocity; use 'data-free', 'cos+karras' or "
+                        "'karras'.")
 
 
 #: Default smoothing bandwidth of log v over λ for measured velocities.

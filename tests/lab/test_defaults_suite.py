@@ -159,10 +159,10 @@ def test_guard_flags_a_default_more_than_ten_percent_worse_on_a_held_out_part(mo
 def test_shipped_per_nfe_defaults_are_the_ones_the_benchmarks_chose():
     """solvers.tada.SETTINGS_BY_NFE and construct.SETTINGS_BY_NFE / MEASURED_SETTINGS_BY_NFE are copies of
     lab/benchmarks/results/defaults_chosen.json (`python -m schedule_lab.lab.defaults.bench --stage tune`, §3);
-    construct.LEARNED_* of lab/benchmarks/results/list_ends.json (`python -m schedule_lab.lab.benchmarks.list_ends`,
-    §10), used only by the families §10a's guard did not veto; the dropdown's AYS fit is §10's choice on those
-    families and ComfyUI's elsewhere."""
-    from schedule_lab.lab.benchmarks.list_ends import shipped_tables as list_ends_tables
+    construct.FAMILY_* of the per-family choice in lab/benchmarks/results/list_ends.json (`python -m
+    schedule_lab.lab.benchmarks.list_ends`, §10b) minus the parts the held-out guard vetoed (§10a); the dropdown's
+    AYS fit is §10's choice on the families the guard did not veto it for and ComfyUI's elsewhere."""
+    from schedule_lab.lab.benchmarks.list_ends import family_tables
     from schedule_lab.lab.defaults.bench import CHOSEN_FILE, shipped_tables
     from schedule_lab.schedules.catalogue import SCHEDULES
     from schedule_lab.schedules.constant_rate import construct
@@ -173,9 +173,9 @@ def test_shipped_per_nfe_defaults_are_the_ones_the_benchmarks_chose():
     assert tada.SETTINGS_BY_NFE == tada_table
     assert construct.SETTINGS_BY_NFE == crs_table
     assert construct.MEASURED_SETTINGS_BY_NFE == measured_table
-    learned_free, learned_measured = list_ends_tables()
-    assert construct.LEARNED_SETTINGS_BY_NFE == learned_free
-    assert construct.LEARNED_MEASURED_SETTINGS_BY_NFE == learned_measured
+    family_free, family_measured = family_tables()
+    assert construct.FAMILY_SETTINGS_BY_NFE == family_free
+    assert construct.FAMILY_MEASURED_SETTINGS_BY_NFE == family_measured
     chosen = json.loads((CHOSEN_FILE.parent / "list_ends.json").read_text())["ays"]
     assert set(chosen.values()) == {"stretched"}
     assert "fit" not in SCHEDULES["sl_ays_sd1"].defaults  # the dropdown runs fit="auto", AYS_FIT_BY_FAMILY
@@ -183,15 +183,36 @@ def test_shipped_per_nfe_defaults_are_the_ones_the_benchmarks_chose():
                                                                        "edm": "comfy"}
 
 
-def test_the_learned_tables_apply_to_the_families_the_guard_did_not_veto():
+def test_a_family_table_applies_to_its_family_only_and_karras_measure_is_karras():
+    from schedule_lab.schedules.baseline import karras
+    from schedule_lab.schedules.catalogue import schedule_sigmas
     from schedule_lab.schedules.constant_rate import construct
 
-    eps, v, edm = ModelKind.vp("eps"), ModelKind.vp("v"), ModelKind.edm()
-    assert default_schedule_settings(30, eps) == construct.LEARNED_SETTINGS_BY_NFE[30]
-    assert default_schedule_settings(30, v) == construct.SETTINGS_BY_NFE[20]
-    assert default_schedule_settings(30, edm) == construct.SETTINGS_BY_NFE[20]
-    assert default_schedule_settings(5, eps, measured=True) == construct.LEARNED_MEASURED_SETTINGS_BY_NFE[5]
-    assert default_schedule_settings(5, v, measured=True) == construct.MEASURED_SETTINGS_BY_NFE[5]
+    for fam, kind in (("eps", ModelKind.vp("eps")), ("v", ModelKind.vp("v")), ("edm", ModelKind.edm())):
+        table = construct.FAMILY_SETTINGS_BY_NFE.get(fam, SETTINGS_BY_NFE)
+        assert default_schedule_settings(200, kind) == table[max(table)]
+        for n, entry in table.items():
+            if entry == {"measure": "karras", "xi": 1.0, "end": "hold"}:  # the dropdown's list is Karras's own
+                torch.testing.assert_close(schedule_sigmas("sl_constant_rate", kind, n).double(),
+                                           karras(n, kind.sigma_min, kind.sigma_max, 7.0, dtype=torch.float64),
+                                           rtol=1e-5, atol=1e-7)
+    assert default_schedule_settings(200) == SETTINGS_BY_NFE[20]  # no kind: §3's table
+
+
+def test_a_calibration_the_family_table_does_not_use_gives_the_data_free_list():
+    from schedule_lab.schedules.constant_rate import construct
+    from schedule_lab.schedules.constant_rate.calibrate import schedule
+    from schedule_lab.schedules.constant_rate.construct import power_velocity
+
+    unused = [(fam, n) for fam, t in construct.FAMILY_MEASURED_SETTINGS_BY_NFE.items() for n, e in t.items()
+              if e == {"use": "data-free"}]
+    kinds = {"eps": ModelKind.vp("eps"), "v": ModelKind.vp("v"), "edm": ModelKind.edm()}
+    measured = power_velocity(-0.5, "sigma")  # any non-data-free velocity
+    for fam, n in unused:
+        kind = kinds[fam]
+        free = construct.data_free_velocity(default_schedule_settings(n, kind)["measure"], kind)
+        assert torch.equal(schedule(measured, kind, n), schedule(free, kind, n))
+        assert not torch.equal(schedule(measured, kind, n, xi=1.0), schedule(free, kind, n))  # explicit ξ: measured
 
 
 # ---- the benchmark's rows are the shipped code's ---------------------------------------------------------------

@@ -141,12 +141,16 @@ def test_every_self_contained_schedule_is_a_valid_sigma_list_for_every_kind(name
 def test_constant_rate_uses_a_provided_calibration_else_the_data_free_default():
     lam = torch.linspace(-3, 6, 40, dtype=torch.float64)
     bump = Velocity(lam, 1 + 4 * torch.exp(-(lam - 1) ** 2), "vx", {})
-    measured = S.schedule_sigmas("sl_constant_rate", SD, 8, {"velocity": bump})
-    assert torch.equal(measured, constant_rate_schedule(bump, SD, 8))
+    edm = ModelKind.edm()  # EDM models use a calibration at 4-10 steps (docs/defaults.md §10b)
+    measured = S.schedule_sigmas("sl_constant_rate", edm, 8, {"velocity": bump})
+    assert torch.equal(measured, constant_rate_schedule(bump, edm, 8))
     # the data-free default is the per-step-count one of docs/defaults.md (velocity, xi and last interval)
-    data_free = data_free_velocity(default_schedule_settings(8, SD)["measure"], SD)
-    assert torch.equal(S.schedule_sigmas("sl_constant_rate", SD, 8), constant_rate_schedule(data_free, SD, 8))
-    assert not torch.allclose(measured, S.schedule_sigmas("sl_constant_rate", SD, 8))
+    data_free = data_free_velocity(default_schedule_settings(8, edm)["measure"], edm)
+    assert torch.equal(S.schedule_sigmas("sl_constant_rate", edm, 8), constant_rate_schedule(data_free, edm, 8))
+    assert not torch.allclose(measured, S.schedule_sigmas("sl_constant_rate", edm, 8))
+    # SD1-type (eps) models: the calibration measured worse than the data-free list at every step count (§10b)
+    assert torch.equal(S.schedule_sigmas("sl_constant_rate", SD, 8, {"velocity": bump}),
+                       S.schedule_sigmas("sl_constant_rate", SD, 8))
 
 
 def test_searched_without_saved_files_is_an_error_naming_the_search_node():

@@ -133,7 +133,8 @@ def test_dropdown_uses_the_calibration_attached_to_this_model_else_the_default(c
     host.register_schedulers()
     S, M = comfy["comfy.samplers"], comfy["comfy.model_sampling"]
     handler = S.SCHEDULER_HANDLERS["sl_constant_rate"].handler
-    ms, other = _mix(M, M.ModelSamplingDiscrete, M.EPS), _mix(M, M.ModelSamplingDiscrete, M.EPS)
+    # EDM-type models use a calibration at 4-10 steps (docs/defaults.md §10b)
+    ms, other = _mix(M, M.ModelSamplingContinuousEDM, M.EDM), _mix(M, M.ModelSamplingContinuousEDM, M.EDM)
     with caplog.at_level(logging.INFO, logger="schedule_lab"):
         default = handler(ms, 8)
     assert "data-free default" in caplog.text
@@ -150,6 +151,26 @@ def test_dropdown_uses_the_calibration_attached_to_this_model_else_the_default(c
     assert torch.allclose(measured, core.schedule(bump, kind, 8)) and not torch.allclose(measured, default)
     assert torch.allclose(handler(other, 8), default)  # another model keeps the default
     assert model_needs(SCHEDULES["sl_constant_rate"].needs) == ("velocity",)
+
+
+def test_dropdown_on_eps_models_says_the_calibration_is_not_used_and_gives_the_data_free_list(comfy, caplog):
+    """On eps models the calibration measured worse than the data-free list at every step count (§10b): the
+    dropdown logs that and gives the data-free list, not a silent switch."""
+    host.register_schedulers()
+    S, M = comfy["comfy.samplers"], comfy["comfy.model_sampling"]
+    handler = S.SCHEDULER_HANDLERS["sl_constant_rate"].handler
+    ms = _mix(M, M.ModelSamplingDiscrete, M.EPS)
+    kind = host.model_kind_from_sampling(ms)
+    bump = Velocity(torch.linspace(-3, 4, 30, dtype=torch.float64),
+                    1 + 5 * torch.exp(-torch.linspace(-3, 4, 30, dtype=torch.float64) ** 2), "vx",
+                    {"model_calls": 7})
+    host.attach_model_setting(ms, "velocity", bump)
+    with caplog.at_level(logging.INFO, logger="schedule_lab"):
+        got = handler(ms, 8)
+    assert "the data-free list, not the calibration" in caplog.text
+    assert torch.allclose(got, _data_free_default(kind, 8))
+    explicit = core.schedule(bump, kind, 8, xi=1.0)  # an explicit ξ still uses the calibration
+    assert not torch.allclose(explicit, got)
 
 
 def test_the_calibrated_model_is_a_patched_clone_and_the_loaded_model_is_untouched(comfy):
