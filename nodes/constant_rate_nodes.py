@@ -27,8 +27,9 @@ class ConstantRateScheduler(io.ComfyNode):
                         "scheduling, Okada et al. 2024), measured on your model once and cached on disk "
                         "(models/schedule_lab_calibration), so the next run is instant. Its MODEL output carries the "
                         "calibration: a KSampler fed that MODEL with scheduler 'sl_constant_rate' uses it. For SD3 / "
-                        "Flux (flow) models at 4-8 steps, pair it with sampler 'dpmpp_2m': the pairing Schedule Lab's "
-                        "per-family benchmark chose for flow models (not measured best on SD1/SDXL or EDM models). "
+                        "Flux (flow) models at 4-8 steps, pair it with sampler 'dpmpp_2m', for EDM-type models with "
+                        "'ipndm': the pairings Schedule Lab's per-family benchmark chose for those families (on "
+                        "SD1/SDXL and v-prediction models it chose no calibrated pairing). "
                         "On SD1/SDXL (eps) and v-prediction models the calibration measured worse than the data-free "
                         "list on Schedule Lab's tuning models, so 'sl_constant_rate' on this MODEL gives the data-free "
                         "list there (the log says so); on EDM models it is used at 4-10 steps.",

@@ -32,7 +32,15 @@ PRESETS: dict[str, Preset] = {
     "sl_few_steps": Preset(
         "sl_tada", "sl_constant_rate", 5,
         "TADA on the constant-rate list: the best few-step (4-6) setting that needs no search in the defaults "
-        "study, and the best of all rows on the natural-image UNet at 4-5 steps.",
+        "study (docs/defaults.md §6, with §3's lists; eps/v/EDM now use the family tables of §10-§10b).",
         "python -m schedule_lab.lab.defaults.search (lab/benchmarks/results/defaults_search.json, "
         "best_without_search; tables in defaults_combos.md)"),
+    "sl_v_few_steps": Preset(
+        "dpmpp_2m", "sl_constant_rate", 5,
+        "DPM-Solver++(2M) on the constant-rate list, for v-prediction models (SD2-768-v type) at 4-8 steps: the "
+        "per-family rule's choice on the v model of Schedule Lab's zoo (worst 1.21x the error of ComfyUI's best "
+        "sampler + scheduler pair at 4-8 steps, never worse than dpmpp_2m + karras at 4-30).",
+        "python -m schedule_lab.lab.benchmarks.menu_rule --family v (lab/benchmarks/results/menu_rule.json; "
+        "docs/menu.md §5c)",
+        families=("v",)),
 }

@@ -21,7 +21,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 #: README family → (menu_bench setting or None when not measured yet, what the artist calls it).
 FAMILIES = (
     ("SD1.5 / SDXL (ε-prediction)", "eps-768/sd1"),
-    ("SD2.x 768-v and v-prediction finetunes", None),
+    ("SD2.x 768-v and v-prediction finetunes", "v-768/sd1"),
     ("EDM-type models (Playground v2.5 and EDM finetunes)", "patch-unet/edm"),
     ("SD3 / SD3.5 (rectified flow, shift 3)", "flow-768/shift3"),
     ("Flux (rectified flow, Flux's time shift μ = 1.15)", "flow-768/flux"),
@@ -29,7 +29,8 @@ FAMILIES = (
 #: README family label → the rule's family key (menu_rule.json "families").
 RULE_FAMILY = {FAMILIES[0][0]: "eps", FAMILIES[1][0]: "v", FAMILIES[2][0]: "edm", FAMILIES[3][0]: "flow",
                FAMILIES[4][0]: "flow"}
-MODELS = {"eps-768/sd1": "the zoo's ε model", "patch-unet/edm": "the natural-image patch UNet",
+MODELS = {"eps-768/sd1": "the zoo's ε model", "v-768/sd1": "the zoo's v model",
+          "patch-unet/edm": "the natural-image patch UNet",
           "flow-768/shift3": "the zoo's flow model", "flow-768/flux": "the zoo's flow model"}
 
 
@@ -46,7 +47,9 @@ def _nfes(cells) -> str:
 def sentence(label: str, setting: str | None, summary: dict) -> str:
     part = None
     if setting is not None:
-        part = next((p for p in ("held_out", "tuning") if summary.get(setting, {}).get(p)), None)
+        # a part counts once the pack's rows are in it (a held-out part may hold the menu's rows alone)
+        part = next((p for p in ("held_out", "tuning") if summary.get(setting, {}).get(p)
+                     and all(c.get("pack_best_E") for c in summary[setting][p].values())), None)
     if part is None:
         why = "its zoo model is not in the menu benchmark yet" if setting is None else (
             f"`menu_bench --setting {setting}` has not run yet")
