@@ -62,11 +62,11 @@ def with_presets(name: str, description: str) -> str:
 
 def resolve_preset(choice: str, family: str, steps: int = 0) -> tuple[str, Preset]:
     """The preset the node runs for a MODEL of ``family``: ``choice`` by name, or ``auto``'s pick among the presets
-    chosen for this family: the one chosen at the step count nearest ``steps`` (0: the first in PRESETS order; a tie
-    goes to the earlier one). Errors name the ``preset`` input, the family and the fix."""
-    for_family = [n for n, p in PRESETS.items() if family in p.families]
-    if steps > 0:
-        for_family.sort(key=lambda n: abs(PRESETS[n].steps - steps))  # stable: PRESETS order breaks ties
+    chosen for this family: the one chosen at the step count nearest ``steps`` (0: any step count); among equals the
+    one chosen for the fewest families (a per-family rule's preset, measured on this family's model, before a
+    preset chosen across families), then PRESETS order. Errors name the ``preset`` input, the family and the fix."""
+    for_family = sorted((n for n, p in PRESETS.items() if family in p.families),  # stable: PRESETS order last
+                        key=lambda n: (abs(PRESETS[n].steps - steps) if steps > 0 else 0, len(PRESETS[n].families)))
     if choice == AUTO:
         if not for_family:
             others = "; ".join(f"{n} ({family_text(p.families)})" for n, p in PRESETS.items())

@@ -430,3 +430,17 @@ def test_few_step_preset_tooltips_say_the_family_and_the_command_of_every_preset
     scheduler = next(i for i in v3.nodes["SL_Scheduler"].define_schema().inputs if i.id == "scheduler")
     line = next(t for t in scheduler.tooltip.splitlines() if t.startswith("sl_constant_rate:"))
     assert "preset sl_few_steps (sl_tada + sl_constant_rate, 5 steps) was chosen for" in line and "EDM" in line
+
+
+def test_few_step_preset_auto_prefers_the_preset_chosen_for_the_models_family_alone(v3):
+    """On a v model both sl_few_steps (chosen across eps, v, EDM) and sl_v_few_steps (the per-family rule's choice on
+    the v model) apply at 5 steps: 'auto' runs the family's own; on an ε model only sl_few_steps applies."""
+    from schedule_lab.nodes.preset_ops import resolve_preset
+    from schedule_lab.solvers.presets import PRESETS
+
+    assert {"sl_few_steps", "sl_v_few_steps"} <= set(PRESETS)
+    assert resolve_preset("auto", "v")[0] == "sl_v_few_steps"
+    assert resolve_preset("auto", "v", steps=5)[0] == "sl_v_few_steps"
+    assert resolve_preset("auto", "eps")[0] == "sl_few_steps"
+    assert resolve_preset("auto", "edm", steps=5)[0] == "sl_few_steps"
+    assert resolve_preset("sl_few_steps", "v")[0] == "sl_few_steps"  # by name: what was asked for
