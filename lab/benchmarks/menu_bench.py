@@ -256,23 +256,52 @@ def pack_rows(setting: Setting, part: str, nfes, n: int, cache: Cache, model, z,
     """The pack's rows through its public catalogue (``solvers.catalogue.run``, as KSampler runs them)."""
     seed = PARTS[part][0]
     for m in _pack_methods(setting, rows):
-        own, own_ref = m.own_endpoint, None
+        own, own_refs = m.own_endpoint, {}
         for k in nfes:
             steps = steps_for_nfe(m, k)
             sig = m.sigmas(steps)
             key = _key("E", "pack", m.sampler, m.schedule, k, n, seed, _digest(sig))
-            if key in cache.rows and "E_halves" in cache.rows[key]:  # rows before §5 lack the halves
-                continue
+            done = cache.rows.get(key, {})
+            if "E_halves" in done and (own is None or "own_options" in done):  # rows before §5 lack the halves,
+                continue  # TADA rows before the per-NFE endpoint lack its options
             res = m.run(model, z, steps, seed)
             row = {**_e_row(res.x0, ref, n), "nfe": res.nfe, "steps": steps,
                    "sigmas": [round(float(v), 6) for v in sig]}
             if own is not None:  # TADA: its own converged endpoint, same seed, 128 steps of the same schedule
-                if own_ref is None:
-                    own_ref = own(model, z * float(m.sigmas(REF_STEPS)[0]), seed, m.sigmas(REF_STEPS))
-                row.update(_e_row(res.x0, own_ref, n, "E_own"))
+                options = tada_options(sig, setting.kind)  # with the options this row ran with, not the 128-step ones
+                if options not in own_refs:
+                    own_refs[options] = tada_endpoint(model, z * float(m.sigmas(REF_STEPS)[0]), seed,
+                                                      m.sigmas(REF_STEPS), setting.kind, options)
+                row.update(_e_row(res.x0, own_refs[options], n, "E_own"))
+                row["own_options"] = list(options)
             cache.rows[key] = row
             log(f"  pack {m.label} NFE {k}: E {row['E']:.4f}" + (f" (own {row['E_own']:.4f})" if own else ""))
         cache.save()
+
+
+def tada_options(sigmas: torch.Tensor, kind: ModelKind) -> tuple[float, int, str]:
+    """(detail, order, integrator) that ``sl_tada`` without options resolves to on ``sigmas``: the step count and
+    whether the list is Karras-spaced decide them (``solvers.tada``'s public defaults)."""
+    from schedule_lab.solvers.tada import default_integrator, default_settings, is_karras_spaced
+
+    steps, karras = len(sigmas) - 1, is_karras_spaced(sigmas)
+    integrator = default_integrator(kind, steps, karras)
+    detail, order = default_settings(steps, kind, integrator, karras=karras)
+    return float(detail), int(order), integrator
+
+
+def tada_endpoint(model, x_T: torch.Tensor, seed: int, sigmas: torch.Tensor, kind: ModelKind,
+                  options: tuple[float, int, str]) -> torch.Tensor:
+    """TADA's own converged endpoint for a row that ran with ``options``: the same detail, order and integrator on
+    the dense ``sigmas`` (TADA's augmented ODE depends on them; on the dense list the defaults would differ)."""
+    import functools
+
+    from schedule_lab.solvers import catalogue
+    from schedule_lab.solvers.tada import sample_tada
+
+    detail, order, integrator = options
+    fn = functools.partial(sample_tada, kind=kind, detail=detail, order=order, integrator=integrator)
+    return catalogue.run(fn, sigmas, model, x_T, kind=kind, seed=seed, sigma_start=1.0).x0
 
 
 def stage_error(setting: Setting, part: str, nfes, n: int, cache: Cache, log=print) -> None:

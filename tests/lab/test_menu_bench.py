@@ -8,6 +8,8 @@ import torch
 
 from schedule_lab.lab.benchmarks import menu_bench as mb
 from schedule_lab.lab.testbeds.metrics import kid
+from schedule_lab.schedules.catalogue import schedule_sigmas
+from schedule_lab.schedules.model_kind import ModelKind
 
 
 def test_kid_is_unbiased_near_zero_for_one_distribution_and_grows_with_a_shift():
@@ -186,3 +188,30 @@ def test_family_expectations_end_each_family_with_the_rules_choice_when_it_exist
     edm = next(line for line in text.splitlines() if line.startswith("- **EDM"))
     assert "per-family rule" not in edm  # it chose nothing there: nothing is claimed
     assert "and `menu_rule.json`" in text
+
+
+@pytest.mark.parametrize("kind", [ModelKind.edm(0.002, 80.0, 0.5), ModelKind.vp("eps"), ModelKind.vp("v"),
+                                  ModelKind.flow(3.0)])
+def test_tada_rows_own_endpoint_uses_the_options_the_row_ran_with(kind):
+    """menu_bench's sl_tada rows: tada_options is what sl_tada without options resolves to on that list (the same
+    sample, bit for bit), and the dense 128-step reference runs with those options, which differ from the
+    128-step list's own defaults on some lists (the endpoint would then belong to another ODE)."""
+    from schedule_lab.lab.testbeds.gaussian import GaussianTestbed
+    from schedule_lab.solvers import tada
+
+    bed = GaussianTestbed(8)
+    x = bed.sample_prior(4, 1.0, seed=1, dtype=torch.float64)
+    differs = False
+    for name in ("karras", "sl_constant_rate", "simple"):
+        dense = schedule_sigmas(name, kind, mb.REF_STEPS)
+        for steps in (4, 5, 8, 15):
+            sig = schedule_sigmas(name, kind, steps).to(torch.float64)
+            options = mb.tada_options(sig, kind)
+            detail, order, integrator = options
+            auto = tada.sample_tada(bed.denoiser, x * float(sig[0]), sig, extra_args={"seed": 2}, kind=kind)
+            explicit = tada.sample_tada(bed.denoiser, x * float(sig[0]), sig, extra_args={"seed": 2}, kind=kind,
+                                        detail=detail, order=order, integrator=integrator)
+            assert torch.equal(auto, explicit), (name, steps, options)
+            differs |= options != mb.tada_options(dense, kind)
+    if kind.kind != "flow":  # eps/v/EDM: the few-step options are not the 128-step ones
+        assert differs
