@@ -24,7 +24,6 @@ spec the default resolves to, the sigma list's digest, an endpoint fingerprint o
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import json
 import math
@@ -42,7 +41,7 @@ from schedule_lab.solvers import catalogue
 from schedule_lab.solvers.presets import PRESETS
 
 from .menu_bench import SETTINGS as MENU_SETTINGS
-from .menu_bench import STOCK, Setting
+from .menu_bench import STOCK, Setting, tada_endpoint, tada_options
 from .setups import load_model, noise, pin_threads
 
 __all__ = ["NFES", "SEEDS", "SETTINGS", "Row", "judge", "resolve", "rows_for", "main"]
@@ -119,9 +118,7 @@ def resolve(row: Row, setting: Setting, nfe: int, velocity=None) -> tuple[str, t
         sig = schedule_sigmas(row.schedule, kind, nfe)
     spec = row.sampler
     if row.sampler == "sl_tada":
-        from schedule_lab.solvers.tada import default_settings, is_karras_spaced
-
-        d, o = default_settings(nfe, kind, karras=is_karras_spaced(sig))
+        d, o, _ = tada_options(sig, kind)
         spec = f"sl_tada(detail={d:g},order={o})"
     return spec, sig
 
@@ -131,9 +128,7 @@ def what_ships(row: Row, setting: Setting, nfe: int, velocity=None) -> dict:
     spec, sig = resolve(row, setting, nfe, velocity)
     out = {"spec": spec, "digest": _digest(sig)}
     if row.sampler == "sl_tada":
-        from schedule_lab.solvers.tada import default_integrator, is_karras_spaced
-
-        out["integrator"] = default_integrator(setting.kind, nfe, is_karras_spaced(sig))
+        out["integrator"] = tada_options(sig, setting.kind)[2]
     return out
 
 
@@ -308,12 +303,10 @@ def compute(setting_name: str, nfes=NFES, n: int = N_NOISE, log=print, stock: bo
             if spec.startswith("sl_tada"):
                 okey = (spec, meta["integrator"], row.schedule, s)
                 if okey not in own_cache:  # the same options and integrator on 128 steps of the same schedule
-                    from schedule_lab.solvers.tada import sample_tada
-
-                    own_fn = functools.partial(sample_tada, kind=setting.kind, integrator=meta["integrator"],
-                                               **catalogue.parse_sampler(spec)[1])
+                    opts = catalogue.parse_sampler(spec)[1]
                     dense = schedule_sigmas(row.schedule, setting.kind, REF_STEPS)
-                    own_cache[okey] = catalogue.run(own_fn, dense, model, zs[s], kind=setting.kind, seed=s).x0
+                    own_cache[okey] = tada_endpoint(model, zs[s] * float(dense[0]), s, dense, setting.kind,
+                                                    (opts["detail"], opts["order"], meta["integrator"]))
                 run["E_own"] = round(rmse(endpoints[s], own_cache[okey]), 6)
             runs.append(run)
         # the fresh subset's fingerprint: the pack's own run on the first N_FRESH noises of SEEDS[0]

@@ -28,7 +28,7 @@ from .menu_bench import PARTS, REF_STEPS, SETTINGS, _converged, calibration
 from .setups import load_model, noise, pin_threads
 
 __all__ = ["FAMILY_MODEL", "MODELS", "NFES", "VETOED", "candidates", "choose", "choose_per_family", "family_tables",
-           "main", "shipped_tables"]
+           "main"]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = RESULTS / "list_ends_rows.json"
@@ -122,17 +122,9 @@ def _current_measured(nfe: int) -> str:
     return f"measured|{xi:g}|{end}"
 
 
-def shipped_tables(path: Path = RESULTS / "list_ends.json") -> tuple[dict, dict]:
-    """The chosen per-NFE tables as ``construct.SETTINGS_BY_NFE`` / ``MEASURED_SETTINGS_BY_NFE`` spell them."""
-    chosen = json.loads(Path(path).read_text())
-    free, measured = {}, {}
-    for n, label in chosen["free"].items():
-        _, m, xi, end = label.split("|")
-        free[int(n)] = {"measure": m, "xi": float(xi), "end": end}
-    for n, label in chosen["measured"].items():
-        _, xi, end = label.split("|")
-        measured[int(n)] = {"xi": float(xi), "end": end}
-    return free, measured
+def _labels(cache, name: str, part: str, nfe: int) -> list[str]:
+    """The candidate labels of ``part`` ("free" or "measured") cached for model ``name`` at ``nfe``."""
+    return [k.rsplit("|", 1)[0] for k in cache[name] if k.startswith(f"{part}|") and k.endswith(f"|{nfe}")]
 
 
 def _pick(scores: dict[str, float], current: str) -> str:
@@ -144,14 +136,12 @@ def choose(cache) -> dict:
     """The rule of docs/defaults.md §10 on the cached rows."""
     out = {"free": {}, "measured": {}, "ays": {}, "scores": {}}
     for nfe in NFES:
-        labels = [k.rsplit("|", 1)[0] for k in cache[MODELS[0]] if k.startswith("free|") and k.endswith(f"|{nfe}")
-                  and k.split("|")[1] in MEASURES_10]
+        labels = [lab for lab in _labels(cache, MODELS[0], "free", nfe) if lab.split("|")[1] in MEASURES_10]
         free = {lab: max(_ratio(cache, m, lab, nfe) for m in MODELS) for lab in labels}
         pick = _pick(free, _current_free(nfe))
         out["free"][str(nfe)] = pick
         meas = {}
-        labels = [k.rsplit("|", 1)[0] for k in cache[MODELS[0]] if k.startswith("measured|") and k.endswith(f"|{nfe}")]
-        for lab in labels:
+        for lab in _labels(cache, MODELS[0], "measured", nfe):
             meas[lab] = max(max(_ratio(cache, m, lab, nfe), _ratio(cache, m, lab, nfe) / _ratio(cache, m, pick, nfe))
                             for m in MODELS)
         out["measured"][str(nfe)] = _pick(meas, _current_measured(nfe))
@@ -171,12 +161,11 @@ def choose_per_family(cache) -> dict:
     for fam, name in FAMILY_MODEL.items():
         free, measured, scores = {}, {}, {}
         for nfe in NFES:
-            labels = [k.rsplit("|", 1)[0] for k in cache[name] if k.startswith("free|") and k.endswith(f"|{nfe}")]
-            fs = {lab: _ratio(cache, name, lab, nfe) for lab in labels}
+            fs = {lab: _ratio(cache, name, lab, nfe) for lab in _labels(cache, name, "free", nfe)}
             pick = _pick(fs, _current_free(nfe))
-            labels = [k.rsplit("|", 1)[0] for k in cache[name] if k.startswith("measured|") and k.endswith(f"|{nfe}")]
             base = _ratio(cache, name, pick, nfe)
-            ms = {lab: max(_ratio(cache, name, lab, nfe), _ratio(cache, name, lab, nfe) / base) for lab in labels}
+            ms = {lab: max(_ratio(cache, name, lab, nfe), _ratio(cache, name, lab, nfe) / base)
+                  for lab in _labels(cache, name, "measured", nfe)}
             ms["measured|data-free"] = max(_ratio(cache, name, pick, nfe), 1.0)
             free[str(nfe)], measured[str(nfe)] = pick, _pick(ms, _current_measured(nfe))
             scores[str(nfe)] = {"free": fs, "measured": ms}
