@@ -19,6 +19,7 @@ from ..model_kind import ModelKind
 from ..resample import truncate_for_denoise
 from ..validate import validate_denoise, validate_steps
 from .construct import (
+    FLOW_MEASURED_SETTINGS,
     DEFAULT_SMOOTH,
     Velocity,
     check_xi,
@@ -45,7 +46,7 @@ MEASURES = {
 }
 DEFAULT_MEASURE = "vx+cos"
 #: Velocities that come from no measurement (``Velocity.measure`` of the analytic defaults).
-DATA_FREE_MEASURES = ("default", "data-free", "cos+karras", "karras")
+DATA_FREE_MEASURES = ("default", "data-free", "cos+karras", "karras", "simple", "cos+simple")
 DEFAULT_SAMPLES, GEN_STEPS = 64, 12  # points: DEFAULT_POINTS of .measure (one number for the core and the node)
 XI_MIN, XI_MAX = 0.25, 4.0
 
@@ -164,7 +165,8 @@ def schedule(velocity: Velocity, kind: ModelKind, steps: int, denoise: float = 1
                      "list, not the calibration (it measured worse there, docs/defaults.md §10b)", steps)
             free = data_free_velocity(default_schedule_settings(steps, kind)["measure"], kind)
             return schedule(free, kind, steps, denoise)
-        auto = default_schedule_settings(steps, None, measured=True)  # an explicit ξ / end: §3's table for the rest
+        # an explicit ξ / end: the rest from §3's table (flow kinds: FLOW_MEASURED_SETTINGS, always "land")
+        auto = dict(FLOW_MEASURED_SETTINGS) if kind.kind == "flow" else default_schedule_settings(steps, None, True)
     xi = check_xi(auto["xi"] if xi is None else xi)
     end = auto["end"] if end is None else end
     smooth = DEFAULT_SMOOTH if velocity.measure in ("vx", "veps", "frechet") else 0.0  # vx+cos: smoothed before

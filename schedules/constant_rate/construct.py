@@ -30,8 +30,9 @@ from ..validate import validate_steps
 
 __all__ = [
     "COORDS", "DEFAULT_SMOOTH", "DEFAULT_XI", "ENDS", "FLOW_MEASURED_SETTINGS", "FLOW_SETTINGS", "LAMBDA_CLIP",
+    "FLOW_MEASURED_SETTINGS_BY_NFE", "FLOW_SETTINGS_BY_NFE",
     "FAMILY_MEASURED_SETTINGS_BY_NFE", "FAMILY_SETTINGS_BY_NFE", "SETTINGS_BY_NFE", "Velocity",
-    "check_xi", "combine", "constant_rate_sigmas", "data_free_velocity",
+    "DATA_FREE", "check_xi", "combine", "constant_rate_sigmas", "data_free_velocity", "simple_velocity",
     "default_schedule_settings", "MEASURED_SETTINGS_BY_NFE", "with_cos_tails", "cos_velocity", "default_velocity",
     "gaussian_frechet_velocity", "lambda_range", "power_velocity", "sample_training_sigmas", "training_density"
 ]
@@ -140,34 +141,66 @@ FAMILY_MEASURED_SETTINGS_BY_NFE: dict[str, dict[int, dict]] = {
 }
 
 
-#: Flow kinds (SD3, Flux): data-free velocity, ξ = DEFAULT_XI, and "land" at every step count. "hold" spent one of
-#: the steps at σ_min, where a flow model's x̂₀ is the input itself, and made DPM-Solver++(2M)'s last step extrapolate
-#: (weights 3.7/−2.7 at 5 steps); the flow rows are in docs/defaults.md §7.
+#: Flow kinds (SD3, Flux) before docs/defaults.md §11: data-free velocity, ξ = DEFAULT_XI and "land" at every step
+#: count. "hold" spent one of the steps at σ_min, where a flow model's x̂₀ is the input itself, and made
+#: DPM-Solver++(2M)'s last step extrapolate (weights 3.7/−2.7 at 5 steps); the flow rows are in §7. A measured (vx+cos)
+#: calibration: ξ = 1 (was 1.5), by §7b (``python -m schedule_lab.lab.benchmarks.flow_bench --stage calibration``).
+#: Since §11 the per-NFE tables ``FLOW_SETTINGS_BY_NFE`` / ``FLOW_MEASURED_SETTINGS_BY_NFE`` decide; these two remain
+#: §11's "current setting" (its tie-break) and the settings of an explicit ξ / end on a flow kind.
 FLOW_SETTINGS = {"measure": "data-free", "xi": DEFAULT_XI, "end": "land"}
-#: A measured (vx+cos) calibration on a flow kind: ξ = 1 (was 1.5), by the rule of docs/defaults.md §7b
-#: (``python -m schedule_lab.lab.benchmarks.flow_bench --stage calibration``, lab/benchmarks/results/
-#: flow_calibration.md): worst ratio to the data-free list over the 16 flow tuning cells 1.95 (ξ = 1.25: 2.30, ξ = 1.5:
-#: 7.55).
 FLOW_MEASURED_SETTINGS = {"xi": 1.0, "end": "land"}
+#: Per-NFE tables of flow kinds, chosen with Euler and DPM-Solver++(2M) on the zoo's flow models (``python -m
+#: schedule_lab.lab.benchmarks.flow_ends`` → lab/benchmarks/results/flow_ends.json; rule: docs/defaults.md §11).
+#: Measure "simple" is the velocity whose ξ = 1 *land* list is ComfyUI's simple list; {"use": "data-free"}: the
+#: calibrated MODEL's list is the data-free default at that step count (logged).
+FLOW_SETTINGS_BY_NFE: dict[int, dict] = {
+    4: {"measure": "simple", "xi": 1.0, "end": "land"},
+    5: {"measure": "simple", "xi": 1.0, "end": "land"},
+    6: {"measure": "simple", "xi": 1.0, "end": "land"},
+    8: {"measure": "simple", "xi": 1.0, "end": "land"},
+    10: {"measure": "simple", "xi": 1.0, "end": "land"},
+    15: {"measure": "data-free", "xi": 1.25, "end": "land"},
+    20: {"measure": "cos+simple", "xi": 1.25, "end": "land"},
+    30: {"measure": "cos+simple", "xi": 1.25, "end": "land"},
+}
+FLOW_MEASURED_SETTINGS_BY_NFE: dict[int, dict] = {
+    4: {"use": "data-free"},
+    5: {"use": "data-free"},
+    6: {"use": "data-free"},
+    8: {"use": "data-free"},
+    10: {"use": "data-free"},
+    15: {"use": "data-free"},
+    20: {"use": "data-free"},
+    30: {"use": "data-free"},
+}
 
 
 def default_schedule_settings(steps: int, kind: ModelKind | None = None, measured: bool = False) -> dict:
     """The default settings at ``steps`` model calls: {"measure", "xi", "end"} for the data-free default, {"xi",
-    "end"} for a measured velocity (flow kinds: FLOW_SETTINGS / FLOW_MEASURED_SETTINGS at every step count)."""
+    "end"} (or {"use": "data-free"}) for a measured velocity; per family (flow kinds: ``FLOW_SETTINGS_BY_NFE`` /
+    ``FLOW_MEASURED_SETTINGS_BY_NFE``; ε / v / EDM: ``FAMILY_*``, else §3's tables). Step counts between grid points
+    use the grid NFE below (above the last: the last; below the first: the first)."""
     if kind is not None and kind.kind == "flow":
-        return dict(FLOW_MEASURED_SETTINGS if measured else FLOW_SETTINGS)
-    family = (FAMILY_MEASURED_SETTINGS_BY_NFE if measured else FAMILY_SETTINGS_BY_NFE).get(
-        kind.kind if kind is not None else None)
-    table = family or (MEASURED_SETTINGS_BY_NFE if measured else SETTINGS_BY_NFE)
+        table = FLOW_MEASURED_SETTINGS_BY_NFE if measured else FLOW_SETTINGS_BY_NFE
+    else:
+        family = (FAMILY_MEASURED_SETTINGS_BY_NFE if measured else FAMILY_SETTINGS_BY_NFE).get(
+            kind.kind if kind is not None else None)
+        table = family or (MEASURED_SETTINGS_BY_NFE if measured else SETTINGS_BY_NFE)
     grid = sorted(table)
     below = [n for n in grid if n <= int(steps)]
     return dict(table[below[-1] if below else grid[0]])
 
 
+#: The data-free measures ``data_free_velocity`` builds.
+DATA_FREE = ("data-free", "cos+karras", "karras", "simple", "cos+simple")
+
+
 def data_free_velocity(measure: str, kind: ModelKind | None = None) -> Velocity:
     """The data-free velocities the defaults choose from: "data-free" (= cos, ``default_velocity``),
-    "cos+karras" (cos mixed half and half with the power law whose ξ = 1 schedule is Karras ρ = 7) and "karras"
-    (that power law alone: ξ = 1 with end "hold" is Karras ρ = 7's list; docs/defaults.md §10b)."""
+    "cos+karras" (cos mixed half and half with the power law whose ξ = 1 schedule is Karras ρ = 7), "karras"
+    (that power law alone: ξ = 1 with end "hold" is Karras ρ = 7's list; docs/defaults.md §10b), "simple"
+    (``simple_velocity``: on a flow kind, ξ = 1 with end "land" is ComfyUI's simple list; §11) and "cos+simple"
+    (cos and simple half and half)."""
     if measure == "data-free":
         return default_velocity(kind)
     if measure == "cos+karras":
@@ -176,8 +209,13 @@ def data_free_velocity(measure: str, kind: ModelKind | None = None) -> Velocity:
     if measure == "karras":
         vel = power_velocity(1 / 7 - 1, "sigma")
         return Velocity(vel.lam, vel.values, "karras", {"model_calls": 0, "parts": ["karras rho=7"]})
-    raise ScheduleError(f"measure={measure!r} is not a data-free velocity; use 'data-free', 'cos+karras' or "
-                        "'karras'.")
+    if measure == "simple":
+        vel = simple_velocity()
+        return Velocity(vel.lam, vel.values, "simple", {"model_calls": 0, "parts": ["simple"]})
+    if measure == "cos+simple":
+        vel = combine([(default_velocity(kind), 1.0), (simple_velocity(), 1.0)])
+        return Velocity(vel.lam, vel.values, "cos+simple", {"model_calls": 0, "parts": ["cos", "simple"]})
+    raise ScheduleError(f"measure={measure!r} is not a data-free velocity; use one of {', '.join(DATA_FREE)}.")
 
 
 #: Default smoothing bandwidth of log v over λ for measured velocities.
@@ -330,6 +368,13 @@ def cos_velocity() -> Velocity:
     # per unit λ: v_λ = v_ᾱ · 2ᾱ(1 − ᾱ) = 2 √(ᾱ(1 − ᾱ)), written with sigmoids so 1 − ᾱ does not round to 0
     return Velocity.from_function(lambda lam: 2 * (torch.sigmoid(2 * lam) * torch.sigmoid(-2 * lam)).sqrt(),
                                   "lambda", "cos")
+
+
+def simple_velocity() -> Velocity:
+    """v_λ = σ(λ)·σ(−λ) = |dt/dλ| for a flow model's time t = σ(−λ) (un-shifted, σ_VE = t/(1 − t) = e^−λ): uniform
+    in the model's time, so with ξ = 1 and end "land" its list on a flow kind is ComfyUI's ``simple`` list (up to
+    the table's rounding); docs/defaults.md §11."""
+    return Velocity.from_function(lambda lam: torch.sigmoid(lam) * torch.sigmoid(-lam), "lambda", "simple")
 
 
 def power_velocity(exponent: float, coord: str = "sigma") -> Velocity:

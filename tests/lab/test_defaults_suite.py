@@ -135,8 +135,9 @@ def test_default_schedule_settings_use_the_grid_nfe_below():
     assert default_schedule_settings(grid[0] - 2) == SETTINGS_BY_NFE[grid[0]]
     assert default_schedule_settings(7) == SETTINGS_BY_NFE[6]
     assert default_schedule_settings(200) == SETTINGS_BY_NFE[20]
-    assert default_schedule_settings(5, ModelKind.flow(3.0))["end"] == "land"  # flow lands (docs/defaults.md §7)
-    assert default_schedule_settings(8, ModelKind.flow(3.0), measured=True)["end"] == "land"
+    for n in range(1, 40):  # every flow entry lands (docs/defaults.md §7) or is the data-free list (§11)
+        assert default_schedule_settings(n, ModelKind.flow(3.0))["end"] == "land"
+        assert default_schedule_settings(n, ModelKind.flow(3.0), measured=True).get("end", "land") == "land"
 
 
 # ---- the guard -------------------------------------------------------------------------------------------------
@@ -327,3 +328,26 @@ def test_the_studys_searches_run_the_nodes_pipeline_with_the_studys_settings(sea
     else:
         direct = refine(p.model, sampler, ref, S._init_sigmas("karras", nfe), seed=0, **S.REFINE).sigmas
     assert got["sigmas"] == [float(s) for s in direct] and got["model_calls"] > 0
+
+
+def test_flow_tables_are_the_flow_rule_s_choice_and_simple_measure_is_simple():
+    """construct.FLOW_SETTINGS_BY_NFE / FLOW_MEASURED_SETTINGS_BY_NFE are copies of lab/benchmarks/results/
+    flow_ends.json (`python -m schedule_lab.lab.benchmarks.flow_ends`, docs/defaults.md §11) minus a vetoed part
+    (flow_ends.VETOED: the part keeps FLOW_SETTINGS / FLOW_MEASURED_SETTINGS); measure "simple" with ξ 1 on a flow
+    kind is ComfyUI's simple list up to its table's rounding (one level in 1000 of the un-shifted time)."""
+    from schedule_lab.lab.benchmarks.flow_ends import shipped
+    from schedule_lab.schedules.catalogue import schedule_sigmas
+    from schedule_lab.schedules.constant_rate import construct
+    from schedule_lab.schedules.constant_rate.calibrate import schedule
+
+    free, measured = shipped()
+    assert construct.FLOW_SETTINGS_BY_NFE == free
+    assert construct.FLOW_MEASURED_SETTINGS_BY_NFE == measured
+    vel = construct.data_free_velocity("simple")
+    for kind in (ModelKind.flow(1.0), ModelKind.flow(3.0), ModelKind.flux(1.15)):
+        for n in (4, 5, 6, 8, 30):
+            ours = schedule(vel, kind, n, xi=1.0, end="land").double()
+            stock = schedule_sigmas("simple", kind, n).double()
+            assert ours[0] == 1.0 and ours[-1] == 0.0
+            gap = kind.to_flow_time(ours[1:-1]) - kind.to_flow_time(stock[1:-1])  # un-shifted time
+            assert gap.abs().max() < 2e-3, (kind, n, gap)
