@@ -26,13 +26,14 @@ class ConstantRateScheduler(io.ComfyNode):
             description="Noise levels placed so the image changes at an even pace from step to step (constant-rate "
                         "scheduling, Okada et al. 2024), measured on your model once and cached on disk "
                         "(models/schedule_lab_calibration), so the next run is instant. Its MODEL output carries the "
-                        "calibration: a KSampler fed that MODEL with scheduler 'sl_constant_rate' uses it. For SD3 / "
-                        "Flux (flow) models at 4-8 steps, pair it with sampler 'dpmpp_2m', for EDM-type models with "
-                        "'ipndm': the pairings Schedule Lab's per-family benchmark chose for those families (on "
-                        "SD1/SDXL and v-prediction models it chose no calibrated pairing). "
-                        "On SD1/SDXL (eps) and v-prediction models the calibration measured worse than the data-free "
-                        "list on Schedule Lab's tuning models, so 'sl_constant_rate' on this MODEL gives the data-free "
-                        "list there (the log says so); on EDM models it is used at 4-10 steps.",
+                        "calibration: a KSampler fed that MODEL with scheduler 'sl_constant_rate' uses it. For EDM-type "
+                        "models at 4-8 steps, pair it with sampler 'ipndm': the pairing Schedule Lab's per-family "
+                        "benchmark chose for that family (for SD1/SDXL, v-prediction and SD3 / Flux models it chose "
+                        "no calibrated pairing). On EDM models the calibration is used at 4-10 steps. On SD1/SDXL "
+                        "(eps), v-prediction and SD3 / Flux (flow) models it measured worse than the data-free list "
+                        "on Schedule Lab's tuning models, so 'sl_constant_rate' on this MODEL gives the data-free "
+                        "list there (the log says so); for flow models at 4-8 steps the Few-Step Preset "
+                        "'sl_flow_few_steps' is the benchmark's choice.",
             inputs=[
                 io.Guider.Input("guider", tooltip="The model with its prompt and CFG, e.g. from CFGGuider - the same "
                                 "guider you sample with. The calibration calls the model through it, so the schedule "

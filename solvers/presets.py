@@ -43,4 +43,13 @@ PRESETS: dict[str, Preset] = {
         "python -m schedule_lab.lab.benchmarks.menu_rule --family v (lab/benchmarks/results/menu_rule.json; "
         "docs/menu.md §5c)",
         families=("v",)),
+    "sl_flow_few_steps": Preset(
+        "uni_pc", "sl_constant_rate", 5,
+        "UniPC on the constant-rate list, for SD3 / Flux (flow) models at 4-8 steps: the per-family rule's choice on "
+        "the flow model of Schedule Lab's zoo at shift 1, 3 and Flux's shift (worst 2.06x the error of ComfyUI's best "
+        "sampler + scheduler pair at 4-8 steps, never worse than euler + simple at 4-30). At 4-10 steps the flow "
+        "list is simple's spacing (docs/defaults.md §11), so the gain over euler + simple is UniPC's.",
+        "python -m schedule_lab.lab.benchmarks.menu_rule --family flow (lab/benchmarks/results/menu_rule.json; "
+        "docs/menu.md §5d)",
+        families=("flow",)),
 }

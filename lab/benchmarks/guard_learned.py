@@ -76,6 +76,17 @@ class Row:
     role: str      # stock | default | calibrated | preset
 
 
+#: ComfyUI's samplers whose KSampler list is the steps + 1 list without its penultimate sigma
+#: (``comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS``).
+DISCARD_PENULTIMATE = ("uni_pc", "uni_pc_bh2")
+
+
+def comfy_only(row: Row) -> bool:
+    """True when the row's sampler is ComfyUI's, not the pack's (a per-family preset may name one): its endpoints
+    come from ComfyUI's code (``comfy_worker.run_menu``) on the pack's list."""
+    return row.sampler not in catalogue.SAMPLERS
+
+
 def bundled(name: str) -> bool:
     return (WEIGHTS / f"{SETTINGS[name][1]}.safetensors").exists()
 
@@ -110,12 +121,16 @@ def resolve(row: Row, setting: Setting, nfe: int, velocity=None) -> tuple[str, t
     sampler here makes one call per step, so steps = NFE). A TADA spec names the detail and order it resolves to;
     ``what_ships`` adds the integrator."""
     kind = setting.kind
+    # KSampler's rule for uni_pc-type samplers: the list for steps + 1, its penultimate sigma dropped
+    steps = nfe + 1 if row.sampler in DISCARD_PENULTIMATE else nfe
     if row.schedule == "calibrated":
         from schedule_lab.schedules.constant_rate.calibrate import schedule
 
-        sig = schedule(velocity, kind, nfe)
+        sig = schedule(velocity, kind, steps)
     else:
-        sig = schedule_sigmas(row.schedule, kind, nfe)
+        sig = schedule_sigmas(row.schedule, kind, steps)
+    if steps != nfe:
+        sig = torch.cat([sig[:-2], sig[-1:]])
     spec = row.sampler
     if row.sampler == "sl_tada":
         d, o, _ = tada_options(sig, kind)
@@ -249,6 +264,7 @@ def compute(setting_name: str, nfes=NFES, n: int = N_NOISE, log=print, stock: bo
     ref_crops = crops(REFERENCE[0], REFERENCE[1], seed=REFERENCE[2]).x.reshape(REFERENCE[1], -1)
     zs = {s: noise(n, s, 768) for s in SEEDS}
     from schedule_lab.schedules.constant_rate.calibrate import Velocity
+    from schedule_lab.schedules.constant_rate.calibrate import schedule as calibrated_list
 
     if "calibration" in rows:
         velocity = Velocity.from_dict(rows["calibration"])
@@ -278,6 +294,19 @@ def compute(setting_name: str, nfes=NFES, n: int = N_NOISE, log=print, stock: bo
             comfy = {r["nfe_target"]: r for r in got}
         else:
             log(f"  {note}; the stock rows from the pack's own {stock_row.sampler}")
+    # rows whose sampler is ComfyUI's (a per-family preset's): from ComfyUI's code on the pack's list
+    for row in [r for r in rows_for(setting)[1:] if comfy_only(r)]:
+        want = [k for k in nfes if _stale(rows.get(f"{row.label}|{k}"), row, setting, k, velocity, n)]
+        if not want:
+            continue
+        kind = setting.kind
+        lists = {row.schedule: {k: (calibrated_list(velocity, kind, k) if row.schedule == "calibrated" else
+                                    schedule_sigmas(row.schedule, kind, k)) for k in range(1, max(want) + 4)}}
+        got, note = run_menu(setting.model, setting.sampling, [row.sampler], [row.schedule], want, zs,
+                             log=lambda m: None, only=[(row.sampler, row.schedule)], extra_lists=lists)
+        if not got:
+            raise SystemExit(f"{row.label}: needs ComfyUI's code ({note}); set COMFYUI_PATH / COMFYUI_PYTHON")
+        comfy.update({(row.label, r["nfe_target"]): r for r in got})
     # the stock row at every NFE first (its ComfyUI endpoints are in memory), then the shipped defaults
     order = [(row, nfe) for row in rows_for(setting)[:1] for nfe in nfes] if stock else []
     order += [(row, nfe) for nfe in nfes for row in rows_for(setting)[1:]]
@@ -290,10 +319,14 @@ def compute(setting_name: str, nfes=NFES, n: int = N_NOISE, log=print, stock: bo
             continue
         t0 = time.perf_counter()
         endpoints, source = None, "pack"
-        if row.role == "stock" and nfe in comfy:
-            endpoints = {s: comfy[nfe]["runs"][s]["x0"] for s in SEEDS}
+        got = comfy.get(nfe) if row.role == "stock" else comfy.get((row.label, nfe))
+        if got is not None:
+            endpoints = {s: got["runs"][s]["x0"] for s in SEEDS}
             source = "comfyui"
-            meta["comfy_sigmas"] = [round(float(v), 6) for v in comfy[nfe]["sigmas"]]
+            meta["comfy_sigmas"] = [round(float(v), 6) for v in got["sigmas"]]
+            if row.role != "stock" and not torch.allclose(torch.tensor(got["sigmas"]), sig.float(), atol=1e-5):
+                raise SystemExit(f"{row.label} NFE {nfe}: ComfyUI ran {got['sigmas']}, the pack ships "
+                                 f"{[round(float(v), 6) for v in sig]}")
         if endpoints is None:
             endpoints = {s: catalogue.run(spec, sig, model, zs[s], kind=setting.kind, seed=s).x0 for s in SEEDS}
         runs = []
@@ -310,7 +343,7 @@ def compute(setting_name: str, nfes=NFES, n: int = N_NOISE, log=print, stock: bo
                 run["E_own"] = round(rmse(endpoints[s], own_cache[okey]), 6)
             runs.append(run)
         # the fresh subset's fingerprint: the pack's own run on the first N_FRESH noises of SEEDS[0]
-        fp = (fingerprint(endpoints[SEEDS[0]][:N_FRESH]) if source == "pack" and n == N_FRESH
+        fp = (fingerprint(endpoints[SEEDS[0]][:N_FRESH]) if (source == "pack" or comfy_only(row)) and n == N_FRESH
               else fresh_fingerprint(row, setting, nfe, model, velocity))
         meta.update(runs=runs, source=source, fingerprint=fp,
                     seconds=round(time.perf_counter() - t0, 1))

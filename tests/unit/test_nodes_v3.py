@@ -381,8 +381,14 @@ def test_few_step_preset_refuses_a_family_it_was_not_chosen_for_naming_the_input
     with pytest.raises(ScheduleError, match=r"^preset: sl_few_steps was chosen for .*EDM.* models, and the "
                                             r"connected model is rectified flow .*sl_tada.*sl_constant_rate"):
         node.execute(model=flow, preset="sl_few_steps", steps=0, denoise=1.0)
-    with pytest.raises(ScheduleError, match=r"^preset: 'auto' found no preset chosen for rectified flow"):
-        node.execute(model=flow, preset="auto", steps=0, denoise=1.0)
+    from schedule_lab.nodes import preset_ops
+
+    assert preset_ops.resolve_preset("auto", "flow")[0] == "sl_flow_few_steps"  # the flow family's own (§5d)
+    without_flow = {n: p for n, p in preset_ops.PRESETS.items() if "flow" not in p.families}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(preset_ops, "PRESETS", without_flow)
+        with pytest.raises(ScheduleError, match=r"^preset: 'auto' found no preset chosen for rectified flow"):
+            node.execute(model=flow, preset="auto", steps=0, denoise=1.0)
     with pytest.raises(ScheduleError, match=r"^steps: -1"):
         node.execute(model=v3.model(), preset="auto", steps=-1, denoise=1.0)
 
