@@ -58,6 +58,9 @@ SETTINGS: dict[str, tuple[Setting, str]] = {
     "patch-unet/edm": (MENU_SETTINGS["patch-unet/edm"], "patch_unet"),
     "eps-768/sd1": (MENU_SETTINGS["eps-768/sd1"], "zoo_eps_768"),
     "v-768/sd1": (Setting("zoo-v-768", {"type": "v"}, ModelKind.vp("v"), "v"), "zoo_v_768"),
+    # the zoo's 3072-d models (3x32x32; the guard on both sizes)
+    "eps-3072/sd1": (MENU_SETTINGS["eps-3072/sd1"], "zoo_eps_3072"),
+    "v-3072/sd1": (MENU_SETTINGS["v-3072/sd1"], "zoo_v_3072"),
 }
 NFES = (4, 5, 6, 8, 10, 15, 20, 30)
 SEEDS = (2301, 2302, 2303, 2304)  # held-out noise sets, used by nothing else in the repo
@@ -159,7 +162,7 @@ def fresh_fingerprint(row: Row, setting: Setting, nfe: int, model=None, velocity
     """The row run by the pack (catalogue.run, as KSampler runs it) on the first N_FRESH noises of SEEDS[0]."""
     model = load_model(setting.model) if model is None else model
     spec, sig = resolve(row, setting, nfe, velocity)
-    z = noise(N_NOISE, SEEDS[0], 768)[:N_FRESH]
+    z = noise(N_NOISE, SEEDS[0], setting.dim)[:N_FRESH]
     return fingerprint(catalogue.run(spec, sig, model, z, kind=setting.kind, seed=SEEDS[0]).x0)
 
 
@@ -240,7 +243,7 @@ def _calibration(setting: Setting, model):
     from schedule_lab.solvers.classic import model_samples
 
     # the Constant-Rate Scheduler node's defaults: vx+cos, 24 points, 64 data-free samples from the model, seed 0
-    return calibrate(model, setting.kind, torch.zeros(64, 768), "vx+cos", samples=64, seed=0,
+    return calibrate(model, setting.kind, torch.zeros(64, setting.dim), "vx+cos", samples=64, seed=0,
                      generate=model_samples)
 
 
@@ -261,8 +264,9 @@ def compute(setting_name: str, nfes=NFES, n: int = N_NOISE, log=print, stock: bo
     setting = SETTINGS[setting_name][0]
     rows = load(setting_name)
     model = load_model(setting.model)
-    ref_crops = crops(REFERENCE[0], REFERENCE[1], seed=REFERENCE[2]).x.reshape(REFERENCE[1], -1)
-    zs = {s: noise(n, s, 768) for s in SEEDS}
+    ref_crops = crops(REFERENCE[0], REFERENCE[1], seed=REFERENCE[2], size=setting.size).x
+    ref_crops = ref_crops.reshape(REFERENCE[1], -1)
+    zs = {s: noise(n, s, setting.dim) for s in SEEDS}
     from schedule_lab.schedules.constant_rate.calibrate import Velocity
     from schedule_lab.schedules.constant_rate.calibrate import schedule as calibrated_list
 

@@ -59,6 +59,8 @@ SETTINGS = {
     "flow-3072/shift3": Setting("zoo-flow-3072", {"type": "flow", "shift": 3.0}, ModelKind.flow(3.0), "flow", 32),
     "edm-768/edm": Setting("zoo-edm-768", {"type": "edm", "sigma_min": 0.002, "sigma_max": 80.0,
                                            "sigma_data": 0.5}, ModelKind.edm(0.002, 80.0, 0.5), "edm"),
+    "eps-3072/sd1": Setting("zoo-eps-3072", {"type": "eps"}, ModelKind.vp("eps"), "eps", 32),
+    "v-3072/sd1": Setting("zoo-v-3072", {"type": "v"}, ModelKind.vp("v"), "v", 32),
 }
 #: The family's stock default (KSampler's sampler + scheduler an artist gets for that model type).
 STOCK = {"flow": ("euler", "simple"), "eps": ("dpmpp_2m", "karras"), "v": ("dpmpp_2m", "karras"),
