@@ -56,8 +56,9 @@ BEFORE_MEASURED = {4: (1.5, "land"), 5: (1.5, "land"), 6: (1.25, "land"), 8: (1.
                    15: (1.5, "land"), 20: (1.5, "land")}
 
 
-def candidates(setting_name: str, nfe: int, velocity=None) -> dict[str, torch.Tensor]:
-    """label -> sigma list of every candidate at ``nfe`` steps (plus the reference "karras")."""
+def candidates(setting_name: str, nfe: int, velocity=None, free_only: bool = False) -> dict[str, torch.Tensor]:
+    """label -> sigma list of every candidate at ``nfe`` steps (plus the reference "karras"); ``free_only``: the
+    data-free candidates alone (§12)."""
     kind = SETTINGS[setting_name].kind
     out = {"karras": schedule_sigmas("karras", kind, nfe)}
     for m in MEASURES:
@@ -65,6 +66,8 @@ def candidates(setting_name: str, nfe: int, velocity=None) -> dict[str, torch.Te
         for xi in XIS:
             for end in ENDS:
                 out[f"free|{m}|{xi:g}|{end}"] = schedule(vel, kind, nfe, xi=xi, end=end)
+    if free_only:
+        return out
     if velocity is not None:
         for xi in XIS:
             for end in ENDS:
@@ -79,19 +82,19 @@ def _digest(sig: torch.Tensor) -> str:
     return ",".join(f"{float(v):.6g}" for v in sig)
 
 
-def rows(log=print) -> dict:
+def rows(log=print, models=MODELS, free_only: bool = False) -> dict:
     """cache[setting][label|nfe] = {"sigmas": ..., "E": [per set]} (recomputed when a list changes)."""
     cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
     seed = PARTS["tuning"][0]
-    for name in MODELS:
+    for name in models:
         setting = SETTINGS[name]
         model = load_model(setting.model)
-        vel = calibration(setting)
+        vel = None if free_only else calibration(setting)
         z = noise(N_NOISE, seed, setting.dim)
         ref = None
         got = cache.setdefault(name, {})
         for nfe in NFES:
-            for label, sig in candidates(name, nfe, vel).items():
+            for label, sig in candidates(name, nfe, vel, free_only).items():
                 key = f"{label}|{nfe}"
                 if key in got and got[key]["sigmas"] == _digest(sig):
                     continue
@@ -103,7 +106,9 @@ def rows(log=print) -> dict:
                 err = (x0 - ref).reshape(N_SETS, N_NOISE // N_SETS, -1).square().mean((1, 2)).sqrt()
                 got[key] = {"sigmas": _digest(sig), "E": [round(float(e), 7) for e in err]}
             log(f"{name}: NFE {nfe} done")
-            CACHE.write_text(json.dumps(cache, indent=0, sort_keys=True))
+            on_disk = json.loads(CACHE.read_text()) if CACHE.exists() else {}
+            on_disk[name] = got
+            CACHE.write_text(json.dumps(on_disk, indent=0, sort_keys=True))
     return cache
 
 
@@ -187,6 +192,9 @@ def family_tables(path: Path = RESULTS / "list_ends.json") -> tuple[dict, dict]:
             else:
                 continue  # §3's table
             out[fam] = {int(n): _settings(label) for n, label in labels.items()}
+    eps_both = Path(path).with_name("list_ends_eps.json")
+    if eps_both.exists() and not EPS_BOTH_VETOED:  # §12: ε's data-free table chosen on both ε sizes
+        free["eps"] = {int(n): _settings(label) for n, label in json.loads(eps_both.read_text())["free"].items()}
     return free, measured
 
 
@@ -251,11 +259,57 @@ def family_report(cache, families) -> str:
     return "\n".join(lines + [""])
 
 
+#: §12's veto: True if ε's guard rows with §12's table showed a lost cell outside the ledger (ε keeps §10's table).
+EPS_BOTH_VETOED = True
+#: §12: ε's data-free table chosen on both ε sizes.
+EPS_MODELS = ("eps-768/sd1", "eps-3072/sd1")
+#: §12's "current" entries: §10's ε table (cos+karras ξ 1.5, land at 4-20, hold at 30)
+EPS_CURRENT = {n: f"free|cos+karras|1.5|{'hold' if n >= 30 else 'land'}" for n in NFES}
+
+
+def choose_eps_both(cache) -> dict:
+    """§12 on the cached rows: per NFE, the data-free label with the lowest worst ratio over ``EPS_MODELS``."""
+    out = {"free": {}, "scores": {}}
+    for nfe in NFES:
+        fs = {lab: max(_ratio(cache, m, lab, nfe) for m in EPS_MODELS)
+              for lab in _labels(cache, EPS_MODELS[1], "free", nfe)}
+        out["free"][str(nfe)] = _pick(fs, EPS_CURRENT[nfe])
+        out["scores"][str(nfe)] = fs
+    return out
+
+
+def eps_report(cache, chosen) -> str:
+    lines = ["# ε's data-free list on both ε sizes (tuning parts; rule: docs/defaults.md §12)", "",
+             f"`{COMMAND} --eps-both`. E of dpmpp_2m ÷ dpmpp_2m + karras, menu bench's tuning noises; cell: worst "
+             f"over {', '.join(EPS_MODELS)} (then each). **bold** = chosen, · = §10's table.", "",
+             "| candidate | " + " | ".join(f"NFE {n}" for n in NFES) + " |", "|---" * (len(NFES) + 1) + "|"]
+    for lab in sorted(chosen["scores"][str(NFES[0])]):
+        cells = []
+        for nfe in NFES:
+            per = [_ratio(cache, m, lab, nfe) for m in EPS_MODELS]
+            cell = f"{max(per):.2f} ({'/'.join(f'{p:.2f}' for p in per)})"
+            cell = f"**{cell}**" if chosen["free"][str(nfe)] == lab else cell
+            cells.append(cell + (" ·" if EPS_CURRENT[nfe] == lab else ""))
+        lines.append(f"| {lab} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""])
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--eps-both", action="store_true", help="§12: ε's data-free table on both ε sizes")
     a = p.parse_args(argv)
     pin_threads(a.threads)
+    if a.eps_both:
+        cache = rows(models=EPS_MODELS[1:], free_only=True)
+        cache.update({m: v for m, v in json.loads(CACHE.read_text()).items() if m not in cache})
+        chosen = choose_eps_both(cache)
+        (RESULTS / "list_ends_eps.json").write_text(json.dumps({"command": COMMAND + " --eps-both", **chosen},
+                                                               indent=1, sort_keys=True))
+        text = eps_report(cache, chosen)
+        (RESULTS / "list_ends_eps.md").write_text(text)
+        print(text)
+        return 0
     cache = rows()
     chosen = choose(cache)
     families = choose_per_family(cache)

@@ -71,7 +71,8 @@ MEASURED_SETTINGS_BY_NFE = {
 }
 #: Per family (ModelKind.kind), the tables re-chosen on that family's learned zoo model (``python -m
 #: schedule_lab.lab.benchmarks.list_ends`` → lab/benchmarks/results/list_ends.json "families"; rule:
-#: docs/defaults.md §10 and §10b, minus the parts §10a's held-out guard vetoed, ``list_ends.VETOED``). A family or
+#: docs/defaults.md §10 and §10b, minus the parts §10a's held-out guard vetoed, ``list_ends.VETOED``; ε's table
+#: re-chosen on both ε sizes by §12 was vetoed too, ``list_ends.EPS_BOTH_VETOED``). A family or
 #: part not here uses §3's tables above. Measures: "karras" is Karras ρ = 7's spacing (with "hold", its exact
 #: list; with "land", N + 1 levels and σ_min dropped). A measured entry {"use": "data-free"} means the calibrated
 #: MODEL's list is the data-free default at that step count (the calibration measured worse there; logged).
