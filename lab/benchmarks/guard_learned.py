@@ -59,8 +59,10 @@ SETTINGS: dict[str, tuple[Setting, str]] = {
     "eps-768/sd1": (MENU_SETTINGS["eps-768/sd1"], "zoo_eps_768"),
     "v-768/sd1": (Setting("zoo-v-768", {"type": "v"}, ModelKind.vp("v"), "v"), "zoo_v_768"),
     # the zoo's 3072-d models (3x32x32; the guard on both sizes)
+    "flow-3072/shift3": (MENU_SETTINGS["flow-3072/shift3"], "zoo_flow_3072"),
     "eps-3072/sd1": (MENU_SETTINGS["eps-3072/sd1"], "zoo_eps_3072"),
     "v-3072/sd1": (MENU_SETTINGS["v-3072/sd1"], "zoo_v_3072"),
+    "edm-3072/edm": (MENU_SETTINGS["edm-3072/edm"], "zoo_edm_3072"),
 }
 NFES = (4, 5, 6, 8, 10, 15, 20, 30)
 SEEDS = (2301, 2302, 2303, 2304)  # held-out noise sets, used by nothing else in the repo

@@ -61,6 +61,8 @@ SETTINGS = {
                                            "sigma_data": 0.5}, ModelKind.edm(0.002, 80.0, 0.5), "edm"),
     "eps-3072/sd1": Setting("zoo-eps-3072", {"type": "eps"}, ModelKind.vp("eps"), "eps", 32),
     "v-3072/sd1": Setting("zoo-v-3072", {"type": "v"}, ModelKind.vp("v"), "v", 32),
+    "edm-3072/edm": Setting("zoo-edm-3072", {"type": "edm", "sigma_min": 0.002, "sigma_max": 80.0,
+                                             "sigma_data": 0.5}, ModelKind.edm(0.002, 80.0, 0.5), "edm", 32),
 }
 #: The family's stock default (KSampler's sampler + scheduler an artist gets for that model type).
 STOCK = {"flow": ("euler", "simple"), "eps": ("dpmpp_2m", "karras"), "v": ("dpmpp_2m", "karras"),
