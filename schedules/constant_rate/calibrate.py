@@ -19,8 +19,8 @@ from ..model_kind import ModelKind
 from ..resample import truncate_for_denoise
 from ..validate import validate_denoise, validate_steps
 from .construct import (
-    FLOW_MEASURED_SETTINGS,
     DEFAULT_SMOOTH,
+    FLOW_MEASURED_SETTINGS,
     Velocity,
     check_xi,
     combine,
