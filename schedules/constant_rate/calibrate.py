@@ -19,6 +19,7 @@ from ..model_kind import ModelKind
 from ..resample import truncate_for_denoise
 from ..validate import validate_denoise, validate_steps
 from .construct import (
+    DATA_FREE,
     DEFAULT_SMOOTH,
     FLOW_MEASURED_SETTINGS,
     Velocity,
@@ -46,7 +47,7 @@ MEASURES = {
 }
 DEFAULT_MEASURE = "vx+cos"
 #: Velocities that come from no measurement (``Velocity.measure`` of the analytic defaults).
-DATA_FREE_MEASURES = ("default", "data-free", "cos+karras", "karras", "simple", "cos+simple")
+DATA_FREE_MEASURES = ("default", *DATA_FREE)
 DEFAULT_SAMPLES, GEN_STEPS = 64, 12  # points: DEFAULT_POINTS of .measure (one number for the core and the node)
 XI_MIN, XI_MAX = 0.25, 4.0
 

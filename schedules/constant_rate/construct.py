@@ -204,19 +204,13 @@ def data_free_velocity(measure: str, kind: ModelKind | None = None) -> Velocity:
     (cos and simple half and half)."""
     if measure == "data-free":
         return default_velocity(kind)
-    if measure == "cos+karras":
-        vel = combine([(default_velocity(kind), 1.0), (power_velocity(1 / 7 - 1, "sigma"), 1.0)])
-        return Velocity(vel.lam, vel.values, "cos+karras", {"model_calls": 0, "parts": ["cos", "karras rho=7"]})
-    if measure == "karras":
-        vel = power_velocity(1 / 7 - 1, "sigma")
-        return Velocity(vel.lam, vel.values, "karras", {"model_calls": 0, "parts": ["karras rho=7"]})
-    if measure == "simple":
-        vel = simple_velocity()
-        return Velocity(vel.lam, vel.values, "simple", {"model_calls": 0, "parts": ["simple"]})
-    if measure == "cos+simple":
-        vel = combine([(default_velocity(kind), 1.0), (simple_velocity(), 1.0)])
-        return Velocity(vel.lam, vel.values, "cos+simple", {"model_calls": 0, "parts": ["cos", "simple"]})
-    raise ScheduleError(f"measure={measure!r} is not a data-free velocity; use one of {', '.join(DATA_FREE)}.")
+    base = str(measure).removeprefix("cos+")
+    if base not in _SHAPES:
+        raise ScheduleError(f"measure={measure!r} is not a data-free velocity; use one of {', '.join(DATA_FREE)}.")
+    part, shape = _SHAPES[base]
+    vel = shape() if base == measure else combine([(default_velocity(kind), 1.0), (shape(), 1.0)])
+    parts = [part] if base == measure else ["cos", part]
+    return Velocity(vel.lam, vel.values, measure, {"model_calls": 0, "parts": parts})
 
 
 #: Default smoothing bandwidth of log v over λ for measured velocities.
@@ -381,6 +375,12 @@ def simple_velocity() -> Velocity:
 def power_velocity(exponent: float, coord: str = "sigma") -> Velocity:
     """v_c ∝ c^exponent. In σ, exponent 1/ρ − 1 gives Karras' ρ schedule and −1 log-SNR-uniform steps (ξ = 1)."""
     return Velocity.from_function(lambda c: c ** float(exponent), coord, f"power({exponent:g},{coord})")
+
+
+#: The shapes a data-free measure is built from, alone ("karras", "simple") or half and half with cos ("cos+karras",
+#: "cos+simple"): name in the velocity's provenance, and the function that builds it.
+_SHAPES = {"karras": ("karras rho=7", lambda: power_velocity(1 / 7 - 1, "sigma")),
+           "simple": ("simple", simple_velocity)}
 
 
 def gaussian_frechet_velocity(variances, mean_sq: float = 0.0, per_dim: bool = True,
