@@ -20,9 +20,13 @@ import torch
 
 from schedule_lab.schedules.catalogue import schedule_sigmas
 from schedule_lab.schedules.constant_rate.calibrate import schedule
-from schedule_lab.schedules.constant_rate.construct import data_free_velocity
-from schedule_lab.solvers import catalogue
+from schedule_lab.schedules.constant_rate.construct import (
+    FLOW_MEASURED_SETTINGS,
+    FLOW_SETTINGS,
+    data_free_velocity,
+)
 
+from .list_ends import N_NOISE, N_SETS, _digest, _pick, set_errors
 from .menu_bench import PARTS, REF_STEPS, SETTINGS, _converged, calibration
 from .setups import load_model, noise, pin_threads
 
@@ -33,10 +37,10 @@ CACHE = RESULTS / "flow_ends_rows"  # one file per model, so two processes can f
 MODELS = ("flow-768/shift1", "flow-768/shift3", "flow-3072/shift3")
 SAMPLERS = ("euler", "dpmpp_2m")
 NFES = (4, 5, 6, 8, 10, 15, 20, 30)
-N_NOISE, N_SETS = 128, 4
 MEASURES, XIS = ("data-free", "simple", "cos+simple"), (1.0, 1.25, 1.5)
-TIE = 0.01  # ties within 1 % go to the current setting
-CURRENT_FREE, CURRENT_MEASURED = "free|data-free|1.5", "measured|1"  # construct.FLOW_SETTINGS / FLOW_MEASURED_SETTINGS
+#: the settings before this rule (its tie-break; ties within list_ends.TIE go to them)
+CURRENT_FREE = f"free|{FLOW_SETTINGS['measure']}|{FLOW_SETTINGS['xi']:g}"
+CURRENT_MEASURED = f"measured|{FLOW_MEASURED_SETTINGS['xi']:g}"
 COMMAND = "python -m schedule_lab.lab.benchmarks.flow_ends"
 #: §11's veto (§10a's): the parts ("free", "measured") whose guard rows on the flow settings added a lost cell
 #: outside the ledger; a vetoed part keeps construct.FLOW_SETTINGS / FLOW_MEASURED_SETTINGS at every NFE.
@@ -55,10 +59,6 @@ def candidates(setting_name: str, nfe: int, velocity=None) -> dict[str, torch.Te
         for xi in XIS:
             out[f"measured|{xi:g}"] = schedule(velocity, kind, nfe, xi=xi, end="land")
     return out
-
-
-def _digest(sig: torch.Tensor) -> str:
-    return ",".join(f"{float(v):.6g}" for v in sig)
 
 
 def _cache_file(name: str) -> Path:
@@ -92,9 +92,8 @@ def rows(models=MODELS, log=print) -> dict:
                         t0 = time.time()
                         ref = _converged(model, setting.kind, z, REF_STEPS)
                         log(f"{name}: converged reference in {time.time() - t0:.0f} s")
-                    x0 = catalogue.run(sampler, sig, model, z, kind=setting.kind, seed=seed).x0
-                    err = (x0 - ref).reshape(N_SETS, N_NOISE // N_SETS, -1).square().mean((1, 2)).sqrt()
-                    got[key] = {"sigmas": _digest(sig), "E": [round(float(e), 7) for e in err]}
+                    got[key] = {"sigmas": _digest(sig),
+                                "E": set_errors(sampler, sig, model, z, setting.kind, seed, ref)}
             log(f"{name}: NFE {nfe} done")
             CACHE.mkdir(parents=True, exist_ok=True)
             _cache_file(name).write_text(json.dumps(got, indent=0, sort_keys=True))
@@ -112,17 +111,11 @@ def _worst(cache, label, nfe, over=None) -> float:
                for m in MODELS for s in SAMPLERS)
 
 
-def _pick(scores: dict[str, float], current: str) -> str:
-    best = min(scores, key=scores.get)
-    return current if current in scores and scores[current] <= scores[best] * (1 + TIE) else best
-
-
 def choose(cache) -> dict:
     """The rule of docs/defaults.md §11 on the cached rows."""
     out = {"free": {}, "measured": {}, "scores": {}}
     for nfe in NFES:
-        free = {f"free|{m}|{xi:g}": 0.0 for m in MEASURES for xi in XIS}
-        free = {lab: _worst(cache, lab, nfe) for lab in free}
+        free = {lab: _worst(cache, lab, nfe) for lab in (f"free|{m}|{xi:g}" for m in MEASURES for xi in XIS)}
         pick = _pick(free, CURRENT_FREE)
         meas = {f"measured|{xi:g}": max(_worst(cache, f"measured|{xi:g}", nfe),
                                         _worst(cache, f"measured|{xi:g}", nfe, over=pick)) for xi in XIS}

@@ -121,6 +121,16 @@ def _digest(t: torch.Tensor) -> str:
     return hashlib.sha256(t.to(torch.float64).numpy().round(6).tobytes()).hexdigest()[:12]
 
 
+def pack_list(row: Row, kind: ModelKind, steps: int, velocity=None) -> torch.Tensor:
+    """What the pack's registered scheduler of ``row`` returns for ``steps`` ("calibrated": ``sl_constant_rate`` on the
+    MODEL carrying ``velocity``)."""
+    if row.schedule == "calibrated":
+        from schedule_lab.schedules.constant_rate.calibrate import schedule
+
+        return schedule(velocity, kind, steps)
+    return schedule_sigmas(row.schedule, kind, steps)
+
+
 def resolve(row: Row, setting: Setting, nfe: int, velocity=None) -> tuple[str, torch.Tensor]:
     """(sampler spec, sigmas) that KSampler runs for ``row`` at ``nfe`` model calls with the current code (every
     sampler here makes one call per step, so steps = NFE). A TADA spec names the detail and order it resolves to;
@@ -128,12 +138,7 @@ def resolve(row: Row, setting: Setting, nfe: int, velocity=None) -> tuple[str, t
     kind = setting.kind
     # KSampler's rule for uni_pc-type samplers: the list for steps + 1, its penultimate sigma dropped
     steps = nfe + 1 if row.sampler in DISCARD_PENULTIMATE else nfe
-    if row.schedule == "calibrated":
-        from schedule_lab.schedules.constant_rate.calibrate import schedule
-
-        sig = schedule(velocity, kind, steps)
-    else:
-        sig = schedule_sigmas(row.schedule, kind, steps)
+    sig = pack_list(row, kind, steps, velocity)
     if steps != nfe:
         sig = torch.cat([sig[:-2], sig[-1:]])
     spec = row.sampler
@@ -270,7 +275,6 @@ def compute(setting_name: str, nfes=NFES, n: int = N_NOISE, log=print, stock: bo
     ref_crops = ref_crops.reshape(REFERENCE[1], -1)
     zs = {s: noise(n, s, setting.dim) for s in SEEDS}
     from schedule_lab.schedules.constant_rate.calibrate import Velocity
-    from schedule_lab.schedules.constant_rate.calibrate import schedule as calibrated_list
 
     if "calibration" in rows:
         velocity = Velocity.from_dict(rows["calibration"])
@@ -297,7 +301,7 @@ def compute(setting_name: str, nfes=NFES, n: int = N_NOISE, log=print, stock: bo
         got, note = run_menu(setting.model, setting.sampling, [stock_row.sampler], [stock_row.schedule], todo, zs,
                              log=lambda m: None)
         if got:
-            comfy = {r["nfe_target"]: r for r in got}
+            comfy = {(stock_row.label, r["nfe_target"]): r for r in got}
         else:
             log(f"  {note}; the stock rows from the pack's own {stock_row.sampler}")
     # rows whose sampler is ComfyUI's (a per-family preset's): from ComfyUI's code on the pack's list
@@ -305,9 +309,7 @@ def compute(setting_name: str, nfes=NFES, n: int = N_NOISE, log=print, stock: bo
         want = [k for k in nfes if _stale(rows.get(f"{row.label}|{k}"), row, setting, k, velocity, n)]
         if not want:
             continue
-        kind = setting.kind
-        lists = {row.schedule: {k: (calibrated_list(velocity, kind, k) if row.schedule == "calibrated" else
-                                    schedule_sigmas(row.schedule, kind, k)) for k in range(1, max(want) + 4)}}
+        lists = {row.schedule: {k: pack_list(row, setting.kind, k, velocity) for k in range(1, max(want) + 4)}}
         got, note = run_menu(setting.model, setting.sampling, [row.sampler], [row.schedule], want, zs,
                              log=lambda m: None, only=[(row.sampler, row.schedule)], extra_lists=lists)
         if not got:
@@ -325,7 +327,7 @@ def compute(setting_name: str, nfes=NFES, n: int = N_NOISE, log=print, stock: bo
             continue
         t0 = time.perf_counter()
         endpoints, source = None, "pack"
-        got = comfy.get(nfe) if row.role == "stock" else comfy.get((row.label, nfe))
+        got = comfy.get((row.label, nfe))  # ComfyUI's endpoints: the stock row, a preset with ComfyUI's sampler
         if got is not None:
             endpoints = {s: got["runs"][s]["x0"] for s in SEEDS}
             source = "comfyui"

@@ -82,6 +82,14 @@ def _digest(sig: torch.Tensor) -> str:
     return ",".join(f"{float(v):.6g}" for v in sig)
 
 
+def set_errors(sampler: str, sig: torch.Tensor, model, z: torch.Tensor, kind, seed: int, ref: torch.Tensor) -> list:
+    """E (RMSE to the converged endpoints ``ref``) of ``sampler`` on ``sig`` from noise ``z``, per noise set of
+    ``N_NOISE // N_SETS`` (rounded as the caches store it)."""
+    x0 = catalogue.run(sampler, sig, model, z, kind=kind, seed=seed).x0
+    err = (x0 - ref).reshape(N_SETS, len(z) // N_SETS, -1).square().mean((1, 2)).sqrt()
+    return [round(float(e), 7) for e in err]
+
+
 def rows(log=print, models=MODELS, free_only: bool = False) -> dict:
     """cache[setting][label|nfe] = {"sigmas": ..., "E": [per set]} (recomputed when a list changes)."""
     cache = json.loads(CACHE.read_text()) if CACHE.exists() else {}
@@ -102,9 +110,8 @@ def rows(log=print, models=MODELS, free_only: bool = False) -> dict:
                     t0 = time.time()
                     ref = _converged(model, setting.kind, z, REF_STEPS)
                     log(f"{name}: converged reference in {time.time() - t0:.0f} s")
-                x0 = catalogue.run("dpmpp_2m", sig, model, z, kind=setting.kind, seed=seed).x0
-                err = (x0 - ref).reshape(N_SETS, N_NOISE // N_SETS, -1).square().mean((1, 2)).sqrt()
-                got[key] = {"sigmas": _digest(sig), "E": [round(float(e), 7) for e in err]}
+                got[key] = {"sigmas": _digest(sig),
+                            "E": set_errors("dpmpp_2m", sig, model, z, setting.kind, seed, ref)}
             log(f"{name}: NFE {nfe} done")
             on_disk = json.loads(CACHE.read_text()) if CACHE.exists() else {}
             on_disk[name] = got
@@ -301,8 +308,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     pin_threads(a.threads)
     if a.eps_both:
-        cache = rows(models=EPS_MODELS[1:], free_only=True)
-        cache.update({m: v for m, v in json.loads(CACHE.read_text()).items() if m not in cache})
+        cache = rows(models=EPS_MODELS[1:], free_only=True)  # with every model's cached rows (eps-768's of §10)
         chosen = choose_eps_both(cache)
         (RESULTS / "list_ends_eps.json").write_text(json.dumps({"command": COMMAND + " --eps-both", **chosen},
                                                                indent=1, sort_keys=True))
