@@ -30,11 +30,13 @@ TIE = 0.01  # scores within 1 % of the best are a tie
 NOISE_FLOOR = 0.02  # the constraint's seed noise is at least 2 %
 SL_FEW_STEPS = ("sl_tada", "sl_constant_rate")  # solvers/presets.py's sl_few_steps
 #: A Preset is a sampler + scheduler name: a calibrated winner used without the Constant-Rate Scheduler's MODEL is
-#: the data-free list, another setting (on flow the guard measured it losing to euler + simple at 4-5 NFE).
+#: the data-free list, another setting (on flow, before docs/defaults.md §11, the guard measured it losing to
+#: euler + simple at 4-5 NFE).
 CALIBRATED_NOT_SHIPPED = ("not shipped as a preset: a Preset names only a sampler and a scheduler, so without the "
                           "Constant-Rate Scheduler's MODEL the pair runs the data-free sl_constant_rate list, a "
-                          "setting this rule did not choose (on flow it loses to the stock default at 4-5 NFE: "
-                          "guard_learned rows, docs/menu.md §5b); the pairing is documented on the node instead")
+                          "setting this rule did not choose (on flow, before docs/defaults.md §11, it lost to the "
+                          "stock default at 4-5 NFE: guard_learned rows, docs/menu.md §5b); the pairing is "
+                          "documented on the node instead")
 TARGET = 0.8  # the accuracy target: ≤ 0.8x the menu's best E at 4-8 NFE
 COMMAND = "python -m schedule_lab.lab.benchmarks.menu_rule"
 SAMPLERS = tuple(MENU_SAMPLERS) + mb.PACK_SAMPLERS
