@@ -15,6 +15,7 @@ one entry here (docs/architecture.md, "Adding a sampler or a schedule").
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +76,9 @@ class Schedule:
     defaults: dict[str, Any] = field(default_factory=dict)
     needs: tuple[str, ...] = ()
     ours: bool = False
+    #: Non-empty for an entry kept only so saved workflows reproduce: why, and what to use instead (the
+    #: description starts with it; running the entry logs it once per process).
+    deprecated: str = ""
 
     @property
     def self_contained(self) -> bool:
@@ -98,6 +102,18 @@ def _ays(kind: ModelKind, steps: int, table: str = "sd1") -> torch.Tensor:
     return baseline.ays(steps, table)
 
 
+#: docs/defaults.md §15: why the Align Your Steps entries are deprecated, and what to use instead.
+_AYS_DEPRECATED = (
+    "Deprecated, not a Schedule Lab default: on every learned model the pack guards (eps, v, EDM and flow) it loses "
+    "to the model family's stock scheduler (karras or simple) on error to the converged result "
+    "(docs/defaults.md §15). Kept so saved workflows reproduce. Use sl_constant_rate, or ComfyUI's "
+    "AlignYourStepsScheduler node for the published levels on the SD1.5 / SDXL / SVD weights they were made for.")
+
+
+def _description(deprecated: str, text: str) -> str:
+    return f"{deprecated} {text}" if deprecated else text
+
+
 SCHEDULES: dict[str, Schedule] = {
     "karras": Schedule(_karras, "Karras et al. (2022), eq. 5: uniform in σ^(1/ρ) over the model's σ range.",
                        defaults={"rho": 7.0}),
@@ -106,19 +122,19 @@ SCHEDULES: dict[str, Schedule] = {
     "ays": Schedule(_ays, "Align Your Steps, the published SD1.5 noise levels as they are (ComfyUI semantics), "
                     "whatever the model.", defaults={"table": "sd1"}),
     "sl_ays_sd1": Schedule(
-        ays_for_model,
+        ays_for_model, _description(_AYS_DEPRECATED,
         "Align Your Steps (SD1.5 table, Sabour et al. 2024) resampled log-linearly to any step count. On "
         "SD1/SD2/SDXL models its levels span the model's range down to σ_min, then 0 (ComfyUI's AYS node ends "
         "higher); on EDM models they are carried over at equal signal-to-noise ratio; on flow models (SD3, Flux) "
-        "the same timesteps in the model's time, so the list starts at σ = 1 and follows the shift.",
-        defaults={"table": "sd1"}, ours=True),
+        "the same timesteps in the model's time, so the list starts at σ = 1 and follows the shift."),
+        defaults={"table": "sd1"}, ours=True, deprecated=_AYS_DEPRECATED),
     "sl_ays_sdxl": Schedule(
-        ays_for_model,
+        ays_for_model, _description(_AYS_DEPRECATED,
         "Align Your Steps (SDXL table, Sabour et al. 2024) resampled log-linearly to any step count. On "
         "SD1/SD2/SDXL models its levels span the model's range down to σ_min, then 0 (ComfyUI's AYS node ends "
         "higher); on EDM models they are carried over at equal signal-to-noise ratio; on flow models (SD3, Flux) "
-        "the same timesteps in the model's time, so the list starts at σ = 1 and follows the shift.",
-        defaults={"table": "sdxl"}, ours=True),
+        "the same timesteps in the model's time, so the list starts at σ = 1 and follows the shift."),
+        defaults={"table": "sdxl"}, ours=True, deprecated=_AYS_DEPRECATED),
     "sl_searched": Schedule(
         searched_sigmas,
         "The best saved Timestep Search result (models/schedules) for this model and step count; an error naming "
@@ -132,8 +148,15 @@ SCHEDULES: dict[str, Schedule] = {
 }
 
 
+log = logging.getLogger("schedule_lab")
+_WARNED: set[str] = set()  # deprecated entries already logged in this process
+
+
 def schedule_sigmas(name: str, kind: ModelKind, steps: int, provided: dict | None = None, **options) -> torch.Tensor:
     """Sigmas of schedule ``name`` for ``kind`` and ``steps``, given whatever of ``provided`` it needs; ``options``
     (e.g. ``xi=`` of ``sl_constant_rate``) win over both."""
     item = entry(SCHEDULES, name, "schedule")
+    if item.deprecated and name not in _WARNED:
+        _WARNED.add(name)
+        log.warning("Schedule Lab: %s: %s", name, item.deprecated)
     return item.fn(kind, int(steps), **{**item.defaults, **supplied(item.needs, provided), **options})

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from schedule_lab.schedules.catalogue import schedule_sigmas
+from schedule_lab.schedules.catalogue import SCHEDULES, schedule_sigmas
 from schedule_lab.schedules.model_kind import ModelKind
 from schedule_lab.solvers import catalogue
 from schedule_lab.solvers.presets import PRESETS
@@ -66,6 +66,9 @@ SETTINGS: dict[str, tuple[Setting, str]] = {
 }
 NFES = (4, 5, 6, 8, 10, 15, 20, 30)
 SEEDS = (2301, 2302, 2303, 2304)  # held-out noise sets, used by nothing else in the repo
+#: ``--confirm``: fresh noise sets for a confirmation a rule states before they are drawn (docs/defaults.md §13),
+#: rows in results/guard_rows_confirm/, report in results/guard_confirm.md; never the ledger.
+CONFIRM_SEEDS = (2501, 2502, 2503, 2504)
 N_NOISE = 32                      # noises per set (CPU: 2 shared cores)
 N_FRESH = 32                      # the fingerprint's noises (the first of set SEEDS[0])
 REF_STEPS = 128                   # converged ODE: Heun 128 (menu_bench's reference); TADA: itself on 128 steps
@@ -78,7 +81,7 @@ class Row:
     label: str
     sampler: str   # catalogue sampler name (sl_tada resolves its per-NFE settings)
     schedule: str  # catalogue schedule name, or "calibrated"
-    role: str      # stock | default | calibrated | preset
+    role: str      # stock | default | calibrated | preset | deprecated (reported, not judged: §15)
 
 
 #: ComfyUI's samplers whose KSampler list is the steps + 1 list without its penultimate sigma
@@ -100,7 +103,8 @@ def rows_for(setting: Setting) -> list[Row]:
     """The stock default and every shipped default of ``setting``'s family (presets read generically)."""
     s, sc = STOCK[setting.family]
     out = [Row(f"{s} + {sc}", s, sc, "stock")]
-    out += [Row(f"{s} + {x}", s, x, "default") for x in ("sl_constant_rate", "sl_ays_sd1", "sl_ays_sdxl")]
+    out += [Row(f"{s} + {x}", s, x, "deprecated" if SCHEDULES[x].deprecated else "default")
+            for x in ("sl_constant_rate", "sl_ays_sd1", "sl_ays_sdxl")]
     out.append(Row(f"sl_tada + {sc}", "sl_tada", sc, "default"))
     out.append(Row(f"{s} + calibrated", s, "calibrated", "calibrated"))
     out += [Row(f"preset {name}", p.sampler, p.scheduler, "preset") for name, p in PRESETS.items()
@@ -203,6 +207,7 @@ def metric_values(cell: dict, metric: str) -> list[float] | None:
 def judge(rows: dict, setting_name: str, nfes=NFES) -> tuple[list[dict], list[str]]:
     """(every comparison with its numbers, missing cells) for one setting's cached rows."""
     setting = SETTINGS[setting_name][0]
+    deprecated = {r.label for r in rows_for(setting) if r.role == "deprecated"}
     out, missing = [], []
     for nfe in nfes:
         for label, against in comparisons(setting):
@@ -216,7 +221,7 @@ def judge(rows: dict, setting_name: str, nfes=NFES) -> tuple[list[dict], list[st
                     missing.append(f"{setting_name} {label} vs {against} NFE {nfe} {metric}")
                     continue
                 out.append({"setting": setting_name, "nfe": nfe, "row": label, "against": against,
-                            "metric": metric, **compare(va, vb)})
+                            "metric": metric, "deprecated": label in deprecated, **compare(va, vb)})
     return out, sorted(set(missing))
 
 
@@ -386,12 +391,13 @@ def report(settings, nfes=NFES) -> tuple[str, list[dict], list[str]]:
              f"{len(SEEDS)} held-out noise sets × {N_NOISE} noises; E = RMSE to the converged ODE (TADA: to its own "
              "converged endpoint); SW2 = sliced W2 to 2000 held-out-strip crops. Cell: mean ratio (± 2 SE of the "
              "difference, relative to the reference).", ""]
-    failures, missing = [], []
+    failures, missing, reported = [], [], 0
     for name in settings:
         rows = load(name)
         got, miss = judge(rows, name, nfes)
         missing += miss
-        failures += [c for c in got if c["lost"]]
+        failures += [c for c in got if c["lost"] and not c["deprecated"]]
+        reported += sum(c["lost"] and c["deprecated"] for c in got)
         lines += [f"## {name}", "", "| row | against | metric | " + " | ".join(f"NFE {k}" for k in nfes) + " |",
                   "|---|---|---|" + "---|" * len(nfes)]
         setting = SETTINGS[name][0]
@@ -406,10 +412,14 @@ def report(settings, nfes=NFES) -> tuple[str, list[dict], list[str]]:
                         continue
                     txt = f"{c['ratio']:.2f} (±{Z_SE * c['se'] / c['ref']:.2f})"
                     cells.append(f"**{txt}**" if c["lost"] else txt)
-                lines.append(f"| {label} | {against} | {metric} | " + " | ".join(cells) + " |")
+                shown = f"{label} (deprecated: reported, not judged)" if any(
+                    c["deprecated"] for c in got if c["row"] == label) else label
+                lines.append(f"| {shown} | {against} | {metric} | " + " | ".join(cells) + " |")
         sources = sorted({v.get("source", "?") for k, v in rows.items() if isinstance(v, dict) and "runs" in v
                           and k.startswith(comparisons(setting)[0][1] + "|")})
         lines += ["", f"Stock rows from: {', '.join(sources) or '–'}.", ""]
+    lines += [f"Deprecated entries (docs/defaults.md §15): {reported} cells lost beyond seed noise, reported above in "
+              "bold, not judged.", ""]
     return "\n".join(lines) + "\n", failures, missing
 
 
@@ -427,8 +437,16 @@ def main(argv=None) -> int:
     p.add_argument("--write-ledger", action="store_true",
                    help="write today's lost cells to results/guard_known_losses.json (the open defects the CI test "
                         "holds the line on; docs/defaults.md §9)")
+    p.add_argument("--confirm", action="store_true",
+                   help="the same rows on the fresh noise sets CONFIRM_SEEDS (results/guard_rows_confirm/, "
+                        "results/guard_confirm.md; the ledger is neither read as a pass nor written)")
     args = p.parse_args(argv)
     pin_threads(args.threads)
+    if args.confirm:
+        global SEEDS, ROWS_DIR
+        SEEDS, ROWS_DIR = CONFIRM_SEEDS, RESULTS / "guard_rows_confirm"
+        if args.write_ledger:
+            p.error("--write-ledger judges the guard's own noise sets, not --confirm's")
     settings = args.settings or [s for s in SETTINGS if bundled(s)]
     if args.compute:
         for name in settings:
@@ -436,7 +454,9 @@ def main(argv=None) -> int:
             compute(name, args.nfes, args.n, log=lambda m: print(m, flush=True), stock=not args.no_stock,
                     part=args.part)
     text, failures, missing = report(settings, args.nfes)
-    (RESULTS / "guard_learned.md").write_text(text)
+    if args.confirm:
+        text = text.replace("held-out noise sets", f"fresh noise sets (seeds {', '.join(map(str, SEEDS))})", 1)
+    (RESULTS / ("guard_confirm.md" if args.confirm else "guard_learned.md")).write_text(text)
     print(text)
     for m in missing:
         print(f"missing: {m}", file=sys.stderr)

@@ -202,6 +202,14 @@ def family_tables(path: Path = RESULTS / "list_ends.json") -> tuple[dict, dict]:
     eps_both = Path(path).with_name("list_ends_eps.json")
     if eps_both.exists() and not EPS_BOTH_VETOED:  # §12: ε's data-free table chosen on both ε sizes
         free["eps"] = {int(n): _settings(label) for n, label in json.loads(eps_both.read_text())["free"].items()}
+    elif eps_both.exists() and EPS_PER_NFE_CONFIRMED:  # §13: §12's table per NFE, vetoed NFEs keep §10's entry
+        chosen = json.loads(eps_both.read_text())["free"]
+        free["eps"] = {int(n): _settings(EPS_CURRENT[int(n)] if int(n) in EPS_BOTH_VETOED_NFES else label)
+                       for n, label in chosen.items()}
+    edm_both = Path(path).with_name("list_ends_edm.json")
+    if edm_both.exists() and not EDM_BOTH_VETOED:  # §14: EDM's calibration chosen on both EDM sizes
+        measured["edm"] = {int(n): _settings(label)
+                           for n, label in json.loads(edm_both.read_text())["measured"].items()}
     return free, measured
 
 
@@ -268,6 +276,11 @@ def family_report(cache, families) -> str:
 
 #: §12's veto: True if ε's guard rows with §12's table showed a lost cell outside the ledger (ε keeps §10's table).
 EPS_BOTH_VETOED = True
+#: §13: §12's table per NFE: the NFEs where §12a's guard rows showed a lost cell outside the ledger keep §10's entry
+#: (``EPS_CURRENT``); the rest take §12's choice, if the guard's rows on fresh noise (``guard_learned --confirm``)
+#: confirm it (``EPS_PER_NFE_CONFIRMED``; False: ε keeps §10's table).
+EPS_BOTH_VETOED_NFES: tuple[int, ...] = (8,)
+EPS_PER_NFE_CONFIRMED = False
 #: §12: ε's data-free table chosen on both ε sizes.
 EPS_MODELS = ("eps-768/sd1", "eps-3072/sd1")
 #: §12's "current" entries: §10's ε table (cos+karras ξ 1.5, land at 4-20, hold at 30)
@@ -301,12 +314,64 @@ def eps_report(cache, chosen) -> str:
     return "\n".join(lines + [""])
 
 
+#: §14: EDM's calibration (the measured table) on both EDM sizes; True if §10a's veto applied (EDM keeps §10b's).
+EDM_BOTH_VETOED = False
+EDM_MODELS = ("edm-768/edm", "edm-3072/edm")
+
+
+def choose_edm_both(cache, path: Path = RESULTS / "list_ends.json") -> dict:
+    """§14 on the cached rows: per NFE, among the calibrated candidates whose E is ≤ the data-free entry's on both
+    ``EDM_MODELS`` (and "data-free", always eligible), the lowest worst ratio to karras; ties (1 %) to §10b's entry."""
+    before = json.loads(Path(path).read_text())["families"]["edm"]
+    out = {"measured": {}, "scores": {}, "data_free": {}, "eligible": {}}
+    for nfe in NFES:
+        free = before["free"][str(nfe)]  # EDM's data-free entry (§10b), what "data-free" means at this NFE
+        scores, eligible = {"measured|data-free": max(_ratio(cache, m, free, nfe) for m in EDM_MODELS)}, []
+        for lab in _labels(cache, EDM_MODELS[1], "measured", nfe):
+            scores[lab] = max(_ratio(cache, m, lab, nfe) for m in EDM_MODELS)
+            if all(_ratio(cache, m, lab, nfe) <= _ratio(cache, m, free, nfe) for m in EDM_MODELS):
+                eligible.append(lab)
+        pool = {lab: scores[lab] for lab in ["measured|data-free", *eligible]}
+        out["measured"][str(nfe)] = _pick(pool, before["measured"][str(nfe)])
+        out["scores"][str(nfe)], out["data_free"][str(nfe)], out["eligible"][str(nfe)] = scores, free, eligible
+    return out
+
+
+def edm_report(cache, chosen) -> str:
+    lines = ["# EDM's calibration on both EDM sizes (tuning parts; rule: docs/defaults.md §14)", "",
+             f"`{COMMAND} --edm-both`. E of dpmpp_2m ÷ dpmpp_2m + karras, menu bench's tuning noises; cell: worst "
+             f"over {', '.join(EDM_MODELS)} (then each); ✗ = worse than the data-free entry on a model (not "
+             "eligible). **bold** = chosen.", "",
+             "| candidate | " + " | ".join(f"NFE {n}" for n in NFES) + " |", "|---" * (len(NFES) + 1) + "|"]
+    for lab in ["measured|data-free", *sorted(k for k in chosen["scores"][str(NFES[0])] if k != "measured|data-free")]:
+        cells = []
+        for nfe in NFES:
+            target = chosen["data_free"][str(nfe)] if lab == "measured|data-free" else lab
+            per = [_ratio(cache, m, target, nfe) for m in EDM_MODELS]
+            cell = f"{max(per):.2f} ({'/'.join(f'{p:.2f}' for p in per)})"
+            if lab != "measured|data-free" and lab not in chosen["eligible"][str(nfe)]:
+                cell += " ✗"
+            cells.append(f"**{cell}**" if chosen["measured"][str(nfe)] == lab else cell)
+        lines.append(f"| {lab} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""])
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--eps-both", action="store_true", help="§12: ε's data-free table on both ε sizes")
+    p.add_argument("--edm-both", action="store_true", help="§14: EDM's calibration on both EDM sizes")
     a = p.parse_args(argv)
     pin_threads(a.threads)
+    if a.edm_both:
+        cache = rows(models=EDM_MODELS[1:])  # with every model's cached rows (edm-768's of §10)
+        chosen = choose_edm_both(cache)
+        (RESULTS / "list_ends_edm.json").write_text(json.dumps({"command": COMMAND + " --edm-both", **chosen},
+                                                               indent=1, sort_keys=True))
+        text = edm_report(cache, chosen)
+        (RESULTS / "list_ends_edm.md").write_text(text)
+        print(text)
+        return 0
     if a.eps_both:
         cache = rows(models=EPS_MODELS[1:], free_only=True)  # with every model's cached rows (eps-768's of §10)
         chosen = choose_eps_both(cache)

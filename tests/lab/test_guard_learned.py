@@ -75,7 +75,7 @@ def test_no_shipped_default_loses_beyond_seed_noise_outside_the_ledger_of_open_d
     got, missing = gl.judge(gl.load(name), name)
     assert not missing, missing
     known = {k for k in gl.ledger() if k.startswith(f"{name} |")}
-    lost = {gl.loss_key(c): c for c in got if c["lost"]}
+    lost = {gl.loss_key(c): c for c in got if c["lost"] and not c["deprecated"]}
     new = [f"{k}: ratio {c['ratio']:.3f} (2 SE {gl.Z_SE * c['se'] / c['ref']:.3f})" for k, c in lost.items()
            if k not in known]
     assert not new, "a shipped default newly loses beyond seed noise:\n" + "\n".join(new)
@@ -104,3 +104,22 @@ def test_a_fresh_subset_reproduces_the_cached_endpoints(name, label, nfe):
     fresh = gl.fresh_fingerprint(row, setting, nfe, velocity=Velocity.from_dict(rows["calibration"]))
     cached = rows[f"{label}|{nfe}"]["fingerprint"]
     assert fresh == pytest.approx(cached, abs=2e-4), (fresh, cached)
+
+
+def test_deprecated_entries_are_still_computed_and_reported_but_neither_judged_nor_in_the_ledger():
+    """docs/defaults.md §15: the Align Your Steps entries are deprecated; the guard keeps their rows and prints their
+    lost cells, outside the ledger and outside the exit status."""
+    from schedule_lab.schedules.catalogue import SCHEDULES
+
+    name = GUARDED[0]
+    setting = gl.SETTINGS[name][0]
+    deprecated = {r.label for r in gl.rows_for(setting) if r.role == "deprecated"}
+    assert deprecated == {f"{gl.STOCK[setting.family][0]} + {x}" for x in ("sl_ays_sd1", "sl_ays_sdxl")}
+    assert all(SCHEDULES[x].deprecated for x in ("sl_ays_sd1", "sl_ays_sdxl"))
+    assert not SCHEDULES["sl_constant_rate"].deprecated
+    got, _ = gl.judge(gl.load(name), name)
+    assert {c["row"] for c in got if c["deprecated"]} == deprecated
+    assert not any(any(d in k for d in deprecated) for k in gl.ledger())
+    text, failures, _ = gl.report([name])
+    assert not any(c["deprecated"] for c in failures)
+    assert "(deprecated: reported, not judged)" in text

@@ -220,3 +220,27 @@ def test_schedule_options_win_over_provided_settings_which_win_over_defaults():
     assert torch.equal(S.schedule_sigmas("karras", SD, 6, rho=3.0), karras(6, SD.sigma_min, SD.sigma_max, 3.0))
     assert torch.equal(S.schedule_sigmas("sl_constant_rate", SD, 8, {"velocity": bump}, xi=2.0),
                        constant_rate_schedule(bump, SD, 8, xi=2.0))
+
+
+def test_deprecated_entries_log_why_once_and_still_give_the_same_list(caplog):
+    """docs/defaults.md §15: the Align Your Steps entries stay (saved workflows reproduce), say they are deprecated
+    first in their description, and log it once per process when run."""
+    import logging
+
+    from schedule_lab.schedules import catalogue as cat
+    from schedule_lab.schedules.for_model import ays_for_model
+    from schedule_lab.schedules.model_kind import ModelKind
+
+    kind = ModelKind.vp("eps")
+    for name, table in (("sl_ays_sd1", "sd1"), ("sl_ays_sdxl", "sdxl")):
+        item = cat.SCHEDULES[name]
+        assert item.description.startswith("Deprecated") and "sl_constant_rate" in item.deprecated
+        cat._WARNED.discard(name)
+        with caplog.at_level(logging.WARNING, logger="schedule_lab"):
+            first = cat.schedule_sigmas(name, kind, 8)
+            again = cat.schedule_sigmas(name, kind, 10)
+        said = [r for r in caplog.records if name in r.getMessage()]
+        assert len(said) == 1 and "AlignYourStepsScheduler" in said[0].getMessage()
+        assert torch.equal(first, ays_for_model(kind, 8, table)) and len(again) == 11
+        caplog.clear()
+    assert not any(s.deprecated for n, s in cat.SCHEDULES.items() if n != "sl_ays_sd1" and n != "sl_ays_sdxl")
