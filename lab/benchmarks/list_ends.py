@@ -204,7 +204,8 @@ def family_tables(path: Path = RESULTS / "list_ends.json") -> tuple[dict, dict]:
         free["eps"] = {int(n): _settings(label) for n, label in json.loads(eps_both.read_text())["free"].items()}
     elif eps_both.exists() and EPS_PER_NFE_CONFIRMED:  # §13: §12's table per NFE, vetoed NFEs keep §10's entry
         chosen = json.loads(eps_both.read_text())["free"]
-        free["eps"] = {int(n): _settings(EPS_CURRENT[int(n)] if int(n) in EPS_BOTH_VETOED_NFES else label)
+        free["eps"] = {int(n): _settings(KARRAS_OWN if int(n) in EPS_STOCK_NFES else
+                                         EPS_CURRENT[int(n)] if int(n) in EPS_BOTH_VETOED_NFES else label)
                        for n, label in chosen.items()}
     edm_both = Path(path).with_name("list_ends_edm.json")
     if edm_both.exists() and not EDM_BOTH_VETOED:  # §14: EDM's calibration chosen on both EDM sizes
@@ -280,7 +281,11 @@ EPS_BOTH_VETOED = True
 #: (``EPS_CURRENT``); the rest take §12's choice, if the guard's rows on fresh noise (``guard_learned --confirm``)
 #: confirm it (``EPS_PER_NFE_CONFIRMED``; False: ε keeps §10's table).
 EPS_BOTH_VETOED_NFES: tuple[int, ...] = (8,)
-EPS_PER_NFE_CONFIRMED = False
+EPS_PER_NFE_CONFIRMED = True
+#: §16: the ε NFEs whose entry lost to karras beyond seed noise on the held-out or the fresh noise sets
+#: (results/guard_confirm.md, 7 Dec 18:46 UTC): there the entry is Karras's own list (a veto toward the stock list).
+EPS_STOCK_NFES: tuple[int, ...] = (6, 8)
+KARRAS_OWN = "free|karras|1|hold"
 #: §12: ε's data-free table chosen on both ε sizes.
 EPS_MODELS = ("eps-768/sd1", "eps-3072/sd1")
 #: §12's "current" entries: §10's ε table (cos+karras ξ 1.5, land at 4-20, hold at 30)

@@ -72,20 +72,22 @@ MEASURED_SETTINGS_BY_NFE = {
 #: Per family (ModelKind.kind), the tables re-chosen on that family's learned zoo model (``python -m
 #: schedule_lab.lab.benchmarks.list_ends`` → lab/benchmarks/results/list_ends.json "families"; rule:
 #: docs/defaults.md §10 and §10b, minus the parts §10a's held-out guard vetoed, ``list_ends.VETOED``; ε's table
-#: re-chosen on both ε sizes by §12 was vetoed too, ``list_ends.EPS_BOTH_VETOED``). A family or
+#: re-chosen on both ε sizes by §12, per NFE by §13 (``list_ends.EPS_BOTH_VETOED_NFES`` keep §10's entry) and
+#: Karras's own list where an entry lost on held-out or fresh noise, §16 (``list_ends.EPS_STOCK_NFES``); EDM's
+#: measured table re-chosen on both EDM sizes by §14, ``list_ends --edm-both``). A family or
 #: part not here uses §3's tables above. Measures: "karras" is Karras ρ = 7's spacing (with "hold", its exact
 #: list; with "land", N + 1 levels and σ_min dropped). A measured entry {"use": "data-free"} means the calibrated
 #: MODEL's list is the data-free default at that step count (the calibration measured worse there; logged).
 FAMILY_SETTINGS_BY_NFE: dict[str, dict[int, dict]] = {
     "eps": {
         4: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
-        5: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
-        6: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
-        8: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
-        10: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
-        15: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
-        20: {"measure": "cos+karras", "xi": 1.5, "end": "land"},
-        30: {"measure": "cos+karras", "xi": 1.5, "end": "hold"},
+        5: {"measure": "karras", "xi": 1.0, "end": "hold"},
+        6: {"measure": "karras", "xi": 1.0, "end": "hold"},
+        8: {"measure": "karras", "xi": 1.0, "end": "hold"},
+        10: {"measure": "karras", "xi": 1.0, "end": "hold"},
+        15: {"measure": "karras", "xi": 1.0, "end": "hold"},
+        20: {"measure": "karras", "xi": 1.0, "end": "hold"},
+        30: {"measure": "karras", "xi": 1.0, "end": "hold"},
     },
     "v": {
         4: {"measure": "karras", "xi": 1.0, "end": "land"},
@@ -131,10 +133,10 @@ FAMILY_MEASURED_SETTINGS_BY_NFE: dict[str, dict[int, dict]] = {
     },
     "edm": {
         4: {"xi": 1.25, "end": "land"},
-        5: {"xi": 1.25, "end": "land"},
+        5: {"use": "data-free"},
         6: {"xi": 1.25, "end": "land"},
-        8: {"xi": 1.25, "end": "land"},
-        10: {"xi": 1.25, "end": "land"},
+        8: {"use": "data-free"},
+        10: {"use": "data-free"},
         15: {"use": "data-free"},
         20: {"use": "data-free"},
         30: {"use": "data-free"},

@@ -7,6 +7,8 @@ and every shipped default at NFE 4-30 on held-out noise sets. These tests fail w
   bundled model was added) without the rows being recomputed;
 * a small fresh subset, recomputed here on 32 noises, does not reproduce the cached endpoints' fingerprints.
 """
+import json
+
 import pytest
 import torch
 
@@ -123,3 +125,25 @@ def test_deprecated_entries_are_still_computed_and_reported_but_neither_judged_n
     text, failures, _ = gl.report([name])
     assert not any(c["deprecated"] for c in failures)
     assert "(deprecated: reported, not judged)" in text
+
+
+def test_eps_per_nfe_table_is_what_the_fresh_noise_sets_said(monkeypatch):
+    """docs/defaults.md §13 / §13a / §16 from the cached rows of ``guard_learned --confirm`` (seeds 2501-2504): the
+    cells whose list §13 changed (to Karras's own list) hold on both ε sizes, which is what lets §13's table ship
+    (``EPS_PER_NFE_CONFIRMED``); the NFE §16 moved to Karras's own list are exactly those where a shipped row with the
+    pack's list lost there."""
+    from schedule_lab.lab.benchmarks import list_ends as le
+
+    monkeypatch.setattr(gl, "SEEDS", gl.CONFIRM_SEEDS)
+    monkeypatch.setattr(gl, "ROWS_DIR", gl.RESULTS / "guard_rows_confirm")
+    chosen = json.loads((gl.RESULTS / "list_ends_eps.json").read_text())["free"]
+    changed = {int(n) for n, lab in chosen.items() if lab != le.EPS_CURRENT[int(n)]} - set(le.EPS_BOTH_VETOED_NFES)
+    assert changed == {5, 10, 15, 20, 30}
+    rows = ("dpmpp_2m + sl_constant_rate", "dpmpp_2m + calibrated", "preset sl_few_steps")
+    lost_at = set()
+    for name in ("eps-768/sd1", "eps-3072/sd1"):
+        got, missing = gl.judge(gl.load(name), name)
+        assert not missing, missing
+        lost_at |= {c["nfe"] for c in got if c["lost"] and c["row"] in rows}
+    assert le.EPS_PER_NFE_CONFIRMED and not lost_at & changed
+    assert lost_at == set(le.EPS_STOCK_NFES)

@@ -55,7 +55,9 @@ def test_sl_tada_without_options_uses_the_rules_integrator_on_karras_and_ab_else
     bed = GaussianTestbed(8)
     x = bed.sample_prior(4, 80.0, seed=1, dtype=torch.float64)
     rule = tada.INTEGRATOR_BY_NFE[max(n for n in tada.INTEGRATOR_BY_NFE if n <= steps)]
-    cases = [("karras", KINDS[0], rule), ("exponential", KINDS[0], "ab"), ("sl_constant_rate", KINDS[1], "ab"),
+    eps_karras = default_schedule_settings(steps, KINDS[1])["measure"] == "karras"  # ε: Karras's list at 5-30 (§16)
+    cases = [("karras", KINDS[0], rule), ("exponential", KINDS[0], "ab"),
+             ("sl_constant_rate", KINDS[1], rule if eps_karras else "ab"),
              ("sl_constant_rate", KINDS[0], rule)]  # EDM's constant-rate table is Karras-spaced (§10b)
     for name, kind, want in cases:
         sig = schedule_sigmas(name, kind, steps).to(torch.float64)

@@ -133,23 +133,23 @@ def test_dropdown_uses_the_calibration_attached_to_this_model_else_the_default(c
     host.register_schedulers()
     S, M = comfy["comfy.samplers"], comfy["comfy.model_sampling"]
     handler = S.SCHEDULER_HANDLERS["sl_constant_rate"].handler
-    # EDM-type models use a calibration at 4-10 steps (docs/defaults.md §10b)
+    # EDM-type models use a calibration at 4 and 6 steps (docs/defaults.md §14)
     ms, other = _mix(M, M.ModelSamplingContinuousEDM, M.EDM), _mix(M, M.ModelSamplingContinuousEDM, M.EDM)
     with caplog.at_level(logging.INFO, logger="schedule_lab"):
-        default = handler(ms, 8)
+        default = handler(ms, 6)
     assert "data-free default" in caplog.text
     kind = host.model_kind_from_sampling(ms)
-    assert torch.allclose(default, _data_free_default(kind, 8))
+    assert torch.allclose(default, _data_free_default(kind, 6))
     bump = Velocity(torch.linspace(-3, 4, 30, dtype=torch.float64),
                     1 + 5 * torch.exp(-torch.linspace(-3, 4, 30, dtype=torch.float64) ** 2), "vx",
                     {"model_calls": 7})
     host.attach_model_setting(ms, "velocity", bump)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="schedule_lab"):
-        measured = handler(ms, 8)
+        measured = handler(ms, 6)
     assert "using the vx calibration measured on this model (7 model calls)" in caplog.text
-    assert torch.allclose(measured, core.schedule(bump, kind, 8)) and not torch.allclose(measured, default)
-    assert torch.allclose(handler(other, 8), default)  # another model keeps the default
+    assert torch.allclose(measured, core.schedule(bump, kind, 6)) and not torch.allclose(measured, default)
+    assert torch.allclose(handler(other, 6), default)  # another model keeps the default
     assert model_needs(SCHEDULES["sl_constant_rate"].needs) == ("velocity",)
 
 
