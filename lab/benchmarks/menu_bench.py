@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from schedule_lab.schedules.catalogue import schedule_sigmas
+from schedule_lab.schedules.catalogue import SCHEDULES, schedule_sigmas
 from schedule_lab.schedules.model_kind import ModelKind
 
 from .comfy_worker import MENU_SAMPLERS, MENU_SCHEDULERS, NODE_LISTS, run_menu
@@ -79,6 +79,8 @@ REF_STEPS, REF_DIST_STEPS, CANDIDATES = 128, 32, 6
 #: defaults), the others as the KSampler computes them for the model without a calibration.
 PACK_SCHEDULES = ("sl_constant_rate", "calibrated", "sl_ays_sd1", "sl_ays_sdxl")
 PACK_SAMPLERS = ("sl_tada",)
+#: Deprecated schedules (docs/defaults.md §15): their rows stay in the tables, never as "the pack's best".
+DEPRECATED = tuple(sc for sc in PACK_SCHEDULES if sc in SCHEDULES and SCHEDULES[sc].deprecated)
 #: sl_tada on each pack schedule (error stage only; the distance stage keeps PACK_ROWS)
 TADA_ROWS = tuple(("sl_tada", sc) for sc in PACK_SCHEDULES if ("sl_tada", sc) not in PACK_ROWS)
 #: The pack's lists go to the worker for 1..LIST_STEPS steps: NFE 30, KSampler's one more step for uni_pc, and the
@@ -549,9 +551,10 @@ def tables(setting_name: str, part: str, nfes, n_error: int, n_dist: int, cache:
             best_x = min(xpack, key=lambda p: xpack[p]["E"])
             lines += ["", f"Best of these: {best_x[0]} + {best_x[1]}, {xpack[best_x]['E'] / best_e:.3f}× the menu's "
                           "best E."]
-        no_tada = {p: v for p, v in pack_e.items() if not p[0].startswith("sl_tada")}
+        no_tada = {p: v for p, v in pack_e.items() if not p[0].startswith("sl_tada") and p[1] not in DEPRECATED}
         pack_best_e = min(no_tada, key=lambda p: no_tada[p]["E"]) if no_tada else None
-        pack_best_fd = min(d_pack, key=lambda p: d_pack[p]["FD"]) if d_pack else None
+        shipped = [p for p in d_pack if p[1] not in DEPRECATED]
+        pack_best_fd = min(shipped, key=lambda p: d_pack[p]["FD"]) if shipped else None
         # the summary keeps §4's rows (PACK_ROWS; the README's sentences read it); §5's are in menu_rule.json
         first = {(a, stock[1] if sc == "<stock>" else sc) for a, sc in PACK_ROWS}
         tada = {p: v for p, v in pack_e.items() if p[0].startswith("sl_tada") and "E_own" in v and p in first}

@@ -43,8 +43,9 @@ SAMPLERS = tuple(MENU_SAMPLERS) + mb.PACK_SAMPLERS
 
 
 def candidates() -> list[tuple[str, str]]:
-    """Every (sampler, pack schedule) of §5, in the tie rule's order (3) and (4) (all four: ``_tie_key``)."""
-    return [(a, sc) for a in SAMPLERS for sc in mb.PACK_SCHEDULES]
+    """Every (sampler, pack schedule) of §5, in the tie rule's order (3) and (4) (all four: ``_tie_key``); not the
+    deprecated schedules (docs/defaults.md §15)."""
+    return [(a, sc) for a in SAMPLERS for sc in mb.PACK_SCHEDULES if sc not in mb.DEPRECATED]
 
 
 def _tie_key(pair):
