@@ -116,9 +116,9 @@ FLUX_VAE = ModelFile("vae", "ae.safetensors",
 SD3_TPM = ModelFile("tpm", "tpm_sd3_medium.safetensors",
                     how="the SD3-Medium time predictor (TPDM, arXiv 2412.01243) as .safetensors, or one trained for "
                         "your model with `schedule-lab tpdm train` (docs/tpdm.md); Load TPM names this file if missing")
-AYS_FILE = ModelFile("schedules", "ays_sd1_10.json",
-                     how="written by the save_and_inspect_schedule workflow (Save Schedule); Load Schedule names this "
-                         "file if missing")
+SCHEDULE_FILE = ModelFile("schedules", "constant_rate_sd1_10.json",
+                          how="written by the save_and_inspect_schedule workflow (Save Schedule); Load Schedule names "
+                              "this file if missing")
 
 
 @dataclass(frozen=True)
@@ -306,22 +306,30 @@ def _timestep_search(w: Workflow, g: Graph, sampler: int, guider: int, widgets, 
 
 
 # ---- SD1.5 -------------------------------------------------------------------------------------------------------
-def ays_in_ksampler():
+def constant_rate_in_ksampler():
     w = Workflow()
     g = setup(w)
-    ks = _ksampler(w, g, [42, "fixed", 10, 7.0, "euler", "sl_ays_sd1", 1.0], (800, 200))
-    _decode_and_save(w, g, ks, "schedule_lab_ays", at=(1150, 200))
-    _note(w, g, "The KSampler's scheduler list holds sl_ays_sd1: Align Your Steps without any extra node. The plot "
-                "on the KSampler shows its 10 noise levels against Karras (dashed) as you change steps or scheduler.")
-    w.dump("ays_in_ksampler", "The stock KSampler with a Schedule Lab scheduler picked from its dropdown.")
+    fam = g.family
+    ks = _ksampler(w, g, [42, "fixed", 10, fam.cfg, fam.sampler, "sl_constant_rate", 1.0], (800, 200))
+    _decode_and_save(w, g, ks, "schedule_lab_constant_rate_ksampler", at=(1150, 200))
+    _note(w, g, f"The KSampler's scheduler list holds sl_constant_rate, the pack's recommended scheduler, without any "
+                f"extra node ({fam.sampler}, 10 steps). On a plain checkpoint it gives the constant-rate list chosen "
+                "for the model's family (data-free, nothing is measured); fed the Constant-Rate Scheduler's MODEL "
+                "output (the constant_rate_calibration workflow) it uses the calibration measured on your model. "
+                "With Settings > Schedule Lab > Plots > Stock nodes on, the plot on the KSampler shows its noise "
+                "levels against Karras (dashed) as you change steps or scheduler.")
+    w.dump("constant_rate_in_ksampler",
+           "The stock KSampler with the pack's recommended scheduler, sl_constant_rate, picked from its dropdown.")
 
 
 def save_and_inspect_schedule():
     w = Workflow()
     g = setup(w)
-    sched = w.node("SL_Scheduler", (800, -380), ["sl_ays_sd1", 10, 1.0], size=(315, 330))
+    sched = w.node("SL_Scheduler", (800, -380), ["sl_constant_rate", 10, 1.0], size=(315, 330))
     info = w.node("SL_ScheduleInfo", (1150, -700), [], size=(400, 500))
-    savesched = w.node("SL_SaveSchedule", (1150, -150), ["ays_sd1_10", "AYS SD1, 10 steps", True], size=(400, 230))
+    savesched = w.node("SL_SaveSchedule", (1150, -150), [SCHEDULE_FILE.name.removesuffix(".json"),
+                                                         "constant-rate (data-free), SD1.5, 10 steps", True],
+                       size=(400, 230))
     sel = w.node("KSamplerSelect", (800, 200), ["dpmpp_2m"], size=(315, 58))
     w.ref(g.model, sched, "model")
     w.link(sched, 0, info, "sigmas")
@@ -329,9 +337,11 @@ def save_and_inspect_schedule():
     w.link(sched, 0, savesched, "sigmas")
     w.ref(g.model, savesched, "model")
     _custom_advanced(w, g, sel, sched, "schedule_lab_custom")
-    _note(w, g, "Schedule Info reports the step sizes in log-SNR (look for big jumps) and plots the schedule after a "
-                "run; Save Schedule writes models/schedules/ays_sd1_10.json (overwrite is on, so it runs again). "
-                "The load_schedule workflow reads that file back.")
+    _note(w, g, "The Schedule Lab Scheduler gives sl_constant_rate (the pack's recommended scheduler; on this plain "
+                "checkpoint the data-free list for SD1.5) as SIGMAS. Schedule Info reports the step sizes in log-SNR "
+                "(look for big jumps) and plots the schedule after a run; Save Schedule writes "
+                f"models/schedules/{SCHEDULE_FILE.name} (overwrite is on, so it runs again). The load_schedule "
+                "workflow reads that file back.")
     w.dump("save_and_inspect_schedule",
            "SamplerCustomAdvanced driven by a Schedule Lab scheduler; the schedule is plotted by Schedule Info "
            "and saved to models/schedules by Save Schedule.")
@@ -340,7 +350,7 @@ def save_and_inspect_schedule():
 def load_schedule():
     w = Workflow()
     g = setup(w)
-    load = w.node("SL_LoadSchedule", (800, -420), [AYS_FILE.name, 0, 1.0, False], size=(340, 360))
+    load = w.node("SL_LoadSchedule", (800, -420), [SCHEDULE_FILE.name, 0, 1.0, False], size=(340, 360))
     info = w.node("SL_ScheduleInfo", (1200, -700), [], size=(400, 500))
     sel = w.node("KSamplerSelect", (800, 200), ["euler"], size=(315, 58))
     w.ref(g.model, load, "model")
@@ -350,7 +360,7 @@ def load_schedule():
     _note(w, g, "Load Schedule reads a shared schedule file and carries it to this model's kind (at equal "
                 "signal-to-noise ratio); steps 0 keeps the saved 10 steps, any other value resamples them. Its plot "
                 "shows the file before you queue; Schedule Info shows what reached the sampler.",
-          extra_files=[AYS_FILE])
+          extra_files=[SCHEDULE_FILE])
     w.dump("load_schedule", "Load Schedule: a schedule file from models/schedules as SIGMAS for SamplerCustomAdvanced.")
 
 
@@ -622,7 +632,7 @@ def build_all() -> list[str]:
     """Write every example workflow into OUT; returns their names."""
     WRITTEN.clear()
     OUT.mkdir(exist_ok=True)
-    ays_in_ksampler()
+    constant_rate_in_ksampler()
     save_and_inspect_schedule()
     load_schedule()
     searched_steps_preset()
