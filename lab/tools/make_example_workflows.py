@@ -396,13 +396,15 @@ def tada_sampler_custom_advanced():
     w = Workflow()
     g = setup(w)
     tada = w.node("SL_TADASampler", (800, 0), [1.0, 2, "auto"], size=(315, 106))
-    sched = w.node("BasicScheduler", (800, -420), ["sl_ays_sd1", 8, 1.0], size=(315, 320))
+    sched = w.node("BasicScheduler", (800, -420), [g.family.scheduler, 8, 1.0], size=(315, 320))
     w.ref(g.model, sched, "model")
     _custom_advanced(w, g, tada, sched, "schedule_lab_tada_custom")
-    _note(w, g, "The TADA Sampler node sets detail, n_aug and order explicitly for SamplerCustomAdvanced; the "
-                "scheduler plot shows the 8 AYS steps it samples.")
+    _note(w, g, "The TADA Sampler node sets detail, n_aug and order explicitly for SamplerCustomAdvanced, on 8 steps "
+                f"of the family's stock scheduler ({g.family.scheduler}) from BasicScheduler. With Settings > Schedule "
+                "Lab > Plots > Stock nodes on, BasicScheduler plots the steps it gives.")
     w.dump("tada_sampler_custom_advanced",
-           "The TADA Sampler node (detail, n_aug, order) driving SamplerCustomAdvanced on 8 AYS steps.")
+           f"The TADA Sampler node (detail, n_aug, order) driving SamplerCustomAdvanced on 8 {g.family.scheduler} "
+           "steps.")
 
 
 def few_step_preset():
@@ -518,11 +520,11 @@ def family_tada_detail_level(family: str):
     fam = g.family
     detail = w.node("SL_DetailLevel", (350, -150), [1.5], size=(315, 82))
     w.ref(g.model, detail, "model")
-    scheduler = "sl_ays_sdxl" if family == "sdxl" else fam.scheduler
     steps = 10 if family == "sdxl" else 12
-    ks = _ksampler(w, g, [42, "fixed", steps, fam.cfg, "sl_tada", scheduler, 1.0], (800, 200), model=(detail, 0))
+    ks = _ksampler(w, g, [42, "fixed", steps, fam.cfg, "sl_tada", fam.scheduler, 1.0], (800, 200),
+                   model=(detail, 0))
     _decode_and_save(w, g, ks, f"schedule_lab_{family}_tada")
-    where = {"sdxl": "on the SDXL Align Your Steps table (sl_ays_sdxl)",
+    where = {"sdxl": "on SDXL's stock scheduler ('karras')",
              "sd3": "on SD3's flow schedule (ModelSamplingSD3 shift 3, 'simple')",
              "flux": "on Flux's shifted flow schedule (ModelSamplingFlux, 'simple'; CFG 1 with FluxGuidance 3.5)"}
     _note(w, g, f"{fam.label}: sl_tada in the stock KSampler {where[family]}, detail 1.5 from the Detail Level node "
