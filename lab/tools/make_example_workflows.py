@@ -491,26 +491,31 @@ def ab_constant_rate_vs_karras():
     w.dump("ab_constant_rate_vs_karras", "A/B grid: constant-rate schedule against karras (dpmpp_2m, 10 steps).")
 
 
-def _ab_searched_vs_ays(w: Workflow, g: Graph, ays: str, filename: str):
-    sel = w.node("KSamplerSelect", (800, 650), ["dpmpp_2m"], size=(315, 58))
+def _ab_searched_vs_stock(w: Workflow, g: Graph, filename: str):
+    """A/B: the family's stock default (sampler + scheduler, 4 steps) against a Timestep Search result for the same
+    sampler."""
+    sampler, scheduler = g.family.sampler, g.family.scheduler
+    sel = w.node("KSamplerSelect", (800, 650), [sampler], size=(315, 58))
     guider = _guider(w, g, at=(800, 750))
     search = _timestep_search(w, g, sel, guider, [4, 8, 2, 20, 2, 0, "endpoint", 0, "fixed", filename, True,
                                                   "evolution", 20, True], (1150, 650))
-    first = w.node("SL_ABEntry", (800, -200), ["AYS", "dpmpp_2m", ays, 4, 1.0], size=(315, 200))
-    found = w.node("SL_ABEntry", (1150, -200), ["searched", "dpmpp_2m", "karras", 4, 1.0], size=(315, 200))
+    first = w.node("SL_ABEntry", (800, -200), [scheduler, sampler, scheduler, 4, 1.0], size=(315, 200))
+    found = w.node("SL_ABEntry", (1150, -200), ["searched", sampler, scheduler, 4, 1.0], size=(315, 200))
     w.link(search, 0, found, "sigmas")
     w.link(first, 0, found, "previous")
     _ab_compare(w, g, "", at=(1550, 150), entries=found)
 
 
-def ab_searched_vs_ays():
+def ab_searched_vs_karras():
     w = Workflow()
     g = setup(w)
-    _ab_searched_vs_ays(w, g, "sl_ays_sd1", "searched_ab_dpmpp_2m_4")
-    _note(w, g, "A/B Compare of two 4-step schedules for dpmpp_2m: Align Your Steps (SD1 table) and the one Timestep "
-                "Search finds for this model and prompt (a small search: 8 candidates x 2 generations). Entries are "
-                "chained: A/B Entry 'AYS' feeds A/B Entry 'searched', which takes the searched SIGMAS.")
-    w.dump("ab_searched_vs_ays", "A/B grid: a Timestep Search schedule against Align Your Steps, 4 steps.")
+    _ab_searched_vs_stock(w, g, "searched_ab_dpmpp_2m_4")
+    _note(w, g, "A/B Compare of two 4-step schedules for dpmpp_2m: karras (with dpmpp_2m, SD1.5's stock default) "
+                "and the one Timestep Search finds for this model and prompt (a small search: 8 candidates x 2 "
+                "generations). Entries are chained: A/B Entry 'karras' feeds A/B Entry 'searched', which takes the "
+                "searched SIGMAS.")
+    w.dump("ab_searched_vs_karras",
+           "A/B grid: a Timestep Search schedule against karras (the stock default with dpmpp_2m), 4 steps.")
 
 
 # ---- SDXL, SD3, Flux ----------------------------------------------------------------------------------------------
@@ -562,14 +567,15 @@ def family_ab_xi_sweep(family: str):
            f"{fam.label} A/B grid: constant-rate ξ sweep (1, 1.5, 2.5) against {fam.scheduler}, 10 steps.")
 
 
-def sdxl_ab_searched_vs_ays():
+def sdxl_ab_searched_vs_karras():
     w = Workflow()
     g = setup(w, "sdxl")
-    _ab_searched_vs_ays(w, g, "sl_ays_sdxl", "searched_sdxl_dpmpp_2m_4")
-    _note(w, g, "SDXL A/B Compare of two 4-step schedules for dpmpp_2m: Align Your Steps (SDXL table) and a "
-                "Timestep Search result for this model and prompt (a small search: 8 candidates x 2 generations; "
-                "the model-call count is on the node before you queue).")
-    w.dump("sdxl_ab_searched_vs_ays", "SDXL A/B grid: a Timestep Search schedule against Align Your Steps, 4 steps.")
+    _ab_searched_vs_stock(w, g, "searched_sdxl_dpmpp_2m_4")
+    _note(w, g, "SDXL A/B Compare of two 4-step schedules for dpmpp_2m: karras (with dpmpp_2m, SDXL's stock default) "
+                "and a Timestep Search result for this model and prompt (a small search: 8 candidates x 2 "
+                "generations; the model-call count is on the node before you queue).")
+    w.dump("sdxl_ab_searched_vs_karras",
+           "SDXL A/B grid: a Timestep Search schedule against karras (the stock default with dpmpp_2m), 4 steps.")
 
 
 def _tpm(w: Workflow, g: Graph, at=(500, -330)) -> int:
@@ -645,12 +651,12 @@ def build_all() -> list[str]:
     constant_rate_calibration()
     ab_tada_detail_sweep()
     ab_constant_rate_vs_karras()
-    ab_searched_vs_ays()
+    ab_searched_vs_karras()
     for fam in ("sdxl", "sd3", "flux"):
         family_tada_detail_level(fam)
         family_constant_rate(fam)
         family_ab_xi_sweep(fam)
-    sdxl_ab_searched_vs_ays()
+    sdxl_ab_searched_vs_karras()
     sd3_tpdm_ksampler()
     sd3_tpdm_adaptive_steps_sampler()
     sd3_ab_tpdm_vs_fixed()
