@@ -116,9 +116,9 @@ FLUX_VAE = ModelFile("vae", "ae.safetensors",
 SD3_TPM = ModelFile("tpm", "tpm_sd3_medium.safetensors",
                     how="the SD3-Medium time predictor (TPDM, arXiv 2412.01243) as .safetensors, or one trained for "
                         "your model with `schedule-lab tpdm train` (docs/tpdm.md); Load TPM names this file if missing")
-AYS_FILE = ModelFile("schedules", "ays_sd1_10.json",
-                     how="written by the save_and_inspect_schedule workflow (Save Schedule); Load Schedule names this "
-                         "file if missing")
+SCHEDULE_FILE = ModelFile("schedules", "constant_rate_sd1_10.json",
+                          how="written by the save_and_inspect_schedule workflow (Save Schedule); Load Schedule names "
+                              "this file if missing")
 
 
 @dataclass(frozen=True)
@@ -306,22 +306,30 @@ def _timestep_search(w: Workflow, g: Graph, sampler: int, guider: int, widgets, 
 
 
 # ---- SD1.5 -------------------------------------------------------------------------------------------------------
-def ays_in_ksampler():
+def constant_rate_in_ksampler():
     w = Workflow()
     g = setup(w)
-    ks = _ksampler(w, g, [42, "fixed", 10, 7.0, "euler", "sl_ays_sd1", 1.0], (800, 200))
-    _decode_and_save(w, g, ks, "schedule_lab_ays", at=(1150, 200))
-    _note(w, g, "The KSampler's scheduler list holds sl_ays_sd1: Align Your Steps without any extra node. The plot "
-                "on the KSampler shows its 10 noise levels against Karras (dashed) as you change steps or scheduler.")
-    w.dump("ays_in_ksampler", "The stock KSampler with a Schedule Lab scheduler picked from its dropdown.")
+    fam = g.family
+    ks = _ksampler(w, g, [42, "fixed", 10, fam.cfg, fam.sampler, "sl_constant_rate", 1.0], (800, 200))
+    _decode_and_save(w, g, ks, "schedule_lab_constant_rate_ksampler", at=(1150, 200))
+    _note(w, g, f"The KSampler's scheduler list holds sl_constant_rate, the pack's recommended scheduler, without any "
+                f"extra node ({fam.sampler}, 10 steps). On a plain checkpoint it gives the constant-rate list chosen "
+                "for the model's family (data-free, nothing is measured); fed the Constant-Rate Scheduler's MODEL "
+                "output (the constant_rate_calibration workflow) it uses the calibration measured on your model. "
+                "With Settings > Schedule Lab > Plots > Stock nodes on, the plot on the KSampler shows its noise "
+                "levels against Karras (dashed) as you change steps or scheduler.")
+    w.dump("constant_rate_in_ksampler",
+           "The stock KSampler with the pack's recommended scheduler, sl_constant_rate, picked from its dropdown.")
 
 
 def save_and_inspect_schedule():
     w = Workflow()
     g = setup(w)
-    sched = w.node("SL_Scheduler", (800, -380), ["sl_ays_sd1", 10, 1.0], size=(315, 330))
+    sched = w.node("SL_Scheduler", (800, -380), ["sl_constant_rate", 10, 1.0], size=(315, 330))
     info = w.node("SL_ScheduleInfo", (1150, -700), [], size=(400, 500))
-    savesched = w.node("SL_SaveSchedule", (1150, -150), ["ays_sd1_10", "AYS SD1, 10 steps", True], size=(400, 230))
+    savesched = w.node("SL_SaveSchedule", (1150, -150), [SCHEDULE_FILE.name.removesuffix(".json"),
+                                                         "constant-rate (data-free), SD1.5, 10 steps", True],
+                       size=(400, 230))
     sel = w.node("KSamplerSelect", (800, 200), ["dpmpp_2m"], size=(315, 58))
     w.ref(g.model, sched, "model")
     w.link(sched, 0, info, "sigmas")
@@ -329,9 +337,11 @@ def save_and_inspect_schedule():
     w.link(sched, 0, savesched, "sigmas")
     w.ref(g.model, savesched, "model")
     _custom_advanced(w, g, sel, sched, "schedule_lab_custom")
-    _note(w, g, "Schedule Info reports the step sizes in log-SNR (look for big jumps) and plots the schedule after a "
-                "run; Save Schedule writes models/schedules/ays_sd1_10.json (overwrite is on, so it runs again). "
-                "The load_schedule workflow reads that file back.")
+    _note(w, g, "The Schedule Lab Scheduler gives sl_constant_rate (the pack's recommended scheduler; on this plain "
+                "checkpoint the data-free list for SD1.5) as SIGMAS. Schedule Info reports the step sizes in log-SNR "
+                "(look for big jumps) and plots the schedule after a run; Save Schedule writes "
+                f"models/schedules/{SCHEDULE_FILE.name} (overwrite is on, so it runs again). The load_schedule "
+                "workflow reads that file back.")
     w.dump("save_and_inspect_schedule",
            "SamplerCustomAdvanced driven by a Schedule Lab scheduler; the schedule is plotted by Schedule Info "
            "and saved to models/schedules by Save Schedule.")
@@ -340,7 +350,7 @@ def save_and_inspect_schedule():
 def load_schedule():
     w = Workflow()
     g = setup(w)
-    load = w.node("SL_LoadSchedule", (800, -420), [AYS_FILE.name, 0, 1.0, False], size=(340, 360))
+    load = w.node("SL_LoadSchedule", (800, -420), [SCHEDULE_FILE.name, 0, 1.0, False], size=(340, 360))
     info = w.node("SL_ScheduleInfo", (1200, -700), [], size=(400, 500))
     sel = w.node("KSamplerSelect", (800, 200), ["euler"], size=(315, 58))
     w.ref(g.model, load, "model")
@@ -350,7 +360,7 @@ def load_schedule():
     _note(w, g, "Load Schedule reads a shared schedule file and carries it to this model's kind (at equal "
                 "signal-to-noise ratio); steps 0 keeps the saved 10 steps, any other value resamples them. Its plot "
                 "shows the file before you queue; Schedule Info shows what reached the sampler.",
-          extra_files=[AYS_FILE])
+          extra_files=[SCHEDULE_FILE])
     w.dump("load_schedule", "Load Schedule: a schedule file from models/schedules as SIGMAS for SamplerCustomAdvanced.")
 
 
@@ -386,13 +396,15 @@ def tada_sampler_custom_advanced():
     w = Workflow()
     g = setup(w)
     tada = w.node("SL_TADASampler", (800, 0), [1.0, 2, "auto"], size=(315, 106))
-    sched = w.node("BasicScheduler", (800, -420), ["sl_ays_sd1", 8, 1.0], size=(315, 320))
+    sched = w.node("BasicScheduler", (800, -420), [g.family.scheduler, 8, 1.0], size=(315, 320))
     w.ref(g.model, sched, "model")
     _custom_advanced(w, g, tada, sched, "schedule_lab_tada_custom")
-    _note(w, g, "The TADA Sampler node sets detail, n_aug and order explicitly for SamplerCustomAdvanced; the "
-                "scheduler plot shows the 8 AYS steps it samples.")
+    _note(w, g, "The TADA Sampler node sets detail, n_aug and order explicitly for SamplerCustomAdvanced, on 8 steps "
+                f"of the family's stock scheduler ({g.family.scheduler}) from BasicScheduler. With Settings > Schedule "
+                "Lab > Plots > Stock nodes on, BasicScheduler plots the steps it gives.")
     w.dump("tada_sampler_custom_advanced",
-           "The TADA Sampler node (detail, n_aug, order) driving SamplerCustomAdvanced on 8 AYS steps.")
+           f"The TADA Sampler node (detail, n_aug, order) driving SamplerCustomAdvanced on 8 {g.family.scheduler} "
+           "steps.")
 
 
 def few_step_preset():
@@ -479,26 +491,31 @@ def ab_constant_rate_vs_karras():
     w.dump("ab_constant_rate_vs_karras", "A/B grid: constant-rate schedule against karras (dpmpp_2m, 10 steps).")
 
 
-def _ab_searched_vs_ays(w: Workflow, g: Graph, ays: str, filename: str):
-    sel = w.node("KSamplerSelect", (800, 650), ["dpmpp_2m"], size=(315, 58))
+def _ab_searched_vs_stock(w: Workflow, g: Graph, filename: str):
+    """A/B: the family's stock default (sampler + scheduler, 4 steps) against a Timestep Search result for the same
+    sampler."""
+    sampler, scheduler = g.family.sampler, g.family.scheduler
+    sel = w.node("KSamplerSelect", (800, 650), [sampler], size=(315, 58))
     guider = _guider(w, g, at=(800, 750))
     search = _timestep_search(w, g, sel, guider, [4, 8, 2, 20, 2, 0, "endpoint", 0, "fixed", filename, True,
                                                   "evolution", 20, True], (1150, 650))
-    first = w.node("SL_ABEntry", (800, -200), ["AYS", "dpmpp_2m", ays, 4, 1.0], size=(315, 200))
-    found = w.node("SL_ABEntry", (1150, -200), ["searched", "dpmpp_2m", "karras", 4, 1.0], size=(315, 200))
+    first = w.node("SL_ABEntry", (800, -200), [scheduler, sampler, scheduler, 4, 1.0], size=(315, 200))
+    found = w.node("SL_ABEntry", (1150, -200), ["searched", sampler, scheduler, 4, 1.0], size=(315, 200))
     w.link(search, 0, found, "sigmas")
     w.link(first, 0, found, "previous")
     _ab_compare(w, g, "", at=(1550, 150), entries=found)
 
 
-def ab_searched_vs_ays():
+def ab_searched_vs_karras():
     w = Workflow()
     g = setup(w)
-    _ab_searched_vs_ays(w, g, "sl_ays_sd1", "searched_ab_dpmpp_2m_4")
-    _note(w, g, "A/B Compare of two 4-step schedules for dpmpp_2m: Align Your Steps (SD1 table) and the one Timestep "
-                "Search finds for this model and prompt (a small search: 8 candidates x 2 generations). Entries are "
-                "chained: A/B Entry 'AYS' feeds A/B Entry 'searched', which takes the searched SIGMAS.")
-    w.dump("ab_searched_vs_ays", "A/B grid: a Timestep Search schedule against Align Your Steps, 4 steps.")
+    _ab_searched_vs_stock(w, g, "searched_ab_dpmpp_2m_4")
+    _note(w, g, "A/B Compare of two 4-step schedules for dpmpp_2m: karras (with dpmpp_2m, SD1.5's stock default) "
+                "and the one Timestep Search finds for this model and prompt (a small search: 8 candidates x 2 "
+                "generations). Entries are chained: A/B Entry 'karras' feeds A/B Entry 'searched', which takes the "
+                "searched SIGMAS.")
+    w.dump("ab_searched_vs_karras",
+           "A/B grid: a Timestep Search schedule against karras (the stock default with dpmpp_2m), 4 steps.")
 
 
 # ---- SDXL, SD3, Flux ----------------------------------------------------------------------------------------------
@@ -508,11 +525,11 @@ def family_tada_detail_level(family: str):
     fam = g.family
     detail = w.node("SL_DetailLevel", (350, -150), [1.5], size=(315, 82))
     w.ref(g.model, detail, "model")
-    scheduler = "sl_ays_sdxl" if family == "sdxl" else fam.scheduler
     steps = 10 if family == "sdxl" else 12
-    ks = _ksampler(w, g, [42, "fixed", steps, fam.cfg, "sl_tada", scheduler, 1.0], (800, 200), model=(detail, 0))
+    ks = _ksampler(w, g, [42, "fixed", steps, fam.cfg, "sl_tada", fam.scheduler, 1.0], (800, 200),
+                   model=(detail, 0))
     _decode_and_save(w, g, ks, f"schedule_lab_{family}_tada")
-    where = {"sdxl": "on the SDXL Align Your Steps table (sl_ays_sdxl)",
+    where = {"sdxl": "on SDXL's stock scheduler ('karras')",
              "sd3": "on SD3's flow schedule (ModelSamplingSD3 shift 3, 'simple')",
              "flux": "on Flux's shifted flow schedule (ModelSamplingFlux, 'simple'; CFG 1 with FluxGuidance 3.5)"}
     _note(w, g, f"{fam.label}: sl_tada in the stock KSampler {where[family]}, detail 1.5 from the Detail Level node "
@@ -550,14 +567,15 @@ def family_ab_xi_sweep(family: str):
            f"{fam.label} A/B grid: constant-rate ξ sweep (1, 1.5, 2.5) against {fam.scheduler}, 10 steps.")
 
 
-def sdxl_ab_searched_vs_ays():
+def sdxl_ab_searched_vs_karras():
     w = Workflow()
     g = setup(w, "sdxl")
-    _ab_searched_vs_ays(w, g, "sl_ays_sdxl", "searched_sdxl_dpmpp_2m_4")
-    _note(w, g, "SDXL A/B Compare of two 4-step schedules for dpmpp_2m: Align Your Steps (SDXL table) and a "
-                "Timestep Search result for this model and prompt (a small search: 8 candidates x 2 generations; "
-                "the model-call count is on the node before you queue).")
-    w.dump("sdxl_ab_searched_vs_ays", "SDXL A/B grid: a Timestep Search schedule against Align Your Steps, 4 steps.")
+    _ab_searched_vs_stock(w, g, "searched_sdxl_dpmpp_2m_4")
+    _note(w, g, "SDXL A/B Compare of two 4-step schedules for dpmpp_2m: karras (with dpmpp_2m, SDXL's stock default) "
+                "and a Timestep Search result for this model and prompt (a small search: 8 candidates x 2 "
+                "generations; the model-call count is on the node before you queue).")
+    w.dump("sdxl_ab_searched_vs_karras",
+           "SDXL A/B grid: a Timestep Search schedule against karras (the stock default with dpmpp_2m), 4 steps.")
 
 
 def _tpm(w: Workflow, g: Graph, at=(500, -330)) -> int:
@@ -622,7 +640,7 @@ def build_all() -> list[str]:
     """Write every example workflow into OUT; returns their names."""
     WRITTEN.clear()
     OUT.mkdir(exist_ok=True)
-    ays_in_ksampler()
+    constant_rate_in_ksampler()
     save_and_inspect_schedule()
     load_schedule()
     searched_steps_preset()
@@ -633,12 +651,12 @@ def build_all() -> list[str]:
     constant_rate_calibration()
     ab_tada_detail_sweep()
     ab_constant_rate_vs_karras()
-    ab_searched_vs_ays()
+    ab_searched_vs_karras()
     for fam in ("sdxl", "sd3", "flux"):
         family_tada_detail_level(fam)
         family_constant_rate(fam)
         family_ab_xi_sweep(fam)
-    sdxl_ab_searched_vs_ays()
+    sdxl_ab_searched_vs_karras()
     sd3_tpdm_ksampler()
     sd3_tpdm_adaptive_steps_sampler()
     sd3_ab_tpdm_vs_fixed()

@@ -95,7 +95,8 @@ TINY_UNET_SIZES = (320, 320, 1280)
 def pack_files_in(workdir: Path, workflows: list[Path]) -> dict[str, list[str]]:
     """The pack files the example workflows read, made in the test host's model folders: each TPM a random-weight
     time predictor of the tiny checkpoint's layout, built and saved by the pack's own TPM classes (.safetensors);
-    each schedule file the pack's own writer's output (AYS SD1, 10 steps, for the model kind of the tiny model)."""
+    each schedule file the pack's own writer's output (sl_constant_rate's data-free list, 10 steps, for the model kind
+    of the tiny model: what the save_and_inspect_schedule workflow saves)."""
     import json
 
     import torch
@@ -119,7 +120,7 @@ def pack_files_in(workdir: Path, workflows: list[Path]) -> dict[str, list[str]]:
                 made["tpm"].append(name)
             if node["type"] == "SL_LoadSchedule" and not (workdir / "schedules" / name).exists():
                 kind = ModelKind.vp()
-                sigmas = schedule_sigmas("sl_ays_sd1", kind, 10).to(torch.float32)
+                sigmas = schedule_sigmas("sl_constant_rate", kind, 10).to(torch.float32)
                 save_schedule(str(workdir / "schedules" / name),
                               make_schedule_doc(sigmas, kind, method="saved", params={"note": "browser tests"},
                                                 pack_version=PACK_VERSION))

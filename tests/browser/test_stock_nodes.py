@@ -11,8 +11,8 @@ from sl_page import NODE_ID_JS, STOCK_PLOTS, load_workflow, pack_console_errors,
 
 ROOT = Path(__file__).resolve().parents[2]
 STOCK = ["KSampler", "KSamplerAdvanced", "BasicScheduler"]
-#: A workflow of stock nodes only (no pack node): the stock menu's AYS entry in KSampler.
-STOCK_WORKFLOW = "ays_in_ksampler"
+#: A workflow of stock nodes only (no pack node): the pack's recommended scheduler, sl_constant_rate, in KSampler.
+STOCK_WORKFLOW = "constant_rate_in_ksampler"
 
 STATE_JS = """() => { """ + NODE_ID_JS + """ return window.app.graph._nodes.map(n => ({id: NODE_ID(n.id), type: n.type,
   size: [...n.size], plot: !!n.slPlot, widgets: (n.widgets || []).map(w => w.name)})); }"""

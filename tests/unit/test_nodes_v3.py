@@ -336,10 +336,10 @@ def test_schedule_loaders_validation_says_which_file_to_put_where(v3):
     _run(v3.nodes["SL_SaveSchedule"], sigmas=sigmas, model=model, filename="here", note="", overwrite=True)
     load, searched = v3.nodes["SL_LoadSchedule"], v3.nodes["SL_SearchedSteps"]
     assert load.validate_inputs(schedule="here.json") is True
-    message = load.validate_inputs(schedule="ays_sd1_10.json")
-    assert message.startswith("schedule: no file named 'ays_sd1_10.json' in models/schedules: put the schedule file "
-                              "(.json) at ComfyUI/models/schedules/ays_sd1_10.json")
-    assert str(v3.models / "schedules" / "ays_sd1_10.json") in message
+    message = load.validate_inputs(schedule="constant_rate_sd1_10.json")
+    assert message.startswith("schedule: no file named 'constant_rate_sd1_10.json' in models/schedules: put the "
+                              "schedule file (.json) at ComfyUI/models/schedules/constant_rate_sd1_10.json")
+    assert str(v3.models / "schedules" / "constant_rate_sd1_10.json") in message
     missing = searched.validate_inputs(schedule="searched_dpmpp_2m_4.json")
     assert "ComfyUI/models/schedules/searched_dpmpp_2m_4.json" in missing and "Timestep Search" in missing
     first_preset = next(c for c in searched.define_schema().inputs[1].options if c.startswith("preset: "))
