@@ -27,13 +27,14 @@ class ConstantRateScheduler(io.ComfyNode):
                         "scheduling, Okada et al. 2024), measured on your model once and cached on disk "
                         "(models/schedule_lab_calibration), so the next run is instant. Its MODEL output carries the "
                         "calibration: a KSampler fed that MODEL with scheduler 'sl_constant_rate' uses it. For EDM-type"
-                        " models at 4-8 steps, pair it with sampler 'ipndm': the pairing Schedule Lab's per-family "
+                        " models at 4-8 steps, pair it with sampler 'deis': the pairing Schedule Lab's per-family "
                         "benchmark chose for that family (for SD1/SDXL, v-prediction and SD3 / Flux models it chose "
-                        "no calibrated pairing). On EDM models the calibration is used at 4-10 steps. On SD1/SDXL "
-                        "(eps), v-prediction and SD3 / Flux (flow) models it measured worse than the data-free list "
-                        "on Schedule Lab's tuning models, so 'sl_constant_rate' on this MODEL gives the data-free "
-                        "list there (the log says so); for flow models at 4-8 steps the Few-Step Preset "
-                        "'sl_flow_few_steps' is the benchmark's choice.",
+                        "no calibrated pairing). On EDM models the calibration is used at 4 and 6 steps, where it "
+                        "measured better than the data-free list on both of Schedule Lab's EDM models; at other step "
+                        "counts, and on SD1/SDXL (eps), v-prediction and SD3 / Flux (flow) models, it measured worse, "
+                        "so 'sl_constant_rate' on this MODEL gives the data-free list there (the log says so). The "
+                        "Few-Step Preset node holds the benchmark's choice for the other families "
+                        "('sl_sd1_few_steps', 'sl_v_few_steps', 'sl_flow_few_steps').",
             inputs=[
                 io.Guider.Input("guider", tooltip="The model with its prompt and CFG, e.g. from CFGGuider - the same "
                                 "guider you sample with. The calibration calls the model through it, so the schedule "

@@ -43,6 +43,16 @@ PRESETS: dict[str, Preset] = {
         "python -m schedule_lab.lab.benchmarks.menu_rule --family v (lab/benchmarks/results/menu_rule.json; "
         "docs/menu.md §5c)",
         families=("v",)),
+    "sl_sd1_few_steps": Preset(
+        "dpmpp_2m", "sl_constant_rate", 5,
+        "DPM-Solver++(2M) on the constant-rate list, for eps-prediction models (SD1.5, SDXL) at 4-8 steps: the "
+        "per-family rule's choice on the eps model of Schedule Lab's zoo (worst 1.36x the error of ComfyUI's best "
+        "sampler + scheduler pair at 4-8 steps, never worse than dpmpp_2m + karras at 4-30). At 5-30 steps the eps "
+        "list is Karras's own (docs/defaults.md §16), so there this is the stock default itself; the gain is at 4 "
+        "steps (0.75x the stock default's error).",
+        "python -m schedule_lab.lab.benchmarks.menu_rule --family eps (lab/benchmarks/results/menu_rule.json; "
+        "docs/menu.md §5e)",
+        families=("eps",)),
     "sl_flow_few_steps": Preset(
         "uni_pc", "sl_constant_rate", 5,
         "UniPC on the constant-rate list, for SD3 / Flux (flow) models at 4-8 steps: the per-family rule's choice on "

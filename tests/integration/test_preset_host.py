@@ -84,7 +84,8 @@ def test_each_preset_is_the_ksampler_pairing_on_a_family_it_was_chosen_for(comfy
 
 def test_auto_picks_the_preset_of_the_models_family_and_says_so_on_the_node(comfy):
     family = "eps"
-    name = next(n for n, p in PRESETS.items() if family in p.families)
+    name = next(n for n, p in PRESETS.items() if p.families == (family,))  # the family's own preset wins 'auto'
+    assert any(family in p.families and n != name for n, p in PRESETS.items())  # over one chosen across families
     entry, events = comfy.run_ws(_preset_graph(family, "auto", prefix="sl_preset_auto"))
     auto = _pixels(comfy, entry)
     named = _pixels(comfy, comfy.run(_preset_graph(family, name, prefix="sl_preset_named")))

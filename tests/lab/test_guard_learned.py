@@ -143,7 +143,7 @@ def test_eps_per_nfe_table_is_what_the_fresh_noise_sets_said(monkeypatch):
     lost_at = set()
     for name in ("eps-768/sd1", "eps-3072/sd1"):
         got, missing = gl.judge(gl.load(name), name)
-        assert not missing, missing
+        assert not [m for m in missing if any(r in m for r in rows)], missing  # rows added after §13a are not here
         lost_at |= {c["nfe"] for c in got if c["lost"] and c["row"] in rows}
     assert le.EPS_PER_NFE_CONFIRMED and not lost_at & changed
     assert lost_at == set(le.EPS_STOCK_NFES)

@@ -137,6 +137,25 @@ def test_family_expectation_sentences_quote_the_cells_and_name_what_is_not_measu
     assert "not measured against ComfyUI's menu yet" in eps and "eps-768/sd1" in eps
 
 
+def test_the_larger_models_clause_and_the_targets_table_quote_their_cells():
+    from schedule_lab.lab.benchmarks.family_expectations import expectations, targets
+
+    cell = {"menu_best_E": ["ipndm", "beta", 0.05], "stock_E_ratio": 2.0, "pack_best_E": ["dpmpp_2m", "sl_x", 0.9],
+            "tada_best_E_own": ["sl_tada", "simple", 0.7]}
+    win = {**cell, "pack_best_E": ["uni_pc", "sl_x", 0.75], "stock_E_ratio": 1.5}
+    summary = {"flow-768/shift3": {"tuning": {"4": cell}}, "flow-3072/shift3": {"held_out": {"4": cell, "8": win}}}
+    sd3 = next(line for line in expectations(summary).splitlines() if line.startswith("- **SD3"))
+    assert ("On the 3072-d model (flow-3072/shift3, held-out part, 4–8 steps) the stock default is 1.50–2.00× and "
+            "the pack's best schedule without a search (dpmpp_2m + sl_x, uni_pc + sl_x) 0.75–0.90×") in sd3
+    flux = next(line for line in expectations(summary).splitlines() if line.startswith("- **Flux"))
+    assert "3072-d" not in flux  # no larger model's rows for it
+    table = targets(summary).splitlines()
+    row4 = next(r for r in table if r.startswith("| flow-3072/shift3 | held_out | 4 |"))
+    row8 = next(r for r in table if r.startswith("| flow-3072/shift3 | held_out | 8 |"))
+    assert "dpmpp_2m + sl_x 0.90× | **no** | on simple 0.70× |" in row4 and "uni_pc + sl_x 0.75× | yes |" in row8
+    assert any(r.startswith("| flow-768/shift3 | tuning | 4 |") for r in table)
+
+
 def test_the_worker_gives_comfyuis_samplers_the_packs_lists_as_ksampler_would():
     """comfy_worker._menu_sigmas on an extra (pack) list: KSampler.calculate_sigmas asks a registered scheduler for
     steps + 1 when the sampler is in DISCARD_PENULTIMATE_SIGMA_SAMPLERS and drops the penultimate sigma; other

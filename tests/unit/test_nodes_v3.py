@@ -351,14 +351,17 @@ def test_schedule_loaders_validation_says_which_file_to_put_where(v3):
 # Few-Step Preset
 # ------------------------------------------------------------------------------------------------------------------
 def test_few_step_preset_auto_gives_the_presets_sampler_and_sigmas_for_the_models_family(v3):
-    """'auto' on an ε model is sl_few_steps (chosen for eps, v, EDM): SIGMAS = the Schedule Lab Scheduler's
-    sl_constant_rate at the preset's 5 steps, SAMPLER = what KSampler's 'sl_tada' runs; steps and denoise as
-    KSampler's."""
+    """sl_few_steps on an ε model (by name; 'auto' picks the ε family's own preset): SIGMAS = the Schedule Lab
+    Scheduler's sl_constant_rate at the preset's 5 steps, SAMPLER = what KSampler's 'sl_tada' runs; steps and
+    denoise as KSampler's (the stock samplers of a family's own preset run on the real host:
+    tests/integration)."""
     from schedule_lab.solvers.presets import PRESETS
 
     preset = PRESETS["sl_few_steps"]
     model = v3.model()
-    sampler, sigmas = _run(v3.nodes["SL_FewStepPreset"], model=model, preset="auto", steps=0, denoise=1.0)[:2]
+    sampler, sigmas = _run(v3.nodes["SL_FewStepPreset"], model=model, preset="sl_few_steps", steps=0,
+                           denoise=1.0)[:2]
+
     want = _run(v3.nodes["SL_Scheduler"], model=model, scheduler=preset.scheduler, steps=preset.steps,
                 denoise=1.0)[0]
     assert len(sigmas) == preset.steps + 1
@@ -371,7 +374,7 @@ def test_few_step_preset_auto_gives_the_presets_sampler_and_sigmas_for_the_model
     eight = _run(v3.nodes["SL_FewStepPreset"], model=model, preset="sl_few_steps", steps=8, denoise=1.0)[1]
     torch.testing.assert_close(eight, _run(v3.nodes["SL_Scheduler"], model=model, scheduler=preset.scheduler,
                                            steps=8, denoise=1.0)[0])
-    half = _run(v3.nodes["SL_FewStepPreset"], model=model, preset="auto", steps=4, denoise=0.5)[1]
+    half = _run(v3.nodes["SL_FewStepPreset"], model=model, preset="sl_few_steps", steps=4, denoise=0.5)[1]
     torch.testing.assert_close(half, _run(v3.nodes["SL_Scheduler"], model=model, scheduler=preset.scheduler,
                                           steps=4, denoise=0.5)[0])
 
@@ -440,13 +443,14 @@ def test_few_step_preset_tooltips_say_the_family_and_the_command_of_every_preset
 
 def test_few_step_preset_auto_prefers_the_preset_chosen_for_the_models_family_alone(v3):
     """On a v model both sl_few_steps (chosen across eps, v, EDM) and sl_v_few_steps (the per-family rule's choice on
-    the v model) apply at 5 steps: 'auto' runs the family's own; on an ε model only sl_few_steps applies."""
+    the v model) apply at 5 steps: 'auto' runs the family's own; the same on an ε model (sl_sd1_few_steps)."""
     from schedule_lab.nodes.preset_ops import resolve_preset
     from schedule_lab.solvers.presets import PRESETS
 
     assert {"sl_few_steps", "sl_v_few_steps"} <= set(PRESETS)
     assert resolve_preset("auto", "v")[0] == "sl_v_few_steps"
     assert resolve_preset("auto", "v", steps=5)[0] == "sl_v_few_steps"
-    assert resolve_preset("auto", "eps")[0] == "sl_few_steps"
+    assert resolve_preset("auto", "eps")[0] == "sl_sd1_few_steps"
+    assert resolve_preset("sl_few_steps", "eps")[0] == "sl_few_steps"
     assert resolve_preset("auto", "edm", steps=5)[0] == "sl_few_steps"
     assert resolve_preset("sl_few_steps", "v")[0] == "sl_few_steps"  # by name: what was asked for
