@@ -51,12 +51,15 @@ def _nfes(cells) -> str:
     return f"{keys[0]}–{keys[-1]}" if len(keys) > 1 else str(keys[0])
 
 
+def _part(summary: dict, setting: str) -> str | None:
+    """The part a sentence reads: held-out where the pack's rows are in it (a held-out part may hold the menu's rows
+    alone), else tuning, else None."""
+    return next((p for p in ("held_out", "tuning") if summary.get(setting, {}).get(p)
+                 and all(c.get("pack_best_E") for c in summary[setting][p].values())), None)
+
+
 def sentence(label: str, setting: str | None, summary: dict) -> str:
-    part = None
-    if setting is not None:
-        # a part counts once the pack's rows are in it (a held-out part may hold the menu's rows alone)
-        part = next((p for p in ("held_out", "tuning") if summary.get(setting, {}).get(p)
-                     and all(c.get("pack_best_E") for c in summary[setting][p].values())), None)
+    part = _part(summary, setting) if setting is not None else None
     if part is None:
         why = "its zoo model is not in the menu benchmark yet" if setting is None else (
             f"`menu_bench --setting {setting}` has not run yet")
@@ -78,12 +81,6 @@ def sentence(label: str, setting: str | None, summary: dict) -> str:
             + (f" (a tie or better: {', '.join(wins)})" if wins else "")
             + (f"; sl_tada on {', '.join(tada_on)} {_span(tada)} on its own converged ODE" if tada else "")
             + f". `python -m schedule_lab.lab.benchmarks.menu_bench --setting {setting} --part {part} --stage error`.")
-
-
-def _part(summary: dict, setting: str) -> str | None:
-    """The part a sentence reads: held-out where the pack's rows are in it, else tuning, else None."""
-    return next((p for p in ("held_out", "tuning") if summary.get(setting, {}).get(p)
-                 and all(c.get("pack_best_E") for c in summary[setting][p].values())), None)
 
 
 def larger_clause(setting: str | None, summary: dict) -> str:
@@ -170,9 +167,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS / "family_expectations.md")
     args = p.parse_args(argv)
     rule = json.loads(args.rule.read_text()) if args.rule.exists() else None
-    text = expectations(json.loads(args.summary.read_text()), rule)
+    summary = json.loads(args.summary.read_text())
+    text = expectations(summary, rule)
     args.out.write_text(text)
-    (args.out.parent / "targets.md").write_text(targets(json.loads(args.summary.read_text())))
+    (args.out.parent / "targets.md").write_text(targets(summary))
     print(text, end="")
     return 0
 

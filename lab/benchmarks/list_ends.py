@@ -200,10 +200,10 @@ def family_tables(path: Path = RESULTS / "list_ends.json") -> tuple[dict, dict]:
                 continue  # §3's table
             out[fam] = {int(n): _settings(label) for n, label in labels.items()}
     eps_both = Path(path).with_name("list_ends_eps.json")
-    if eps_both.exists() and not EPS_BOTH_VETOED:  # §12: ε's data-free table chosen on both ε sizes
-        free["eps"] = {int(n): _settings(label) for n, label in json.loads(eps_both.read_text())["free"].items()}
-    elif eps_both.exists() and EPS_PER_NFE_CONFIRMED:  # §13: §12's table per NFE, vetoed NFEs keep §10's entry
-        chosen = json.loads(eps_both.read_text())["free"]
+    chosen = json.loads(eps_both.read_text())["free"] if eps_both.exists() else None
+    if chosen is not None and not EPS_BOTH_VETOED:  # §12: ε's data-free table chosen on both ε sizes
+        free["eps"] = {int(n): _settings(label) for n, label in chosen.items()}
+    elif chosen is not None and EPS_PER_NFE_CONFIRMED:  # §13: §12's table per NFE, vetoed NFEs keep §10's entry
         free["eps"] = {int(n): _settings(KARRAS_OWN if int(n) in EPS_STOCK_NFES else
                                          EPS_CURRENT[int(n)] if int(n) in EPS_BOTH_VETOED_NFES else label)
                        for n, label in chosen.items()}
@@ -361,6 +361,18 @@ def edm_report(cache, chosen) -> str:
     return "\n".join(lines + [""])
 
 
+def _run_both(family: str, cache, choose_fn, report_fn) -> int:
+    """A family's rule on both model sizes (``--{family}-both``): choose on ``cache``, write
+    results/list_ends_{family}.json / .md, print the table."""
+    chosen = choose_fn(cache)
+    (RESULTS / f"list_ends_{family}.json").write_text(
+        json.dumps({"command": f"{COMMAND} --{family}-both", **chosen}, indent=1, sort_keys=True))
+    text = report_fn(cache, chosen)
+    (RESULTS / f"list_ends_{family}.md").write_text(text)
+    print(text)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
@@ -368,24 +380,10 @@ def main(argv=None) -> int:
     p.add_argument("--edm-both", action="store_true", help="§14: EDM's calibration on both EDM sizes")
     a = p.parse_args(argv)
     pin_threads(a.threads)
-    if a.edm_both:
-        cache = rows(models=EDM_MODELS[1:])  # with every model's cached rows (edm-768's of §10)
-        chosen = choose_edm_both(cache)
-        (RESULTS / "list_ends_edm.json").write_text(json.dumps({"command": COMMAND + " --edm-both", **chosen},
-                                                               indent=1, sort_keys=True))
-        text = edm_report(cache, chosen)
-        (RESULTS / "list_ends_edm.md").write_text(text)
-        print(text)
-        return 0
-    if a.eps_both:
-        cache = rows(models=EPS_MODELS[1:], free_only=True)  # with every model's cached rows (eps-768's of §10)
-        chosen = choose_eps_both(cache)
-        (RESULTS / "list_ends_eps.json").write_text(json.dumps({"command": COMMAND + " --eps-both", **chosen},
-                                                               indent=1, sort_keys=True))
-        text = eps_report(cache, chosen)
-        (RESULTS / "list_ends_eps.md").write_text(text)
-        print(text)
-        return 0
+    if a.edm_both:  # §14, with every model's cached rows (edm-768's of §10)
+        return _run_both("edm", rows(models=EDM_MODELS[1:]), choose_edm_both, edm_report)
+    if a.eps_both:  # §12, with every model's cached rows (eps-768's of §10)
+        return _run_both("eps", rows(models=EPS_MODELS[1:], free_only=True), choose_eps_both, eps_report)
     cache = rows()
     chosen = choose(cache)
     families = choose_per_family(cache)
